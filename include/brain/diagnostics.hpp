@@ -1,0 +1,40 @@
+#pragma once
+// Per-group diagnostics: how many samples effectively carry the target and baseline weights.
+
+#include <brain/backend.hpp>
+#include <brain/errors.hpp>
+#include <brain/options.hpp>
+#include <brain/validate.hpp>
+
+#include <string_view>
+
+namespace brain::inline v0 {
+
+/// Kish's effective sample size per row, (sum_i w_i)^2 / sum_i w_i^2: n for uniform weights, 1 when
+/// one sample carries all the weight. Apply it to target_weights (how many samples the SNIS target
+/// rests on; near 1 means the proposal is far from the posterior) and baseline_weights.
+template <Backend T>
+vector_t<T> effective_sample_size(const T& weights, const options& opt = {}) {
+  using ops = backend_traits<T>;
+  constexpr std::string_view where = "effective_sample_size";
+  if (opt.validate) {
+    detail::check_not_empty<T>(where, "weights", weights);
+    detail::check_values<T>(where, "weights", weights);
+    for (index i = 0; i < ops::rows(weights); ++i) {
+      bool any_positive = false;
+      for (index j = 0; j < ops::cols(weights); ++j) {
+        const double w = ops::value_at(weights, i, j);
+        if (w < 0.0) detail::fail(where, "weights[", i, ", ", j, "] is ", detail::describe_value(w), " (must be >= 0)");
+        any_positive = any_positive || w > 0.0;
+      }
+      if (!any_positive) detail::fail(where, "weights row ", i, " is all zero");
+    }
+  }
+  // In the log domain, so tiny or huge unnormalised weights neither underflow nor overflow.
+  const tensor_t<T> log_w = ops::log(weights);
+  const tensor_t<T> log_sum = detail::row_logsumexp<T>(log_w);
+  const tensor_t<T> log_sum_sq = detail::row_logsumexp<T>(ops::affine(log_w, 2.0, 0.0));
+  return ops::to_vector(ops::exp(ops::sub(ops::affine(log_sum, 2.0, 0.0), log_sum_sq)));
+}
+
+}  // namespace brain::inline v0

@@ -1,0 +1,49 @@
+#pragma once
+// Input checks shared by every public function. On by default (options::validate); each check
+// names the function, the argument, the row and column, and the offending value.
+
+#include <brain/backend.hpp>
+#include <brain/errors.hpp>
+
+#include <cmath>
+#include <string_view>
+
+namespace brain::inline v0::detail {
+
+/// Throws unless x has at least one row and one column.
+template <class T, class X>
+void check_not_empty(std::string_view where, std::string_view name, const X& x) {
+  const index rows = ops<T>::rows(x), cols = ops<T>::cols(x);
+  if (rows < 1) fail(where, name, " has no rows (", rows, "x", cols, "): need at least one prompt");
+  if (cols < 1) fail(where, name, " has no columns (", rows, "x", cols, "): need at least one sample per prompt");
+}
+
+/// Throws unless `x` has the same shape as `reference`.
+template <class T, class X, class R>
+void check_same_shape(std::string_view where, std::string_view name, const X& x,
+                      std::string_view reference_name, const R& reference) {
+  if (ops<T>::rows(x) != ops<T>::rows(reference) || ops<T>::cols(x) != ops<T>::cols(reference))
+    fail(where, "shape mismatch: ", name, " is ", ops<T>::rows(x), "x", ops<T>::cols(x), " but ",
+         reference_name, " is ", ops<T>::rows(reference), "x", ops<T>::cols(reference));
+}
+
+enum class allow_negative_infinity : bool { no, yes };
+
+/// Throws at the first NaN or +inf (and -inf unless allowed), naming its row and column.
+/// `row_offset` turns rows of a tile back into rows of the caller's tensor.
+template <class T, class X>
+void check_values(std::string_view where, std::string_view name, const X& x,
+                  allow_negative_infinity negative_infinity = allow_negative_infinity::no,
+                  index row_offset = 0) {
+  const bool allow = negative_infinity == allow_negative_infinity::yes;
+  if (all_valid<T>(x, allow)) return;  // the fast path; the scan below only runs to report
+  for (index i = 0; i < ops<T>::rows(x); ++i)
+    for (index j = 0; j < ops<T>::cols(x); ++j) {
+      const double v = ops<T>::value_at(x, i, j);
+      if (std::isnan(v) || v == INFINITY || (!allow && v == -INFINITY))
+        fail(where, name, "[", i + row_offset, ", ", j, "] is ", describe_value(v),
+             allow ? " (must be a number below +inf)" : " (must be finite)");
+    }
+}
+
+}  // namespace brain::inline v0::detail

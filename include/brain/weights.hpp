@@ -1,0 +1,113 @@
+#pragma once
+// Target weights alpha-bar (eqs. 6, 21) and baseline weights beta-bar (eq. 11), in the log
+// domain. Both are self-normalised over each row (one prompt's group of n samples).
+
+#include <brain/backend.hpp>
+#include <brain/goodness.hpp>
+#include <brain/samples.hpp>
+#include <brain/validate.hpp>
+
+#include <string_view>
+
+namespace brain::inline v0 {
+namespace detail {
+
+/// Throws for a row whose importance weights are all zero (no sample the posterior can produce)
+/// or whose largest log weight overflowed.
+template <class T>
+void check_groups_possible(std::string_view where, const tensor_t<T>& log_alpha, index row_offset) {
+  const tensor_t<T> row_max = ops<T>::row_max(log_alpha);
+  if (all_valid<T>(row_max, false)) return;
+  for (index i = 0; i < ops<T>::rows(row_max); ++i) {
+    const double v = ops<T>::value_at(row_max, i, 0);
+    if (v == -INFINITY)
+      fail(where, "row ", i + row_offset, ": every target weight is zero (log_prior + log goodness is -inf for all ",
+           ops<T>::cols(log_alpha), " samples); the posterior gives this group no support");
+    if (!(v < INFINITY))
+      fail(where, "row ", i + row_offset, ": the largest log importance weight is ", describe_value(v),
+           " (log goodness + log_prior - log_proposal overflowed)");
+  }
+}
+
+/// log alpha_i = log g_i + log p(y_i|x) - log q(y_i|x) (eq. 6, unnormalised). Inputs are detached:
+/// the target does not depend on theta, even when the caller passes the policy's own log-probs as
+/// the proposal (on-policy sampling).
+template <class T, class G>
+tensor_t<T> log_importance_weights(std::string_view where, const T& log_prior, const T& log_proposal,
+                                   const T& reward, const G& goodness, bool validate, index row_offset = 0) {
+  const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(reward));
+  if (validate) check_values<T>(where, "log goodness of reward", log_g, allow_negative_infinity::no, row_offset);
+  tensor_t<T> log_alpha = ops<T>::sub(ops<T>::add(log_g, detach<T>(log_prior)), detach<T>(log_proposal));
+  if (validate) check_groups_possible<T>(where, log_alpha, row_offset);
+  return log_alpha;
+}
+
+/// log alpha-bar from log alpha: log-softmax per row (eqs. 6, 21), or log of the argmax one-hot.
+template <class T>
+tensor_t<T> log_normalize_target(const tensor_t<T>& log_alpha, target_rule rule) {
+  if (rule == target_rule::argmax) return ops<T>::log(ops<T>::argmax_one_hot(log_alpha));
+  return row_log_softmax<T>(log_alpha);
+}
+
+/// log beta-bar_i = log_softmax_i(log q_theta(y_i|x) - log q(y_i|x)) (eqs. 10-11). Gradients flow
+/// through log_policy only.
+template <class T>
+tensor_t<T> log_baseline_weights(const T& log_policy, const T& log_proposal) {
+  return row_log_softmax<T>(ops<T>::sub(log_policy, detach<T>(log_proposal)));
+}
+
+}  // namespace detail
+
+/// log alpha-bar: log target weights (eqs. 6, 21), [prompts, n], rows log-sum-exp to 0.
+/// With Bradley–Terry goodness and log_proposal == log_prior this is log_softmax(reward / beta)
+/// (Proposition 5.1).
+template <Backend T, GoodnessModel<T> G = bradley_terry>
+tensor_t<T> log_target_weights(const T& log_prior, const T& log_proposal, const T& reward,
+                               const G& goodness = {}, const options& opt = {}) {
+  constexpr std::string_view where = "log_target_weights";
+  goodness.validate();
+  if (opt.validate) {
+    detail::check_not_empty<T>(where, "reward", reward);
+    detail::check_same_shape<T>(where, "log_prior", log_prior, "reward", reward);
+    detail::check_same_shape<T>(where, "log_proposal", log_proposal, "reward", reward);
+    detail::check_values<T>(where, "log_prior", log_prior, detail::allow_negative_infinity::yes);
+    detail::check_values<T>(where, "log_proposal", log_proposal);
+    detail::check_values<T>(where, "reward", reward);
+  }
+  return detail::log_normalize_target<T>(
+      detail::log_importance_weights<T>(where, log_prior, log_proposal, reward, goodness, opt.validate), opt.target);
+}
+
+/// alpha-bar: target weights (eqs. 6, 21), [prompts, n], rows sum to 1.
+template <Backend T, GoodnessModel<T> G = bradley_terry>
+tensor_t<T> target_weights(const T& log_prior, const T& log_proposal, const T& reward, const G& goodness = {},
+                           const options& opt = {}) {
+  return backend_traits<T>::exp(log_target_weights(log_prior, log_proposal, reward, goodness, opt));
+}
+
+/// log beta-bar: log baseline weights (eq. 11), [prompts, n].
+template <Backend T>
+tensor_t<T> log_baseline_weights(const T& log_policy, const T& log_proposal, const options& opt = {}) {
+  constexpr std::string_view where = "log_baseline_weights";
+  if (opt.validate) {
+    detail::check_not_empty<T>(where, "log_policy", log_policy);
+    detail::check_same_shape<T>(where, "log_proposal", log_proposal, "log_policy", log_policy);
+    detail::check_values<T>(where, "log_policy", log_policy);
+    detail::check_values<T>(where, "log_proposal", log_proposal);
+  }
+  return detail::log_baseline_weights<T>(log_policy, log_proposal);
+}
+
+/// beta-bar: baseline weights (eq. 11), [prompts, n], rows sum to 1.
+template <Backend T>
+tensor_t<T> baseline_weights(const T& log_policy, const T& log_proposal, const options& opt = {}) {
+  return backend_traits<T>::exp(log_baseline_weights(log_policy, log_proposal, opt));
+}
+
+/// log_softmax over each row: the normalisation every weight above uses.
+template <Backend T>
+tensor_t<T> row_log_softmax(const T& a) {
+  return detail::row_log_softmax<T>(a);
+}
+
+}  // namespace brain::inline v0
