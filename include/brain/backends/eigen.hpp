@@ -65,8 +65,14 @@ struct backend_traits<X> {
   static tensor affine(const A& a, double scale, double shift) {
     return make(a.array() * cast(scale) + cast(shift));
   }
+  // Eigen's vectorised exp clamps its argument, so exp(-inf) would be 5.6e-309 (double) instead of
+  // 0, and a zero weight would stop being zero (0 * -inf in a KL). Below log(denorm_min) the true
+  // result rounds to 0; return that, as std::exp does.
   template <class A>
-  static tensor exp(const A& a) { return make(a.array().exp()); }
+  static tensor exp(const A& a) {
+    static const value_type underflow = std::log(std::numeric_limits<value_type>::denorm_min());
+    return make((a.array() < underflow).select(value_type(0), a.array().exp()));
+  }
   template <class A>
   static tensor log(const A& a) { return make(a.array().log()); }
   template <class A>

@@ -1,0 +1,98 @@
+#pragma once
+// The backends every typed test runs on, and conversions between them and a host reference
+// matrix (Eigen::MatrixXd, column-major, double).
+
+#include <brain/loss.hpp>
+
+#include "vector_backend.hpp"
+
+#include <Eigen/Core>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace brain_test {
+
+using host = Eigen::MatrixXd;
+using host_vector = Eigen::VectorXd;
+using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Every double backend of the suite: Eigen (three layouts) and the user-written backend.
+using double_backends = ::testing::Types<Eigen::MatrixXd, Eigen::ArrayXXd, row_major, user::matrix>;
+
+/// Readable names for the typed tests in ctest's list.
+struct backend_names {
+  template <class T>
+  static std::string GetName(int) {
+    if constexpr (std::is_same_v<T, Eigen::MatrixXd>) return "EigenMatrixXd";
+    if constexpr (std::is_same_v<T, Eigen::ArrayXXd>) return "EigenArrayXXd";
+    if constexpr (std::is_same_v<T, row_major>) return "EigenRowMajor";
+    if constexpr (std::is_same_v<T, user::matrix>) return "UserVectorBackend";
+    return "unnamed";
+  }
+};
+
+template <class T>
+struct io {  // Eigen types
+  static T from_host(const host& h) { return T(h); }
+  static host to_host(const brain::tensor_t<T>& t) { return host(t.template cast<double>().matrix()); }
+  static host_vector to_host(const brain::vector_t<T>& v) { return v.template cast<double>(); }
+  static double to_double(const brain::scalar_t<T>& s) { return static_cast<double>(s); }
+};
+template <>
+struct io<Eigen::ArrayXXd> {
+  using T = Eigen::ArrayXXd;
+  static T from_host(const host& h) { return h.array(); }
+  static host to_host(const T& t) { return t.matrix(); }
+  static host_vector to_host(const Eigen::VectorXd& v) { return v; }
+  static double to_double(double s) { return s; }
+};
+template <>
+struct io<user::matrix> {
+  using T = user::matrix;
+  static T from_host(const host& h) {
+    T m{h.rows(), h.cols(), {}};
+    for (brain::index i = 0; i < h.rows(); ++i)
+      for (brain::index j = 0; j < h.cols(); ++j) m.data.push_back(h(i, j));
+    return m;
+  }
+  static host to_host(const T& t) {
+    host h(t.rows, t.cols);
+    for (brain::index i = 0; i < t.rows; ++i)
+      for (brain::index j = 0; j < t.cols; ++j) h(i, j) = t(i, j);
+    return h;
+  }
+  static host_vector to_host(const std::vector<double>& v) { return Eigen::Map<const host_vector>(v.data(), brain::index(v.size())); }
+  static double to_double(double s) { return s; }
+};
+
+/// samples<T> from host matrices.
+template <class T>
+brain::samples<T> make_samples(const host& log_policy, const host& log_proposal, const host& log_prior, const host& reward) {
+  return {.log_policy = io<T>::from_host(log_policy),
+          .log_proposal = io<T>::from_host(log_proposal),
+          .log_prior = io<T>::from_host(log_prior),
+          .reward = io<T>::from_host(reward)};
+}
+
+/// The same samples, as host matrices.
+struct host_samples {
+  host log_policy, log_proposal, log_prior, reward;
+  template <class T>
+  brain::samples<T> as() const { return make_samples<T>(log_policy, log_proposal, log_prior, reward); }
+};
+
+/// Max |a - b| over all elements, treating equal infinities as equal.
+inline double max_abs_diff(const host& a, const host& b) {
+  EXPECT_EQ(a.rows(), b.rows());
+  EXPECT_EQ(a.cols(), b.cols());
+  double worst = 0.0;
+  for (brain::index i = 0; i < a.rows(); ++i)
+    for (brain::index j = 0; j < a.cols(); ++j)
+      if (a(i, j) != b(i, j)) worst = std::max(worst, std::abs(a(i, j) - b(i, j)));
+  return worst;
+}
+
+}  // namespace brain_test
