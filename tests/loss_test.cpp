@@ -5,6 +5,8 @@
 #include "support/reference.hpp"
 
 #include <cmath>
+#include <random>
+#include <string>
 #include <type_traits>
 
 namespace {
@@ -164,6 +166,46 @@ TEST(LossApi, FloatAgreesWithDoubleToFloatPrecision) {
     RC_ASSERT(max_abs_diff(f.target_weights.cast<double>(), d.target_weights) < 1e-5);
     RC_ASSERT(max_abs_diff(f.grad_log_policy.cast<double>(), d.grad_log_policy) < 1e-5);
   });
+}
+
+// Large batches are computed tile by tile on backends with row blocks (Eigen): the result equals
+// the reference, reused output tensors are overwritten, and errors name the row in the whole batch.
+TYPED_TEST(LossTest, LargeBatchesAreComputedCorrectlyAndReportAbsoluteRows) {
+  using T = TypeParam;
+  const brain::index prompts = 1999, n = 24;  // several tiles, the last one partial
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> logp(-40, 0), reward(-4, 4);
+  host_samples h{host(prompts, n), host(prompts, n), host(prompts, n), host(prompts, n)};
+  for (host* m : {&h.log_policy, &h.log_proposal, &h.log_prior})
+    for (double& v : m->reshaped()) v = logp(rng);
+  for (double& v : h.reward.reshaped()) v = reward(rng);
+  h.log_prior(1500, 3) = -INFINITY;
+  const auto expect = ref::brain_loss_bt(h.log_policy, h.log_proposal, h.log_prior, h.reward, 0.7);
+  brain::loss_result<T> out;
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass writes into the first pass's tensors
+    brain::brain_loss_into(out, h.as<T>(), brain::bradley_terry{.beta = 0.7});
+    EXPECT_NEAR(io<T>::to_double(out.loss), expect.loss, 1e-12);
+    EXPECT_LT((io<T>::to_host(out.per_prompt) - expect.per_prompt).cwiseAbs().maxCoeff(), 1e-12);
+    EXPECT_LT(max_abs_diff(io<T>::to_host(out.target_weights), expect.target), 1e-12);
+    EXPECT_LT(max_abs_diff(io<T>::to_host(out.baseline_weights), expect.baseline), 1e-12);
+    EXPECT_LT(max_abs_diff(io<T>::to_host(out.grad_log_policy), expect.grad), 1e-12);
+  }
+  host_samples bad = h;
+  bad.reward(1900, 7) = NAN;
+  EXPECT_THROW(
+      try { brain::brain_loss(bad.as<T>()); } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("reward[1900, 7]"), std::string::npos) << e.what();
+        throw;
+      },
+      std::invalid_argument);
+  bad = h;
+  bad.log_prior.row(1800).setConstant(-INFINITY);
+  EXPECT_THROW(
+      try { brain::brain_loss(bad.as<T>()); } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("row 1800"), std::string::npos) << e.what();
+        throw;
+      },
+      std::invalid_argument);
 }
 
 TYPED_TEST(LossTest, ValidationOffGivesTheSameResultOnGoodInput) {

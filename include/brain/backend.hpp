@@ -13,6 +13,7 @@
 #include <concepts>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 namespace brain::inline v0 {
 
@@ -39,6 +40,7 @@ namespace brain::inline v0 {
 ///
 /// Optional members, preferred when present (a backend's fused or autograd-aware version):
 ///   row_logsumexp(a), log_sigmoid(a), detach(a), all_valid(a, allow_negative_infinity),
+///   div_per_row(a, v) (a_ij / v_i0: softmax without a second exp),
 ///   row_block(x, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp).
 template <class T>
 struct backend_traits;
@@ -144,6 +146,30 @@ tensor_t<T> row_logsumexp(const X& a) {
 template <class T, class X>
 tensor_t<T> row_log_softmax(const X& a) {
   return ops<T>::sub_per_row(a, row_logsumexp<T>(a));
+}
+
+/// A row-wise softmax in both domains: log_p = a - logsumexp(a) and p = exp(log_p).
+template <class T>
+struct row_softmax_result {
+  tensor_t<T> log_p, p;
+};
+
+/// Softmax of each row, computing exp once per element when the backend can divide by a per-row
+/// value (p = exp(a - max) / sum), else p = exp(log_p). An all -inf row gives NaN: callers
+/// validate that every row has a finite entry.
+template <class T, class X>
+row_softmax_result<T> row_softmax(const X& a) {
+  if constexpr (requires(const tensor_t<T>& t) { ops<T>::div_per_row(t, t); }) {
+    const auto shift = ops<T>::row_max(a);
+    const tensor_t<T> shifted = ops<T>::sub_per_row(a, shift);
+    tensor_t<T> unnormalised = ops<T>::exp(shifted);
+    const tensor_t<T> total = ops<T>::row_sum(unnormalised);
+    return {ops<T>::sub_per_row(shifted, ops<T>::log(total)), ops<T>::div_per_row(unnormalised, total)};
+  } else {
+    tensor_t<T> log_p = row_log_softmax<T>(a);
+    tensor_t<T> p = ops<T>::exp(log_p);
+    return {std::move(log_p), std::move(p)};
+  }
 }
 
 /// log sigmoid(a) = -softplus(-a), stable for |a| up to the largest finite value.

@@ -9,11 +9,11 @@
 namespace brain::inline v0 {
 namespace detail {
 
-/// KL(p || q) = sum_i p_i (log p_i - log q_i) per row, [rows, 1], with 0 log 0 = 0: a zero weight
-/// (log p = -inf) contributes nothing, and p_i > 0 with q_i = 0 gives +inf.
-template <class T>
-tensor_t<T> row_kl(const tensor_t<T>& log_p, const tensor_t<T>& log_q) {
-  return ops<T>::row_weighted_sum(ops<T>::exp(log_p), ops<T>::sub(log_p, log_q));
+/// KL(p || q) = sum_i p_i (log p_i - log q_i) per row, [rows, 1], given p = exp(log_p) too, with
+/// 0 log 0 = 0: a zero weight (log p = -inf) contributes nothing, and p_i > 0 with q_i = 0 gives +inf.
+template <class T, class P, class LogP, class LogQ>
+tensor_t<T> row_kl(const P& p, const LogP& log_p, const LogQ& log_q) {
+  return ops<T>::row_weighted_sum(p, ops<T>::sub(log_p, log_q));
 }
 
 }  // namespace detail
@@ -31,7 +31,7 @@ vector_t<T> self_normalized_kl(const T& log_target, const T& log_baseline, const
     detail::check_values<T>(where, "log_target", log_target, detail::allow_negative_infinity::yes);
     detail::check_values<T>(where, "log_baseline", log_baseline, detail::allow_negative_infinity::yes);
   }
-  return backend_traits<T>::to_vector(detail::row_kl<T>(log_target, log_baseline));
+  return backend_traits<T>::to_vector(detail::row_kl<T>(backend_traits<T>::exp(log_target), log_target, log_baseline));
 }
 
 }  // namespace brain::inline v0

@@ -58,8 +58,7 @@ vector_t<T> exact_kl(const T& log_p, const T& log_q, const options& opt = {}) {
     detail::check_same_shape<T>(where, "log_q", log_q, "log_p", log_p);
     detail::check_log_distribution<T>(where, "log_q", log_q);
   }
-  return backend_traits<T>::to_vector(
-      backend_traits<T>::row_weighted_sum(backend_traits<T>::exp(log_p), backend_traits<T>::sub(log_p, log_q)));
+  return backend_traits<T>::to_vector(detail::row_kl<T>(backend_traits<T>::exp(log_p), log_p, log_q));
 }
 
 /// E_{y ~ pi}[v(y)] per row, for pi given as log-probabilities over all outputs.

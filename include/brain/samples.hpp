@@ -22,18 +22,28 @@ struct samples {
 
 namespace detail {
 
-/// Shapes and values of a samples<T>: all four [prompts, n] with n >= 1; log_policy,
-/// log_proposal and reward finite; log_prior may be -inf.
+/// Shapes of a samples<T>: all four [prompts, n] with prompts >= 1 and n >= 1.
 template <class T>
-void check_samples(std::string_view where, const samples<T>& s, index row_offset = 0) {
+void check_sample_shapes(std::string_view where, const samples<T>& s) {
   check_not_empty<T>(where, "log_policy", s.log_policy);
   check_same_shape<T>(where, "log_proposal", s.log_proposal, "log_policy", s.log_policy);
   check_same_shape<T>(where, "log_prior", s.log_prior, "log_policy", s.log_policy);
   check_same_shape<T>(where, "reward", s.reward, "log_policy", s.log_policy);
+}
+
+/// Values of a samples<T>: log_policy, log_proposal and reward finite; log_prior may be -inf.
+template <class T>
+void check_sample_values(std::string_view where, const samples<T>& s, index row_offset = 0) {
   check_values<T>(where, "log_policy", s.log_policy, allow_negative_infinity::no, row_offset);
   check_values<T>(where, "log_proposal", s.log_proposal, allow_negative_infinity::no, row_offset);
   check_values<T>(where, "log_prior", s.log_prior, allow_negative_infinity::yes, row_offset);
   check_values<T>(where, "reward", s.reward, allow_negative_infinity::no, row_offset);
+}
+
+template <class T>
+void check_samples(std::string_view where, const samples<T>& s) {
+  check_sample_shapes(where, s);
+  check_sample_values(where, s);
 }
 
 }  // namespace detail

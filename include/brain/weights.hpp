@@ -8,6 +8,7 @@
 #include <brain/validate.hpp>
 
 #include <string_view>
+#include <utility>
 
 namespace brain::inline v0 {
 namespace detail {
@@ -42,7 +43,18 @@ tensor_t<T> log_importance_weights(std::string_view where, const T& log_prior, c
   return log_alpha;
 }
 
-/// log alpha-bar from log alpha: log-softmax per row (eqs. 6, 21), or log of the argmax one-hot.
+/// alpha-bar from log alpha, in both domains: softmax per row (eqs. 6, 21), or the argmax one-hot.
+template <class T>
+row_softmax_result<T> normalize_target(const tensor_t<T>& log_alpha, target_rule rule) {
+  if (rule == target_rule::argmax) {
+    tensor_t<T> one_hot = ops<T>::argmax_one_hot(log_alpha);
+    tensor_t<T> log_one_hot = ops<T>::log(one_hot);
+    return {std::move(log_one_hot), std::move(one_hot)};
+  }
+  return row_softmax<T>(log_alpha);
+}
+
+/// log alpha-bar from log alpha.
 template <class T>
 tensor_t<T> log_normalize_target(const tensor_t<T>& log_alpha, target_rule rule) {
   if (rule == target_rule::argmax) return ops<T>::log(ops<T>::argmax_one_hot(log_alpha));

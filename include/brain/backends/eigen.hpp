@@ -25,6 +25,33 @@ void as_eigen_dense(const Eigen::MapBase<D, Eigen::ReadOnlyAccessors>&);
 template <class X>
 concept eigen_dense = requires(const X& x) { detail::as_eigen_dense(x); };
 
+// Two element functors with packet (SIMD) versions: Eigen 3.4's select() has none, and these sit
+// on the hot path of every loss.
+
+/// exp(x), exactly 0 below log(denorm_min). Eigen's vectorised exp clamps its argument, so it
+/// would return 5.6e-309 (double) for exp(-inf), and a zero weight would stop being zero.
+template <class S>
+struct exp_flush_op {
+  static S underflow() { return std::log(std::numeric_limits<S>::denorm_min()); }
+  S operator()(const S& x) const { return x < underflow() ? S(0) : std::exp(x); }
+  template <class Packet>
+  Packet packetOp(const Packet& x) const {
+    namespace ei = Eigen::internal;
+    return ei::pandnot(ei::pexp(x), ei::pcmp_lt(x, ei::pset1<Packet>(underflow())));
+  }
+};
+
+/// w * a, but exactly 0 where w == 0 (even when a is infinite or NaN): 0 log 0 = 0 in a KL.
+template <class S>
+struct weighted_term_op {
+  S operator()(const S& w, const S& a) const { return w == S(0) ? S(0) : w * a; }
+  template <class Packet>
+  Packet packetOp(const Packet& w, const Packet& a) const {
+    namespace ei = Eigen::internal;
+    return ei::pandnot(ei::pmul(w, a), ei::pcmp_eq(w, ei::pzero(w)));
+  }
+};
+
 }  // namespace detail
 
 template <class X>
@@ -65,14 +92,8 @@ struct backend_traits<X> {
   static tensor affine(const A& a, double scale, double shift) {
     return make(a.array() * cast(scale) + cast(shift));
   }
-  // Eigen's vectorised exp clamps its argument, so exp(-inf) would be 5.6e-309 (double) instead of
-  // 0, and a zero weight would stop being zero (0 * -inf in a KL). Below log(denorm_min) the true
-  // result rounds to 0; return that, as std::exp does.
   template <class A>
-  static tensor exp(const A& a) {
-    static const value_type underflow = std::log(std::numeric_limits<value_type>::denorm_min());
-    return make((a.array() < underflow).select(value_type(0), a.array().exp()));
-  }
+  static tensor exp(const A& a) { return make(a.array().unaryExpr(detail::exp_flush_op<value_type>{})); }
   template <class A>
   static tensor log(const A& a) { return make(a.array().log()); }
   template <class A>
@@ -84,7 +105,7 @@ struct backend_traits<X> {
   static tensor row_sum(const A& a) { return make(a.array().rowwise().sum()); }
   template <class W, class A>
   static tensor row_weighted_sum(const W& w, const A& a) {
-    return make((w.array() == value_type(0)).select(value_type(0), w.array() * a.array()).rowwise().sum());
+    return make(w.array().binaryExpr(a.array(), detail::weighted_term_op<value_type>{}).rowwise().sum());
   }
   template <class A>
   static tensor argmax_one_hot(const A& a) {
@@ -102,6 +123,11 @@ struct backend_traits<X> {
   static tensor sub_per_row(const A& a, const V& v) {
     return make(a.array().colwise() - v.array().col(0));
   }
+  template <class A, class V>
+  static tensor div_per_row(const A& a, const V& v) {
+    const Eigen::Array<value_type, Eigen::Dynamic, 1> reciprocal = v.array().col(0).inverse();
+    return make(a.array().colwise() * reciprocal);
+  }
   template <class A>
   static tensor regroup(const A& a, index k) {
     return make(a.array().template reshaped<Eigen::RowMajor>(a.size() / k, k));
@@ -114,12 +140,31 @@ struct backend_traits<X> {
   template <class V>
   static scalar mean(const V& v) { return v.array().mean(); }
 
-  // Optional: vectorised validity check.
+  // Optional: row blocks, so that brain_loss works through a large batch tile by tile in cache.
+  template <class A>
+  static auto row_block(const A& a, index begin, index count) { return a.middleRows(begin, count); }
+  template <class Src>
+  static void assign_rows(tensor& dst, index begin, const Src& src) { dst.middleRows(begin, src.rows()) = src; }
+
+  // Optional: validity as two vectorised reductions that propagate NaN.
   template <class A>
   static bool all_valid(const A& a, bool allow_negative_infinity) {
-    if (!allow_negative_infinity) return a.allFinite();
-    return (a.array() < std::numeric_limits<value_type>::infinity()).all();  // false for NaN and +inf
+    if (a.size() == 0) return true;
+    constexpr value_type inf = std::numeric_limits<value_type>::infinity();
+    if (!(a.template maxCoeff<Eigen::PropagateNaN>() < inf)) return false;  // NaN or +inf
+    return allow_negative_infinity || a.template minCoeff<Eigen::PropagateNaN>() > -inf;
   }
 };
 
 }  // namespace brain::inline v0
+
+namespace Eigen::internal {
+template <class S>
+struct functor_traits<brain::detail::exp_flush_op<S>> {
+  enum { Cost = functor_traits<scalar_exp_op<S>>::Cost + 2, PacketAccess = packet_traits<S>::HasExp };
+};
+template <class S>
+struct functor_traits<brain::detail::weighted_term_op<S>> {
+  enum { Cost = NumTraits<S>::MulCost + 2, PacketAccess = packet_traits<S>::HasMul && packet_traits<S>::HasCmp };
+};
+}  // namespace Eigen::internal
