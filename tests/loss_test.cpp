@@ -26,7 +26,7 @@ TYPED_TEST(LossTest, HandComputedTwoSamples) {
   const auto out = brain::brain_loss(make_samples<T>(zero, zero, zero, r));
   const double kl = 0.25 * std::log(0.5) + 0.75 * std::log(1.5);
   EXPECT_NEAR(io<T>::to_double(out.loss), kl, 1e-15);
-  EXPECT_NEAR(io<T>::to_host(out.per_prompt)(0), kl, 1e-15);
+  EXPECT_NEAR(io<T>::to_host_vector(out.per_prompt)(0), kl, 1e-15);
   const host target = io<T>::to_host(out.target_weights), baseline = io<T>::to_host(out.baseline_weights);
   const host grad = io<T>::to_host(out.grad_log_policy);
   EXPECT_NEAR(target(0, 0), 0.25, 1e-15);
@@ -54,7 +54,7 @@ TYPED_TEST(LossTest, HandComputedTwoPromptsWithImportanceWeights) {
   const double kl1 = (2.0 / 3) * std::log((2.0 / 3) * 3) + (1.0 / 3) * std::log((1.0 / 3) * 3);
   const auto out = brain::brain_loss(make_samples<T>(lp, lq, l0, r));
   EXPECT_NEAR(io<T>::to_double(out.loss), (kl0 + kl1) / 2, 1e-14);
-  const host_vector per_prompt = io<T>::to_host(out.per_prompt);
+  const host_vector per_prompt = io<T>::to_host_vector(out.per_prompt);
   EXPECT_NEAR(per_prompt(0), kl0, 1e-14);
   EXPECT_NEAR(per_prompt(1), kl1, 1e-14);
   host target(2, 3), baseline(2, 3);
@@ -92,7 +92,7 @@ TYPED_TEST(LossTest, MatchesScalarReferenceOnRandomBatches) {
     const auto out = brain::brain_loss(h.as<T>(), brain::bradley_terry{.beta = beta});
     const auto expect = ref::brain_loss_bt(h.log_policy, h.log_proposal, h.log_prior, h.reward, beta);
     RC_ASSERT(std::abs(io<T>::to_double(out.loss) - expect.loss) < 1e-12);
-    RC_ASSERT((io<T>::to_host(out.per_prompt) - expect.per_prompt).cwiseAbs().maxCoeff() < 1e-12);
+    RC_ASSERT((io<T>::to_host_vector(out.per_prompt) - expect.per_prompt).cwiseAbs().maxCoeff() < 1e-12);
     RC_ASSERT(max_abs_diff(io<T>::to_host(out.target_weights), expect.target) < 1e-12);
     RC_ASSERT(max_abs_diff(io<T>::to_host(out.baseline_weights), expect.baseline) < 1e-12);
     RC_ASSERT(max_abs_diff(io<T>::to_host(out.grad_log_policy), expect.grad) < 1e-12);
@@ -185,7 +185,7 @@ TYPED_TEST(LossTest, LargeBatchesAreComputedCorrectlyAndReportAbsoluteRows) {
   for (int pass = 0; pass < 2; ++pass) {  // the second pass writes into the first pass's tensors
     brain::brain_loss_into(out, h.as<T>(), brain::bradley_terry{.beta = 0.7});
     EXPECT_NEAR(io<T>::to_double(out.loss), expect.loss, 1e-12);
-    EXPECT_LT((io<T>::to_host(out.per_prompt) - expect.per_prompt).cwiseAbs().maxCoeff(), 1e-12);
+    EXPECT_LT((io<T>::to_host_vector(out.per_prompt) - expect.per_prompt).cwiseAbs().maxCoeff(), 1e-12);
     EXPECT_LT(max_abs_diff(io<T>::to_host(out.target_weights), expect.target), 1e-12);
     EXPECT_LT(max_abs_diff(io<T>::to_host(out.baseline_weights), expect.baseline), 1e-12);
     EXPECT_LT(max_abs_diff(io<T>::to_host(out.grad_log_policy), expect.grad), 1e-12);

@@ -78,7 +78,7 @@ Eigen::VectorXd tuple_probabilities(const space& s, const std::vector<std::vecto
 template <class T>
 double d_sn(const space& s, const Eigen::VectorXd& theta, const std::vector<std::vector<index>>& tuples, double beta) {
   const auto out = brain::brain_loss(tuple_samples(s, theta, tuples).as<T>(), brain::bradley_terry{.beta = beta});
-  return tuple_probabilities(s, tuples).dot(io<T>::to_host(out.per_prompt));
+  return tuple_probabilities(s, tuples).dot(io<T>::to_host_vector(out.per_prompt));
 }
 
 // Theorem 4.2, per tuple: the returned gradient is the derivative of the returned loss (checked by
@@ -153,7 +153,7 @@ TYPED_TEST(TheoremTest, Theorem4_3_LossIsZeroForEveryTupleAtThePosterior) {
     std::vector<std::vector<index>> tuples;
     for (index p = 0; p < prompts; ++p) tuples.push_back(*rc::gen::container<std::vector<index>>(std::size_t(n), rc::gen::inRange<index>(0, k)));
     const auto out = brain::brain_loss(tuple_samples(s, posterior_logits, tuples).as<T>(), brain::bradley_terry{.beta = beta});
-    RC_ASSERT(io<T>::to_host(out.per_prompt).cwiseAbs().maxCoeff() < 1e-13);
+    RC_ASSERT(io<T>::to_host_vector(out.per_prompt).cwiseAbs().maxCoeff() < 1e-13);
     RC_ASSERT(io<T>::to_host(out.grad_log_policy).cwiseAbs().maxCoeff() < 1e-13);
   });
 }
@@ -232,7 +232,7 @@ TYPED_TEST(TheoremTest, Theorem6_1_ArgmaxPairsWithProposalPriorIsDpo) {
     h.log_proposal = h.log_prior;
     const auto grouped = brain::pairwise(h.as<T>());
     const auto out = brain::brain_loss(grouped, brain::bradley_terry{}, {.target = brain::target_rule::argmax});
-    const host_vector per_pair = io<brain::tensor_t<T>>::to_host(out.per_prompt);
+    const host_vector per_pair = io<brain::tensor_t<T>>::to_host_vector(out.per_prompt);
     RC_ASSERT(per_pair.size() == prompts * pairs);
     host chosen_policy(prompts, pairs), rejected_policy(prompts, pairs), chosen_prior(prompts, pairs), rejected_prior(prompts, pairs);
     for (index p = 0; p < prompts; ++p)
@@ -259,7 +259,7 @@ TYPED_TEST(TheoremTest, Eq22_SoftmaxPairsAreSoftLabelDpo) {
     const index prompts = *rc::gen::inRange<index>(1, 6);
     host_samples h = random_samples(prompts, 2);
     h.log_proposal = h.log_prior;
-    const host_vector kl = io<T>::to_host(brain::brain_loss(h.as<T>()).per_prompt);
+    const host_vector kl = io<T>::to_host_vector(brain::brain_loss(h.as<T>()).per_prompt);
     for (index p = 0; p < prompts; ++p) {
       const double a0 = 1 / (1 + std::exp(-(h.reward(p, 0) - h.reward(p, 1)))), a1 = 1 - a0;
       const double margin = (h.log_policy(p, 0) - h.log_prior(p, 0)) - (h.log_policy(p, 1) - h.log_prior(p, 1));
@@ -282,10 +282,10 @@ TYPED_TEST(TheoremTest, Theorem7_1_PosteriorBeatsEveryPerturbationOnRegularisedR
     const host reward = random_matrix(prompts, outputs, -3, 3);
     const T l0 = io<T>::from_host(log_prior), r = io<T>::from_host(reward);
     const host posterior = io<T>::to_host(brain::exact_log_posterior(l0, r, brain::bradley_terry{.beta = beta}));
-    const host_vector best = io<T>::to_host(brain::kl_regularized_reward(io<T>::from_host(posterior), l0, r, beta));
+    const host_vector best = io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(posterior), l0, r, beta));
     host perturbed = posterior + random_matrix(prompts, outputs, -0.5, 0.5);
     for (index i = 0; i < prompts; ++i) perturbed.row(i) = log_softmax(perturbed.row(i).transpose()).transpose();
-    const host_vector other = io<T>::to_host(brain::kl_regularized_reward(io<T>::from_host(perturbed), l0, r, beta));
+    const host_vector other = io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(perturbed), l0, r, beta));
     for (index i = 0; i < prompts; ++i) {
       const double closed_form = beta * std::log((log_prior.row(i).array() + reward.row(i).array() / beta).exp().sum());
       RC_ASSERT(std::abs(best(i) - closed_form) < 1e-10);

@@ -41,6 +41,8 @@ namespace brain::inline v0 {
 /// Optional members, preferred when present (a backend's fused or autograd-aware version):
 ///   row_logsumexp(a), log_sigmoid(a), detach(a), all_valid(a, allow_negative_infinity),
 ///   div_per_row(a, v) (a_ij / v_i0: softmax without a second exp),
+///   dims(a) (number of dimensions, for a clear error on non-2-D input),
+///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
 ///   row_block(x, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp).
 template <class T>
 struct backend_traits;
@@ -137,7 +139,8 @@ tensor_t<T> row_logsumexp(const X& a) {
     return ops<T>::row_logsumexp(a);
   } else {
     // Shift by the row maximum; clamp it so an all -inf row computes -inf, not (-inf) - (-inf).
-    const auto shift = ops<T>::clamp_min(ops<T>::row_max(a), std::numeric_limits<double>::lowest());
+    // The result does not depend on the shift, so no gradient needs to flow through it.
+    const auto shift = ops<T>::clamp_min(detach<T>(ops<T>::row_max(a)), std::numeric_limits<double>::lowest());
     return ops<T>::add(shift, ops<T>::log(ops<T>::row_sum(ops<T>::exp(ops<T>::sub_per_row(a, shift)))));
   }
 }
@@ -160,7 +163,7 @@ struct row_softmax_result {
 template <class T, class X>
 row_softmax_result<T> row_softmax(const X& a) {
   if constexpr (requires(const tensor_t<T>& t) { ops<T>::div_per_row(t, t); }) {
-    const auto shift = ops<T>::row_max(a);
+    const tensor_t<T> shift = detach<T>(ops<T>::row_max(a));  // the result does not depend on it
     const tensor_t<T> shifted = ops<T>::sub_per_row(a, shift);
     tensor_t<T> unnormalised = ops<T>::exp(shifted);
     const tensor_t<T> total = ops<T>::row_sum(unnormalised);

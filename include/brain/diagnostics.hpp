@@ -20,14 +20,18 @@ vector_t<T> effective_sample_size(const T& weights, const options& opt = {}) {
   if (opt.validate) {
     detail::check_not_empty<T>(where, "weights", weights);
     detail::check_values<T>(where, "weights", weights);
-    for (index i = 0; i < ops::rows(weights); ++i) {
-      bool any_positive = false;
-      for (index j = 0; j < ops::cols(weights); ++j) {
-        const double w = ops::value_at(weights, i, j);
-        if (w < 0.0) detail::fail(where, "weights[", i, ", ", j, "] is ", detail::describe_value(w), " (must be >= 0)");
-        any_positive = any_positive || w > 0.0;
-      }
-      if (!any_positive) detail::fail(where, "weights row ", i, " is all zero");
+    // By reductions first (one host read each); the scans only run to name the culprit.
+    const tensor_t<T> minus_smallest = ops::row_max(ops::affine(weights, -1.0, 0.0));
+    if (detail::column_max<T>(minus_smallest) > 0.0) {
+      for (index i = 0; i < ops::rows(weights); ++i)
+        for (index j = 0; j < ops::cols(weights); ++j)
+          if (const double w = ops::value_at(weights, i, j); w < 0.0)
+            detail::fail(where, "weights[", i, ", ", j, "] is ", detail::describe_value(w), " (must be >= 0)");
+    }
+    const tensor_t<T> largest = ops::row_max(weights);
+    if (detail::column_max<T>(ops::affine(largest, -1.0, 0.0)) >= 0.0) {
+      for (index i = 0; i < ops::rows(largest); ++i)
+        if (ops::value_at(largest, i, 0) <= 0.0) detail::fail(where, "weights row ", i, " is all zero");
     }
   }
   // In the log domain, so tiny or huge unnormalised weights neither underflow nor overflow.

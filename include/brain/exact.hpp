@@ -21,6 +21,9 @@ void check_log_distribution(std::string_view where, std::string_view name, const
   check_not_empty<T>(where, name, log_p);
   check_values<T>(where, name, log_p, allow_negative_infinity::yes);
   const tensor_t<T> lse = row_logsumexp<T>(log_p);
+  // max |lse| over rows, by reductions (one host read), then the offending row if any.
+  const tensor_t<T> abs_lse = ops<T>::add(ops<T>::clamp_min(lse, 0.0), ops<T>::clamp_min(ops<T>::affine(lse, -1.0, 0.0), 0.0));
+  if (column_max<T>(abs_lse) <= 1e-4) return;
   for (index i = 0; i < ops<T>::rows(lse); ++i) {
     const double v = ops<T>::value_at(lse, i, 0);
     if (!(std::fabs(v) <= 1e-4))

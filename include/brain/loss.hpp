@@ -6,8 +6,9 @@
 //   brain::samples<Eigen::MatrixXd> s{.log_policy = lp, .log_proposal = lq, .log_prior = l0, .reward = r};
 //   auto out = brain::brain_loss(s);   // Bradley–Terry goodness, beta = 1
 //
-// Including this header brings in every core header, and the Eigen backend when Eigen is on the
-// include path (link brain::eigen) unless BRAIN_NO_EIGEN is defined.
+// Including this header brings in every core header, and the backend headers of the CMake
+// targets you link (brain::eigen, brain::xtensor, brain::torch define BRAIN_WITH_EIGEN, ...).
+// Without CMake, define those macros or include <brain/backends/NAME.hpp> yourself.
 
 #include <brain/backend.hpp>
 #include <brain/diagnostics.hpp>
@@ -23,8 +24,14 @@
 #include <string_view>
 #include <utility>
 
-#if !defined(BRAIN_NO_EIGEN) && __has_include(<Eigen/Core>)
+#if defined(BRAIN_WITH_EIGEN)
 #include <brain/backends/eigen.hpp>
+#endif
+#if defined(BRAIN_WITH_XTENSOR)
+#include <brain/backends/xtensor.hpp>
+#endif
+#if defined(BRAIN_WITH_TORCH)
+#include <brain/backends/torch.hpp>
 #endif
 
 namespace brain::inline v0 {

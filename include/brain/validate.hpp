@@ -13,6 +13,10 @@ namespace brain::inline v0::detail {
 /// Throws unless x has at least one row and one column.
 template <class T, class X>
 void check_not_empty(std::string_view where, std::string_view name, const X& x) {
+  if constexpr (requires { ops<T>::dims(x); }) {
+    if (ops<T>::dims(x) != 2)
+      fail(where, name, " has ", ops<T>::dims(x), " dimensions: expected 2, [prompts, samples_per_prompt]");
+  }
   const index rows = ops<T>::rows(x), cols = ops<T>::cols(x);
   if (rows < 1) fail(where, name, " has no rows (", rows, "x", cols, "): need at least one prompt");
   if (cols < 1) fail(where, name, " has no columns (", rows, "x", cols, "): need at least one sample per prompt");
@@ -36,14 +40,26 @@ void check_values(std::string_view where, std::string_view name, const X& x,
                   allow_negative_infinity negative_infinity = allow_negative_infinity::no,
                   index row_offset = 0) {
   const bool allow = negative_infinity == allow_negative_infinity::yes;
-  if (all_valid<T>(x, allow)) return;  // the fast path; the scan below only runs to report
-  for (index i = 0; i < ops<T>::rows(x); ++i)
-    for (index j = 0; j < ops<T>::cols(x); ++j) {
-      const double v = ops<T>::value_at(x, i, j);
-      if (std::isnan(v) || v == INFINITY || (!allow && v == -INFINITY))
-        fail(where, name, "[", i + row_offset, ", ", j, "] is ", describe_value(v),
-             allow ? " (must be a number below +inf)" : " (must be finite)");
-    }
+  if (all_valid<T>(x, allow)) return;  // the fast path; what follows only runs to report
+  const auto report = [&](index i, index j) {
+    fail(where, name, "[", i + row_offset, ", ", j, "] is ", describe_value(ops<T>::value_at(x, i, j)),
+         allow ? " (must be a number below +inf)" : " (must be finite)");
+  };
+  if constexpr (requires { ops<T>::first_invalid(x, allow); }) {
+    if (const auto position = ops<T>::first_invalid(x, allow)) report(position->first, position->second);
+  } else {
+    for (index i = 0; i < ops<T>::rows(x); ++i)
+      for (index j = 0; j < ops<T>::cols(x); ++j) {
+        const double v = ops<T>::value_at(x, i, j);
+        if (std::isnan(v) || v == INFINITY || (!allow && v == -INFINITY)) report(i, j);
+      }
+  }
+}
+
+/// The largest element of a [rows, 1] column as a double: one host read whatever the backend.
+template <class T>
+double column_max(const tensor_t<T>& column) {
+  return ops<T>::value_at(ops<T>::row_max(ops<T>::regroup(column, ops<T>::rows(column))), 0, 0);
 }
 
 }  // namespace brain::inline v0::detail

@@ -7,6 +7,7 @@
 
 #include <rapidcheck.h>
 
+#include <random>
 #include <string>
 #include <utility>
 
@@ -33,6 +34,19 @@ inline host_samples random_samples(brain::index prompts, brain::index n) {
 template <class Property>
 void check_property(const std::string& name, Property&& property) {
   EXPECT_TRUE(rc::check(name, std::forward<Property>(property))) << "property failed: " << name;
+}
+
+}  // namespace brain_test
+
+namespace brain_test {
+
+/// A rows x cols matrix of uniform reals in [0, 1) from a fixed seed, for non-property tests.
+inline host random_matrix_host(brain::index rows, brain::index cols, unsigned seed = 1) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  host h(rows, cols);
+  for (double& v : h.reshaped()) v = uniform(rng);
+  return h;
 }
 
 }  // namespace brain_test

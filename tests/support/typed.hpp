@@ -6,6 +6,13 @@
 
 #include "vector_backend.hpp"
 
+#if defined(BRAIN_TEST_XTENSOR)
+#include <brain/backends/xtensor.hpp>
+#endif
+#if defined(BRAIN_TEST_TORCH)
+#include <brain/backends/torch.hpp>
+#endif
+
 #include <Eigen/Core>
 #include <gtest/gtest.h>
 
@@ -19,8 +26,16 @@ using host = Eigen::MatrixXd;
 using host_vector = Eigen::VectorXd;
 using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-/// Every double backend of the suite: Eigen (three layouts) and the user-written backend.
+// Each test executable runs the typed suite on one group of backends, chosen by a definition:
+// brain_tests (Eigen in three layouts and the user-written backend), brain_tests_xtensor and
+// brain_tests_torch. The scalar reference is the same for all, so they agree with each other.
+#if defined(BRAIN_TEST_TORCH)
+using double_backends = ::testing::Types<at::Tensor>;
+#elif defined(BRAIN_TEST_XTENSOR)
+using double_backends = ::testing::Types<xt::xtensor<double, 2>>;
+#else
 using double_backends = ::testing::Types<Eigen::MatrixXd, Eigen::ArrayXXd, row_major, user::matrix>;
+#endif
 
 /// Readable names for the typed tests in ctest's list.
 struct backend_names {
@@ -30,15 +45,23 @@ struct backend_names {
     if constexpr (std::is_same_v<T, Eigen::ArrayXXd>) return "EigenArrayXXd";
     if constexpr (std::is_same_v<T, row_major>) return "EigenRowMajor";
     if constexpr (std::is_same_v<T, user::matrix>) return "UserVectorBackend";
+#if defined(BRAIN_TEST_XTENSOR)
+    if constexpr (std::is_same_v<T, xt::xtensor<double, 2>>) return "Xtensor";
+#endif
+#if defined(BRAIN_TEST_TORCH)
+    if constexpr (std::is_same_v<T, at::Tensor>) return "LibTorch";
+#endif
     return "unnamed";
   }
 };
 
+/// Conversions between a backend's tensors and the host reference. to_host reads a 2-D tensor,
+/// to_host_vector a per-prompt result, to_double a batch loss.
 template <class T>
 struct io {  // Eigen types
   static T from_host(const host& h) { return T(h); }
   static host to_host(const brain::tensor_t<T>& t) { return host(t.template cast<double>().matrix()); }
-  static host_vector to_host(const brain::vector_t<T>& v) { return v.template cast<double>(); }
+  static host_vector to_host_vector(const brain::vector_t<T>& v) { return v.template cast<double>(); }
   static double to_double(const brain::scalar_t<T>& s) { return static_cast<double>(s); }
 };
 template <>
@@ -46,7 +69,7 @@ struct io<Eigen::ArrayXXd> {
   using T = Eigen::ArrayXXd;
   static T from_host(const host& h) { return h.array(); }
   static host to_host(const T& t) { return t.matrix(); }
-  static host_vector to_host(const Eigen::VectorXd& v) { return v; }
+  static host_vector to_host_vector(const Eigen::VectorXd& v) { return v; }
   static double to_double(double s) { return s; }
 };
 template <>
@@ -64,9 +87,63 @@ struct io<user::matrix> {
       for (brain::index j = 0; j < t.cols; ++j) h(i, j) = t(i, j);
     return h;
   }
-  static host_vector to_host(const std::vector<double>& v) { return Eigen::Map<const host_vector>(v.data(), brain::index(v.size())); }
+  static host_vector to_host_vector(const std::vector<double>& v) {
+    return Eigen::Map<const host_vector>(v.data(), brain::index(v.size()));
+  }
   static double to_double(double s) { return s; }
 };
+#if defined(BRAIN_TEST_XTENSOR)
+template <class S>
+struct io<xt::xtensor<S, 2>> {
+  using T = xt::xtensor<S, 2>;
+  static T from_host(const host& h) {
+    T t({std::size_t(h.rows()), std::size_t(h.cols())});
+    for (brain::index i = 0; i < h.rows(); ++i)
+      for (brain::index j = 0; j < h.cols(); ++j) t(i, j) = S(h(i, j));
+    return t;
+  }
+  static host to_host(const T& t) {
+    host h(brain::index(t.shape()[0]), brain::index(t.shape()[1]));
+    for (brain::index i = 0; i < h.rows(); ++i)
+      for (brain::index j = 0; j < h.cols(); ++j) h(i, j) = double(t(i, j));
+    return h;
+  }
+  static host_vector to_host_vector(const xt::xtensor<S, 1>& v) {
+    host_vector h(brain::index(v.size()));
+    for (brain::index i = 0; i < h.size(); ++i) h(i) = double(v(i));
+    return h;
+  }
+  static double to_double(S s) { return double(s); }
+};
+#endif
+#if defined(BRAIN_TEST_TORCH)
+template <>
+struct io<at::Tensor> {
+  using T = at::Tensor;
+  static at::ScalarType& dtype() {  // what from_host makes: double unless a test says otherwise
+    static at::ScalarType type = at::kDouble;
+    return type;
+  }
+  static T from_host(const host& h) {
+    const row_major values = h;  // LibTorch is row-major
+    return at::from_blob(const_cast<double*>(values.data()), {h.rows(), h.cols()}, at::kDouble).to(dtype()).clone();
+  }
+  static host to_host(const T& t) {
+    const at::Tensor c = t.detach().to(at::kDouble).cpu().contiguous();
+    EXPECT_EQ(c.dim(), 2);
+    return Eigen::Map<const row_major>(c.data_ptr<double>(), c.size(0), c.size(1));
+  }
+  static host_vector to_host_vector(const T& v) {
+    const at::Tensor c = v.detach().to(at::kDouble).cpu().contiguous();
+    EXPECT_EQ(c.dim(), 1);
+    return Eigen::Map<const host_vector>(c.data_ptr<double>(), c.size(0));
+  }
+  static double to_double(const T& s) {
+    EXPECT_EQ(s.dim(), 0);
+    return s.item<double>();
+  }
+};
+#endif
 
 /// samples<T> from host matrices.
 template <class T>

@@ -1,0 +1,114 @@
+// What only the LibTorch backend has: autograd through the loss, half-precision inputs, dtypes
+// and agreement with the Eigen reference backend in double and float.
+
+#include "support/properties.hpp"
+#include "support/reference.hpp"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+
+namespace {
+
+using namespace brain_test;
+using brain::index;
+
+at::Tensor from_host(const host& h, at::ScalarType type) { return io<at::Tensor>::from_host(h).to(type); }
+
+// The autograd gradient of out.loss with respect to log_policy equals grad_log_policy, and no
+// gradient reaches the proposal, prior or reward even when they require one.
+TEST(TorchBackend, AutogradGradientEqualsAnalyticGradient) {
+  check_property("d loss / d log_policy by autograd = grad_log_policy", [] {
+    const index prompts = *rc::gen::inRange<index>(1, 6), n = *rc::gen::inRange<index>(1, 17);
+    const double beta = *real_in(0.1, 3.0);
+    const host_samples h = random_samples(prompts, n);
+    brain::samples<at::Tensor> s = h.as<at::Tensor>();
+    for (at::Tensor* t : {&s.log_policy, &s.log_proposal, &s.log_prior, &s.reward}) t->requires_grad_(true);
+    for (const auto rule : {brain::target_rule::softmax, brain::target_rule::argmax}) {
+      const auto out = brain::brain_loss(s, brain::bradley_terry{.beta = beta}, {.target = rule});
+      RC_ASSERT(out.loss.requires_grad());
+      RC_ASSERT(!out.target_weights.requires_grad());
+      RC_ASSERT(!out.grad_log_policy.requires_grad());
+      const auto grads = torch::autograd::grad({out.loss}, {s.log_policy, s.log_proposal, s.log_prior, s.reward},
+                                            /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
+                                            /*allow_unused=*/true);
+      RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(grads[0]), io<at::Tensor>::to_host(out.grad_log_policy)) < 1e-14);
+      for (std::size_t k = 1; k < 4; ++k)  // (RC_ASSERT does not short-circuit ||)
+        if (grads[k].defined()) RC_ASSERT(grads[k].abs().max().item<double>() == 0.0);
+    }
+  });
+}
+
+// On-policy sampling: the proposal is the policy's own (graph-connected) log-probs; the target
+// must not be differentiated, so the gradient is still beta-bar - alpha-bar over prompts.
+TEST(TorchBackend, ProposalSharingThePolicyGraphIsDetached) {
+  const host h = random_matrix_host(3, 5);
+  at::Tensor theta = from_host(h, at::kDouble).requires_grad_(true);
+  const at::Tensor log_policy = theta * 1.0;
+  const brain::samples<at::Tensor> s{log_policy, log_policy, from_host(h * 0.5, at::kDouble), from_host(h, at::kDouble)};
+  const auto out = brain::brain_loss(s);
+  out.loss.backward();
+  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(theta.grad()), io<at::Tensor>::to_host(out.grad_log_policy)), 1e-15);
+}
+
+TEST(TorchBackend, FloatAgreesWithEigenDoubleTo1e5) {
+  check_property("LibTorch float32 vs Eigen double", [] {
+    const host_samples h = random_samples(*rc::gen::inRange<index>(1, 8), *rc::gen::inRange<index>(1, 33));
+    const auto expect = brain::brain_loss(h.as<Eigen::MatrixXd>(), brain::logistic{});
+    const brain::samples<at::Tensor> s{from_host(h.log_policy, at::kFloat), from_host(h.log_proposal, at::kFloat),
+                                       from_host(h.log_prior, at::kFloat), from_host(h.reward, at::kFloat)};
+    const auto out = brain::brain_loss(s, brain::logistic{});
+    RC_ASSERT(out.loss.scalar_type() == at::kFloat);
+    RC_ASSERT(std::abs(out.loss.item<double>() - expect.loss) < 1e-5 * std::max(1.0, expect.loss));
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.target_weights), expect.target_weights) < 1e-5);
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.grad_log_policy), expect.grad_log_policy) < 1e-5);
+  });
+}
+
+// float16 / bfloat16 inputs are computed in float32: the results equal the float32 computation
+// on the same (rounded) inputs, and stay finite where a half-precision log-softmax would not.
+TEST(TorchBackend, HalfPrecisionInputsAreComputedInFloat32) {
+  host_samples h = {random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60), random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60),
+                    random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60), random_matrix_host(4, 16) * 20};
+  for (const auto type : {at::kHalf, at::kBFloat16}) {
+    const brain::samples<at::Tensor> low{from_host(h.log_policy, type), from_host(h.log_proposal, type),
+                                         from_host(h.log_prior, type), from_host(h.reward, type)};
+    const brain::samples<at::Tensor> widened{low.log_policy.to(at::kFloat), low.log_proposal.to(at::kFloat),
+                                             low.log_prior.to(at::kFloat), low.reward.to(at::kFloat)};
+    const auto out = brain::brain_loss(low, brain::bradley_terry{.beta = 0.1});
+    const auto expect = brain::brain_loss(widened, brain::bradley_terry{.beta = 0.1});
+    EXPECT_EQ(out.loss.scalar_type(), at::kFloat);
+    EXPECT_EQ(out.grad_log_policy.scalar_type(), at::kFloat);
+    EXPECT_TRUE(std::isfinite(out.loss.item<double>()));
+    EXPECT_EQ(out.loss.item<double>(), expect.loss.item<double>());
+    EXPECT_TRUE(at::equal(out.grad_log_policy, expect.grad_log_policy));
+    // Autograd still reaches the half-precision policy, in its own dtype.
+    at::Tensor policy = low.log_policy.clone().requires_grad_(true);
+    brain::brain_loss(brain::samples<at::Tensor>{policy, low.log_proposal, low.log_prior, low.reward}).loss.backward();
+    EXPECT_EQ(policy.grad().scalar_type(), type);
+    EXPECT_TRUE(at::isfinite(policy.grad()).all().item<bool>());
+  }
+}
+
+TEST(TorchBackend, ResultsKeepTheInputsDeviceAndShapes) {
+  const brain::samples<at::Tensor> s = host_samples{random_matrix_host(3, 4), random_matrix_host(3, 4), random_matrix_host(3, 4),
+                                                    random_matrix_host(3, 4)}.as<at::Tensor>();
+  const auto out = brain::brain_loss(s);
+  EXPECT_EQ(out.loss.dim(), 0);
+  EXPECT_EQ(out.per_prompt.sizes(), (std::vector<int64_t>{3}));
+  EXPECT_EQ(out.target_weights.sizes(), (std::vector<int64_t>{3, 4}));
+  for (const at::Tensor& t : {out.loss, out.per_prompt, out.target_weights, out.baseline_weights, out.grad_log_policy})
+    EXPECT_EQ(t.device(), s.log_policy.device());
+}
+
+TEST(TorchBackend, NonMatrixInputIsNamed) {
+  const at::Tensor flat = at::zeros({6}, at::kDouble), m = at::zeros({2, 3}, at::kDouble);
+  try {
+    brain::brain_loss(brain::samples<at::Tensor>{flat, m, m, m});
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("log_policy has 1 dimensions"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
