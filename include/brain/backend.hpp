@@ -39,7 +39,8 @@ namespace brain::inline v0 {
 ///   to_vector(v), mean(v)          turn a [rows, 1] result into the user's vector / scalar
 ///
 /// Optional members, preferred when present (a backend's fused or autograd-aware version):
-///   row_logsumexp(a), log_sigmoid(a), detach(a), all_valid(a, allow_negative_infinity),
+///   row_logsumexp(a), row_log_softmax(a), log_sigmoid(a), detach(a),
+///   all_valid(a, allow_negative_infinity),
 ///   div_per_row(a, v) (a_ij / v_i0: softmax without a second exp),
 ///   dims(a) (number of dimensions, for a clear error on non-2-D input),
 ///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
@@ -148,7 +149,10 @@ tensor_t<T> row_logsumexp(const X& a) {
 /// a_ij - log sum_k exp(a_ik): log-domain normalisation of each row.
 template <class T, class X>
 tensor_t<T> row_log_softmax(const X& a) {
-  return ops<T>::sub_per_row(a, row_logsumexp<T>(a));
+  if constexpr (requires { ops<T>::row_log_softmax(a); })
+    return ops<T>::row_log_softmax(a);
+  else
+    return ops<T>::sub_per_row(a, row_logsumexp<T>(a));
 }
 
 /// A row-wise softmax in both domains: log_p = a - logsumexp(a) and p = exp(log_p).
@@ -157,12 +161,16 @@ struct row_softmax_result {
   tensor_t<T> log_p, p;
 };
 
-/// Softmax of each row, computing exp once per element when the backend can divide by a per-row
-/// value (p = exp(a - max) / sum), else p = exp(log_p). An all -inf row gives NaN: callers
-/// validate that every row has a finite entry.
+/// Softmax of each row: from the backend's fused log-softmax when it has one; else computing exp
+/// once per element when the backend can divide by a per-row value (p = exp(a - max) / sum); else
+/// p = exp(log_p). An all -inf row gives NaN: callers validate that every row has a finite entry.
 template <class T, class X>
 row_softmax_result<T> row_softmax(const X& a) {
-  if constexpr (requires(const tensor_t<T>& t) { ops<T>::div_per_row(t, t); }) {
+  if constexpr (requires { ops<T>::row_log_softmax(a); }) {
+    tensor_t<T> log_p = ops<T>::row_log_softmax(a);
+    tensor_t<T> p = ops<T>::exp(log_p);
+    return {std::move(log_p), std::move(p)};
+  } else if constexpr (requires(const tensor_t<T>& t) { ops<T>::div_per_row(t, t); }) {
     const tensor_t<T> shift = detach<T>(ops<T>::row_max(a));  // the result does not depend on it
     const tensor_t<T> shifted = ops<T>::sub_per_row(a, shift);
     tensor_t<T> unnormalised = ops<T>::exp(shifted);

@@ -14,6 +14,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -68,12 +69,16 @@ struct backend_traits<at::Tensor> {
   // Optional operations: fused or autograd-aware versions.
   static at::Tensor detach(const at::Tensor& a) { return a.detach(); }
   static at::Tensor row_logsumexp(const at::Tensor& a) { return at::logsumexp(in(a), {1}, /*keepdim=*/true); }
+  static at::Tensor row_log_softmax(const at::Tensor& a) { return at::log_softmax(in(a), 1); }
   static at::Tensor log_sigmoid(const at::Tensor& a) { return at::log_sigmoid(in(a)); }
   static at::Tensor div_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a) / in(v); }
+  // One reduction and one host read per check: max propagates NaN and +inf; a sum is finite only
+  // without NaN and infinities (or on overflow, which the exact check below then clears).
   static bool all_valid(const at::Tensor& a, bool allow_negative_infinity) {
     const at::Tensor x = in(a).detach();
-    if (!allow_negative_infinity) return at::isfinite(x).all().item<bool>();
-    return !(at::isnan(x) | at::isposinf(x)).any().item<bool>();
+    if (x.numel() == 0) return true;
+    if (allow_negative_infinity) return at::amax(x).item<double>() < std::numeric_limits<double>::infinity();
+    return std::isfinite(x.sum().item<double>()) || at::isfinite(x).all().item<bool>();
   }
   /// Position of the first NaN / +inf (/ -inf unless allowed), read in one transfer.
   static std::optional<std::pair<index, index>> first_invalid(const at::Tensor& a, bool allow_negative_infinity) {
