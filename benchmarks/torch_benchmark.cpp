@@ -13,6 +13,8 @@
 #include <benchmark/benchmark.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <dlfcn.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -83,7 +85,15 @@ int blas_child() {
   for (int i = 0; i < reps; ++i) c = at::mm(a, b);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / reps;
   const double error = (c.to(at::kDouble) - reference).abs().max().item<double>();
-  std::printf("%.1f %.2e\n", 2.0 * 1024 * 1024 * 1024 / seconds / 1e9, error);
+  // Which library serves sgemm, and the kernel OpenBLAS chose (when it is loaded at all).
+  Dl_info info{};
+  const bool found = dladdr(dlsym(RTLD_DEFAULT, "sgemm_"), &info) != 0 && info.dli_fname != nullptr;
+  const std::string library = found ? info.dli_fname : "?";
+  using corename_fn = char* (*)();
+  const auto corename = reinterpret_cast<corename_fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  std::printf("%.1f %.2e %s %s\n", 2.0 * 1024 * 1024 * 1024 / seconds / 1e9, error,
+              library.substr(library.find_last_of('/', library.find_last_of('/') - 1) + 1).c_str(),
+              corename ? corename() : "-");
   return 0;
 }
 
@@ -95,7 +105,8 @@ void blas_survey(const char* self) {
   const char* current = std::getenv("OPENBLAS_CORETYPE");
   std::printf("\nBLAS behind LibTorch: torch::mm float 1024^3, %d torch thread(s); OPENBLAS_CORETYPE here: %s\n",
               at::get_num_threads(), current ? current : "(unset)");
-  std::printf("%-44s %10s %16s\n", "choice (environment of the child process)", "GFLOP/s", "max |err| vs f64");
+  std::printf("%-44s %10s %16s  %-32s %s\n", "choice (environment of the child process)", "GFLOP/s",
+              "max |err| vs f64", "sgemm from", "OpenBLAS core");
   const choice choices[] = {
       {"as installed (libblas.so.3 alternative)", ""},
       {"reference BLAS", "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/blas"},
@@ -108,10 +119,11 @@ void blas_survey(const char* self) {
     const std::string command = std::string("env ") + c.environment + " '" + self + "' --blas-child 2>/dev/null";
     std::FILE* pipe = popen(command.c_str(), "r");
     double gflops = 0, error = 0;
-    const bool ok = pipe && std::fscanf(pipe, "%lf %lf", &gflops, &error) == 2;
+    char library[128] = "?", core[64] = "-";
+    const bool ok = pipe && std::fscanf(pipe, "%lf %lf %127s %63s", &gflops, &error, library, core) == 4;
     if (pipe) pclose(pipe);
     if (ok)
-      std::printf("%-44s %10.1f %16.2e\n", c.name, gflops, error);
+      std::printf("%-44s %10.1f %16.2e  %-32s %s\n", c.name, gflops, error, library, core);
     else
       std::printf("%-44s %10s\n", c.name, "failed");
   }
