@@ -27,17 +27,18 @@ struct backend_traits<at::Tensor> {
   using vector = at::Tensor;  ///< 1-D, [prompts]
   using scalar = at::Tensor;  ///< 0-dim
 
-  /// The tensor brain computes with: float16 and bfloat16 become float32, others are unchanged.
-  static at::Tensor in(const at::Tensor& a) {
+  /// The dtype brain computes in: float32 for float16 and bfloat16, else the input's own.
+  static at::ScalarType compute_type(const at::Tensor& a) {
     const auto type = a.scalar_type();
-    return type == at::kHalf || type == at::kBFloat16 ? a.to(at::kFloat) : a;
+    return type == at::kHalf || type == at::kBFloat16 ? at::kFloat : type;
   }
+  static at::Tensor in(const at::Tensor& a) { return a.scalar_type() == compute_type(a) ? a : a.to(compute_type(a)); }
 
   static index dims(const at::Tensor& a) { return a.dim(); }
   static index rows(const at::Tensor& a) { return a.dim() > 0 ? a.size(0) : 0; }
   static index cols(const at::Tensor& a) { return a.dim() > 1 ? a.size(1) : 0; }
   static at::Tensor full(const at::Tensor& like, index rows, index cols, double value) {
-    return at::full({rows, cols}, value, in(like).options());
+    return at::full({rows, cols}, value, like.options().dtype(compute_type(like)));
   }
 
   static at::Tensor add(const at::Tensor& a, const at::Tensor& b) { return in(a) + in(b); }
