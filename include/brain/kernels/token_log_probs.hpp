@@ -1,0 +1,128 @@
+#pragma once
+// Per-token log-probabilities from rows of logits, over raw contiguous memory: no tensor library,
+// so an Eigen trainer, the LibTorch operations (brain/torch/log_probs.hpp) and the CUDA kernels
+// share them.
+//
+// For one token with logits x[0..V) and label y:
+//   log p(y) = x[y] - logsumexp(x)                                  (forward: one read of x)
+//   d log p(y) / d x[j] = [j == y] - exp(x[j] - logsumexp(x))      (backward: one read, one write)
+//
+// Accumulation is in float for float, float16 and bfloat16 inputs, in double for double.
+
+#include <brain/config.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace brain::inline v0::kernels {
+
+/// The type sums and log-sum-exps of rows of `In` are accumulated in.
+template <class In>
+using accumulate_t = std::conditional_t<std::is_same_v<In, double>, double, float>;
+
+namespace detail {
+
+/// mask ? a : b on the bits, with the comparison computed unconditionally: GCC will not
+/// if-convert a floating-point ?: under the default -ftrapping-math, and then cannot vectorise.
+BRAIN_HOST_DEVICE inline float select(bool mask, float a, float b) {
+  const std::uint32_t m = 0u - static_cast<std::uint32_t>(mask);
+  return std::bit_cast<float>((std::bit_cast<std::uint32_t>(a) & m) | (std::bit_cast<std::uint32_t>(b) & ~m));
+}
+
+}  // namespace detail
+
+/// exp(x) in float without a library call, so that loops around it vectorise (a libm call per
+/// element costs ~5 ns here, more than the memory traffic). Cephes' expf: relative error below
+/// 1e-7 on [-87.3, 88.3]; exactly 0 below -87.3 (so exp(-inf) = 0), +inf above 88.3, NaN for NaN.
+BRAIN_HOST_DEVICE inline float exp_approx(float x) {
+  constexpr float lo = -87.3f, hi = 88.3f;
+  constexpr float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  const bool below = x < lo, above = x > hi, nan = x != x;
+  const float clamped = detail::select(below || nan, lo, detail::select(above, hi, x));
+  const float scaled = clamped * log2e;
+  const int n = static_cast<int>(scaled + std::copysign(0.5f, scaled));  // round to nearest
+  const float r = clamped - static_cast<float>(n) * ln2_hi - static_cast<float>(n) * ln2_lo;
+  const float poly = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
+                      1.6666665459e-1f) * r + 5.0000001201e-1f;
+  const float e = (poly * r * r + r + 1.0f) * std::bit_cast<float>((n + 127) << 23);
+  return detail::select(below, 0.0f, detail::select(above, std::numeric_limits<float>::infinity(), detail::select(nan, x, e)));
+}
+BRAIN_HOST_DEVICE inline double exp_approx(double x) { return std::exp(x); }
+
+namespace detail {
+
+inline constexpr int lanes = 16;   // independent accumulators: vector registers without reassociation
+inline constexpr int block = 512;  // values per block: read from memory once, re-read from L1
+
+template <class In>
+BRAIN_HOST_DEVICE accumulate_t<In> load(const In* p, std::int64_t j) {
+  return static_cast<accumulate_t<In>>(p[j]);
+}
+
+}  // namespace detail
+
+/// logsumexp of x[0..n), reading x from memory once: each block's maximum, then the sum of its
+/// exponentials from cache, merged into a running (max, sum). -inf for an all -inf row; NaN if
+/// any value is NaN or +inf. (The loops are shaped so that GCC vectorises them without
+/// -ffast-math: independent lane accumulators, and exponentials written to a block buffer.)
+template <class In>
+BRAIN_HOST_DEVICE accumulate_t<In> row_logsumexp(const In* x, std::int64_t n) {
+  using acc = accumulate_t<In>;
+  constexpr acc minus_inf = -std::numeric_limits<acc>::infinity();
+  acc running_max = minus_inf, running_sum = 0;
+  bool poisoned = false;  // NaN or +inf seen
+  acc exps[detail::block];
+  for (std::int64_t start = 0; start < n; start += detail::block) {
+    const std::int64_t len = std::min<std::int64_t>(detail::block, n - start);
+    const std::int64_t whole = len - len % detail::lanes;
+    const In* p = x + start;
+    acc lane[detail::lanes];
+    for (int l = 0; l < detail::lanes; ++l) lane[l] = minus_inf;
+    for (std::int64_t j = 0; j < whole; j += detail::lanes)
+      for (int l = 0; l < detail::lanes; ++l) lane[l] = lane[l] < detail::load(p, j + l) ? detail::load(p, j + l) : lane[l];
+    acc block_max = minus_inf;
+    for (int l = 0; l < detail::lanes; ++l) block_max = std::max(block_max, lane[l]);
+    for (std::int64_t j = whole; j < len; ++j) block_max = std::max(block_max, detail::load(p, j));
+    if (block_max == minus_inf) {  // nothing but -inf, or NaN that the lane maxima skipped
+      for (std::int64_t j = 0; j < len; ++j) poisoned = poisoned || !(detail::load(p, j) == detail::load(p, j));
+      continue;
+    }
+    const acc new_max = std::max(running_max, block_max);
+    for (std::int64_t j = 0; j < len; ++j) exps[j] = exp_approx(detail::load(p, j) - new_max);
+    for (int l = 0; l < detail::lanes; ++l) lane[l] = 0;
+    for (std::int64_t j = 0; j < whole; j += detail::lanes)
+      for (int l = 0; l < detail::lanes; ++l) lane[l] += exps[j + l];
+    acc block_sum = 0;
+    for (int l = 0; l < detail::lanes; ++l) block_sum += lane[l];
+    for (std::int64_t j = whole; j < len; ++j) block_sum += exps[j];
+    running_sum = running_sum * exp_approx(running_max - new_max) + block_sum;
+    running_max = new_max;
+    poisoned = poisoned || !(block_sum == block_sum) || new_max == std::numeric_limits<acc>::infinity();
+  }
+  if (poisoned) return std::numeric_limits<acc>::quiet_NaN();
+  return running_max == minus_inf ? minus_inf : running_max + std::log(running_sum);
+}
+
+/// log p(label) for one row of logits.
+template <class In>
+BRAIN_HOST_DEVICE accumulate_t<In> token_log_prob(const In* x, std::int64_t n, std::int64_t label) {
+  return detail::load(x, label) - row_logsumexp(x, n);
+}
+
+/// grad[j] = upstream * ([j == label] - exp(x[j] - lse)), for the row's logsumexp `lse`: the
+/// gradient of upstream * log p(label) with respect to the logits, written in one pass. `grad`
+/// may alias `x` (in place).
+template <class In, class Out>
+BRAIN_HOST_DEVICE void token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label,
+                                               accumulate_t<In> lse, accumulate_t<In> upstream, Out* grad) {
+  using acc = accumulate_t<In>;
+  const acc at_label = upstream * (acc(1) - exp_approx(detail::load(x, label) - lse));  // before x is overwritten
+  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(-upstream * exp_approx(detail::load(x, j) - lse));
+  grad[label] = static_cast<Out>(at_label);
+}
+
+}  // namespace brain::inline v0::kernels

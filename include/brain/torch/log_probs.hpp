@@ -1,0 +1,339 @@
+#pragma once
+// Sequence log-probabilities log q(y|x) for LibTorch trainers, without materialising the
+// [tokens, vocabulary] logits more than once (sequence_log_probs) or at all
+// (fused_linear_sequence_log_probs). Both are differentiable (custom autograd functions whose
+// backward writes the gradient in one pass) and compose with brain_loss:
+//
+//   #include <brain/torch/log_probs.hpp>   // link brain::torch
+//   namespace bt = brain::torch;
+//   auto lp = bt::fused_linear_sequence_log_probs(hidden, lm_head.weight, ids, response_mask,
+//                                                 bt::alignment::next_token);      // [B]
+//   auto out = brain::brain_loss(brain::samples<at::Tensor>{lp.view({m, n}), lq, l0, r});
+//
+// Alignment between logits and labels is always explicit (the off-by-one that bit TRL):
+//   alignment::same_position  logits[b, t] scores labels[b, t]; the caller has shifted.
+//   alignment::next_token     logits[b, t] scores labels[b, t + 1]: pass the model's input ids as
+//                             labels, unshifted. mask[b, t] selects label positions (the
+//                             response tokens), so mask[b, 0] must be 0 and the last logits
+//                             position predicts nothing.
+// Left and right padding need nothing special: padded positions have mask 0.
+//
+// CPU tensors run brain's kernels (brain/kernels/token_log_probs.hpp) over at::parallel_for;
+// CUDA tensors take the plain ATen composition until the CUDA kernels exist (same results).
+
+#include <brain/errors.hpp>
+#include <brain/kernels/token_log_probs.hpp>
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <string_view>
+
+namespace brain::inline v0::torch {
+
+/// Which label each logits position scores (see the header comment).
+enum class alignment { same_position, next_token };
+
+/// How per-token log-probs become the result.
+enum class reduction {
+  sum,   ///< [B]: sum over the masked tokens (log q(y|x) of the whole response)
+  mean,  ///< [B]: sum / number of masked tokens (0 for a row with none)
+  none,  ///< [B, T]: per token, aligned with labels; 0 where the mask is 0
+};
+
+struct log_prob_options {
+  reduction reduce = reduction::sum;
+  bool validate = true;  ///< check shapes, label range and finiteness (one pass over labels, none over logits)
+};
+
+namespace detail {
+
+using brain::detail::fail;
+
+/// The parts every entry point shares: which (b, t) label positions count, with their labels.
+struct token_selection {
+  at::Tensor active;  // [B, T] bool
+  at::Tensor labels;  // [B, T] int64
+  int64_t shift = 0;  // logits row of label position t is t - shift
+};
+
+inline token_selection select_tokens(std::string_view where, const at::Tensor& labels, const at::Tensor& mask,
+                                     int64_t batch, int64_t time, int64_t vocabulary, alignment align, bool validate) {
+  if (labels.dim() != 2 || labels.size(0) != batch || labels.size(1) != time)
+    fail(where, "labels has shape ", labels.sizes(), " but must be [", batch, ", ", time, "]");
+  if (mask.dim() != 2 || mask.size(0) != batch || mask.size(1) != time)
+    fail(where, "mask has shape ", mask.sizes(), " but must be [", batch, ", ", time, "]");
+  if (at::isFloatingType(labels.scalar_type()) || labels.scalar_type() == at::kBool)
+    fail(where, "labels must be an integer tensor (token ids), got ", labels.scalar_type());
+  token_selection s{mask != 0, labels.to(at::kLong), align == alignment::next_token ? 1 : 0};
+  if (!validate) return s;
+  if (s.shift == 1 && time > 0 && s.active.select(1, 0).any().item<bool>()) {
+    const int64_t b = at::nonzero(s.active.select(1, 0)).select(0, 0).item<int64_t>();
+    fail(where, "mask[", b, ", 0] is set, but under alignment::next_token no logits position predicts the first token");
+  }
+  const at::Tensor out_of_range = s.active & ((s.labels < 0) | (s.labels >= vocabulary));
+  if (out_of_range.any().item<bool>()) {
+    const at::Tensor at_ = at::nonzero(out_of_range).select(0, 0).cpu();
+    const int64_t b = at_[0].item<int64_t>(), t = at_[1].item<int64_t>();
+    fail(where, "labels[", b, ", ", t, "] = ", s.labels.select(0, b).select(0, t).item<int64_t>(),
+         " is outside the vocabulary [0, ", vocabulary, ")");
+  }
+  return s;
+}
+
+/// Per-token log-probs [B, T] (0 where inactive) into the requested reduction.
+inline at::Tensor reduce_tokens(const at::Tensor& token_log_probs, const at::Tensor& active, reduction r) {
+  if (r == reduction::none) return token_log_probs;
+  const at::Tensor total = token_log_probs.sum(1);
+  if (r == reduction::sum) return total;
+  return total / active.sum(1).clamp_min(1).to(total.scalar_type());
+}
+
+/// d result / d token_log_prob[b, t] for an upstream gradient of the reduced result.
+inline at::Tensor upstream_per_token(const at::Tensor& grad, const at::Tensor& active, reduction r) {
+  const at::Tensor mask = active.to(grad.scalar_type());
+  if (r == reduction::none) return grad * mask;
+  if (r == reduction::sum) return grad.unsqueeze(1) * mask;
+  return (grad / active.sum(1).clamp_min(1).to(grad.scalar_type())).unsqueeze(1) * mask;
+}
+
+/// Throws naming the first active token whose log-prob is not finite (its logits hold NaN/+inf).
+inline void check_finite_tokens(std::string_view where, const at::Tensor& token_log_probs, const at::Tensor& active,
+                                int64_t shift) {
+  const at::Tensor bad = active & ~at::isfinite(token_log_probs);
+  if (!bad.any().item<bool>()) return;
+  const at::Tensor at_ = at::nonzero(bad).select(0, 0).cpu();
+  const int64_t b = at_[0].item<int64_t>(), t = at_[1].item<int64_t>();
+  fail(where, "the logits at [", b, ", ", t - shift, "] (scoring labels[", b, ", ", t,
+       "]) contain NaN or +inf, or overflow");
+}
+
+/// The dtype kernels accumulate in: float for float16 / bfloat16 / float, double for double.
+inline at::ScalarType accumulate_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+/// The plain ATen composition (log_softmax, gather, masked sum), in the accumulation dtype: the
+/// CUDA path for now, and the reference the tests compare with.
+inline at::Tensor plain_token_log_probs(const at::Tensor& logits, const token_selection& s) {
+  const int64_t time = logits.size(1);
+  const at::Tensor log_probs = at::log_softmax(logits.to(accumulate_type(logits.scalar_type())), -1);
+  at::Tensor out = at::zeros({logits.size(0), time}, log_probs.options());
+  if (time > s.shift) {
+    const at::Tensor labels = s.labels.slice(1, s.shift, time).clamp(0, logits.size(2) - 1);
+    const at::Tensor picked = log_probs.slice(1, 0, time - s.shift).gather(2, labels.unsqueeze(2)).squeeze(2);
+    out.slice(1, s.shift, time).copy_(at::where(s.active.slice(1, s.shift, time), picked, at::zeros_like(picked)));
+  }
+  return out;
+}
+
+struct sequence_log_probs_function : ::torch::autograd::Function<sequence_log_probs_function> {
+  // logits [B, T, V] contiguous; returns per-token log-probs [B, T] reduced by `reduce`.
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& labels,
+                            const at::Tensor& active, int64_t shift, int64_t reduce, bool validate) {
+    const int64_t batch = logits.size(0), time = logits.size(1), vocabulary = logits.size(2);
+    const auto acc_type = accumulate_type(logits.scalar_type());
+    at::Tensor lse = at::zeros({batch, time}, logits.options().dtype(acc_type));
+    at::Tensor token = at::zeros({batch, time}, logits.options().dtype(acc_type));
+    const int64_t* label_ptr = labels.data_ptr<int64_t>();
+    const bool* active_ptr = active.data_ptr<bool>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "brain::sequence_log_probs", [&] {
+      using acc = kernels::accumulate_t<scalar_t>;
+      const scalar_t* x = logits.data_ptr<scalar_t>();
+      acc* lse_ptr = lse.data_ptr<acc>();
+      acc* token_ptr = token.data_ptr<acc>();
+      at::parallel_for(0, batch * time, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {  // i = b * time + t, a label position
+          if (!active_ptr[i] || i % time < shift) continue;
+          const scalar_t* row = x + (i - shift) * vocabulary;
+          lse_ptr[i] = kernels::row_logsumexp(row, vocabulary);
+          token_ptr[i] = static_cast<acc>(row[label_ptr[i]]) - lse_ptr[i];
+        }
+      });
+    });
+    if (validate) check_finite_tokens("sequence_log_probs", token, active, shift);
+    ctx->save_for_backward({logits, labels, active, lse});
+    ctx->saved_data["shift"] = shift;
+    ctx->saved_data["reduce"] = reduce;
+    return reduce_tokens(token, active, static_cast<reduction>(reduce));
+  }
+
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &logits = saved[0], &labels = saved[1], &active = saved[2], &lse = saved[3];
+    const int64_t shift = ctx->saved_data["shift"].toInt();
+    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
+    const int64_t batch = logits.size(0), time = logits.size(1), vocabulary = logits.size(2);
+    const at::Tensor upstream = upstream_per_token(grad_outputs[0].to(lse.scalar_type()), active, r).contiguous();
+    at::Tensor grad = at::empty_like(logits);  // every row is written below: one pass, no zero-fill
+    const int64_t* label_ptr = labels.data_ptr<int64_t>();
+    const bool* active_ptr = active.data_ptr<bool>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "brain::sequence_log_probs_backward", [&] {
+      using acc = kernels::accumulate_t<scalar_t>;
+      const scalar_t* x = logits.data_ptr<scalar_t>();
+      scalar_t* g = grad.data_ptr<scalar_t>();
+      const acc* lse_ptr = lse.data_ptr<acc>();
+      const acc* up = upstream.data_ptr<acc>();
+      at::parallel_for(0, batch * time, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {  // row = b * time + s, a logits position
+          const int64_t i = row + shift;               // the label position it scores
+          if (row % time + shift < time && active_ptr[i])
+            kernels::token_log_prob_backward(x + row * vocabulary, vocabulary, label_ptr[i], lse_ptr[i], up[i],
+                                             g + row * vocabulary);
+          else
+            std::fill(g + row * vocabulary, g + (row + 1) * vocabulary, scalar_t(0));
+        }
+      });
+    });
+    return {grad, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+/// Chunks of this many active tokens keep at most chunk x V logits alive. The default bounds a
+/// chunk's logits by the size of the hidden states (Liger's rule), within [64, 2048].
+inline int64_t default_chunk_tokens(int64_t tokens, int64_t vocabulary, int64_t hidden) {
+  const int64_t ratio = std::max<int64_t>(1, (vocabulary + hidden - 1) / hidden);
+  const auto chunk = std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(1, (tokens + ratio - 1) / ratio)));
+  return std::clamp<int64_t>(static_cast<int64_t>(chunk), 64, 2048);
+}
+
+struct fused_linear_function : ::torch::autograd::Function<fused_linear_function> {
+  // hidden [B, T, d], weight [V, d]; the logits exist chunk by chunk only, in forward and backward.
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& labels, const at::Tensor& active, int64_t shift, int64_t reduce,
+                            int64_t chunk, bool validate) {
+    const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
+    const auto acc_type = accumulate_type(hidden.scalar_type());
+    const at::Tensor positions = at::nonzero(active.reshape({-1})).reshape({-1});  // label positions, flat
+    const at::Tensor rows = positions - shift;                                   // hidden rows scoring them
+    const at::Tensor token_labels = labels.reshape({-1}).index_select(0, positions).contiguous();
+    const at::Tensor flat_hidden = hidden.reshape({batch * time, width});
+    const at::Tensor w = weight.to(acc_type);
+    const int64_t count = positions.size(0);
+    at::Tensor lse = at::empty({count}, hidden.options().dtype(acc_type));
+    at::Tensor token = at::empty({count}, hidden.options().dtype(acc_type));
+    for (int64_t begin = 0; begin < count; begin += chunk) {
+      const int64_t size = std::min(chunk, count - begin);
+      const at::Tensor logits = at::mm(flat_hidden.index_select(0, rows.slice(0, begin, begin + size)).to(acc_type), w.t());
+      AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs", [&] {
+        const scalar_t* x = logits.data_ptr<scalar_t>();
+        const int64_t vocabulary = logits.size(1);
+        const int64_t* label_ptr = token_labels.data_ptr<int64_t>() + begin;
+        scalar_t* lse_ptr = lse.data_ptr<scalar_t>() + begin;
+        scalar_t* token_ptr = token.data_ptr<scalar_t>() + begin;
+        at::parallel_for(0, size, 1, [&](int64_t b, int64_t e) {
+          for (int64_t k = b; k < e; ++k) {
+            lse_ptr[k] = kernels::row_logsumexp(x + k * vocabulary, vocabulary);
+            token_ptr[k] = x[k * vocabulary + label_ptr[k]] - lse_ptr[k];
+          }
+        });
+      });
+    }
+    at::Tensor per_token = at::zeros({batch * time}, token.options());
+    per_token.index_copy_(0, positions, token);
+    per_token = per_token.view({batch, time});
+    if (validate) check_finite_tokens("fused_linear_sequence_log_probs", per_token, active, shift);
+    ctx->save_for_backward({hidden, weight, active, positions, token_labels, lse});
+    ctx->saved_data["shift"] = shift;
+    ctx->saved_data["reduce"] = reduce;
+    ctx->saved_data["chunk"] = chunk;
+    return reduce_tokens(per_token, active, static_cast<reduction>(reduce));
+  }
+
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &hidden = saved[0], &weight = saved[1], &active = saved[2], &positions = saved[3];
+    const at::Tensor &token_labels = saved[4], &lse = saved[5];
+    const int64_t shift = ctx->saved_data["shift"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
+    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
+    const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
+    const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
+    const auto acc_type = lse.scalar_type();
+    const at::Tensor upstream =
+        upstream_per_token(grad_outputs[0].to(acc_type), active, r).reshape({-1}).index_select(0, positions).contiguous();
+    const at::Tensor flat_hidden = hidden.reshape({batch * time, width});
+    const at::Tensor rows = positions - shift;
+    const at::Tensor w = weight.to(acc_type);
+    at::Tensor grad_hidden = need_hidden ? at::zeros({batch * time, width}, hidden.options().dtype(acc_type)) : at::Tensor();
+    at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();  // no buffer for a frozen head
+    const int64_t count = positions.size(0);
+    for (int64_t begin = 0; begin < count && (need_hidden || need_weight); begin += chunk) {
+      const int64_t size = std::min(chunk, count - begin);
+      const at::Tensor chunk_rows = rows.slice(0, begin, begin + size);
+      const at::Tensor h = flat_hidden.index_select(0, chunk_rows).to(acc_type);
+      at::Tensor logits = at::mm(h, w.t());  // recomputed, then turned into its gradient in place
+      AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs_backward", [&] {
+        scalar_t* x = logits.data_ptr<scalar_t>();
+        const int64_t vocabulary = logits.size(1);
+        const int64_t* label_ptr = token_labels.data_ptr<int64_t>() + begin;
+        const scalar_t* lse_ptr = lse.data_ptr<scalar_t>() + begin;
+        const scalar_t* up = upstream.data_ptr<scalar_t>() + begin;
+        at::parallel_for(0, size, 1, [&](int64_t b, int64_t e) {
+          for (int64_t k = b; k < e; ++k)
+            kernels::token_log_prob_backward(x + k * vocabulary, vocabulary, label_ptr[k], lse_ptr[k], up[k],
+                                             x + k * vocabulary);
+        });
+      });
+      if (need_hidden) grad_hidden.index_add_(0, chunk_rows, at::mm(logits, w));
+      if (need_weight) grad_weight.addmm_(logits.t(), h);
+    }
+    return {need_hidden ? grad_hidden.view({batch, time, width}).to(hidden.scalar_type()) : at::Tensor(),
+            need_weight ? grad_weight.to(weight.scalar_type()) : at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace detail
+
+/// log q(y|x) from logits [B, T, V]: per-token log-probs of `labels` [B, T] where `mask` [B, T]
+/// is non-zero, summed per row (or as `opt.reduce` says). One read of the logits forward; the
+/// backward writes their gradient in one pass. Result dtype: float32 for float16/bfloat16/float32
+/// logits, float64 for float64.
+inline at::Tensor sequence_log_probs(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& mask,
+                                     alignment align, const log_prob_options& opt = {}) {
+  constexpr std::string_view where = "sequence_log_probs";
+  if (logits.dim() != 3) detail::fail(where, "logits has ", logits.dim(), " dimensions: expected [B, T, V]");
+  const auto s = detail::select_tokens(where, labels, mask, logits.size(0), logits.size(1), logits.size(2), align,
+                                       opt.validate);
+  if (!logits.device().is_cpu()) {
+    const at::Tensor token = detail::plain_token_log_probs(logits, s);
+    if (opt.validate) detail::check_finite_tokens(where, token, s.active, s.shift);
+    return detail::reduce_tokens(token, s.active, opt.reduce);
+  }
+  return detail::sequence_log_probs_function::apply(logits.contiguous(), s.labels.contiguous(), s.active.contiguous(),
+                                                    s.shift, static_cast<int64_t>(opt.reduce), opt.validate);
+}
+
+/// log q(y|x) from the last hidden states [B, T, d] and the output layer's weight [V, d]
+/// (logits = hidden · weightᵀ, no bias), processing `chunk_tokens` masked tokens at a time so that
+/// at most chunk_tokens x V logits exist, forward and backward (0: a default that keeps a chunk's
+/// logits about the size of the hidden states). The backward recomputes each chunk's logits and
+/// accumulates the gradients of hidden and, only if it requires one, of weight.
+inline at::Tensor fused_linear_sequence_log_probs(const at::Tensor& hidden, const at::Tensor& weight,
+                                                  const at::Tensor& labels, const at::Tensor& mask, alignment align,
+                                                  int64_t chunk_tokens = 0, const log_prob_options& opt = {}) {
+  constexpr std::string_view where = "fused_linear_sequence_log_probs";
+  if (hidden.dim() != 3) detail::fail(where, "hidden has ", hidden.dim(), " dimensions: expected [B, T, d]");
+  if (weight.dim() != 2 || weight.size(1) != hidden.size(2))
+    detail::fail(where, "weight has shape ", weight.sizes(), " but must be [V, ", hidden.size(2), "] for hidden ",
+                 hidden.sizes());
+  if (weight.device() != hidden.device())
+    detail::fail(where, "weight is on ", weight.device(), " but hidden is on ", hidden.device());
+  if (chunk_tokens < 0) detail::fail(where, "chunk_tokens = ", chunk_tokens, " must be >= 0 (0: automatic)");
+  const auto s = detail::select_tokens(where, labels, mask, hidden.size(0), hidden.size(1), weight.size(0), align,
+                                       opt.validate);
+  if (!hidden.device().is_cpu())
+    return sequence_log_probs(at::matmul(hidden, weight.t()), labels, mask, align, opt);
+  const int64_t tokens = s.active.sum().item<int64_t>();
+  const int64_t chunk =
+      chunk_tokens > 0 ? chunk_tokens : detail::default_chunk_tokens(tokens, weight.size(0), weight.size(1));
+  return detail::fused_linear_function::apply(hidden, weight, s.labels.contiguous(), s.active.contiguous(), s.shift,
+                                              static_cast<int64_t>(opt.reduce), chunk, opt.validate);
+}
+
+}  // namespace brain::inline v0::torch
