@@ -3,7 +3,8 @@
 //   hidden states [B, T, d]:  plain (matmul + the above)  vs  matmul + sequence_log_probs
 //                             vs  fused_linear_sequence_log_probs  vs  the GEMM floor
 // The GEMM floor is the three products any implementation needs (logits = H Wᵀ, dH = G W,
-// dW = Gᵀ H); the fused path also recomputes the logits in backward, a fourth product.
+// dW = Gᵀ H); the fused path also recomputes the logits in backward, a fourth product. With a
+// frozen output layer the floor is two products, and so is the fused path (it forms dH in forward).
 // Peak extra memory of each variant is measured in a fresh child process (VmHWM after resetting
 // it, minus the resident size once the inputs exist).
 //
@@ -34,9 +35,16 @@ struct shape {
 };
 const shape shapes[] = {{"small", 256, 1000, 64}, {"gpt2", 2048, 50257, 768}, {"llama", 512, 32000, 4096}};
 
-enum variant { plain_logits, ours_logits, plain_linear, ours_linear, fused_linear, gemm_floor };
+enum variant {
+  plain_logits, ours_logits,                              // logits given
+  plain_linear, ours_linear, fused_linear, gemm_floor,    // trainable output layer
+  plain_frozen, fused_frozen, gemm_floor_frozen,          // frozen output layer (LoRA-style)
+  variant_count
+};
 const char* const variant_names[] = {"plain_logits", "sequence_log_probs", "plain_linear", "matmul+sequence_log_probs",
-                                     "fused_linear", "gemm_floor"};
+                                     "fused_linear", "gemm_floor", "plain_frozen_head", "fused_frozen_head",
+                                     "gemm_floor_frozen_head"};
+variant baseline_of(int v) { return v <= ours_logits ? plain_logits : v <= gemm_floor ? plain_linear : plain_frozen; }
 
 struct inputs {
   at::Tensor hidden, weight, logits, labels, mask;
@@ -52,7 +60,7 @@ inputs make_inputs(const shape& s, variant v) {
     in.logits = (at::randn({batch, time, s.vocabulary}) * 2).requires_grad_(true);
   } else {
     in.hidden = at::randn({batch, time, s.width}).requires_grad_(true);
-    in.weight = (at::randn({s.vocabulary, s.width}) / std::sqrt(double(s.width))).requires_grad_(true);
+    in.weight = (at::randn({s.vocabulary, s.width}) / std::sqrt(double(s.width))).requires_grad_(v < plain_frozen);
   }
   return in;
 }
@@ -69,21 +77,25 @@ void run(variant v, inputs& in) {
   switch (v) {
     case plain_logits: plain_log_probs(in.logits, in).sum().backward(); break;
     case ours_logits: bt::sequence_log_probs(in.logits, in.labels, in.mask, same).sum().backward(); break;
-    case plain_linear: plain_log_probs(at::matmul(in.hidden, in.weight.t()), in).sum().backward(); break;
+    case plain_linear:
+    case plain_frozen: plain_log_probs(at::matmul(in.hidden, in.weight.t()), in).sum().backward(); break;
     case ours_linear:
       bt::sequence_log_probs(at::matmul(in.hidden, in.weight.t()), in.labels, in.mask, same).sum().backward();
       break;
     case fused_linear:
+    case fused_frozen:
       bt::fused_linear_sequence_log_probs(in.hidden, in.weight, in.labels, in.mask, same).sum().backward();
       break;
-    case gemm_floor: {
+    case gemm_floor:
+    case gemm_floor_frozen: {  // logits = H Wᵀ, dH = G W, and (trainable head) dW = Gᵀ H
       at::NoGradGuard no_grad;
       const at::Tensor h = in.hidden.reshape({-1, in.hidden.size(2)});
       const at::Tensor g = at::mm(h, in.weight.t());  // the logits; stands in for their gradient
       benchmark::DoNotOptimize(at::mm(g, in.weight).data_ptr());
-      benchmark::DoNotOptimize(at::mm(g.t(), h).data_ptr());
+      if (v == gemm_floor) benchmark::DoNotOptimize(at::mm(g.t(), h).data_ptr());
       break;
     }
+    case variant_count: break;
   }
 }
 
@@ -128,7 +140,7 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::strcmp(argv[1], "--memory-child") == 0)
     return memory_child(static_cast<variant>(std::atoi(argv[2])), shapes[std::atoi(argv[3])]);
   for (const auto& s : shapes)
-    for (int v = 0; v <= gemm_floor; ++v)
+    for (int v = 0; v < variant_count; ++v)
       benchmark::RegisterBenchmark((std::string(s.name) + "/" + variant_names[v]).c_str(), bench, variant(v), s)
           ->Unit(benchmark::kMillisecond)
           ->Iterations(s.tokens * s.vocabulary > 10'000'000 ? 2 : 20)
@@ -143,11 +155,11 @@ int main(int argc, char** argv) {
   for (int si = 0; si < 3; ++si) {
     const shape& s = shapes[si];
     std::map<int, std::pair<double, double>> row;  // variant -> (seconds, MiB)
-    for (int v = 0; v <= gemm_floor; ++v) {
+    for (int v = 0; v < variant_count; ++v) {
       const auto it = reporter.seconds.find(std::string(s.name) + "/" + variant_names[v]);
       if (it == reporter.seconds.end()) continue;
       double mib = NAN;
-      if (v != gemm_floor) {
+      if (v != gemm_floor && v != gemm_floor_frozen) {
         const std::string command = std::string("'") + argv[0] + "' --memory-child " + std::to_string(v) + " " +
                                     std::to_string(si);
         if (std::FILE* pipe = popen(command.c_str(), "r")) {
@@ -158,15 +170,18 @@ int main(int argc, char** argv) {
       row[v] = {it->second, mib};
     }
     for (const auto& [v, figures] : row) {
-      const int plain = v <= ours_logits ? plain_logits : plain_linear;
+      const int plain = baseline_of(v);
       const bool has_plain = row.count(plain) > 0;
       std::printf("%-7s %-26s %10.4f %13.2fx %10.1f %11.3fx\n", s.name, variant_names[v], figures.first,
                   has_plain ? figures.first / row[plain].first : NAN, figures.second,
                   has_plain ? figures.second / row[plain].second : NAN);
     }
     if (row.count(fused_linear) && row.count(gemm_floor))
-      std::printf("%-7s fused_linear / gemm_floor (3 products): %.2fx\n", s.name,
+      std::printf("%-7s fused_linear / gemm_floor (3 products; fused does 4): %.2fx\n", s.name,
                   row[fused_linear].first / row[gemm_floor].first);
+    if (row.count(fused_frozen) && row.count(gemm_floor_frozen))
+      std::printf("%-7s fused_frozen_head / gemm_floor_frozen_head (2 products; fused does 2): %.2fx\n", s.name,
+                  row[fused_frozen].first / row[gemm_floor_frozen].first);
   }
   return 0;
 }

@@ -164,13 +164,27 @@ TEST(FusedLinearSequenceLogProbs, EqualsMaterialisingTheLogits) {
     }
 }
 
+// A frozen weight gets no gradient (and no buffer); the hidden gradient, computed during forward
+// on that path, equals the plain one for every reduction and chunking.
 TEST(FusedLinearSequenceLogProbs, FrozenWeightGetsNoGradient) {
-  const batch in = make_batch(50, at::kFloat);
-  const at::Tensor hidden = at::randn({4, 7, 8}).requires_grad_(true), weight = at::randn({50, 8});
-  bt::fused_linear_sequence_log_probs(hidden, weight, in.labels, in.mask, bt::alignment::next_token).sum().backward();
-  EXPECT_TRUE(hidden.grad().defined());
-  EXPECT_FALSE(weight.grad().defined());
-  EXPECT_EQ(hidden.grad()[3].abs().max().item<double>(), 0.0);  // the all-masked row
+  const batch in = make_batch(50, at::kDouble);
+  const at::Tensor hidden = at::randn({4, 7, 8}, at::kDouble), weight = at::randn({50, 8}, at::kDouble);
+  for (const auto reduce : {bt::reduction::sum, bt::reduction::mean, bt::reduction::none})
+    for (const int64_t chunk : {0, 2}) {
+      const at::Tensor h1 = hidden.clone().requires_grad_(true), h2 = hidden.clone().requires_grad_(true);
+      const at::Tensor w = weight.clone();
+      const at::Tensor fused = bt::fused_linear_sequence_log_probs(h1, w, in.labels, in.mask, bt::alignment::next_token,
+                                                                   chunk, {.reduce = reduce});
+      const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w.t()), in.labels, in.mask, bt::alignment::next_token,
+                                                      {.reduce = reduce});
+      EXPECT_LT((fused - plain).abs().max().item<double>(), 1e-12);
+      const at::Tensor upstream = at::randn(fused.sizes(), at::kDouble);
+      (fused * upstream).sum().backward();
+      (plain * upstream).sum().backward();
+      EXPECT_FALSE(w.grad().defined());
+      EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
+      EXPECT_EQ(h1.grad()[3].abs().max().item<double>(), 0.0);  // the all-masked row
+    }
 }
 
 TEST(FusedLinearSequenceLogProbs, FloatAgreesWithDoubleTo1e4) {
