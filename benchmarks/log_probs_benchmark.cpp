@@ -10,12 +10,15 @@
 //
 //   log_probs_benchmark [google-benchmark flags]    (sizes: 2048x50257x768 and 512x32000x4096;
 //                                                    --benchmark_filter=small for a quick run)
+//   log_probs_benchmark --memory gpt2|llama|small   the peak-memory column alone
 
 #include <brain/torch/log_probs.hpp>  // link brain::torch
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
+
+#include <malloc.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -112,7 +115,11 @@ long status_kib(const char* key) {  // a field of /proc/self/status, in KiB
 }
 
 // In a fresh process: peak resident memory of one forward + backward above the inputs, in MiB.
+// glibc's thresholds are pinned first: otherwise buffers freed by the warm-up run stay in the heap
+// (the mmap threshold rises on its own up to 32 MiB) and the measured run reuses them unseen.
 int memory_child(variant v, const shape& s) {
+  mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024);
   inputs in = make_inputs(s, v);
   run(v, in);  // once, so that lazily initialised state (BLAS buffers, thread pools) is in the baseline
   for (at::Tensor* t : {&in.hidden, &in.weight, &in.logits})
@@ -139,6 +146,17 @@ class table_reporter : public benchmark::ConsoleReporter {
 int main(int argc, char** argv) {
   if (argc == 4 && std::strcmp(argv[1], "--memory-child") == 0)
     return memory_child(static_cast<variant>(std::atoi(argv[2])), shapes[std::atoi(argv[3])]);
+  if (argc == 3 && std::strcmp(argv[1], "--memory") == 0) {  // the memory column alone, for one shape
+    for (int si = 0; si < 3; ++si)
+      if (std::strcmp(shapes[si].name, argv[2]) == 0)
+        for (int v = 0; v < variant_count; ++v)
+          if (v != gemm_floor && v != gemm_floor_frozen) {
+            std::printf("%-7s %-26s ", shapes[si].name, variant_names[v]);
+            std::fflush(stdout);
+            std::system((std::string("'") + argv[0] + "' --memory-child " + std::to_string(v) + " " + std::to_string(si)).c_str());
+          }
+    return 0;
+  }
   for (const auto& s : shapes)
     for (int v = 0; v < variant_count; ++v)
       benchmark::RegisterBenchmark((std::string(s.name) + "/" + variant_names[v]).c_str(), bench, variant(v), s)
