@@ -77,6 +77,12 @@ TYPED_TEST(LossTest, GoodnessModelsChangeTheTarget) {
   // Logistic (eq. 15): proportional to sigmoid(r) = (1/2, 3/4).
   const host lg = io<T>::to_host(brain::brain_loss(s, brain::logistic{}).target_weights);
   EXPECT_NEAR(lg(0, 1), 0.6, 1e-15);
+  // The public mapping from rewards to log-goodness, element by element.
+  const host lg_bt = io<T>::to_host(brain::log_goodness_of(brain::bradley_terry{.beta = 0.5}, io<T>::from_host(r)));
+  const host lg_logistic = io<T>::to_host(brain::log_goodness_of(brain::logistic{}, io<T>::from_host(r)));
+  EXPECT_NEAR(lg_bt(0, 1), 2 * std::log(3.0), 1e-15);
+  EXPECT_NEAR(lg_logistic(0, 1), std::log(0.75), 1e-15);
+  EXPECT_THROW(brain::log_goodness_of(brain::bradley_terry{.beta = -1}, io<T>::from_host(r)), std::invalid_argument);
   // Rewards that are log-goodness already: as Bradley–Terry with beta = 1.
   const host direct = io<T>::to_host(brain::brain_loss(s, brain::log_goodness{}).target_weights);
   EXPECT_NEAR(direct(0, 1), 0.75, 1e-15);

@@ -34,10 +34,10 @@ tensor_t<T> gradient_coefficients(const samples<T>& s, estimator kind, const G& 
   const double n = static_cast<double>(ops<T>::cols(log_alpha));
   switch (kind) {
     case estimator::brain:
-      return ops<T>::sub(ops<T>::exp(log_normalize_target<T>(log_alpha, opt.target)),
+      return ops<T>::sub(normalize_target<T>(log_alpha, opt.target).p,
                          ops<T>::exp(log_baseline_weights<T>(s.log_policy, s.log_proposal)));
     case estimator::no_baseline:
-      return ops<T>::exp(log_normalize_target<T>(log_alpha, opt.target));
+      return normalize_target<T>(log_alpha, opt.target).p;
     case estimator::gdc_pp:
     case estimator::dpg: {
       // alpha_i / Z with the posterior's normaliser Z = p(G=1|x) = E_q[alpha]; without a known Z,

@@ -54,13 +54,6 @@ row_softmax_result<T> normalize_target(const tensor_t<T>& log_alpha, target_rule
   return row_softmax<T>(log_alpha);
 }
 
-/// log alpha-bar from log alpha.
-template <class T>
-tensor_t<T> log_normalize_target(const tensor_t<T>& log_alpha, target_rule rule) {
-  if (rule == target_rule::argmax) return ops<T>::log(ops<T>::argmax_one_hot(log_alpha));
-  return row_log_softmax<T>(log_alpha);
-}
-
 /// log beta-bar_i = log_softmax_i(log q_theta(y_i|x) - log q(y_i|x)) (eqs. 10-11). Gradients flow
 /// through log_policy only.
 template <class T>
@@ -86,8 +79,9 @@ tensor_t<T> log_target_weights(const T& log_prior, const T& log_proposal, const 
     detail::check_values<T>(where, "log_proposal", log_proposal);
     detail::check_values<T>(where, "reward", reward);
   }
-  return detail::log_normalize_target<T>(
-      detail::log_importance_weights<T>(where, log_prior, log_proposal, reward, goodness, opt.validate), opt.target);
+  return detail::normalize_target<T>(
+             detail::log_importance_weights<T>(where, log_prior, log_proposal, reward, goodness, opt.validate), opt.target)
+      .log_p;
 }
 
 /// alpha-bar: target weights (eqs. 6, 21), [prompts, n], rows sum to 1.
