@@ -1,0 +1,520 @@
+#include "data.hpp"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <istream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <tuple>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+namespace tldr {
+namespace {
+
+constexpr std::string_view tldr_marker = "TL;DR:";
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+char to_lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+std::string lowercase(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), to_lower);
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::size_t count_words(std::string_view s) {
+  std::size_t n = 0;
+  bool in_word = false;
+  for (char c : s) {
+    if (is_space(c)) {
+      in_word = false;
+    } else if (!in_word) {
+      in_word = true;
+      ++n;
+    }
+  }
+  return n;
+}
+
+// A value for an error message: short enough to read, long enough to recognise.
+std::string excerpt(std::string_view s, std::size_t max_chars = 60) {
+  if (s.size() <= max_chars) return std::string(s);
+  return std::string(s.substr(0, max_chars)) + "...";
+}
+
+std::string where(const std::filesystem::path& path, std::size_t line) {
+  return path.string() + ":" + std::to_string(line);
+}
+
+// FNV-1a 64: a stable hash (std::hash may differ between library versions and runs).
+std::uint64_t fnv1a64(std::string_view s) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// splitmix64's finaliser: spreads FNV's weak low bits and mixes in the seed.
+std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+double unit_interval(std::uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
+
+const nlohmann::json& string_field(const nlohmann::json& object, const char* field,
+                                   const std::filesystem::path& path, std::size_t line) {
+  auto it = object.find(field);
+  if (it == object.end())
+    throw std::runtime_error(where(path, line) + ": field \"" + field + "\" is missing");
+  if (!it->is_string())
+    throw std::runtime_error(where(path, line) + ": field \"" + field + "\" is not a string (got " +
+                             it->type_name() + " " + excerpt(it->dump()) + ")");
+  return *it;
+}
+
+}  // namespace
+
+std::vector<example> read_tldr_jsonl(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open for reading");
+  std::vector<example> examples;
+  std::string text;
+  for (std::size_t line = 1; std::getline(in, text); ++line) {
+    if (trim(text).empty()) continue;
+    nlohmann::json object;
+    try {
+      object = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(where(path, line) + ": invalid JSON: " + e.what());
+    }
+    if (!object.is_object())
+      throw std::runtime_error(where(path, line) + ": expected a JSON object, got " +
+                               object.type_name() + " " + excerpt(object.dump()));
+    example ex;
+    ex.prompt = string_field(object, "prompt", path, line).get<std::string>();
+    ex.label = string_field(object, "label", path, line).get<std::string>();
+    if (object.contains("id")) ex.id = string_field(object, "id", path, line).get<std::string>();
+    if (!std::string_view(ex.prompt).ends_with(tldr_marker)) {
+      const std::string_view p = ex.prompt;
+      throw std::runtime_error(where(path, line) + ": field \"prompt\" does not end in \"TL;DR:\" (ends in \"" +
+                               std::string(p.substr(p.size() - std::min<std::size_t>(p.size(), 30))) + "\")");
+    }
+    if (trim(ex.label).empty())
+      throw std::runtime_error(where(path, line) + ": field \"label\" is empty (\"" + ex.label + "\")");
+    examples.push_back(std::move(ex));
+  }
+  if (in.bad()) throw std::runtime_error(path.string() + ": read error");
+  return examples;
+}
+
+void write_tldr_jsonl(const std::filesystem::path& path, std::span<const example> examples) {
+  std::filesystem::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(tmp.string() + ": cannot open for writing");
+    for (std::size_t i = 0; i < examples.size(); ++i) {
+      const example& ex = examples[i];
+      nlohmann::ordered_json object;  // ordered: prompt before label, as in CarperAI's files
+      if (!ex.id.empty()) object["id"] = ex.id;
+      object["prompt"] = ex.prompt;
+      object["label"] = ex.label;
+      try {
+        out << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict) << '\n';
+      } catch (const nlohmann::json::type_error& e) {
+        out.close();
+        std::filesystem::remove(tmp);
+        throw std::runtime_error(path.string() + ": example " + std::to_string(i) + " (id \"" +
+                                 excerpt(ex.id) + "\") is not valid UTF-8: " + e.what());
+      }
+    }
+    out.flush();
+    out.close();
+    if (!out) {
+      std::filesystem::remove(tmp);
+      throw std::runtime_error(tmp.string() + ": write error");
+    }
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+std::string post_of(std::string_view prompt) {
+  std::size_t start = 0;
+  bool has_post = false;
+  if (prompt.starts_with("POST:")) {
+    start = 5;
+    has_post = true;
+  } else if (auto p = prompt.find("\nPOST:"); p != std::string_view::npos) {
+    // Only at a line start, so that a title mentioning "POST:" is not taken for the header.
+    start = p + 6;
+    has_post = true;
+  }
+  if (has_post && start < prompt.size() && prompt[start] == ' ') ++start;
+  // The last marker: the prompt ends in it, while a post may quote "TL;DR:" itself.
+  std::size_t end = prompt.rfind(tldr_marker);
+  if (end == std::string_view::npos || end < start) end = prompt.size();
+  if (end > start && prompt[end - 1] == '\n') --end;
+  return std::string(prompt.substr(start, end - start));
+}
+
+std::vector<package_description> parse_translation(std::istream& in, std::string_view source_name) {
+  const std::string source(source_name);
+  std::vector<package_description> out;
+
+  // The stanza being read.
+  package_description current;
+  bool has_package = false, has_description = false, has_md5 = false;
+  std::size_t stanza_line = 0;  // 0: between stanzas
+  std::string field;             // lowercase name of the last field, for continuation lines
+  std::vector<std::string> lines;  // the description's finished lines
+  std::string paragraph;
+
+  auto fail = [&](std::size_t line, const std::string& what) {
+    throw std::runtime_error(source + ":" + std::to_string(line) + ": " + what);
+  };
+  auto flush_paragraph = [&] {
+    if (!paragraph.empty()) lines.push_back(std::move(paragraph));
+    paragraph.clear();
+  };
+  auto finish_stanza = [&] {
+    if (stanza_line == 0) return;
+    if (!has_package) fail(stanza_line, "stanza has no field \"Package\"");
+    if (!has_description)
+      fail(stanza_line, "stanza of package \"" + current.package + "\" has no field \"Description-en\"");
+    flush_paragraph();
+    std::string text;
+    for (const std::string& l : lines) {
+      if (!text.empty()) text += '\n';
+      text += l;
+    }
+    current.description = std::move(text);
+    out.push_back(std::move(current));
+    current = {};
+    has_package = has_description = has_md5 = false;
+    stanza_line = 0;
+    field.clear();
+    lines.clear();
+  };
+
+  std::string raw;
+  std::size_t line = 0;
+  while (std::getline(in, raw)) {
+    ++line;
+    if (!raw.empty() && raw.back() == '\r') raw.pop_back();
+    if (trim(raw).empty()) {  // deb822: a blank (or all-whitespace) line ends the stanza
+      finish_stanza();
+      continue;
+    }
+    if (raw.front() == ' ' || raw.front() == '\t') {
+      if (stanza_line == 0 || field.empty()) fail(line, "continuation line outside a field: \"" + excerpt(raw) + "\"");
+      if (field == "package" || field == "description-md5")
+        fail(line, "field \"" + std::string(field == "package" ? "Package" : "Description-md5") +
+                       "\" has a continuation line: \"" + excerpt(raw) + "\"");
+      if (field != "description-en") continue;  // another multi-line field: not ours
+      const std::string_view content = std::string_view(raw).substr(1);
+      if (trim(content) == ".") {
+        flush_paragraph();
+      } else if (!content.empty() && (content.front() == ' ' || content.front() == '\t')) {
+        flush_paragraph();
+        if (auto verbatim = trim(content); !verbatim.empty()) lines.emplace_back(verbatim);
+      } else {
+        if (!paragraph.empty()) paragraph += ' ';
+        paragraph += trim(content);
+      }
+      continue;
+    }
+    const std::size_t colon = raw.find(':');
+    if (colon == std::string::npos || colon == 0 ||
+        std::any_of(raw.begin(), raw.begin() + static_cast<std::ptrdiff_t>(colon), is_space))
+      fail(line, "expected \"Field: value\" or a continuation line, got \"" + excerpt(raw) + "\"");
+    if (stanza_line == 0) stanza_line = line;
+    field = lowercase(std::string_view(raw).substr(0, colon));
+    const std::string_view value = trim(std::string_view(raw).substr(colon + 1));
+    if (field == "package") {
+      if (has_package) fail(line, "field \"Package\" repeated in one stanza");
+      if (value.empty()) fail(line, "field \"Package\" is empty");
+      current.package = value;
+      has_package = true;
+    } else if (field == "description-en") {
+      if (has_description) fail(line, "field \"Description-en\" repeated in one stanza");
+      current.synopsis = value;
+      has_description = true;
+    } else if (field == "description-md5") {
+      if (has_md5) fail(line, "field \"Description-md5\" repeated in one stanza");
+      has_md5 = true;
+    }
+  }
+  if (in.bad()) throw std::runtime_error(source + ": read error");
+  finish_stanza();
+  return out;
+}
+
+std::string read_apt_list(const std::filesystem::path& path) {
+  if (!std::filesystem::is_regular_file(path))
+    throw std::runtime_error(path.string() + ": no such file");
+  static constexpr std::array compressed{".lz4", ".gz", ".xz", ".zst", ".bz2", ".lzma"};
+  const std::string ext = path.extension().string();
+  if (std::find(compressed.begin(), compressed.end(), ext) == compressed.end()) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(path.string() + ": cannot open for reading");
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+  }
+  // apt's own decompressor knows every format apt writes; single quotes keep the path one word.
+  std::string quoted = "'";
+  for (char c : path.string()) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  const std::string command = "/usr/lib/apt/apt-helper cat-file " + quoted;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error(path.string() + ": cannot run " + command);
+  std::string contents;
+  std::array<char, 1 << 16> chunk{};
+  while (std::size_t n = std::fread(chunk.data(), 1, chunk.size(), pipe)) contents.append(chunk.data(), n);
+  const int status = ::pclose(pipe);
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error(path.string() + ": `" + command + "` failed (" +
+                             (status != -1 && WIFEXITED(status)
+                                  ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                  : std::string("did not exit normally")) +
+                             ")");
+  return contents;
+}
+
+std::vector<std::filesystem::path> find_translation_files(const std::filesystem::path& lists_dir) {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(lists_dir, ec)) return files;
+  static constexpr std::string_view marker = "_i18n_Translation-en";
+  static constexpr std::array<std::string_view, 7> endings{"", ".lz4", ".gz", ".xz", ".zst", ".bz2", ".lzma"};
+  for (const auto& entry : std::filesystem::directory_iterator(lists_dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    const std::size_t at = name.find(marker);
+    if (at == std::string::npos) continue;
+    const std::string_view rest = std::string_view(name).substr(at + marker.size());
+    if (std::find(endings.begin(), endings.end(), rest) != endings.end()) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::string package_group(std::string_view package) {
+  // Suffixes of binary packages that split one source's files; the list errs towards grouping
+  // more, which only makes splits coarser.
+  static constexpr std::array<std::string_view, 44> suffixes{
+      "dev",     "common", "data",     "utils",   "util",    "tools",  "tool",   "bin",     "bins",
+      "doc",     "docs",   "dbg",      "dbgsym",  "perl",    "python", "python3", "ruby",   "java",
+      "jni",     "cil",    "ocaml",    "prof",    "examples", "example", "runtime", "headers", "static",
+      "plugin",  "plugins", "extra",   "extras",  "core",    "cli",    "lib",    "libs",    "server",
+      "client",  "gtk",    "gtk3",     "qt",      "qt5",     "l10n",   "i18n",   "locales"};
+  static constexpr std::array<std::string_view, 14> prefixes{
+      "python3-", "python-", "ruby-", "node-", "golang-", "r-cran-", "r-bioc-", "r-other-",
+      "php-",     "lua-",    "elpa-", "gir1.2-", "ghc-",  "perl-"};
+  static constexpr std::string_view version_chars = "0123456789.+~-";
+  std::string s = lowercase(package);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::string_view suffix : suffixes) {
+      if (s.size() > suffix.size() + 1 && std::string_view(s).ends_with(suffix) &&
+          s[s.size() - suffix.size() - 1] == '-') {
+        s.resize(s.size() - suffix.size() - 1);
+        changed = true;
+      }
+    }
+    // A trailing soname/version run, as in libfoo1, libpng16-16, libyaml-0-2.
+    const std::size_t keep = s.find_last_not_of(version_chars);
+    if (keep != std::string::npos && keep + 1 < s.size()) {
+      s.resize(keep + 1);
+      changed = true;
+    }
+    for (std::string_view prefix : prefixes) {
+      if (s.size() > prefix.size() && s.starts_with(prefix)) {
+        s.erase(0, prefix.size());
+        changed = true;
+      }
+    }
+    if (s.size() > 3 && s.starts_with("lib")) {
+      s.erase(0, 3);
+      changed = true;
+    }
+  }
+  return s;
+}
+
+namespace {
+
+// Synopses that describe the packaging rather than the software (a poor summary of the text).
+bool uninformative(const package_description& p) {
+  static constexpr std::array<std::string_view, 4> name_suffixes{"-dbg", "-dbgsym", "-doc", "-docs"};
+  static constexpr std::array<std::string_view, 6> synopsis_words{
+      "transitional", "dummy", "debug symbols", "documentation", "metapackage", "meta-package"};
+  for (std::string_view suffix : name_suffixes)
+    if (std::string_view(p.package).ends_with(suffix)) return true;
+  const std::string synopsis = lowercase(p.synopsis);
+  for (std::string_view word : synopsis_words)
+    if (synopsis.find(word) != std::string::npos) return true;
+  return false;
+}
+
+// The near-duplicate key: the first words of the description, lowercase, alphanumeric only.
+// 20 words: long enough that unrelated packages rarely share it, short enough that a family
+// whose shared text is followed by "This package contains ..." (after ~20 words) collapses.
+constexpr std::size_t duplicate_key_words = 20;
+
+std::string duplicate_key(std::string_view description) {
+  std::string key;
+  std::size_t words = 0;
+  bool in_word = false;
+  for (char c : description) {
+    if (is_alnum(c)) {
+      if (!in_word) {
+        if (words == duplicate_key_words) break;
+        if (words > 0) key += ' ';
+        ++words;
+        in_word = true;
+      }
+      key += to_lower(c);
+    } else {
+      in_word = false;
+    }
+  }
+  return key;
+}
+
+example make_example(const package_description& p) {
+  return {p.package, "TITLE: " + p.package + "\nPOST: " + p.description + "\nTL;DR:", " " + p.synopsis};
+}
+
+// Keeps `count` examples chosen by a seeded hash of their id, in id order.
+void sample(std::vector<example>& split, std::size_t count, std::uint64_t seed) {
+  if (count >= split.size()) return;
+  const std::uint64_t salt = mix64(seed ^ 0x5851f42d4c957f2dULL);  // independent of the split hash
+  std::vector<std::pair<std::uint64_t, std::size_t>> order;
+  order.reserve(split.size());
+  for (std::size_t i = 0; i < split.size(); ++i) order.emplace_back(mix64(fnv1a64(split[i].id) ^ salt), i);
+  std::sort(order.begin(), order.end());  // ties (equal hashes) fall back to the id order
+  order.resize(count);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::vector<example> kept;
+  kept.reserve(count);
+  for (const auto& [hash, i] : order) kept.push_back(std::move(split[i]));
+  split = std::move(kept);
+}
+
+}  // namespace
+
+dataset build_dataset(std::vector<package_description> packages, const dataset_options& options) {
+  if (options.min_words > options.max_words)
+    throw std::invalid_argument("dataset_options: min_words (" + std::to_string(options.min_words) +
+                                ") exceeds max_words (" + std::to_string(options.max_words) + ")");
+  auto check_fraction = [](const char* name, double f) {
+    if (!(f >= 0.0 && f < 1.0))
+      throw std::invalid_argument(std::string("dataset_options: ") + name + " = " + std::to_string(f) +
+                                  " is outside [0, 1)");
+  };
+  check_fraction("valid_fraction", options.valid_fraction);
+  check_fraction("test_fraction", options.test_fraction);
+  if (options.valid_fraction + options.test_fraction >= 1.0)
+    throw std::invalid_argument("dataset_options: valid_fraction + test_fraction = " +
+                                std::to_string(options.valid_fraction + options.test_fraction) +
+                                " leaves no train split");
+
+  dataset result;
+  // Independent of input order: sort completely, then keep one stanza per package.
+  std::sort(packages.begin(), packages.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.package, a.synopsis, a.description) < std::tie(b.package, b.synopsis, b.description);
+  });
+  packages.erase(std::unique(packages.begin(), packages.end(),
+                             [](const auto& a, const auto& b) { return a.package == b.package; }),
+                 packages.end());
+  result.packages_read = packages.size();
+
+  // (a) filters.
+  std::erase_if(packages, [&](const package_description& p) {
+    const std::size_t words = count_words(p.description);
+    const std::size_t synopsis_words = count_words(p.synopsis);
+    return words < options.min_words || words > options.max_words || synopsis_words < 2 ||
+           synopsis_words > 16 || uninformative(p);
+  });
+  result.kept_after_filters = packages.size();
+
+  // (b) near-duplicates: the best package per key, shortest name first, then name order.
+  std::map<std::string, std::size_t> best;
+  for (std::size_t i = 0; i < packages.size(); ++i) {
+    auto [it, inserted] = best.try_emplace(duplicate_key(packages[i].description), i);
+    if (!inserted && packages[i].package.size() < packages[it->second].package.size()) it->second = i;
+  }
+  std::vector<bool> keep(packages.size(), false);
+  for (const auto& [key, i] : best) keep[i] = true;
+  std::size_t survivors = 0;
+  for (std::size_t i = 0; i < packages.size(); ++i) {
+    if (!keep[i]) continue;
+    if (survivors != i) packages[survivors] = std::move(packages[i]);  // self-move would empty it
+    ++survivors;
+  }
+  result.duplicates_removed = packages.size() - survivors;
+  packages.resize(survivors);
+
+  // (c) + (d): split by group, still in package order.
+  const std::uint64_t salt = mix64(options.seed);
+  for (const package_description& p : packages) {
+    const double u = unit_interval(mix64(fnv1a64(package_group(p.package)) ^ salt));
+    auto& split = u < options.valid_fraction                          ? result.valid
+                  : u < options.valid_fraction + options.test_fraction ? result.test
+                                                                       : result.train;
+    split.push_back(make_example(p));
+  }
+
+  // (e) the cap, the same ratio for every split.
+  if (options.max_examples > 0 && result.train.size() > options.max_examples) {
+    const double ratio = static_cast<double>(options.max_examples) / static_cast<double>(result.train.size());
+    auto capped = [&](const std::vector<example>& split) -> std::size_t {
+      if (split.empty()) return 0;
+      return std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(static_cast<double>(split.size()) * ratio)));
+    };
+    const std::size_t valid_cap = capped(result.valid), test_cap = capped(result.test);
+    sample(result.train, options.max_examples, options.seed);
+    sample(result.valid, valid_cap, options.seed);
+    sample(result.test, test_cap, options.seed);
+  }
+  return result;
+}
+
+dataset build_dataset_from_apt(const dataset_options& options, const std::filesystem::path& lists_dir) {
+  const std::vector<std::filesystem::path> files = find_translation_files(lists_dir);
+  if (files.empty())
+    throw std::runtime_error("no *_i18n_Translation-en* file in " + lists_dir.string() +
+                             ": fetch Debian's English package descriptions first, as root: "
+                             "apt-get update -o Acquire::Languages=en");
+  std::vector<package_description> packages;
+  for (const std::filesystem::path& file : files) {
+    std::istringstream in(read_apt_list(file));
+    std::vector<package_description> part = parse_translation(in, file.string());
+    packages.insert(packages.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  return build_dataset(std::move(packages), options);
+}
+
+}  // namespace tldr
