@@ -114,11 +114,11 @@ struct group_loss_outputs {
 template <class Acc>
 BRAIN_HOST_DEVICE group_status check_sample(Acc log_policy, Acc log_proposal, Acc log_prior, Acc log_goodness) {
   constexpr Acc inf = std::numeric_limits<Acc>::infinity();
-  const auto finite = [](Acc v) { return v - v == Acc(0); };  // false for NaN and ±inf
-  if (!finite(log_policy)) return group_status::bad_log_policy;
-  if (!finite(log_proposal)) return group_status::bad_log_proposal;
+  // v - v is 0 for finite v, NaN for NaN and ±inf.
+  if (!(log_policy - log_policy == Acc(0))) return group_status::bad_log_policy;
+  if (!(log_proposal - log_proposal == Acc(0))) return group_status::bad_log_proposal;
   if (!(log_prior < inf)) return group_status::bad_log_prior;
-  if (!finite(log_goodness)) return group_status::bad_reward;
+  if (!(log_goodness - log_goodness == Acc(0))) return group_status::bad_reward;
   return group_status::ok;
 }
 
