@@ -49,7 +49,7 @@ void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, co
 
 int main() {
   if (!BRAIN_TORCH_CUDA_KERNELS) {
-    std::printf("SKIPPED: LibTorch was built without CUDA (no c10/cuda headers): CUDA tensors cannot exist here\n");
+    std::printf("SKIPPED: LibTorch was built without CUDA (no c10/cuda/impl/cuda_cmake_macros.h): CUDA tensors cannot exist here\n");
     return 77;
   }
   if (!torch::cuda::is_available()) {

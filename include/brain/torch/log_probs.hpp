@@ -33,7 +33,9 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#if defined(BRAIN_WITH_CUDA) && __has_include(<c10/cuda/CUDAStream.h>)
+// c10/cuda/impl/cuda_cmake_macros.h is generated only by CUDA builds of LibTorch (Debian ships the
+// other c10/cuda headers without it).
+#if defined(BRAIN_WITH_CUDA) && __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
 #include <brain/backends/cuda.hpp>
 
 #include <c10/cuda/CUDAGuard.h>
