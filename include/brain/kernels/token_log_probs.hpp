@@ -113,6 +113,13 @@ BRAIN_HOST_DEVICE accumulate_t<In> token_log_prob(const In* x, std::int64_t n, s
   return detail::load(x, label) - row_logsumexp(x, n);
 }
 
+/// d (upstream * log p(label)) / d x[j] = upstream * ([j == label] - exp(x[j] - lse)) for one logit,
+/// given its row's logsumexp: the element the CPU loop below and the CUDA backward kernel share.
+template <class Acc>
+BRAIN_HOST_DEVICE Acc logit_gradient(Acc x, Acc lse, Acc upstream, bool is_label) {
+  return upstream * ((is_label ? Acc(1) : Acc(0)) - exp_approx(x - lse));
+}
+
 /// grad[j] = upstream * ([j == label] - exp(x[j] - lse)), for the row's logsumexp `lse`: the
 /// gradient of upstream * log p(label) with respect to the logits, written in one pass. `grad`
 /// may alias `x` (in place).
@@ -120,8 +127,8 @@ template <class In, class Out>
 BRAIN_HOST_DEVICE void token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label,
                                                accumulate_t<In> lse, accumulate_t<In> upstream, Out* grad) {
   using acc = accumulate_t<In>;
-  const acc at_label = upstream * (acc(1) - exp_approx(detail::load(x, label) - lse));  // before x is overwritten
-  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(-upstream * exp_approx(detail::load(x, j) - lse));
+  const acc at_label = logit_gradient(detail::load(x, label), lse, upstream, true);  // before x is overwritten
+  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(detail::load(x, j), lse, upstream, false));
   grad[label] = static_cast<Out>(at_label);
 }
 

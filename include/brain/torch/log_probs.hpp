@@ -18,8 +18,12 @@
 //                             position predicts nothing.
 // Left and right padding need nothing special: padded positions have mask 0.
 //
-// CPU tensors run brain's kernels (brain/kernels/token_log_probs.hpp) over at::parallel_for;
-// CUDA tensors take the plain ATen composition until the CUDA kernels exist (same results).
+// CPU tensors run brain's kernels (brain/kernels/token_log_probs.hpp) over at::parallel_for.
+// CUDA tensors of float32/float64 run brain's CUDA kernels when the program links brain::cuda
+// (which defines BRAIN_WITH_CUDA) and LibTorch was built with CUDA (its c10/cuda headers exist):
+// this header, compiled by g++, calls the compiled raw-pointer API of brain/backends/cuda.hpp on
+// the current CUDA stream. Otherwise, and for float16/bfloat16, CUDA tensors take the plain ATen
+// composition (same results). Every translation unit of a program must agree on BRAIN_WITH_CUDA.
 
 #include <brain/errors.hpp>
 #include <brain/kernels/token_log_probs.hpp>
@@ -28,6 +32,18 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+// c10/cuda/impl/cuda_cmake_macros.h is generated only by CUDA builds of LibTorch (Debian ships the
+// other c10/cuda headers without it).
+#if defined(BRAIN_WITH_CUDA) && __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
+#include <brain/backends/cuda.hpp>
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#define BRAIN_TORCH_CUDA_KERNELS 1
+#else
+#define BRAIN_TORCH_CUDA_KERNELS 0
+#endif
 
 #include <algorithm>
 #include <bit>
@@ -193,6 +209,70 @@ struct sequence_log_probs_function : ::torch::autograd::Function<sequence_log_pr
   }
 };
 
+#if BRAIN_TORCH_CUDA_KERNELS
+/// [B, T] per logits row: the label it scores, or -1 where it scores nothing (inactive label
+/// position, or the last `shift` positions): the raw kernels' row labels.
+inline at::Tensor row_labels(const token_selection& s) {
+  const int64_t time = s.labels.size(1);
+  at::Tensor rows = at::full_like(s.labels, -1);
+  if (time > s.shift) {
+    const at::Tensor labels = s.labels.slice(1, s.shift, time);
+    rows.slice(1, 0, time - s.shift).copy_(at::where(s.active.slice(1, s.shift, time), labels, at::full_like(labels, -1)));
+  }
+  return rows.contiguous();
+}
+
+/// Moves [B, T] values between logits rows and the label positions they score (label position
+/// t = row t + shift); positions without a source get 0.
+inline at::Tensor shift_time(const at::Tensor& x, int64_t from, int64_t to) {
+  const int64_t time = x.size(1), shift = from > to ? from - to : to - from;
+  if (shift == 0) return x.contiguous();
+  at::Tensor out = at::zeros_like(x);
+  if (time > shift) out.slice(1, to, to + time - shift).copy_(x.slice(1, from, from + time - shift));
+  return out;
+}
+
+/// sequence_log_probs_function on CUDA tensors (float, double): brain::cuda's kernels.
+struct cuda_sequence_log_probs_function : ::torch::autograd::Function<cuda_sequence_log_probs_function> {
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& rows,
+                            const at::Tensor& active, int64_t shift, int64_t reduce, bool validate) {
+    const c10::cuda::CUDAGuard guard(logits.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+    const int64_t batch = logits.size(0), time = logits.size(1), vocabulary = logits.size(2);
+    at::Tensor lse = at::empty({batch, time}, logits.options());
+    at::Tensor per_row = at::empty({batch, time}, logits.options());
+    AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::sequence_log_probs (CUDA)", [&] {
+      brain::cuda::token_log_probs<scalar_t>(logits.data_ptr<scalar_t>(), batch * time, vocabulary, rows.data_ptr<int64_t>(),
+                                      lse.data_ptr<scalar_t>(), per_row.data_ptr<scalar_t>(), stream);
+    });
+    const at::Tensor token = shift_time(per_row, 0, shift);  // per label position
+    if (validate) check_finite_tokens("sequence_log_probs", token, active, shift);
+    ctx->save_for_backward({logits, rows, active, lse});
+    ctx->saved_data["shift"] = shift;
+    ctx->saved_data["reduce"] = reduce;
+    return reduce_tokens(token, active, static_cast<reduction>(reduce));
+  }
+
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &logits = saved[0], &rows = saved[1], &active = saved[2], &lse = saved[3];
+    const int64_t shift = ctx->saved_data["shift"].toInt();
+    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
+    const c10::cuda::CUDAGuard guard(logits.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+    const at::Tensor upstream = shift_time(upstream_per_token(grad_outputs[0].to(lse.scalar_type()), active, r), shift, 0);
+    at::Tensor grad = at::empty_like(logits);  // every row is written by the kernel
+    AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::sequence_log_probs_backward (CUDA)", [&] {
+      brain::cuda::token_log_probs_backward<scalar_t>(logits.data_ptr<scalar_t>(), logits.size(0) * logits.size(1),
+                                               logits.size(2), rows.data_ptr<int64_t>(), lse.data_ptr<scalar_t>(),
+                                               upstream.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), stream);
+    });
+    return {grad, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+#endif
+
 /// Chunks of this many active tokens keep at most chunk x V logits alive. The default bounds a
 /// chunk's logits by the size of the hidden states (Liger's rule), within [64, 2048].
 inline int64_t default_chunk_tokens(int64_t tokens, int64_t vocabulary, int64_t hidden) {
@@ -316,6 +396,12 @@ inline at::Tensor sequence_log_probs(const at::Tensor& logits, const at::Tensor&
   const auto s = detail::select_tokens(where, labels, mask, logits.size(0), logits.size(1), logits.size(2), align,
                                        opt.validate);
   if (!logits.device().is_cpu()) {
+#if BRAIN_TORCH_CUDA_KERNELS
+    if (logits.is_cuda() && (logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble))
+      return detail::cuda_sequence_log_probs_function::apply(logits.contiguous(), detail::row_labels(s),
+                                                             s.active.contiguous(), s.shift,
+                                                             static_cast<int64_t>(opt.reduce), opt.validate);
+#endif
     const at::Tensor token = detail::plain_token_log_probs(logits, s);
     if (opt.validate) detail::check_finite_tokens(where, token, s.active, s.shift);
     return detail::reduce_tokens(token, s.active, opt.reduce);

@@ -1,0 +1,80 @@
+// brain/torch/log_probs.hpp on CUDA tensors, dispatched to brain::cuda's kernels: forward and
+// backward against the same call on CPU tensors (brain's CPU kernels), both alignments, padding,
+// every reduction. Plain main() (see cuda_kernels_test.cu); exit 77 = skipped, with the reason.
+
+#include <brain/torch/log_probs.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdio>
+
+namespace bt = brain::torch;
+
+namespace {
+
+int failures = 0;
+
+void expect_close(const at::Tensor& got, const at::Tensor& want, double tol, const char* what) {
+  const at::Tensor g = got.detach().cpu().to(at::kDouble), w = want.detach().cpu().to(at::kDouble);
+  const double err = ((g - w).abs() / w.abs().clamp_min(1.0)).max().item<double>();
+  const bool ok = g.sizes() == w.sizes() && err <= tol;
+  std::printf("%s %s: max relative difference %.3g (tolerance %.1g)\n", ok ? "ok    " : "FAILED", what, err, tol);
+  if (!ok) ++failures;
+}
+
+void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, const char* what) {
+  torch::manual_seed(3);
+  const int64_t batch = 3, time = 17, vocabulary = 50257;
+  const at::Tensor logits = torch::randn({batch, time, vocabulary}, torch::dtype(dtype)) * 3;
+  const at::Tensor labels = torch::randint(0, vocabulary, {batch, time});
+  at::Tensor mask = torch::ones({batch, time}, torch::kLong);
+  mask.select(1, 0).zero_();                    // next_token: the first token is never scored
+  mask.select(0, 1).slice(0, 0, 6).zero_();     // left padding
+  mask.select(0, 2).slice(0, 12, time).zero_(); // right padding
+  const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
+  const bt::log_prob_options opt{.reduce = reduce};
+
+  const at::Tensor cpu_logits = logits.clone().requires_grad_(true);
+  const at::Tensor gpu_logits = logits.to(at::kCUDA).requires_grad_(true);
+  const at::Tensor cpu = bt::sequence_log_probs(cpu_logits, labels, mask, align, opt);
+  const at::Tensor gpu = bt::sequence_log_probs(gpu_logits, labels.to(at::kCUDA), mask.to(at::kCUDA), align, opt);
+  expect_close(gpu, cpu, tol, (std::string(what) + " forward").c_str());
+  const at::Tensor weights = torch::randn(cpu.sizes(), torch::dtype(cpu.scalar_type()));
+  (cpu * weights).sum().backward();
+  (gpu * weights.to(at::kCUDA)).sum().backward();
+  expect_close(gpu_logits.grad(), cpu_logits.grad(), tol, (std::string(what) + " backward").c_str());
+}
+
+}  // namespace
+
+int main() {
+  if (!BRAIN_TORCH_CUDA_KERNELS) {
+    std::printf("SKIPPED: LibTorch was built without CUDA (no c10/cuda/impl/cuda_cmake_macros.h): CUDA tensors cannot exist here\n");
+    return 77;
+  }
+  if (!torch::cuda::is_available()) {
+    std::printf("SKIPPED: no CUDA device visible to LibTorch\n");
+    return 77;
+  }
+  try {
+    compare(at::kFloat, bt::alignment::next_token, bt::reduction::sum, "float next_token sum");
+    compare(at::kFloat, bt::alignment::same_position, bt::reduction::none, "float same_position none");
+    compare(at::kDouble, bt::alignment::next_token, bt::reduction::mean, "double next_token mean");
+    // Bad input is still caught before any kernel runs.
+    bool threw = false;
+    try {
+      const at::Tensor l = torch::zeros({1, 2, 5}, torch::dtype(at::kFloat).device(at::kCUDA));
+      bt::sequence_log_probs(l, torch::full({1, 2}, 7, torch::kLong).to(at::kCUDA),
+                             torch::ones({1, 2}, torch::kLong).to(at::kCUDA), bt::alignment::same_position);
+    } catch (const std::invalid_argument& e) {
+      threw = std::string(e.what()).find("outside the vocabulary") != std::string::npos;
+    }
+    std::printf("%s out-of-range label throws\n", threw ? "ok    " : "FAILED");
+    if (!threw) ++failures;
+  } catch (const std::exception& e) {
+    std::printf("FAILED: exception: %s\n", e.what());
+    return 1;
+  }
+  std::printf(failures == 0 ? "PASSED\n" : "FAILED: %d checks\n", failures);
+  return failures == 0 ? 0 : 1;
+}
