@@ -14,6 +14,8 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 
@@ -24,6 +26,37 @@ namespace {
 void set_threads(int threads) {
   at::set_num_threads(threads);
   if (auto* set_blas = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set_blas(1);
+}
+
+/// `--blas-check`: is the BLAS under LibTorch, with the kernels this process got, fast and right?
+/// Prints GFLOP/s of a float 1024³ product and the largest error of a float product against a
+/// double-precision loop; fails (exit 2) when that error is too large. scripts/train-tldr runs it
+/// in child processes to choose OpenBLAS's kernels before the real run (never in tests or CI).
+int blas_check() {
+  at::manual_seed(0);
+  const auto a = at::randn({64, 1024}), b = at::randn({1024, 64});
+  const auto c = at::mm(a, b);
+  const auto ad = a.to(at::kDouble), bd = b.to(at::kDouble);
+  auto pa = ad.accessor<double, 2>(), pb = bd.accessor<double, 2>();
+  auto pc = c.accessor<float, 2>();
+  double max_error = 0;
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < 64; ++j) {
+      double ref = 0;
+      for (int k = 0; k < 1024; ++k) ref += pa[i][k] * pb[k][j];
+      max_error = std::max(max_error, std::abs(ref - double(pc[i][j])));
+    }
+  const auto x = at::randn({1024, 1024}), y = at::randn({1024, 1024});
+  at::mm(x, y);  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr int reps = 5;
+  for (int r = 0; r < reps; ++r) at::mm(x, y);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double gflops = reps * 2.0 * 1024 * 1024 * 1024 / s / 1e9;
+  // Sums of 1024 products of unit normals are ~32 in size; float rounding gives ~1e-5 of that.
+  const bool ok = std::isfinite(max_error) && max_error < 1e-3;
+  std::printf("gflops=%.1f max_error=%.2e %s\n", gflops, max_error, ok ? "ok" : "WRONG");
+  return ok ? 0 : 2;
 }
 
 }  // namespace
@@ -71,8 +104,7 @@ int main(int argc, char** argv) {
   app.add_option("--align-groups-per-step", c.align.groups_per_step)->capture_default_str();
   app.add_option("--align-lr", c.align.lr)->capture_default_str();
   app.add_option("--align-clip", c.align.clip)->capture_default_str();
-  app.add_option("--align-beta", c.align.beta, "Bradley–Terry goodness: log g = r / beta")->capture_default_str();
-  app.add_option("--align-dpo-beta", c.align.dpo_beta)->capture_default_str();
+  app.add_option("--align-beta", c.align.beta, "KL coefficient of both methods: log g = r / beta (BRAIn), DPO's beta")->capture_default_str();
   app.add_option("--align-validate-every", c.align.validate_every)->capture_default_str();
   app.add_option("--eval-valid-prompts", c.eval.valid_prompts)->capture_default_str();
   app.add_option("--eval-test-prompts", c.eval.test_prompts, "0: the whole test split")->capture_default_str();
@@ -83,9 +115,14 @@ int main(int argc, char** argv) {
   app.add_option("stage", stage, "all, data, tokenizer, sft, pairs, rm, dpo_sft, brain, evaluate, report")
       ->check(CLI::IsMember({"all", "data", "tokenizer", "sft", "pairs", "rm", "dpo_sft", "brain", "evaluate", "report"}))
       ->capture_default_str();
-  bool print_config = false;
+  bool print_config = false, check_blas = false;
+  app.add_flag("--blas-check", check_blas, "time and check the BLAS kernels under LibTorch, then exit");
   app.add_flag("--print-config", print_config, "print the settings as a config file and exit");
   CLI11_PARSE(app, argc, argv);
+  if (check_blas) {
+    set_threads(c.threads);
+    return blas_check();
+  }
   if (print_config) {
     std::printf("%s", app.config_to_str(true, false).c_str());
     return 0;

@@ -15,31 +15,32 @@
 namespace tldr {
 
 struct sft_config {
-  std::int64_t steps = 1500, batch = 32, checkpoint_every = 100;
+  std::int64_t steps = 800, batch = 32, checkpoint_every = 100;
   double lr = 1e-3, weight_decay = 0.01;
 };
 
 struct pairs_config {
-  std::int64_t train_prompts = 3000, valid_prompts = 300;
-  double label_temperature = 0.05;  ///< Bradley–Terry noise of the simulated labellers, in judge-score units
+  std::int64_t train_prompts = 5000, valid_prompts = 300;
+  double label_temperature = 0.03;  ///< Bradley–Terry noise of the simulated labellers, in judge-score units
   double gold_fraction = 0.25;      ///< share of pairs comparing a sample with the gold summary
 };
 
 struct rm_config {
-  std::int64_t epochs = 2, batch = 32, checkpoint_every = 100;
-  double lr = 3e-4, weight_decay = 0.01;
+  std::int64_t epochs = 1, batch = 32, checkpoint_every = 100;
+  double lr = 6e-4, weight_decay = 0.01;
 };
 
 /// Algorithm 1 (brain-math.md §8) and its DPO-sft baseline.
 struct align_config {
-  std::int64_t refreshes = 8;        ///< T
+  std::int64_t refreshes = 6;        ///< T
   std::int64_t prompts = 64;         ///< m per refresh
   std::int64_t samples = 16;         ///< n per prompt
-  std::int64_t epochs = 2;           ///< passes over the refresh's groups: K = epochs * m / groups_per_step
+  std::int64_t epochs = 1;           ///< passes over the refresh's groups: K = epochs * m / groups_per_step
   std::int64_t groups_per_step = 8;  ///< groups (prompts) per minibatch
   double lr = 2e-4, clip = 1.0;
-  double beta = 1.0;                 ///< Bradley–Terry goodness: log g = r / beta (eq. 21)
-  double dpo_beta = 0.1;             ///< DPO-sft's beta
+  /// The KL coefficient of both methods: BRAIn's Bradley–Terry goodness log g = r / beta (eq. 21)
+  /// and DPO's beta, so that both aim at the same target p(y|x) exp(r(x,y) / beta) (eq. 23).
+  double beta = 0.1;
   std::int64_t validate_every = 1;   ///< refreshes between validations
 };
 
@@ -47,7 +48,9 @@ struct eval_config {
   std::int64_t valid_prompts = 200;  ///< per validation during alignment
   std::int64_t test_prompts = 0;     ///< 0: the whole test split
   std::int64_t bootstrap = 2000;
-  double temperature = 1.0;          ///< decoding of the evaluated samples (0: greedy)
+  /// Decoding of the validation and test samples (0: greedy). 0.7: greedy decoding of these small
+  /// models loops ("s for the s for the s"), and temperature 1 adds junk (docs/train_tldr.md).
+  double temperature = 0.7;
 };
 
 struct config {

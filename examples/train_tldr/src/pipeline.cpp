@@ -20,6 +20,7 @@
 #include <iterator>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -45,8 +46,7 @@ nlohmann::json to_json(const config& c) {
               {"rm", {{"epochs", c.rm.epochs}, {"batch", c.rm.batch}, {"lr", c.rm.lr}}},
               {"align", {{"refreshes", c.align.refreshes}, {"prompts", c.align.prompts}, {"samples", c.align.samples},
                          {"epochs", c.align.epochs}, {"groups_per_step", c.align.groups_per_step},
-                         {"lr", c.align.lr}, {"clip", c.align.clip}, {"beta", c.align.beta},
-                         {"dpo_beta", c.align.dpo_beta}}},
+                         {"lr", c.align.lr}, {"clip", c.align.clip}, {"beta", c.align.beta}}},
               {"eval", {{"valid_prompts", c.eval.valid_prompts}, {"test_prompts", c.eval.test_prompts},
                         {"bootstrap", c.eval.bootstrap}, {"temperature", c.eval.temperature}}}};
 }
@@ -165,6 +165,13 @@ pipeline::pipeline(config cfg) : cfg_(std::move(cfg)) {
   log_->set_pattern("[%H:%M:%S] %v");
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %v");
   log_->flush_on(spdlog::level::info);
+  // The settings of this run, beside its outputs. Cached stages are reused whatever the settings
+  // now, so say so when they changed.
+  const auto settings = to_json(cfg_).dump(2), config_file = (cfg_.workdir / "config.json").string();
+  if (fs::exists(config_file) && read_text(config_file) != settings)
+    log_->warn("settings differ from those in {}: cached stages are kept as they are (use a new --workdir to redo them)",
+               config_file);
+  atomic_write_text(config_file, settings);
   if (cfg_.model.context < cfg_.max_prompt_tokens + cfg_.max_response_tokens)
     throw std::invalid_argument("model.context = " + std::to_string(cfg_.model.context) +
                                 " must be >= max_prompt_tokens + max_response_tokens = " +
@@ -721,7 +728,7 @@ void pipeline::align(const std::string& method) {
         };
         const auto out = brain::dpo_loss(pick(lp2, true).unsqueeze(1), pick(lp2, false).unsqueeze(1),
                                          pick(l02, true).unsqueeze(1), pick(l02, false).unsqueeze(1),
-                                         brain::dpo_options{.beta = a.dpo_beta});
+                                         brain::dpo_options{.beta = a.beta});
         loss = out.loss;
       }
       opt.zero_grad();
@@ -815,6 +822,7 @@ void pipeline::evaluate() {
   const auto gold_reward = rewards(rm, prompts, gold);
   json results = json::object();
   results["test_prompts"] = count;
+  std::map<std::string, std::vector<double>> judge_of, rm_of;  // per model, per test prompt
   for (const auto& [name, file] : std::vector<std::pair<std::string, std::string>>{
            {"sft", "sft/model.pt"}, {"dpo_sft", "dpo_sft/best.pt"}, {"brain", "brain/best.pt"}}) {
     const auto cache = path("eval/" + name + ".jsonl");
@@ -864,6 +872,8 @@ void pipeline::evaluate() {
       judge_gold.push_back(j.at("judge_gold"));
       words += double(word_count(j.at("summary").get<std::string>()));
     }
+    judge_of[name] = judge_ours;
+    rm_of[name] = rm_ours;
     const auto rmw = bootstrap_win_rate(rm_ours, rm_gold, cfg_.eval.bootstrap, mix(cfg_.seed, p_boot, 1));
     const auto jw = bootstrap_win_rate(judge_ours, judge_gold, cfg_.eval.bootstrap, mix(cfg_.seed, p_boot, 2));
     results["models"][name] = {
@@ -872,6 +882,17 @@ void pipeline::evaluate() {
         {"mean_reward", std::accumulate(rm_ours.begin(), rm_ours.end(), 0.0) / double(rm_ours.size())},
         {"mean_judge", std::accumulate(judge_ours.begin(), judge_ours.end(), 0.0) / double(judge_ours.size())},
         {"mean_words", words / double(rm_ours.size())}};
+  }
+  // Head to head (Table 2's comparison): which model's summary of the same post is better.
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
+           {"brain", "sft"}, {"brain", "dpo_sft"}, {"dpo_sft", "sft"}}) {
+    const auto jw = bootstrap_win_rate(judge_of[a], judge_of[b], cfg_.eval.bootstrap, mix(cfg_.seed, p_boot, 3));
+    const auto rw = bootstrap_win_rate(rm_of[a], rm_of[b], cfg_.eval.bootstrap, mix(cfg_.seed, p_boot, 4));
+    std::size_t ties = 0;
+    for (std::size_t i = 0; i < judge_of[a].size(); ++i) ties += judge_of[a][i] == judge_of[b][i];
+    results["head_to_head"].push_back({{"model", a}, {"against", b}, {"judge_win", jw.rate}, {"judge_win_low", jw.low},
+                                       {"judge_win_high", jw.high}, {"judge_ties", double(ties) / double(count)},
+                                       {"rm_win", rw.rate}, {"rm_win_low", rw.low}, {"rm_win_high", rw.high}});
   }
   results["gold_mean_judge"] = [&] {
     double s = 0;
@@ -924,6 +945,20 @@ std::string pipeline::results_markdown() const {
                   100 * m.at("rm_win_high").get<double>(), 100 * m.at("judge_win").get<double>(),
                   100 * m.at("judge_win_low").get<double>(), 100 * m.at("judge_win_high").get<double>(),
                   m.at("mean_judge").get<double>(), m.at("mean_words").get<double>());
+    md += row;
+  }
+  const std::map<std::string, std::string> label_of{{"sft", "SFT"}, {"dpo_sft", "DPO-sft"}, {"brain", "BRAIn"}};
+  md += "\nHead to head on the same test prompts (%, ties count half; judge ties shown separately)\n\n"
+        "| comparison | judge | judge ties | train RM |\n|---|---|---|---|\n";
+  for (const auto& h : r.at("head_to_head")) {
+    char row[256];
+    std::snprintf(row, sizeof row, "| %s vs %s | %.1f [%.1f, %.1f] | %.1f | %.1f [%.1f, %.1f] |\n",
+                  label_of.at(h.at("model").get<std::string>()).c_str(),
+                  label_of.at(h.at("against").get<std::string>()).c_str(),
+                  100 * h.at("judge_win").get<double>(), 100 * h.at("judge_win_low").get<double>(),
+                  100 * h.at("judge_win_high").get<double>(), 100 * h.at("judge_ties").get<double>(),
+                  100 * h.at("rm_win").get<double>(), 100 * h.at("rm_win_low").get<double>(),
+                  100 * h.at("rm_win_high").get<double>());
     md += row;
   }
   char gold[96];

@@ -59,10 +59,14 @@ void progress::draw(bool final) {
   constexpr int width = 24;
   std::string bar(width, ' ');
   std::fill_n(bar.begin(), int(fraction * width), '#');
+  // Slow units read better as seconds per unit than as a rate of 0.0.
+  char speed[48];
+  if (rate >= 1.0 || rate <= 0.0) std::snprintf(speed, sizeof speed, "%.1f %s/s", rate, unit_.c_str());
+  else std::snprintf(speed, sizeof speed, "%.1f s/%s", 1.0 / rate, unit_.c_str());
   char line[512];
-  std::snprintf(line, sizeof line, "%-14s [%s] %3d%% %lld/%lld %s  %.1f %s/s  %s%s%s%s", label_.c_str(),
+  std::snprintf(line, sizeof line, "%-14s [%s] %3d%% %lld/%lld %s  %s  %s%s%s%s", label_.c_str(),
                 bar.c_str(), int(fraction * 100), static_cast<long long>(done_), static_cast<long long>(total_),
-                unit_.c_str(), rate, unit_.c_str(), final ? "took " : "ETA ",
+                unit_.c_str(), speed, final ? "took " : "ETA ",
                 format_duration(final ? elapsed : eta).c_str(), status_.empty() ? "" : "  ", status_.c_str());
   if (tty_) std::fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
   else std::fprintf(stderr, "%s\n", line);
