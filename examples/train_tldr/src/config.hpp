@@ -40,7 +40,8 @@ struct align_config {
   double lr = 2e-4, clip = 1.0;
   /// The KL coefficient of both methods: BRAIn's Bradley–Terry goodness log g = r / beta (eq. 21)
   /// and DPO's beta, so that both aim at the same target p(y|x) exp(r(x,y) / beta) (eq. 23).
-  double beta = 0.1;
+  /// 0.05: both methods' best validation win-rate was higher than at 0.1 (docs/train_tldr.md).
+  double beta = 0.05;
   std::int64_t validate_every = 1;   ///< refreshes between validations
 };
 

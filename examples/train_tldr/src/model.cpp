@@ -1,5 +1,7 @@
 #include "model.hpp"
 
+#include "fail.hpp"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -8,13 +10,6 @@
 
 namespace tldr {
 namespace {
-
-template <class... Args>
-[[noreturn]] void fail(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  throw std::invalid_argument(out.str());
-}
 
 // Finite rather than -inf: a query row whose keys are all masked (a padding query) then gets a
 // finite softmax instead of NaN; for rows with any real key exp(-1e9 - max) is exactly 0 in

@@ -105,6 +105,29 @@ sequences make_sequences(const std::vector<const tokens*>& prompts, const std::v
                                                        brain::torch::alignment::next_token);
 }
 
+sampling_options decoding(std::int64_t samples_per_prompt, std::int64_t max_new_tokens, double temperature) {
+  sampling_options so;
+  so.samples_per_prompt = samples_per_prompt;
+  so.max_new_tokens = max_new_tokens;
+  so.temperature = temperature;
+  so.eos_id = tokenizer::eos_id;
+  so.pad_id = tokenizer::pad_id;
+  return so;
+}
+
+/// sample() over chunks of 256 prompts, advancing a progress bar (when given) per chunk.
+std::vector<tokens> sample_all(Gpt& model, const std::vector<tokens>& prompts, const sampling_options& so,
+                               ::torch::Generator& gen, progress* bar = nullptr) {
+  std::vector<tokens> responses;
+  for (std::size_t i = 0; i < prompts.size(); i += 256) {
+    const std::vector<tokens> part(prompts.begin() + long(i), prompts.begin() + long(std::min(prompts.size(), i + 256)));
+    auto s = sample(model, part, so, gen);
+    for (auto& r : s.responses) responses.push_back(std::move(r));
+    if (bar != nullptr) bar->advance(static_cast<std::int64_t>(part.size()));
+  }
+  return responses;
+}
+
 void set_lr(::torch::optim::Optimizer& opt, double lr) {
   for (auto& group : opt.param_groups()) static_cast<::torch::optim::AdamWOptions&>(group.options()).lr(lr);
 }
@@ -402,21 +425,9 @@ void pipeline::make_pairs() {
     const auto k = std::min<std::size_t>(split.size(), static_cast<std::size_t>(count));
     std::vector<std::vector<std::int64_t>> prompts;
     for (std::size_t i = 0; i < k; ++i) prompts.push_back(split[order[i]].prompt);
-    sampling_options so;
-    so.samples_per_prompt = 2;
-    so.max_new_tokens = cfg_.max_response_tokens;
-    so.eos_id = tokenizer::eos_id;
-    so.pad_id = tokenizer::pad_id;
     auto gen = make_generator(mix(cfg_.seed, p_pairs, stream + 100));
     progress bar("pairs/" + name, static_cast<std::int64_t>(k), "prompts");
-    std::vector<std::vector<std::int64_t>> responses;
-    constexpr std::size_t chunk = 256;
-    for (std::size_t i = 0; i < k; i += chunk) {
-      std::vector<std::vector<std::int64_t>> part(prompts.begin() + long(i), prompts.begin() + long(std::min(k, i + chunk)));
-      auto s = sample(sft, part, so, gen);
-      for (auto& r : s.responses) responses.push_back(std::move(r));
-      bar.advance(static_cast<std::int64_t>(part.size()));
-    }
+    const auto responses = sample_all(sft, prompts, decoding(2, cfg_.max_response_tokens, 1.0), gen, &bar);
     bar.finish();
     std::mt19937_64 rng(mix(cfg_.seed, p_labels, stream));
     std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -620,15 +631,10 @@ void pipeline::align(const std::string& method) {
   for (std::size_t i = 0; i < nvalid; ++i) vgold_judge.push_back(judge_->score(valid_[i].post, valid_[i].gold_text));
   auto validate = [&] {
     policy->eval();
-    std::vector<std::vector<std::int64_t>> prompts;
+    std::vector<tokens> prompts;
     for (auto* p : vprompts) prompts.push_back(*p);
-    sampling_options so;
-    so.max_new_tokens = cfg_.max_response_tokens;
-    so.temperature = cfg_.eval.temperature;
-    so.eos_id = tokenizer::eos_id;
-    so.pad_id = tokenizer::pad_id;
     auto gen = make_generator(mix(cfg_.seed, p_valid));
-    const auto s = sample(policy, prompts, so, gen);
+    const auto s = sample(policy, prompts, decoding(1, cfg_.max_response_tokens, cfg_.eval.temperature), gen);
     std::vector<const tokens*> resp;
     for (const auto& r : s.responses) resp.push_back(&r);
     const auto r = rewards(rm, vprompts, resp);
@@ -665,11 +671,7 @@ void pipeline::align(const std::string& method) {
     const auto order = permutation(train_.size(), mix(cfg_.seed, p_prompts, static_cast<std::uint64_t>(refresh)));
     std::vector<std::vector<std::int64_t>> prompts;
     for (std::size_t i = 0; i < m; ++i) prompts.push_back(train_[order[i]].prompt);
-    sampling_options so;
-    so.samples_per_prompt = a.samples;
-    so.max_new_tokens = cfg_.max_response_tokens;
-    so.eos_id = tokenizer::eos_id;
-    so.pad_id = tokenizer::pad_id;
+    const auto so = decoding(a.samples, cfg_.max_response_tokens, 1.0);
     auto gen = make_generator(mix(cfg_.seed, p_sample, static_cast<std::uint64_t>(refresh)));
     Gpt& q = is_brain ? proposal : prior;
     auto drawn = sample(q, prompts, so, gen);
@@ -831,22 +833,12 @@ void pipeline::evaluate() {
     if (!fs::exists(cache)) {
       Gpt policy = load_policy(path(file));
       policy->eval();
-      std::vector<std::vector<std::int64_t>> ps;
+      std::vector<tokens> ps;
       for (auto* p : prompts) ps.push_back(*p);
-      sampling_options so;
-      so.max_new_tokens = cfg_.max_response_tokens;
-      so.temperature = cfg_.eval.temperature;
-      so.eos_id = tokenizer::eos_id;
-      so.pad_id = tokenizer::pad_id;
       auto gen = make_generator(mix(cfg_.seed, p_test));
       progress bar("eval/" + name, static_cast<std::int64_t>(count), "prompts");
-      std::vector<std::vector<std::int64_t>> responses;
-      for (std::size_t i = 0; i < count; i += 256) {
-        std::vector<std::vector<std::int64_t>> part(ps.begin() + long(i), ps.begin() + long(std::min(count, i + 256)));
-        auto s = sample(policy, part, so, gen);
-        for (auto& r : s.responses) responses.push_back(std::move(r));
-        bar.advance(static_cast<std::int64_t>(part.size()));
-      }
+      const auto responses =
+          sample_all(policy, ps, decoding(1, cfg_.max_response_tokens, cfg_.eval.temperature), gen, &bar);
       std::vector<const tokens*> resp;
       for (const auto& r : responses) resp.push_back(&r);
       const auto reward = rewards(rm, prompts, resp);

@@ -1,5 +1,7 @@
 #include "sampler.hpp"
 
+#include "fail.hpp"
+
 #include <brain/torch/log_probs.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -12,13 +14,6 @@
 
 namespace tldr {
 namespace {
-
-template <class... Args>
-[[noreturn]] void fail(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  throw std::invalid_argument(out.str());
-}
 
 // Puts the model in eval mode for the guard's lifetime, then restores its mode.
 class eval_mode {

@@ -141,7 +141,8 @@ std::vector<std::string> tokenizer::decode(std::span<const tokens> sequences) co
       if (id == eos_id) break;
       if (id == pad_id || id == bos_id) continue;
       if (id < 0 || id >= vocab_size()) throw std::invalid_argument("tokenizer::decode: id " + std::to_string(id) + " out of range");
-      line += (line.empty() ? "" : " ") + std::to_string(id);
+      if (!line.empty()) line += ' ';
+      line += std::to_string(id);
     }
     empty.push_back(line.empty());
     lines.push_back(line.empty() ? std::to_string(unk_id) : line);  // spm_decode skips empty lines
