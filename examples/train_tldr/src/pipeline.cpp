@@ -132,6 +132,34 @@ void set_lr(::torch::optim::Optimizer& opt, double lr) {
   for (auto& group : opt.param_groups()) static_cast<::torch::optim::AdamWOptions&>(group.options()).lr(lr);
 }
 
+/// The step a stage resumes at: its checkpoint's (model and optimiser restored), or 0 without one.
+std::int64_t resume_from(const fs::path& state, ::torch::nn::Module& model, ::torch::optim::Optimizer& opt) {
+  if (!fs::exists(state)) return 0;
+  checkpoint_reader r(state);
+  r.load("model", model);
+  r.load("optimizer", opt);
+  return r.integer("step");
+}
+
+void save_state(const fs::path& state, const ::torch::nn::Module& model, const ::torch::optim::Optimizer& opt,
+                std::int64_t step) {
+  checkpoint_writer w;
+  w.add("model", model);
+  w.add("optimizer", opt);
+  w.add("step", step);
+  w.save(state);
+}
+
+/// One AdamW step on `loss` at learning rate `lr`, gradients clipped to norm `clip`.
+void optimizer_step(::torch::optim::Optimizer& opt, const ::torch::Tensor& loss,
+                    const std::vector<::torch::Tensor>& parameters, double lr, double clip) {
+  set_lr(opt, lr);
+  opt.zero_grad();
+  loss.backward();
+  ::torch::nn::utils::clip_grad_norm_(parameters, clip);
+  opt.step();
+}
+
 /// Linear warm-up over the first 5% of steps, then cosine decay to 10% of the peak.
 double schedule(double peak, std::int64_t step, std::int64_t total) {
   const double warm = std::max(1.0, 0.05 * double(total));
@@ -331,17 +359,10 @@ void pipeline::train_sft() {
   ::torch::manual_seed(mix(cfg_.seed, p_sft));
   Gpt model(cfg_.model);
   ::torch::optim::AdamW opt(model->parameters(), ::torch::optim::AdamWOptions(cfg_.sft.lr).weight_decay(cfg_.sft.weight_decay));
-  std::int64_t step = 0;
   const auto state = dir / "state.pt";
-  if (fs::exists(state)) {
-    checkpoint_reader r(state);
-    r.load("model", *model);
-    r.load("optimizer", opt);
-    step = r.integer("step");
-    log_->info("sft: resuming at step {}", step);
-  } else {
-    log_->info("sft: GPT with {} parameters, {} training examples", parameter_count(*model), train_.size());
-  }
+  std::int64_t step = resume_from(state, *model, opt);
+  if (step > 0) log_->info("sft: resuming at step {}", step);
+  else log_->info("sft: GPT with {} parameters, {} training examples", parameter_count(*model), train_.size());
   model->train();
   const auto n = train_.size();
   const auto batch = static_cast<std::size_t>(cfg_.sft.batch);
@@ -364,23 +385,13 @@ void pipeline::train_sft() {
     const auto s = make_sequences(prompts, responses);
     const auto lp = response_log_probs(model, s);
     const auto loss = -lp.sum() / s.response_mask.sum().to(::torch::kFloat32);
-    set_lr(opt, schedule(cfg_.sft.lr, step, cfg_.sft.steps));
-    opt.zero_grad();
-    loss.backward();
-    ::torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
-    opt.step();
+    optimizer_step(opt, loss, model->parameters(), schedule(cfg_.sft.lr, step, cfg_.sft.steps), 1.0);
     const double l = loss.item<double>();
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     char status[64];
     std::snprintf(status, sizeof status, "loss/token %.3f", smoothed);
     bar.advance(1, status);
-    if ((step + 1) % cfg_.sft.checkpoint_every == 0 && step + 1 < cfg_.sft.steps) {
-      checkpoint_writer w;
-      w.add("model", *model);
-      w.add("optimizer", opt);
-      w.add("step", step + 1);
-      w.save(state);
-    }
+    if ((step + 1) % cfg_.sft.checkpoint_every == 0 && step + 1 < cfg_.sft.steps) save_state(state, *model, opt, step + 1);
   }
   bar.finish();
   // Held-out per-token loss, to see that SFT learned something transferable.
@@ -495,15 +506,9 @@ void pipeline::train_reward_model() {
   const auto batch = static_cast<std::size_t>(cfg_.rm.batch);
   const auto per_epoch = static_cast<std::int64_t>((train_pairs.size() + batch - 1) / batch);
   const auto total = per_epoch * cfg_.rm.epochs;
-  std::int64_t step = 0;
   const auto state = dir / "state.pt";
-  if (fs::exists(state)) {
-    checkpoint_reader r(state);
-    r.load("model", *rm);
-    r.load("optimizer", opt);
-    step = r.integer("step");
-    log_->info("rm: resuming at step {}", step);
-  }
+  std::int64_t step = resume_from(state, *rm, opt);
+  if (step > 0) log_->info("rm: resuming at step {}", step);
   rm->train();
   progress bar("reward model", total, "steps", step);
   double smoothed = NAN, smoothed_acc = NAN;
@@ -526,24 +531,14 @@ void pipeline::train_reward_model() {
     const auto r = rm->forward(s.ids, s.mask);
     const auto margin = r.narrow(0, 0, long(rows)) - r.narrow(0, long(rows), long(rows));
     const auto loss = -::torch::log_sigmoid(margin).mean();
-    set_lr(opt, schedule(cfg_.rm.lr, step, total));
-    opt.zero_grad();
-    loss.backward();
-    ::torch::nn::utils::clip_grad_norm_(rm->parameters(), 1.0);
-    opt.step();
+    optimizer_step(opt, loss, rm->parameters(), schedule(cfg_.rm.lr, step, total), 1.0);
     const double l = loss.item<double>(), acc = (margin > 0).to(::torch::kFloat64).mean().item<double>();
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     smoothed_acc = std::isnan(smoothed_acc) ? acc : 0.95 * smoothed_acc + 0.05 * acc;
     char status[80];
     std::snprintf(status, sizeof status, "loss %.3f  accuracy %.1f%%", smoothed, 100 * smoothed_acc);
     bar.advance(1, status);
-    if ((step + 1) % cfg_.rm.checkpoint_every == 0 && step + 1 < total) {
-      checkpoint_writer w;
-      w.add("model", *rm);
-      w.add("optimizer", opt);
-      w.add("step", step + 1);
-      w.save(state);
-    }
+    if ((step + 1) % cfg_.rm.checkpoint_every == 0 && step + 1 < total) save_state(state, *rm, opt, step + 1);
   }
   bar.finish();
   // Held-out accuracy: against the (noisy) labels, and against the noiseless judge.
@@ -629,7 +624,8 @@ void pipeline::align(const std::string& method) {
   const auto vgold_reward = rewards(rm, vprompts, vgold);
   std::vector<double> vgold_judge;
   for (std::size_t i = 0; i < nvalid; ++i) vgold_judge.push_back(judge_->score(valid_[i].post, valid_[i].gold_text));
-  auto validate = [&] {
+  // Validation of the policy as it is after `after_refreshes` refreshes (0: the SFT model).
+  auto validate = [&](std::int64_t after_refreshes) {
     policy->eval();
     std::vector<tokens> prompts;
     for (auto* p : vprompts) prompts.push_back(*p);
@@ -638,7 +634,7 @@ void pipeline::align(const std::string& method) {
     std::vector<const tokens*> resp;
     for (const auto& r : s.responses) resp.push_back(&r);
     const auto r = rewards(rm, vprompts, resp);
-    validation_point v{refresh, step, 0, 0, r.mean().item<double>(), 0};
+    validation_point v{after_refreshes, step, 0, 0, r.mean().item<double>(), 0};
     const auto texts = tok_->decode(s.responses);
     for (std::size_t i = 0; i < nvalid; ++i) {
       const auto& text = texts[i];
@@ -655,7 +651,7 @@ void pipeline::align(const std::string& method) {
     return v;
   };
   if (history.empty()) {
-    history.push_back(validate());
+    history.push_back(validate(0));
     log_->info("{}: refresh 0 (SFT): validation win-rate vs gold {:.1f}% (RM), {:.1f}% (judge)", method,
                100 * history.back().rm_win, 100 * history.back().judge_win);
   }
@@ -733,22 +729,17 @@ void pipeline::align(const std::string& method) {
                                          brain::dpo_options{.beta = a.beta});
         loss = out.loss;
       }
-      opt.zero_grad();
-      loss.backward();
-      ::torch::nn::utils::clip_grad_norm_(policy->parameters(), a.clip);
-      opt.step();
+      optimizer_step(opt, loss, policy->parameters(), a.lr, a.clip);
       loss_sum += loss.item<double>();
       ++step;
     }
     if (is_brain) copy_weights(*proposal, *policy);  // q ← frozen copy of q_θ (the proposal update)
     char status[96];
-    std::snprintf(status, sizeof status, "loss %.4f  reward %.2f%s", loss_sum / double(K), reward.mean().item<double>(),
-                  is_brain ? ("  ESS " + std::to_string(int(ess_sum / double(K) * 10) / 10.0).substr(0, 4)).c_str() : "");
+    std::snprintf(status, sizeof status, "loss %.4f  reward %.2f", loss_sum / double(K), reward.mean().item<double>());
+    if (is_brain)
+      std::snprintf(status + std::strlen(status), sizeof status - std::strlen(status), "  ESS %.1f", ess_sum / double(K));
     if ((refresh + 1) % a.validate_every == 0 || refresh + 1 == a.refreshes) {
-      ++refresh;  // the point belongs to the policy after this refresh
-      history.push_back(validate());
-      --refresh;
-      history.back().refresh = refresh + 1;
+      history.push_back(validate(refresh + 1));
       log_->info("{}: refresh {}: {}; validation win-rate vs gold {:.1f}% (RM), {:.1f}% (judge)", method, refresh + 1,
                  status, 100 * history.back().rm_win, 100 * history.back().judge_win);
       if (history.back().rm_win > best) {
