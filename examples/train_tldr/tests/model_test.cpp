@@ -1,5 +1,6 @@
 // Tests of the GPT, its KV cache, the reward model and the padding helpers, on a tiny random model.
 #include "model.hpp"
+#include "tiny_model.hpp"
 
 #include <gtest/gtest.h>
 
@@ -12,18 +13,8 @@ namespace {
 using tldr::gpt_config;
 using seqs = std::vector<std::vector<std::int64_t>>;
 
-gpt_config tiny_config() { return {.vocab = 50, .context = 32, .d_model = 32, .layers = 2, .heads = 4}; }
-
-// GPT-2 initialisation makes attention almost uniform; larger weights make the tests see
-// position- and content-dependent attention.
-tldr::Gpt tiny_model(std::uint64_t seed = 1) {
-  ::torch::manual_seed(seed);
-  tldr::Gpt model(tiny_config());
-  ::torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.add_(::torch::randn_like(p) * 0.3);
-  model->eval();
-  return model;
-}
+using tldr::testing::tiny_config;
+using tldr::testing::tiny_model;
 
 ::torch::Tensor one_row(const std::vector<std::int64_t>& s) {
   return ::torch::tensor(s, ::torch::kLong).view({1, -1});

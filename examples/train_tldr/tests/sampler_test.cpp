@@ -1,6 +1,7 @@
 // Tests of the KV-cache sampler and teacher-forced scoring, on a tiny random model, plus a
 // throughput report for the pipeline's model size.
 #include "sampler.hpp"
+#include "tiny_model.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,17 +21,8 @@ namespace {
 
 using seqs = std::vector<std::vector<std::int64_t>>;
 
-tldr::gpt_config tiny_config() { return {.vocab = 50, .context = 32, .d_model = 32, .layers = 2, .heads = 4}; }
-
-// Larger than GPT-2 weights so the next-token distributions are far from uniform.
-tldr::Gpt tiny_model(std::uint64_t seed = 1) {
-  ::torch::manual_seed(seed);
-  tldr::Gpt model(tiny_config());
-  ::torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.add_(::torch::randn_like(p) * 0.3);
-  model->eval();
-  return model;
-}
+using tldr::testing::tiny_config;
+using tldr::testing::tiny_model;
 
 const seqs prompts = {{5, 9, 3}, {7, 1, 2, 8, 4, 4, 11}, {13, 6, 20, 40, 2}};
 
