@@ -1,23 +1,31 @@
 // train_tldr: the paper's summarisation experiment (brain-math.md §9) end to end on this machine:
-// data → tokenizer → SFT → preference pairs → reward model → DPO-sft and BRAIn → evaluation.
-// Every stage is cached in --workdir; `train_tldr` runs what is missing and prints the table.
+// data → tokenizer → SFT → preference pairs → reward model → every arm of src/arms.hpp →
+// evaluation. Every stage is cached in --workdir; a command runs what is missing.
 //
-//   train_tldr                         # everything, defaults of the README's demo
+//   train_tldr                         # Table 1's analog (SFT, DPO, DPO-sft, RSO, BRAIn), one seed
+//   train_tldr study                   # the sweep on validation, then every table with seeds
+//   train_tldr judge < in.jsonl        # score {"prompt", "summary"} lines with the oracle
+//   train_tldr sft                     # the shared stages up to one of them
 //   train_tldr --config tldr.toml      # settings from a file (TOML/INI; CLI options override it)
-//   train_tldr sft                     # one stage (and nothing after it)
 
-#include "pipeline.hpp"
+#include "checkpoint.hpp"
+#include "oracle.hpp"
 #include "progress.hpp"
+#include "stages.hpp"
 
 #include <CLI/CLI.hpp>
 #include <ATen/Parallel.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <fstream>
+#include <iostream>
 
 namespace {
 
@@ -59,15 +67,35 @@ int blas_check() {
   return ok ? 0 : 2;
 }
 
+/// `--<arm>-beta`, `--<arm>-lr`, `--<arm>-temperature` for every entry of the settings table.
+void add_arm_options(CLI::App& app, tldr::config& c) {
+  for (auto& [id, s] : c.align.settings) {
+    std::string flag = id;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    const std::string what = id == "sft" ? "SFT" : tldr::find_arm(id).label;
+    if (id != "sft") {
+      app.add_option("--" + flag + "-beta", s.beta, what + ": KL coefficient β")->capture_default_str()->group("Arms");
+      app.add_option("--" + flag + "-lr", s.lr, what + ": learning rate")->capture_default_str()->group("Arms");
+    }
+    app.add_option("--" + flag + "-temperature", s.temperature, what + ": decoding temperature of the test summaries (0: greedy)")
+        ->capture_default_str()
+        ->group("Arms");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   tldr::config c;
-  CLI::App app{"BRAIn on TL;DR-style summarisation: SFT, reward model, DPO-sft and BRAIn, win-rates vs gold"};
+  CLI::App app{"BRAIn on TL;DR-style summarisation: SFT, reward model, DPO, DPO-sft, RSO, BRAIn and its bridge and "
+               "ablations; win-rates against gold under the reward model and an oracle"};
   app.set_config("--config", "", "TOML or INI file: any option below as a key, e.g. sft-steps = 1200");
   app.add_option("--workdir", c.workdir, "where every stage caches its output")->capture_default_str();
-  app.add_option("--seed", c.seed, "the run is deterministic given this seed and --threads")->capture_default_str();
-  app.add_option("--threads", c.threads, "LibTorch threads")->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--seed", c.seed, "seed of the shared stages and of the main command's runs")->capture_default_str();
+  app.add_option("--threads", c.threads, "LibTorch threads of the shared stages")->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--jobs", c.jobs, "alignment and evaluation runs at once, each single-threaded (0: --threads)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   app.add_option("--train-jsonl", c.train_jsonl, "real TL;DR data (CarperAI's format) instead of Debian's");
   app.add_option("--valid-jsonl", c.valid_jsonl);
   app.add_option("--test-jsonl", c.test_jsonl);
@@ -100,24 +128,40 @@ int main(int argc, char** argv) {
   app.add_option("--align-refreshes", c.align.refreshes, "T")->capture_default_str();
   app.add_option("--align-prompts", c.align.prompts, "m per refresh")->capture_default_str();
   app.add_option("--align-samples", c.align.samples, "n per prompt")->capture_default_str();
-  app.add_option("--align-epochs", c.align.epochs, "passes over each refresh's groups")->capture_default_str();
-  app.add_option("--align-groups-per-step", c.align.groups_per_step)->capture_default_str();
-  app.add_option("--align-lr", c.align.lr)->capture_default_str();
+  app.add_option("--align-epochs", c.align.epochs, "passes over each refresh's units")->capture_default_str();
+  app.add_option("--align-groups-per-step", c.align.groups_per_step, "units (prompts) per minibatch")->capture_default_str();
   app.add_option("--align-clip", c.align.clip)->capture_default_str();
-  app.add_option("--align-beta", c.align.beta, "KL coefficient of both methods: log g = r / beta (BRAIn), DPO's beta")->capture_default_str();
   app.add_option("--align-validate-every", c.align.validate_every)->capture_default_str();
+  app.add_option("--arms", c.align.arms, "the arms the main command trains")->capture_default_str()->delimiter(',');
+  add_arm_options(app, c);
   app.add_option("--eval-valid-prompts", c.eval.valid_prompts)->capture_default_str();
   app.add_option("--eval-test-prompts", c.eval.test_prompts, "0: the whole test split")->capture_default_str();
   app.add_option("--eval-bootstrap", c.eval.bootstrap)->capture_default_str();
-  app.add_option("--eval-temperature", c.eval.temperature, "0: greedy")->capture_default_str();
+  app.add_option("--eval-valid-temperature", c.eval.valid_temperature, "decoding of the checkpoint-selecting validation")
+      ->capture_default_str();
+  app.add_option("--study-seeds", c.study.seeds)->capture_default_str()->group("Study");
+  app.add_option("--study-betas", c.study.betas, "the sweep's β grid")->capture_default_str()->delimiter(',')->group("Study");
+  app.add_option("--study-lrs", c.study.lrs, "the sweep's learning rates")->capture_default_str()->delimiter(',')->group("Study");
+  app.add_option("--study-temperatures", c.study.temperatures, "the sweep's decoding temperatures")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->group("Study");
+  app.add_option("--study-samples", c.study.samples, "the n sweep")->capture_default_str()->delimiter(',')->group("Study");
 
   std::string stage = "all";
-  app.add_option("stage", stage, "all, data, tokenizer, sft, pairs, rm, dpo_sft, brain, evaluate, report")
-      ->check(CLI::IsMember({"all", "data", "tokenizer", "sft", "pairs", "rm", "dpo_sft", "brain", "evaluate", "report"}))
+  const std::vector<std::string> stages{"all", "data", "tokenizer", "sft", "pairs", "rm", "study", "report", "judge"};
+  app.add_option("stage", stage, "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
+                                 "oracle), report (print the last table), or a shared stage: data, tokenizer, sft, pairs, rm")
+      ->check(CLI::IsMember(stages))
       ->capture_default_str();
+  std::filesystem::path judge_input, judge_output;
+  app.add_option("--input", judge_input, "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
+  app.add_option("--output", judge_output, "judge: where the scored lines go (default: standard output)");
   bool print_config = false, check_blas = false;
+  std::string worker_task;
   app.add_flag("--blas-check", check_blas, "time and check the BLAS kernels under LibTorch, then exit");
   app.add_flag("--print-config", print_config, "print the settings as a config file and exit");
+  app.add_option("--worker-task", worker_task)->group("");  // internal: one run in a worker process
   CLI11_PARSE(app, argc, argv);
   if (check_blas) {
     set_threads(c.threads);
@@ -129,17 +173,39 @@ int main(int argc, char** argv) {
   }
 
   try {
+    c.validate();
+    if (!worker_task.empty()) {
+      set_threads(1);
+      auto log = std::make_shared<spdlog::logger>("tldr", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+      log->set_pattern("[%H:%M:%S] %v");
+      tldr::run_worker(c, worker_task, log);
+      return 0;
+    }
     set_threads(c.threads);
-    tldr::pipeline p(c);
-    if (stage == "all") p.run_all();
-    else if (stage == "data") p.prepare_data();
-    else if (stage == "tokenizer") p.prepare_tokenizer();
-    else if (stage == "sft") p.train_sft();
-    else if (stage == "pairs") p.make_pairs();
-    else if (stage == "rm") p.train_reward_model();
-    else if (stage == "dpo_sft" || stage == "brain") p.align(stage);
-    else if (stage == "evaluate") p.evaluate();
-    if (stage == "report" || stage == "evaluate") std::printf("%s\n", p.results_markdown().c_str());
+    auto log = tldr::open_log(c.workdir);
+    // The exact settings of this command, for its worker processes.
+    const auto self_config = c.workdir / "worker.toml";
+    tldr::atomic_write_text(self_config, app.config_to_str(true, false));
+    if (stage == "all") {
+      std::printf("\n%s\n", tldr::run_main(c, self_config, log).c_str());
+    } else if (stage == "study") {
+      std::printf("\n%s\n", tldr::run_study(c, self_config, log).c_str());
+    } else if (stage == "report") {
+      std::printf("%s\n", tldr::read_text(c.workdir / "eval/results.md").c_str());
+    } else if (stage == "judge") {
+      (void)tldr::run_shared_stages(c, log, "data");
+      const tldr::oracle oracle(tldr::read_tldr_jsonl(c.workdir / "data/train.jsonl"));
+      std::ifstream in_file;
+      std::ofstream out_file;
+      if (!judge_input.empty()) in_file.open(judge_input);
+      if (!judge_output.empty()) out_file.open(judge_output);
+      if (!judge_input.empty() && !in_file) throw std::runtime_error("cannot read " + judge_input.string());
+      if (!judge_output.empty() && !out_file) throw std::runtime_error("cannot write " + judge_output.string());
+      tldr::score_jsonl(oracle, judge_input.empty() ? std::cin : in_file, judge_output.empty() ? std::cout : out_file,
+                        judge_input.empty() ? "standard input" : judge_input.string());
+    } else {
+      (void)tldr::run_shared_stages(c, log, stage);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_tldr: error: %s\n", e.what());
     return 1;

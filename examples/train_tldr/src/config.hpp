@@ -1,8 +1,9 @@
 #pragma once
-// Every setting of the pipeline, with the defaults of the README's demo (about 20 minutes on two
-// cores). main.cpp binds each field to a command-line option and to the config file (CLI11: TOML
-// or INI, flat keys named like the options, e.g. `sft-steps = 1200` ≡ --sft-steps 1200).
+// Every setting of the pipeline, with the defaults of the main command (scripts/train-tldr, about
+// 20 minutes on two cores). main.cpp binds each field to a command-line option and to the config
+// file (CLI11: TOML or INI, flat keys named like the options, e.g. `sft-steps = 1200`).
 
+#include "arms.hpp"
 #include "data.hpp"
 #include "model.hpp"
 
@@ -10,7 +11,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace tldr {
 
@@ -19,9 +22,11 @@ struct sft_config {
   double lr = 1e-3, weight_decay = 0.01;
 };
 
+/// The simulated labellers: pairs of SFT samples (a share of them against the gold summary) whose
+/// preferred side is drawn from the oracle's scores with Bradley–Terry noise.
 struct pairs_config {
-  std::int64_t train_prompts = 5000, valid_prompts = 300;
-  double label_temperature = 0.03;  ///< Bradley–Terry noise of the simulated labellers, in judge-score units
+  std::int64_t train_prompts = 5000, valid_prompts = 400;
+  double label_temperature = 0.03;  ///< Bradley–Terry noise, in oracle-score units
   double gold_fraction = 0.25;      ///< share of pairs comparing a sample with the gold summary
 };
 
@@ -30,34 +35,49 @@ struct rm_config {
   double lr = 6e-4, weight_decay = 0.01;
 };
 
-/// Algorithm 1 (brain-math.md §8) and its DPO-sft baseline.
+/// Algorithm 1 (brain-math.md §8), shared by every arm.
 struct align_config {
   std::int64_t refreshes = 6;        ///< T
   std::int64_t prompts = 64;         ///< m per refresh
-  std::int64_t samples = 16;         ///< n per prompt
-  std::int64_t epochs = 1;           ///< passes over the refresh's groups: K = epochs * m / groups_per_step
-  std::int64_t groups_per_step = 8;  ///< groups (prompts) per minibatch
-  double lr = 2e-4, clip = 1.0;
-  /// The KL coefficient of both methods: BRAIn's Bradley–Terry goodness log g = r / beta (eq. 21)
-  /// and DPO's beta, so that both aim at the same target p(y|x) exp(r(x,y) / beta) (eq. 23).
-  /// 0.05: both methods' best validation win-rate was higher than at 0.1 (docs/train_tldr.md).
-  double beta = 0.05;
+  std::int64_t samples = 16;         ///< n per prompt (the paper's is 32: see the n sweep)
+  std::int64_t epochs = 1;           ///< passes over each refresh's units: K = epochs * m / groups_per_step
+  std::int64_t groups_per_step = 8;  ///< units (prompts) per minibatch
+  double clip = 1.0;
   std::int64_t validate_every = 1;   ///< refreshes between validations
+  /// The arms the main command trains (Table 1's columns).
+  std::vector<std::string> arms{"dpo", "dpo_sft", "rso", "brain"};
+  /// β, learning rate and decoding temperature per arm id ("sft": temperature only). Defaults:
+  /// default_arm_settings(); the study chooses its own on the validation split.
+  std::map<std::string, arm_settings> settings = default_arm_settings();
+
+  static std::map<std::string, arm_settings> default_arm_settings();
+  /// An arm's settings: those of the arm it takes them from (arm::settings_from).
+  [[nodiscard]] arm_settings settings_of(const std::string& arm_id) const;
 };
 
 struct eval_config {
   std::int64_t valid_prompts = 200;  ///< per validation during alignment
   std::int64_t test_prompts = 0;     ///< 0: the whole test split
   std::int64_t bootstrap = 2000;
-  /// Decoding of the validation and test samples (0: greedy). 0.7: greedy decoding of these small
-  /// models loops ("s for the s for the s"), and temperature 1 adds junk (docs/train_tldr.md).
-  double temperature = 0.7;
+  /// Decoding of the validation samples that pick each run's best checkpoint (the study then
+  /// chooses each arm's test temperature on validation).
+  double valid_temperature = 0.7;
+};
+
+/// `train_tldr study`: the sweep on the validation split, then every arm with several seeds.
+struct study_config {
+  std::int64_t seeds = 3;
+  std::vector<double> betas{0.025, 0.05, 0.1, 0.2};
+  std::vector<double> lrs{1e-4, 2e-4, 4e-4};
+  std::vector<double> temperatures{0.3, 0.5, 0.7, 1.0};
+  std::vector<std::int64_t> samples{2, 4, 8, 16, 32};  ///< the n sweep (§9.4), for BRAIn and DPO-sft
 };
 
 struct config {
   std::filesystem::path workdir = "runs/tldr";
   std::uint64_t seed = 1;
-  int threads = 2;
+  int threads = 2;  ///< LibTorch threads of the shared stages (data to reward model)
+  int jobs = 0;     ///< alignment and evaluation runs at once, each single-threaded (0: threads)
   // Data: Debian's package descriptions by default, or real TL;DR JSONL files.
   dataset_options data;
   std::filesystem::path train_jsonl, valid_jsonl, test_jsonl;
@@ -71,6 +91,10 @@ struct config {
   rm_config rm;
   align_config align;
   eval_config eval;
+  study_config study;
+
+  /// Throws std::invalid_argument naming the first inconsistent setting.
+  void validate() const;
 };
 
 nlohmann::json to_json(const config&);

@@ -94,6 +94,32 @@ batch right_pad(const std::vector<std::vector<std::int64_t>>& sequences, std::in
   return pad("right_pad", sequences, pad_id, length, false);
 }
 
+response_batch join_right_pad(const std::vector<std::vector<std::int64_t>>& prompts,
+                              const std::vector<std::vector<std::int64_t>>& responses, std::size_t first,
+                              std::size_t last, std::int64_t pad_id, std::int64_t context) {
+  if (prompts.size() != responses.size()) fail("join_right_pad: ", prompts.size(), " prompts but ", responses.size(), " responses");
+  if (first > last || last > prompts.size())
+    fail("join_right_pad: rows [", first, ", ", last, ") outside the ", prompts.size(), " given");
+  std::vector<std::vector<std::int64_t>> sequences;
+  sequences.reserve(last - first);
+  for (std::size_t i = first; i < last; ++i) {
+    if (prompts[i].empty()) fail("join_right_pad: prompts[", i, "] is empty");
+    const auto length = static_cast<std::int64_t>(prompts[i].size() + responses[i].size());
+    if (length > context)
+      fail("join_right_pad: prompts[", i, "] + responses[", i, "] has length ", length, " > context = ", context);
+    auto& s = sequences.emplace_back(prompts[i]);
+    s.insert(s.end(), responses[i].begin(), responses[i].end());
+  }
+  response_batch out{right_pad(sequences, pad_id), {}};
+  // Response positions: [|prompt|, |prompt| + |response|) in each row.
+  out.response_mask = ::torch::zeros_like(out.input.mask);
+  auto mark = out.response_mask.accessor<bool, 2>();
+  for (std::size_t i = first; i < last; ++i)
+    for (std::size_t t = 0; t < responses[i].size(); ++t)
+      mark[static_cast<std::int64_t>(i - first)][static_cast<std::int64_t>(prompts[i].size() + t)] = true;
+  return out;
+}
+
 kv_cache kv_cache::select_rows(const ::torch::Tensor& rows) const {
   kv_cache out;
   out.keys.reserve(keys.size());
@@ -265,6 +291,22 @@ RewardModelImpl::RewardModelImpl(const gpt_config& config) {
   const auto last = (steps * mask).amax(1);
   const auto picked = h.gather(1, last.view({-1, 1, 1}).expand({h.size(0), 1, h.size(2)})).squeeze(1);
   return head(picked).squeeze(1);
+}
+
+::torch::Tensor RewardModelImpl::score(const std::vector<std::vector<std::int64_t>>& prompts,
+                                       const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
+                                       std::int64_t max_batch_rows) {
+  if (max_batch_rows < 0) fail("RewardModel::score: max_batch_rows = ", max_batch_rows, " must be >= 0 (0: all)");
+  const std::size_t total = prompts.size();
+  const std::size_t per_chunk = max_batch_rows == 0 ? std::max<std::size_t>(1, total) : std::size_t(max_batch_rows);
+  std::vector<::torch::Tensor> parts;
+  for (std::size_t first = 0; first < total; first += per_chunk) {
+    const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id,
+                                  backbone->config().context);
+    parts.push_back(forward(b.input.ids, b.input.mask).to(::torch::kFloat));
+  }
+  if (parts.empty()) return ::torch::zeros({0}, head->weight.options().dtype(::torch::kFloat));
+  return parts.size() == 1 ? parts.front() : ::torch::cat(parts);
 }
 
 void RewardModelImpl::load_backbone(const Gpt& source) {

@@ -42,6 +42,18 @@ struct batch {
 batch left_pad(const std::vector<std::vector<std::int64_t>>& sequences, std::int64_t pad_id, std::int64_t length = 0);
 batch right_pad(const std::vector<std::vector<std::int64_t>>& sequences, std::int64_t pad_id, std::int64_t length = 0);
 
+/// Prompt + response per row, right-padded, with the response tokens marked: what a teacher-forced
+/// pass over (prompt, response) needs, for log-probs and for rewards.
+struct response_batch {
+  batch input;
+  ::torch::Tensor response_mask;  ///< [B, T] bool, true at the response tokens
+};
+/// Rows [first, last) of prompts[i] + responses[i]. Prompts must be non-empty and each row must fit
+/// in `context` tokens (std::invalid_argument naming the row otherwise).
+response_batch join_right_pad(const std::vector<std::vector<std::int64_t>>& prompts,
+                              const std::vector<std::vector<std::int64_t>>& responses, std::size_t first,
+                              std::size_t last, std::int64_t pad_id, std::int64_t context);
+
 /// Per-layer keys and values of the tokens seen so far, preallocated to `capacity` slots so that
 /// decoding writes in place (no cat per step). Slots are shared by all rows: slot s holds every
 /// row's s-th token, real or padding; key_mask says which.
@@ -116,6 +128,11 @@ class RewardModelImpl : public ::torch::nn::Module {
   explicit RewardModelImpl(const gpt_config& config);
   /// ids, mask [B, T] (left or right padding) → scores [B]. A row of padding only reads position 0.
   ::torch::Tensor forward(const ::torch::Tensor& ids, const ::torch::Tensor& mask);
+  /// r(prompts[i], responses[i]) [N] float, max_batch_rows rows at a time (0: all at once);
+  /// differentiable when grad mode is on. The model's mode is left as it is.
+  ::torch::Tensor score(const std::vector<std::vector<std::int64_t>>& prompts,
+                        const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
+                        std::int64_t max_batch_rows = 256);
   /// Copies a trained GPT's parameters into the backbone (configs must match); the head keeps its
   /// own initialisation.
   void load_backbone(const Gpt& source);

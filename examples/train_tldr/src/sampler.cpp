@@ -211,28 +211,10 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
                                                     : static_cast<std::size_t>(max_batch_rows);
   std::vector<::torch::Tensor> parts;
   for (std::size_t first = 0; first < total; first += per_chunk) {
-    const std::size_t last = std::min(total, first + per_chunk);
-    std::vector<std::vector<std::int64_t>> sequences;
-    sequences.reserve(last - first);
-    for (std::size_t i = first; i < last; ++i) {
-      if (prompts[i].empty()) fail("sequence_log_prob: prompts[", i, "] is empty");
-      const auto length = static_cast<std::int64_t>(prompts[i].size() + responses[i].size());
-      if (length > config.context)
-        fail("sequence_log_prob: prompts[", i, "] + responses[", i, "] has length ", length, " > context = ",
-             config.context);
-      auto& s = sequences.emplace_back(prompts[i]);
-      s.insert(s.end(), responses[i].begin(), responses[i].end());
-    }
-    const auto input = right_pad(sequences, pad_id);
-    // Label positions of the response tokens: [|prompt|, |prompt| + |response|) in each row.
-    auto response_mask = ::torch::zeros_like(input.mask);
-    auto mark = response_mask.accessor<bool, 2>();
-    for (std::size_t i = first; i < last; ++i)
-      for (std::size_t t = 0; t < responses[i].size(); ++t)
-        mark[static_cast<std::int64_t>(i - first)][static_cast<std::int64_t>(prompts[i].size() + t)] = true;
-    const auto hidden = model->hidden(input.ids, input.mask);
-    parts.push_back(brain::torch::fused_linear_sequence_log_probs(hidden, model->head_weight(), input.ids,
-                                                                  response_mask, brain::torch::alignment::next_token));
+    const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id, config.context);
+    const auto hidden = model->hidden(b.input.ids, b.input.mask);
+    parts.push_back(brain::torch::fused_linear_sequence_log_probs(hidden, model->head_weight(), b.input.ids,
+                                                                  b.response_mask, brain::torch::alignment::next_token));
   }
   if (parts.empty()) return ::torch::zeros({0}, model->head_weight().options().dtype(::torch::kFloat));
   return parts.size() == 1 ? parts.front() : ::torch::cat(parts);

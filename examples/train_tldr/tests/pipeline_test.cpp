@@ -2,7 +2,7 @@
 // (Debian's SentencePiece tools) and the progress bar's durations.
 #include "checkpoint.hpp"
 #include "data.hpp"
-#include "pipeline.hpp"
+#include "stats.hpp"
 #include "progress.hpp"
 #include "tokenizer.hpp"
 
@@ -23,17 +23,17 @@ fs::path scratch_dir(const std::string& name) {
 TEST(pipeline_bootstrap, all_wins_and_all_losses_are_certain) {
   const std::vector<double> hi(50, 2.0), lo(50, 1.0);
   const auto w = tldr::bootstrap_win_rate(hi, lo, 200, 1);
-  EXPECT_EQ(w.rate, 1.0);
+  EXPECT_EQ(w.value, 1.0);
   EXPECT_EQ(w.low, 1.0);
   EXPECT_EQ(w.high, 1.0);
   const auto l = tldr::bootstrap_win_rate(lo, hi, 200, 1);
-  EXPECT_EQ(l.rate, 0.0);
+  EXPECT_EQ(l.value, 0.0);
   EXPECT_EQ(l.high, 0.0);
 }
 
 TEST(pipeline_bootstrap, ties_count_half_and_the_interval_matches_the_binomial_width) {
   // 1 win, 1 tie, 2 losses: (1 + 0.5) / 4.
-  EXPECT_DOUBLE_EQ(tldr::bootstrap_win_rate({3, 2, 1, 1}, {1, 2, 2, 3}, 100, 1).rate, 0.375);
+  EXPECT_DOUBLE_EQ(tldr::bootstrap_win_rate({3, 2, 1, 1}, {1, 2, 2, 3}, 100, 1).value, 0.375);
   // 400 prompts, half won: the 95% interval is about ±1.96·sqrt(0.25/400) = ±0.049.
   std::vector<double> ours, theirs;
   for (int i = 0; i < 400; ++i) {
@@ -41,7 +41,7 @@ TEST(pipeline_bootstrap, ties_count_half_and_the_interval_matches_the_binomial_w
     theirs.push_back(0.5);
   }
   const auto w = tldr::bootstrap_win_rate(ours, theirs, 4000, 3);
-  EXPECT_DOUBLE_EQ(w.rate, 0.5);
+  EXPECT_DOUBLE_EQ(w.value, 0.5);
   EXPECT_NEAR(w.high - w.low, 2 * 0.049, 0.012);
   EXPECT_LT(w.low, 0.5);
   EXPECT_GT(w.high, 0.5);

@@ -1,6 +1,11 @@
-#include "judge.hpp"
+#include "oracle.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <istream>
+#include <ostream>
+#include <stdexcept>
 #include <array>
 #include <cctype>
 #include <cmath>
@@ -146,7 +151,7 @@ std::vector<std::string_view> pieces_of(std::string_view text) {
 
 }  // namespace
 
-judge::judge(std::span<const example> corpus, judge_options options) : options_(options) {
+oracle::oracle(std::span<const example> corpus, oracle_options options) : options_(options) {
   documents_ = corpus.size();
   std::vector<std::string> distinct;
   for (const example& ex : corpus) {
@@ -170,13 +175,13 @@ judge::judge(std::span<const example> corpus, judge_options options) : options_(
   bigrams_.shrink_to_fit();
 }
 
-double judge::idf(const std::string& stem) const {
+double oracle::idf(const std::string& stem) const {
   const auto it = stats_.find(stem);
   const double df = it == stats_.end() ? 0.0 : it->second.documents;
   return std::log((static_cast<double>(documents_) + 1.0) / (df + 1.0)) + 1.0;
 }
 
-double judge::ending_rate(const std::string& stem) const {
+double oracle::ending_rate(const std::string& stem) const {
   // Smoothed towards `prior`, so that a word seen a few times is not judged on them alone.
   constexpr double prior = 0.15, strength = 5.0;
   const auto it = stats_.find(stem);
@@ -184,7 +189,7 @@ double judge::ending_rate(const std::string& stem) const {
   return (it->second.sentence_ends + prior * strength) / (it->second.occurrences + strength);
 }
 
-judge::verdict judge::rate(std::string_view post, std::string_view summary) const {
+oracle::verdict oracle::rate(std::string_view post, std::string_view summary) const {
   verdict v{0, 0, 0, 0, 0};
   const std::vector<std::string> words = words_of(summary);
   if (words.empty()) return v;  // nothing said: nothing to reward
@@ -293,6 +298,26 @@ judge::verdict judge::rate(std::string_view post, std::string_view summary) cons
   v.score = options_.faithfulness_weight * v.faithfulness + options_.coverage_weight * v.coverage +
             options_.fluency_weight * v.fluency + options_.brevity_weight * v.brevity;
   return v;
+}
+
+void score_jsonl(const oracle& o, std::istream& in, std::ostream& out, const std::string& source_name) {
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const auto where = source_name + ":" + std::to_string(number);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(where + ": not JSON (" + e.what() + ")");
+    }
+    for (const char* field : {"prompt", "summary"})
+      if (!j.is_object() || !j.contains(field) || !j[field].is_string())
+        throw std::runtime_error(where + ": field \"" + field + "\" missing or not a string");
+    const auto v = o.rate(post_of(j["prompt"].get<std::string>()), j["summary"].get<std::string>());
+    j["score"] = v.score;
+    out << j.dump() << "\n";
+  }
 }
 
 }  // namespace tldr

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "data.hpp"
-#include "judge.hpp"
+#include "oracle.hpp"
 
 using namespace tldr;
 
@@ -17,8 +17,8 @@ namespace {
 const std::filesystem::path data_dir = TLDR_TEST_DATA;
 
 // With no corpus every idf is ln(1/1) + 1 = 1, which makes the components easy to compute by hand.
-const judge& plain() {
-  static const judge j{std::span<const example>{}};
+const oracle& plain() {
+  static const oracle j{std::span<const example>{}};
   return j;
 }
 
@@ -33,7 +33,7 @@ std::vector<example> debian_sample() {
 }
 
 // How often the gold label beats every other example's label on its own post.
-double gold_win_rate(const judge& j, const std::vector<example>& examples) {
+double gold_win_rate(const oracle& j, const std::vector<example>& examples) {
   std::size_t wins = 0, games = 0;
   for (std::size_t i = 0; i < examples.size(); ++i) {
     const std::string post = post_of(examples[i].prompt);
@@ -72,7 +72,7 @@ TEST(judge_components, coverage_by_hand) {
 
   // idf from the corpus: alpha is in both posts (idf 1), beta in none (idf ln 3 + 1).
   const std::vector<example> corpus{post_example("alpha one"), post_example("alpha two")};
-  const judge j(corpus);
+  const oracle j(corpus);
   EXPECT_NEAR(j.rate("alpha beta", "beta").coverage, (std::log(3.0) + 1.0) / (std::log(3.0) + 2.0), 1e-12);
   EXPECT_NEAR(j.rate("alpha beta", "alpha").coverage, 1.0 / (std::log(3.0) + 2.0), 1e-12);
   // Faithfulness is idf-weighted too: an unsupported rare word costs more than a common one.
@@ -88,7 +88,7 @@ TEST(judge_components, brevity_by_hand) {
 
 TEST(judge_components, empty_summary_scores_zero) {
   for (const char* summary : {"", "   ", "\n\t", "\u2047 ,,, !!"}) {
-    const judge::verdict v = plain().rate("a post about compression tools", summary);
+    const oracle::verdict v = plain().rate("a post about compression tools", summary);
     EXPECT_EQ(v.score, 0.0) << summary;
     EXPECT_EQ(v.faithfulness, 0.0);
     EXPECT_EQ(v.coverage, 0.0);
@@ -116,7 +116,7 @@ TEST(judge_components, fluency_penalties) {
 
 TEST(judge_components, repetition_lowers_score) {
   const auto examples = debian_sample();
-  const judge j(examples);
+  const oracle j(examples);
   const std::string post = "Zstd, short for Zstandard, is a fast lossless compression algorithm.";
   const auto clean = j.rate(post, "fast lossless compression algorithm");
   const auto repeated = j.rate(post, "fast compression compression compression algorithm algorithm");
@@ -126,7 +126,7 @@ TEST(judge_components, repetition_lowers_score) {
 
 TEST(judge_components, score_is_the_documented_combination) {
   const auto examples = debian_sample();
-  const judge j(examples);
+  const oracle j(examples);
   const std::string post = post_of(examples.front().prompt);
   const auto v = j.rate(post, examples.front().label);
   EXPECT_DOUBLE_EQ(v.score, 0.25 * v.faithfulness + 0.3 * v.coverage + 0.2 * v.fluency + 0.25 * v.brevity);
@@ -134,28 +134,28 @@ TEST(judge_components, score_is_the_documented_combination) {
     EXPECT_GE(c, 0.0);
     EXPECT_LE(c, 1.0);
   }
-  judge_options only_coverage{0, 1, 0, 0};
-  EXPECT_DOUBLE_EQ(judge(examples, only_coverage).score(post, examples.front().label), v.coverage);
+  oracle_options only_coverage{0, 1, 0, 0};
+  EXPECT_DOUBLE_EQ(oracle(examples, only_coverage).score(post, examples.front().label), v.coverage);
 }
 
 TEST(judge_preference, gold_beats_other_synopses_on_debian_sample) {
   const auto examples = debian_sample();
   ASSERT_GT(examples.size(), 30u);
-  const judge j(examples);
+  const oracle j(examples);
   EXPECT_GT(gold_win_rate(j, examples), 0.9);
 }
 
 TEST(judge_preference, gold_beats_other_summaries_on_reddit_sample) {
   const auto examples = read_tldr_jsonl(data_dir / "tldr.sample.jsonl");
-  judge_options reddit;  // TL;DRs run longer than Debian synopses
+  oracle_options reddit;  // TL;DRs run longer than Debian synopses
   reddit.long_words = 30;
-  const judge j(examples, reddit);
+  const oracle j(examples, reddit);
   EXPECT_GT(gold_win_rate(j, examples), 0.9);
 }
 
 TEST(judge_preference, gold_usually_beats_a_truncated_copy) {
   const auto examples = debian_sample();
-  const judge j(examples);
+  const oracle j(examples);
   std::size_t wins = 0;
   for (const example& e : examples) {
     std::string first_two;
@@ -171,9 +171,9 @@ TEST(judge_preference, gold_usually_beats_a_truncated_copy) {
 
 TEST(judge_determinism, same_verdicts_regardless_of_corpus_order) {
   auto examples = debian_sample();
-  const judge a(examples);
+  const oracle a(examples);
   std::reverse(examples.begin(), examples.end());
-  const judge b(examples);
+  const oracle b(examples);
   EXPECT_EQ(a.corpus_size(), examples.size());
   for (std::size_t i = 0; i < examples.size(); ++i) {
     const std::string post = post_of(examples[i].prompt);

@@ -29,7 +29,7 @@
  *      a junk start (0.3: a first character that is not a letter, digit, quote or bracket, or a
  *      first word such as "and", "of", "s", "ing").
  *  - brevity: n words; 1 for 3 <= n <= 10, n/3 below, exp(-(n-10)/2) above.
- * score = 0.25 faithfulness + 0.3 coverage + 0.2 fluency + 0.25 brevity (judge_options). A
+ * score = 0.25 faithfulness + 0.3 coverage + 0.2 fluency + 0.25 brevity (oracle_options). A
  * summary without any word scores 0 on everything.
  *
  * Calibration (bookworm main+updates+security, default dataset_options: judge built on the
@@ -44,6 +44,7 @@
 #pragma once
 
 #include <cstddef>
+#include <iosfwd>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -57,7 +58,7 @@ namespace tldr {
 
 // The defaults are calibrated on the Debian data set (see above); real TL;DR summaries are longer
 // (about 20-30 words), so rating those wants a larger long_words.
-struct judge_options {
+struct oracle_options {
   double faithfulness_weight = 0.25;
   double coverage_weight = 0.3;
   double fluency_weight = 0.2;
@@ -68,11 +69,11 @@ struct judge_options {
   double length_decay = 2.0;      // beyond long_words, brevity = exp(-(n - long_words) / decay)
 };
 
-class judge {
+class oracle {
  public:
   // Counts document frequencies over the posts (post_of(prompt)) of the corpus, usually the
   // train split. The labels are not used.
-  explicit judge(std::span<const example> corpus, judge_options options = {});
+  explicit oracle(std::span<const example> corpus, oracle_options options = {});
 
   struct verdict {
     double score, faithfulness, coverage, fluency, brevity;
@@ -93,10 +94,14 @@ class judge {
   double idf(const std::string& stem) const;
   double ending_rate(const std::string& stem) const;
 
-  judge_options options_;
+  oracle_options options_;
   std::size_t documents_ = 0;
   std::unordered_map<std::string, word_stats> stats_;  // by stem, stopwords too
   std::vector<std::uint64_t> bigrams_;                 // sorted hashes of adjacent stems in the posts
 };
+
+/// Reads JSONL lines with string fields "prompt" and "summary" and writes each back with "score"
+/// (and the components) added. std::runtime_error naming source:line and the field otherwise.
+void score_jsonl(const oracle& o, std::istream& in, std::ostream& out, const std::string& source_name);
 
 }  // namespace tldr

@@ -1,0 +1,133 @@
+#pragma once
+// The method table: every training arm of the paper's TL;DR experiment is one entry — how its
+// training data are drawn (proposal), how a refresh's samples become training units (pairing) and
+// its loss on a minibatch. The alignment loop (stages/align.cpp), checkpoints, validation and
+// evaluation are written once for all of them. brain-math.md §5 and §9 describe the methods.
+//
+//   id                 paper             data                           loss
+//   dpo                Table 1 "DPO"     the labelled preference pairs  brain::dpo_loss(β)
+//   dpo_sft            Table 1, 3        n samples of the prior, n/2    brain::dpo_loss(β) on pairs ranked
+//                                        consecutive pairs              by the reward model
+//   rso                Table 1 "RSO"     n samples of the prior         brain::rso_select(r, β) then
+//                                                                       brain::rso_pairs, brain::dpo_loss(β)
+//   dpo_sft_iw         Table 3           n samples of the prior         brain::brain_loss(brain::pairwise(s))
+//                                                                       (soft labels, eq. 22)
+//   dpo_sft_iw_n       Table 3, §9.5     n samples of the prior         brain::brain_loss(s): BRAIn whose
+//                                                                       proposal is never refreshed
+//   brain              Table 1, 3        n samples of the proposal,     brain::brain_loss(s) (eqs. 6, 11, 12)
+//                                        refreshed (Algorithm 1)
+//   brain_no_baseline  §9.3              as brain                       surrogate of the no-baseline
+//                                                                       coefficients ᾱ (eq. 7)
+//
+// Every arm aims at the same target p(y|x) exp(r(x,y)/β) (eq. 23): DPO-style arms put β on the
+// policy's log-ratio (DPO's parameterisation), the BRAIn family on the rewards (log g = r/β).
+
+#include "tokenizer.hpp"
+
+#include <brain/reductions.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tldr {
+
+enum class method {
+  dpo,                ///< hard labels on the labelled pairs
+  dpo_sft,            ///< hard labels on pairs of prior samples ranked by the reward model
+  rso,                ///< hard labels on pairs of samples accepted by RSO's rejection sampler
+  soft_pairs,         ///< brain_loss on pairs of samples (soft labels σ((r_w − r_l)/β), eq. 22)
+  group_softmax,      ///< brain_loss on the whole group of n (target and baseline weights)
+  group_no_baseline,  ///< ∑ ᾱ_i ∇ log q_θ(y_i) alone (ablation 9.3)
+};
+
+/// Where an arm's training samples come from.
+enum class proposal_rule {
+  labelled_pairs,  ///< the preference pairs the reward model was trained on (offline)
+  prior,           ///< the SFT model, never refreshed
+  refreshed,       ///< q ← a frozen copy of q_θ after every refresh (Algorithm 1)
+};
+
+struct arm {
+  std::string id, label;
+  method kind;
+  proposal_rule proposal;
+  /// The arm whose swept settings (β, learning rate, temperature) this one uses: itself for the
+  /// arms the sweep tunes, BRAIn's for its variants (bridge and ablations).
+  std::string settings_from;
+  std::string paper;  ///< where the paper reports it
+
+  [[nodiscard]] bool pairs() const { return kind == method::dpo || kind == method::dpo_sft || kind == method::rso; }
+  [[nodiscard]] bool swept() const { return settings_from == id; }
+};
+
+/// Every arm, in the order tables list them.
+const std::vector<arm>& all_arms();
+/// The arm with this id; std::invalid_argument listing the known ids otherwise.
+const arm& find_arm(std::string_view id);
+
+/// Settings the sweep chooses per arm: the KL coefficient β, the learning rate and the decoding
+/// temperature of evaluation.
+struct arm_settings {
+  double beta = 0.05, lr = 2e-4, temperature = 0.7;
+  friend bool operator==(const arm_settings&, const arm_settings&) = default;
+};
+
+/// One alignment run: an arm at n samples per prompt, a seed and its settings.
+struct run_spec {
+  std::string arm;
+  std::int64_t samples = 16;
+  std::uint64_t seed = 1;
+  arm_settings settings;
+
+  /// The run's directory name, e.g. "brain-n16-b0.05-lr0.0002-s1": the same settings give the same
+  /// name (so a study reuses what the main command trained), different ones never collide.
+  [[nodiscard]] std::string name() const;
+  /// The evaluation's name: name() plus the decoding temperature, e.g. "...-s1-t0.7".
+  [[nodiscard]] std::string eval_name() const;
+};
+
+/// One refresh's training data (Algorithm 1's buffer B): `units` rows of `width` columns. A row
+/// is a prompt's group of n samples, or (labelled pairs) n/2 pairs of different prompts laid out
+/// (chosen, rejected, chosen, rejected, ...).
+struct refresh_buffer {
+  std::int64_t units = 0, width = 0;
+  std::vector<std::size_t> prompt_of;  ///< [units * width]: index of each cell's prompt in the train split
+  std::vector<tokens> responses;       ///< [units * width]
+  ::torch::Tensor log_proposal, log_prior, reward;  ///< [units, width] float
+};
+
+/// The preference pairs of each unit (row) that pair methods train on, chosen first: labelled pairs
+/// as given (dpo), consecutive samples ranked by reward (dpo_sft, ties to the earlier one), or
+/// RSO's accepted samples paired in order of acceptance (rso, up to `width` accepted, randomness
+/// from `seed`). Empty for the other methods.
+std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const ::torch::Tensor& reward, double beta,
+                                                            std::uint64_t seed);
+
+/// The cells (row, column) of the buffer that a minibatch of units trains on, in the order its
+/// loss reads them: all `width` columns of each unit for group methods (and soft pairs), the
+/// (chosen, rejected) columns of each pair for pair methods.
+struct minibatch {
+  std::vector<std::int64_t> units;
+  std::vector<std::int64_t> rows, cols;  ///< the cells
+};
+minibatch plan_minibatch(method kind, const std::vector<std::int64_t>& units, std::int64_t width,
+                         const std::vector<std::vector<brain::preference_pair>>& pairs);
+
+/// What one loss evaluation reports besides the loss.
+struct step_report {
+  ::torch::Tensor loss;             ///< 0-dim, differentiable with respect to log_policy
+  double target_ess = 0;            ///< mean effective sample size of ᾱ (group methods), else 0
+  std::int64_t trained_pairs = 0;   ///< pairs in the step (pair methods), else 0
+};
+
+/// The arm's loss on a minibatch: log_policy [cells] are log q_θ of the minibatch's cells (in
+/// plan_minibatch's order), differentiable; the rest is read from the buffer. A pair minibatch
+/// without any pair (possible for RSO) gives loss = 0 with no gradient (trained_pairs = 0).
+step_report minibatch_loss(method kind, const minibatch& batch, const ::torch::Tensor& log_policy,
+                           const refresh_buffer& buffer, double beta);
+
+}  // namespace tldr

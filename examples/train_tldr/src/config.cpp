@@ -1,0 +1,79 @@
+#include "config.hpp"
+
+#include "fail.hpp"
+
+namespace tldr {
+using nlohmann::json;
+
+std::map<std::string, arm_settings> align_config::default_arm_settings() {
+  // Placeholders until the study's sweep has chosen them (docs/train_tldr.md).
+  std::map<std::string, arm_settings> s;
+  s["sft"] = {0.0, 0.0, 0.7};
+  for (const auto& a : all_arms())
+    if (a.swept()) s[a.id] = {0.05, 2e-4, 0.7};
+  return s;
+}
+
+arm_settings align_config::settings_of(const std::string& arm_id) const {
+  const std::string& from = arm_id == "sft" ? arm_id : find_arm(arm_id).settings_from;
+  const auto it = settings.find(from);
+  if (it == settings.end()) fail("no settings for arm '", from, "' (needed by '", arm_id, "')");
+  return it->second;
+}
+
+void config::validate() const {
+  if (model.context < max_prompt_tokens + max_response_tokens)
+    fail("model-context = ", model.context, " must be >= max-prompt-tokens + max-response-tokens = ",
+         max_prompt_tokens + max_response_tokens);
+  if (threads < 1) fail("threads = ", threads, " must be >= 1");
+  if (jobs < 0) fail("jobs = ", jobs, " must be >= 0 (0: as many as threads)");
+  const auto& a = align;
+  if (a.refreshes < 1) fail("align-refreshes = ", a.refreshes, " must be >= 1");
+  if (a.samples < 2 || a.samples % 2 != 0) fail("align-samples = ", a.samples, " must be even and >= 2");
+  if (a.groups_per_step < 1 || a.prompts % a.groups_per_step != 0)
+    fail("align-groups-per-step = ", a.groups_per_step, " must divide align-prompts = ", a.prompts);
+  if (a.epochs < 1) fail("align-epochs = ", a.epochs, " must be >= 1");
+  if (a.validate_every < 1) fail("align-validate-every = ", a.validate_every, " must be >= 1");
+  for (const auto& id : a.arms) (void)find_arm(id);
+  for (const auto& [id, s] : a.settings) {
+    if (id != "sft") {
+      if (!(s.beta > 0)) fail(id, "-beta = ", s.beta, " must be > 0");
+      if (!(s.lr > 0)) fail(id, "-lr = ", s.lr, " must be > 0");
+    }
+    if (!(s.temperature >= 0)) fail(id, "-temperature = ", s.temperature, " must be >= 0 (0: greedy)");
+  }
+  for (auto n : study.samples)
+    if (n < 2 || n % 2 != 0) fail("study-samples holds ", n, ": every n must be even and >= 2");
+  if (study.seeds < 1) fail("study-seeds = ", study.seeds, " must be >= 1");
+  if (study.betas.empty() || study.lrs.empty() || study.temperatures.empty())
+    fail("study-betas, study-lrs and study-temperatures need at least one value each");
+}
+
+json to_json(const config& c) {
+  json arms = json::object();
+  for (const auto& [id, s] : c.align.settings)
+    arms[id] = {{"beta", s.beta}, {"lr", s.lr}, {"temperature", s.temperature}};
+  return json{{"seed", c.seed},
+              {"threads", c.threads},
+              {"data", {{"min_words", c.data.min_words}, {"max_words", c.data.max_words},
+                        {"valid_fraction", c.data.valid_fraction}, {"test_fraction", c.data.test_fraction},
+                        {"max_examples", c.data.max_examples}, {"train_jsonl", c.train_jsonl.string()},
+                        {"valid_jsonl", c.valid_jsonl.string()}, {"test_jsonl", c.test_jsonl.string()}}},
+              {"vocab", c.vocab},
+              {"max_prompt_tokens", c.max_prompt_tokens},
+              {"max_response_tokens", c.max_response_tokens},
+              {"model", c.model.to_json()},
+              {"sft", {{"steps", c.sft.steps}, {"batch", c.sft.batch}, {"lr", c.sft.lr}}},
+              {"pairs", {{"train_prompts", c.pairs.train_prompts}, {"valid_prompts", c.pairs.valid_prompts},
+                         {"label_temperature", c.pairs.label_temperature}, {"gold_fraction", c.pairs.gold_fraction}}},
+              {"rm", {{"epochs", c.rm.epochs}, {"batch", c.rm.batch}, {"lr", c.rm.lr}}},
+              {"align", {{"refreshes", c.align.refreshes}, {"prompts", c.align.prompts}, {"samples", c.align.samples},
+                         {"epochs", c.align.epochs}, {"groups_per_step", c.align.groups_per_step},
+                         {"clip", c.align.clip}, {"arms", c.align.arms}, {"settings", arms}}},
+              {"eval", {{"valid_prompts", c.eval.valid_prompts}, {"test_prompts", c.eval.test_prompts},
+                        {"bootstrap", c.eval.bootstrap}, {"valid_temperature", c.eval.valid_temperature}}},
+              {"study", {{"seeds", c.study.seeds}, {"betas", c.study.betas}, {"lrs", c.study.lrs},
+                         {"temperatures", c.study.temperatures}, {"samples", c.study.samples}}}};
+}
+
+}  // namespace tldr

@@ -1,0 +1,120 @@
+#pragma once
+// The stages of the experiment, each cached in the work directory and skipped when its output
+// exists; long ones checkpoint atomically and resume where a killed run stopped:
+//
+//   data → tokenizer → sft → pairs → rm → align (one run per arm, n and seed) → evaluate → report
+//
+// The shared stages (data to rm) run once per work directory; alignment and evaluation runs are
+// independent of each other and run as single-threaded worker processes (src/jobs.hpp), so their
+// results do not depend on how many run at once.
+
+#include "arms.hpp"
+#include "context.hpp"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tldr {
+
+// ---- shared stages (stages/data.cpp, sft.cpp, pairs.cpp, reward_model.cpp) ------------------
+
+void prepare_data(const config& settings, spdlog::logger& log);       ///< data/{train,valid,test}.jsonl
+void prepare_tokenizer(const config& settings, spdlog::logger& log);  ///< tokenizer/spm.model
+void train_sft(const run_context& ctx);                                ///< sft/model.pt
+void make_pairs(const run_context& ctx);                               ///< pairs/{train,valid}.jsonl
+void train_reward_model(const run_context& ctx);                       ///< rm/model.pt
+
+/// A labelled preference pair: the prompt's index in its split, and the two responses.
+struct preference_record {
+  std::size_t index = 0;
+  tokens chosen, rejected;
+  double oracle_chosen = 0, oracle_rejected = 0;  ///< noiseless oracle scores
+  bool against_gold = false;                       ///< one side is the gold summary
+};
+std::vector<preference_record> read_pairs(const std::filesystem::path& file);
+
+// ---- alignment (stages/align.cpp) -----------------------------------------------------------
+
+/// One validation of an alignment run: the policy after `refresh` refreshes (0: the SFT model).
+struct validation_point {
+  std::int64_t refresh = 0, step = 0;
+  double oracle_mean = 0;  ///< mean oracle score of one sample per validation prompt: the selection metric
+  double oracle_win = 0;   ///< win-rate against the gold summary under the oracle (ties half)
+  double rm_win = 0;       ///< the same under the reward model
+  double rm_mean = 0, words = 0;
+  double kl = 0;           ///< KL(policy ‖ SFT) estimated from samples at temperature 1
+  double loss = 0, target_ess = 0;  ///< means over the refresh's steps (0 before training)
+  std::int64_t skipped_steps = 0;   ///< minibatches without any pair (RSO)
+};
+
+/// Algorithm 1 for one run: runs/<run.name()>/{best.pt, history.json}, the best checkpoint by
+/// validation oracle_mean. Resumes from runs/<name>/state.pt.
+void align(const run_context& ctx, const run_spec& run);
+std::filesystem::path run_dir(const run_context& ctx, const run_spec& run);
+std::vector<validation_point> read_history(const std::filesystem::path& file);
+
+// ---- evaluation (stages/evaluate.cpp) --------------------------------------------------------
+
+/// Per test prompt: the gold summary's scores (eval/gold.jsonl).
+void evaluate_gold(const run_context& ctx);
+/// One summary per test prompt from `model_file` at `temperature` (sampling seed `seed`), scored
+/// by the reward model, the oracle, ROUGE-L and chrF against gold, plus a temperature-1 sample's
+/// log π − log p_SFT (the KL estimate): eval/<name>.jsonl.
+void evaluate_model(const run_context& ctx, const std::string& name, const std::filesystem::path& model_file,
+                    double temperature, std::uint64_t seed);
+/// The mean oracle score of one sample per validation prompt (the eval-valid-prompts first ones) at
+/// `temperature`: the study's temperature choice, cached in sweep/temperature/<name>.json.
+double validate_temperature(const run_context& ctx, const std::string& name, const std::filesystem::path& model_file,
+                            double temperature, std::uint64_t seed);
+
+/// What an evaluation file holds, per test prompt (rouge_l, chrf and kl are empty for gold).
+struct eval_columns {
+  std::vector<double> rm, oracle, words, rouge_l, chrf, kl;
+};
+eval_columns read_eval(const std::filesystem::path& file);
+
+// ---- report (stages/report.cpp) ----------------------------------------------------------------
+
+/// A row of a results table: a model and its evaluation names (eval/<name>.jsonl), one per seed.
+struct table_row {
+  std::string id, label;
+  std::vector<std::string> evals;
+};
+/// Head to head: row `ours` against row `theirs` on the same prompts, seed by seed (their evals
+/// paired by position), as in Table 2.
+struct matchup {
+  std::string ours, theirs;
+};
+/// Per row and metric: the per-seed means, their mean and standard deviation, and for the
+/// win-rates against gold the pooled bootstrap interval (prompts resampled, seeds kept together);
+/// per matchup: win / tie / loss under the oracle and the reward model, per seed and pooled.
+nlohmann::json summarize(const run_context& ctx, const std::vector<table_row>& rows, const std::vector<matchup>& matchups);
+/// The summary's rows as a markdown table (mean ± sd over seeds, [pooled 95% interval]).
+std::string rows_markdown(const nlohmann::json& summary);
+/// The summary's matchups as a markdown table.
+std::string matchups_markdown(const nlohmann::json& summary);
+/// A PNG of mean oracle score against KL(policy ‖ SFT), a point per row and seed (gnuplot; a
+/// warning and no file when gnuplot is missing).
+void plot_frontier(const nlohmann::json& summary, const std::filesystem::path& png, spdlog::logger& log);
+
+// ---- the commands (stages/commands.cpp) ----------------------------------------------------------
+
+/// The shared stages from data up to `until` (data, tokenizer, sft, pairs or rm), each skipped
+/// when done; returns the run context (null when `until` is data).
+std::unique_ptr<run_context> run_shared_stages(const config& settings, std::shared_ptr<spdlog::logger> log,
+                                               const std::string& until = "rm");
+/// The main command: the shared stages, the arms of settings.align.arms at settings.seed, their
+/// evaluation and SFT's, then the table (Table 1's analog); returns the report's markdown.
+std::string run_main(const config& settings, const std::filesystem::path& self_config,
+                     std::shared_ptr<spdlog::logger> log);
+/// `train_tldr study`: the sweep on the validation split (its choice is written to
+/// sweep/choice.json before any test number exists), then every arm with seeds, the bridge, the
+/// ablations and the n sweep, evaluated on the test split; returns the report's markdown.
+std::string run_study(const config& settings, const std::filesystem::path& self_config,
+                      std::shared_ptr<spdlog::logger> log);
+/// A worker process's task (JSON made by the commands above): "align", "evaluate" or "temperature".
+void run_worker(const config& settings, const std::string& task, std::shared_ptr<spdlog::logger> log);
+
+}  // namespace tldr

@@ -1,0 +1,310 @@
+// Stage align: Algorithm 1 (brain-math.md §8) for one run of one arm (src/arms.hpp). Per refresh:
+// draw the buffer (m prompts × n samples of the arm's proposal, or labelled pairs), score it,
+// take K optimiser steps on minibatches of its units, refresh the proposal if the arm does, then
+// validate and keep the best checkpoint. State is saved after every refresh.
+
+#include "checkpoint.hpp"
+#include "progress.hpp"
+#include "sampler.hpp"
+#include "seeds.hpp"
+#include "stages.hpp"
+#include "training.hpp"
+
+#include <spdlog/fmt/fmt.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace tldr {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json to_json(const validation_point& p) {
+  return {{"refresh", p.refresh}, {"step", p.step}, {"oracle_mean", p.oracle_mean}, {"oracle_win", p.oracle_win},
+          {"rm_win", p.rm_win}, {"rm_mean", p.rm_mean}, {"words", p.words}, {"kl", p.kl}, {"loss", p.loss},
+          {"target_ess", p.target_ess}, {"skipped_steps", p.skipped_steps}};
+}
+validation_point point_from(const json& j) {
+  validation_point p;
+  p.refresh = j.at("refresh");
+  p.step = j.at("step");
+  p.oracle_mean = j.at("oracle_mean");
+  p.oracle_win = j.at("oracle_win");
+  p.rm_win = j.at("rm_win");
+  p.rm_mean = j.at("rm_mean");
+  p.words = j.at("words");
+  p.kl = j.at("kl");
+  p.loss = j.at("loss");
+  p.target_ess = j.at("target_ess");
+  p.skipped_steps = j.at("skipped_steps");
+  return p;
+}
+json history_json(const std::vector<validation_point>& h) {
+  json a = json::array();
+  for (const auto& p : h) a.push_back(to_json(p));
+  return a;
+}
+
+::torch::Tensor text_tensor(const std::string& s) {
+  auto t = ::torch::empty({static_cast<std::int64_t>(s.size())}, ::torch::kUInt8);
+  std::memcpy(t.data_ptr(), s.data(), s.size());
+  return t;
+}
+std::string tensor_text(const ::torch::Tensor& t) {
+  return {static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel())};
+}
+
+std::size_t word_count(const std::string& s) {
+  std::istringstream in(s);
+  std::size_t n = 0;
+  for (std::string w; in >> w;) ++n;
+  return n;
+}
+
+json spec_json(const run_spec& r) {
+  return {{"arm", r.arm}, {"samples", r.samples}, {"seed", r.seed}, {"beta", r.settings.beta}, {"lr", r.settings.lr}};
+}
+
+/// Everything a run keeps for its whole length.
+struct run_state {
+  const run_context& ctx;
+  const run_spec& run;
+  const arm& which;
+  Gpt prior, policy, proposal;
+  RewardModel rm;
+};
+
+/// The validation prompts, their gold summaries' scores and the metrics of a policy on them.
+class validator {
+ public:
+  validator(const run_context& ctx, RewardModel& rm) : ctx_(ctx) {
+    const auto count = std::min<std::size_t>(ctx.valid().size(), std::size_t(ctx.settings().eval.valid_prompts));
+    prompts_ = run_context::prompts_of(ctx.valid(), count);
+    ::torch::NoGradGuard no_grad;
+    gold_rm_ = rm->score(prompts_, run_context::golds_of(ctx.valid(), count), tokenizer::pad_id).to(::torch::kFloat64);
+    for (std::size_t i = 0; i < count; ++i) gold_oracle_.push_back(ctx.oracle().score(ctx.valid()[i].post, ctx.valid()[i].gold_text));
+  }
+
+  validation_point operator()(Gpt& policy, Gpt& prior, RewardModel& rm, std::uint64_t seed) const {
+    ::torch::NoGradGuard no_grad;
+    validation_point v;
+    auto gen = cpu_generator(derive_seed(seed, purpose::valid_sampling));
+    const auto s = sample(policy, prompts_, ctx_.decoding(1, ctx_.settings().eval.valid_temperature), gen);
+    const auto r = rm->score(prompts_, s.responses, tokenizer::pad_id).to(::torch::kFloat64);
+    const auto texts = ctx_.tok().decode(s.responses);
+    const auto n = double(prompts_.size());
+    for (std::size_t i = 0; i < prompts_.size(); ++i) {
+      const double ri = r[long(i)].item<double>(), gi = gold_rm_[long(i)].item<double>();
+      v.rm_win += (ri > gi ? 1.0 : ri == gi ? 0.5 : 0.0) / n;
+      const double oi = ctx_.oracle().score(ctx_.valid()[i].post, texts[i]);
+      v.oracle_win += (oi > gold_oracle_[i] ? 1.0 : oi == gold_oracle_[i] ? 0.5 : 0.0) / n;
+      v.oracle_mean += oi / n;
+      v.words += double(word_count(texts[i])) / n;
+    }
+    v.rm_mean = r.mean().item<double>();
+    // KL(policy ‖ SFT) = E_{y∼policy}[log policy(y) − log p(y)], from samples at temperature 1.
+    auto kl_gen = cpu_generator(derive_seed(seed, purpose::valid_sampling, 1));
+    const auto t1 = sample(policy, prompts_, ctx_.decoding(1, 1.0), kl_gen);
+    v.kl = (t1.log_model.to(::torch::kFloat64) -
+            sequence_log_prob(prior, prompts_, t1.responses, tokenizer::pad_id).to(::torch::kFloat64))
+               .mean()
+               .item<double>();
+    return v;
+  }
+
+ private:
+  const run_context& ctx_;
+  std::vector<tokens> prompts_;
+  ::torch::Tensor gold_rm_;
+  std::vector<double> gold_oracle_;
+};
+
+/// The buffer of refresh `refresh`: labelled pairs for DPO, else m prompts × n samples of q.
+refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelled, std::int64_t refresh) {
+  const auto& c = st.ctx.settings();
+  const auto m = c.align.prompts, n = st.run.samples;
+  const auto& train = st.ctx.train();
+  refresh_buffer b;
+  b.units = m;
+  b.width = n;
+  ::torch::NoGradGuard no_grad;
+  if (st.which.proposal == proposal_rule::labelled_pairs) {
+    // m units of n/2 labelled pairs, read in a seeded order over epochs of the pair set.
+    const auto per_refresh = static_cast<std::size_t>(m * n / 2);
+    std::vector<tokens> prompts;
+    for (std::size_t k = 0; k < per_refresh; ++k) {
+      const auto g = static_cast<std::size_t>(refresh) * per_refresh + k;
+      const auto epoch = g / labelled.size();
+      const auto order = permutation(labelled.size(), derive_seed(st.run.seed, purpose::dpo_pairs, epoch));
+      const auto& p = labelled[order[g % labelled.size()]];
+      for (const auto* response : {&p.chosen, &p.rejected}) {
+        b.prompt_of.push_back(p.index);
+        b.responses.push_back(*response);
+        prompts.push_back(train[p.index].prompt);
+      }
+    }
+    b.log_prior = sequence_log_prob(st.prior, prompts, b.responses, tokenizer::pad_id).view({m, n});
+    b.log_proposal = b.log_prior;  // unused by DPO
+    b.reward = ::torch::tensor({1.0f, 0.0f}).repeat({m, n / 2});  // chosen first
+    return b;
+  }
+  const auto order = permutation(train.size(), derive_seed(st.run.seed, purpose::align_prompts, refresh));
+  std::vector<tokens> prompts;
+  for (std::int64_t i = 0; i < m; ++i) prompts.push_back(train[order[std::size_t(i)]].prompt);
+  const bool from_prior = st.which.proposal == proposal_rule::prior || refresh == 0;
+  Gpt& q = from_prior ? st.prior : st.proposal;
+  auto gen = cpu_generator(derive_seed(st.run.seed, purpose::align_sampling, refresh));
+  auto drawn = sample(q, prompts, st.ctx.decoding(n, 1.0), gen);
+  std::vector<tokens> row_prompts;
+  for (std::int64_t i = 0; i < m * n; ++i) {
+    b.prompt_of.push_back(order[std::size_t(i / n)]);
+    row_prompts.push_back(prompts[std::size_t(i / n)]);
+  }
+  b.responses = std::move(drawn.responses);
+  // Algorithm 1 records r(x, y), log p(y|x) and log q(y|x) with each group.
+  b.reward = st.rm->score(row_prompts, b.responses, tokenizer::pad_id).view({m, n});
+  b.log_proposal = drawn.log_proposal.view({m, n});
+  b.log_prior = from_prior ? drawn.log_model.view({m, n})
+                           : sequence_log_prob(st.prior, row_prompts, b.responses, tokenizer::pad_id).view({m, n});
+  return b;
+}
+
+}  // namespace
+
+fs::path run_dir(const run_context& ctx, const run_spec& run) { return ctx.path("runs/" + run.name()); }
+
+std::vector<validation_point> read_history(const fs::path& file) {
+  std::vector<validation_point> h;
+  for (const auto& p : json::parse(read_text(file))) h.push_back(point_from(p));
+  return h;
+}
+
+void align(const run_context& ctx, const run_spec& run) {
+  const auto& c = ctx.settings();
+  const auto& a = c.align;
+  const arm& which = find_arm(run.arm);
+  const auto dir = run_dir(ctx, run);
+  if (fs::exists(dir / "history.json")) return;
+  fs::create_directories(dir);
+  const auto spec = spec_json(run).dump(2);
+  if (fs::exists(dir / "run.json") && read_text(dir / "run.json") != spec)
+    throw std::runtime_error(dir.string() + " holds a run with other settings: " + read_text(dir / "run.json"));
+  atomic_write_text(dir / "run.json", spec);
+  if (run.samples < 2 || (which.pairs() && run.samples % 2 != 0))
+    throw std::invalid_argument("run " + run.name() + ": samples = " + std::to_string(run.samples) +
+                                " must be >= 2 (and even for pair methods)");
+
+  run_state st{ctx, run, which, Gpt(c.model), Gpt(c.model), Gpt(nullptr), RewardModel(c.model)};
+  load_model(ctx.path("sft/model.pt"), *st.prior);
+  load_model(ctx.path("sft/model.pt"), *st.policy);
+  for (auto& p : st.prior->parameters()) p.set_requires_grad(false);
+  st.prior->eval();
+  if (which.proposal == proposal_rule::refreshed) {
+    st.proposal = clone(st.prior);  // q: the policy frozen at the last refresh
+    st.proposal->eval();
+  }
+  load_model(ctx.path("rm/model.pt"), *st.rm);
+  st.rm->eval();
+  for (auto& p : st.rm->parameters()) p.set_requires_grad(false);
+  const auto labelled = which.proposal == proposal_rule::labelled_pairs ? read_pairs(ctx.path("pairs/train.jsonl"))
+                                                                        : std::vector<preference_record>{};
+  ::torch::optim::AdamW opt(st.policy->parameters(), ::torch::optim::AdamWOptions(run.settings.lr).weight_decay(0.0));
+
+  std::int64_t refresh = 0, step = 0;
+  std::vector<validation_point> history;
+  double best = -1e300;
+  const auto state = dir / "state.pt";
+  if (fs::exists(state)) {
+    checkpoint_reader r(state);
+    r.load("model", *st.policy);
+    r.load("optimizer", opt);
+    refresh = r.integer("refresh");
+    step = r.integer("step");
+    for (const auto& p : json::parse(tensor_text(r.tensor("history")))) history.push_back(point_from(p));
+    best = r.tensor("best").item<double>();
+    if (st.proposal) copy_state(*st.policy, *st.proposal);
+    ctx.log().info("{}: resuming at refresh {}", run.name(), refresh);
+  }
+  const validator validate(ctx, st.rm);
+  const auto save_best = [&](const validation_point& v) {
+    if (v.oracle_mean <= best) return;
+    best = v.oracle_mean;
+    save_model(dir / "best.pt", *st.policy);
+  };
+  if (history.empty()) {
+    history.push_back(validate(st.policy, st.prior, st.rm, run.seed));
+    save_best(history.back());
+  }
+
+  const auto m = a.prompts, G = a.groups_per_step;
+  const auto K = a.epochs * m / G;
+  st.policy->train();
+  progress bar(run.name(), a.refreshes, "refreshes", refresh);
+  for (; refresh < a.refreshes; ++refresh) {
+    const refresh_buffer buffer = draw(st, labelled, refresh);
+    const auto pairs = pair_units(which.kind, buffer.reward, run.settings.beta,
+                                  derive_seed(run.seed, purpose::align_pairing, refresh));
+    validation_point v;
+    std::int64_t trained = 0;
+    for (std::int64_t k = 0; k < K; ++k) {
+      const auto epoch = k * G / m, within = (k * G) % m;
+      const auto units = permutation(std::size_t(m), derive_seed(run.seed, purpose::align_minibatch, refresh, epoch));
+      std::vector<std::int64_t> chosen(units.begin() + within, units.begin() + within + G);
+      const auto batch = plan_minibatch(which.kind, chosen, buffer.width, pairs);
+      ++step;
+      if (batch.rows.empty()) {  // an RSO minibatch whose groups accepted fewer than two samples
+        ++v.skipped_steps;
+        continue;
+      }
+      std::vector<tokens> prompts, responses;
+      for (std::size_t i = 0; i < batch.rows.size(); ++i) {
+        const auto cell = std::size_t(batch.rows[i] * buffer.width + batch.cols[i]);
+        prompts.push_back(ctx.train()[buffer.prompt_of[cell]].prompt);
+        responses.push_back(buffer.responses[cell]);
+      }
+      const auto lp = sequence_log_prob(st.policy, prompts, responses, tokenizer::pad_id, 0);
+      const auto out = minibatch_loss(which.kind, batch, lp, buffer, run.settings.beta);
+      optimizer_step(opt, out.loss, st.policy->parameters(), run.settings.lr, a.clip);
+      v.loss += out.loss.item<double>();
+      v.target_ess += out.target_ess;
+      ++trained;
+    }
+    v.loss /= double(std::max<std::int64_t>(trained, 1));
+    v.target_ess /= double(std::max<std::int64_t>(trained, 1));
+    if (st.proposal) copy_state(*st.policy, *st.proposal);  // q ← frozen copy of q_θ (Algorithm 1)
+    if ((refresh + 1) % a.validate_every == 0 || refresh + 1 == a.refreshes) {
+      const auto measured = validate(st.policy, st.prior, st.rm, run.seed);
+      st.policy->train();
+      v.oracle_mean = measured.oracle_mean;
+      v.oracle_win = measured.oracle_win;
+      v.rm_win = measured.rm_win;
+      v.rm_mean = measured.rm_mean;
+      v.words = measured.words;
+      v.kl = measured.kl;
+      v.refresh = refresh + 1;
+      v.step = step;
+      history.push_back(v);
+      save_best(v);
+    }
+    checkpoint_writer w;
+    w.add("model", *st.policy);
+    w.add("optimizer", opt);
+    w.add("refresh", refresh + 1);
+    w.add("step", step);
+    w.add("history", text_tensor(history_json(history).dump()));
+    w.add("best", ::torch::tensor(best, ::torch::kFloat64));
+    w.save(state);
+    auto status = fmt::format("loss {:.4f}  oracle {:.3f}  KL {:.2f}", v.loss, history.back().oracle_mean, history.back().kl);
+    if (!which.pairs()) status += fmt::format("  ESS {:.1f}", v.target_ess);
+    bar.advance(1, status);
+    ctx.log().info("{}: refresh {}: {}", run.name(), refresh + 1, status);
+  }
+  bar.finish();
+  atomic_write_text(dir / "history.json", history_json(history).dump(2));
+  fs::remove(state);
+}
+
+}  // namespace tldr

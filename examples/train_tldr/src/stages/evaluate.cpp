@@ -1,0 +1,138 @@
+// Stage evaluate: one summary per test prompt from a model, scored by the training reward model,
+// the oracle and reference metrics the labels never saw (ROUGE-L, chrF against the gold summary),
+// with the model's KL from SFT on the same prompts. One file per (model, temperature, seed).
+
+#include "checkpoint.hpp"
+#include "metrics.hpp"
+#include "progress.hpp"
+#include "sampler.hpp"
+#include "seeds.hpp"
+#include "stages.hpp"
+#include "training.hpp"
+
+#include <fstream>
+#include <sstream>
+
+namespace tldr {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+std::size_t test_count(const run_context& ctx) {
+  const auto n = ctx.settings().eval.test_prompts;
+  return n > 0 ? std::min<std::size_t>(ctx.test().size(), std::size_t(n)) : ctx.test().size();
+}
+
+std::size_t word_count(const std::string& s) {
+  std::istringstream in(s);
+  std::size_t n = 0;
+  for (std::string w; in >> w;) ++n;
+  return n;
+}
+
+RewardModel load_rm(const run_context& ctx) {
+  RewardModel rm(ctx.settings().model);
+  load_model(ctx.path("rm/model.pt"), *rm);
+  rm->eval();
+  return rm;
+}
+
+Gpt load_gpt(const run_context& ctx, const fs::path& file) {
+  Gpt model(ctx.settings().model);
+  load_model(file, *model);
+  model->eval();
+  return model;
+}
+}  // namespace
+
+void evaluate_gold(const run_context& ctx) {
+  const auto file = ctx.path("eval/gold.jsonl");
+  if (fs::exists(file)) return;
+  ::torch::NoGradGuard no_grad;
+  const auto count = test_count(ctx);
+  auto rm = load_rm(ctx);
+  const auto r = rm->score(run_context::prompts_of(ctx.test(), count), run_context::golds_of(ctx.test(), count),
+                           tokenizer::pad_id);
+  std::string out;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto& e = ctx.test()[i];
+    out += json{{"id", e.id}, {"gold", e.gold_text}, {"rm", r[long(i)].item<double>()},
+                {"oracle", ctx.oracle().score(e.post, e.gold_text)}, {"words", word_count(e.gold_text)}}.dump() + "\n";
+  }
+  atomic_write_text(file, out);
+}
+
+void evaluate_model(const run_context& ctx, const std::string& name, const fs::path& model_file, double temperature,
+                    std::uint64_t seed) {
+  const auto file = ctx.path("eval/" + name + ".jsonl");
+  if (fs::exists(file)) return;
+  ::torch::NoGradGuard no_grad;
+  const auto count = test_count(ctx);
+  auto rm = load_rm(ctx);
+  auto policy = load_gpt(ctx, model_file);
+  auto prior = load_gpt(ctx, ctx.path("sft/model.pt"));
+  const auto prompts = run_context::prompts_of(ctx.test(), count);
+  progress bar("eval/" + name, 3, "passes");
+  auto gen = cpu_generator(derive_seed(seed, purpose::test_sampling));
+  const auto drawn = sample(policy, prompts, ctx.decoding(1, temperature), gen);
+  const auto texts = ctx.tok().decode(drawn.responses);
+  const auto reward = rm->score(prompts, drawn.responses, tokenizer::pad_id);
+  bar.advance();
+  // KL(policy ‖ SFT) per prompt from one sample of the policy itself (temperature 1).
+  auto kl_gen = cpu_generator(derive_seed(seed, purpose::test_kl_sampling));
+  const auto own = sample(policy, prompts, ctx.decoding(1, 1.0), kl_gen);
+  const auto kl = (own.log_model.to(::torch::kFloat64) -
+                   sequence_log_prob(prior, prompts, own.responses, tokenizer::pad_id).to(::torch::kFloat64));
+  bar.advance();
+  std::string out;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto& e = ctx.test()[i];
+    out += json{{"id", e.id}, {"summary", texts[i]}, {"rm", reward[long(i)].item<double>()},
+                {"oracle", ctx.oracle().score(e.post, texts[i])}, {"rouge_l", rouge_l_f1(texts[i], e.gold_text)},
+                {"chrf", chrf(texts[i], e.gold_text)}, {"words", word_count(texts[i])},
+                {"kl", kl[long(i)].item<double>()}}.dump() + "\n";
+  }
+  atomic_write_text(file, out);
+  bar.finish();
+}
+
+double validate_temperature(const run_context& ctx, const std::string& name, const fs::path& model_file,
+                            double temperature, std::uint64_t seed) {
+  const auto file = ctx.path("sweep/temperature/" + name + ".json");
+  if (fs::exists(file)) return json::parse(read_text(file)).at("oracle_mean").get<double>();
+  ::torch::NoGradGuard no_grad;
+  auto policy = load_gpt(ctx, model_file);
+  const auto count = std::min<std::size_t>(ctx.valid().size(), std::size_t(ctx.settings().eval.valid_prompts));
+  auto gen = cpu_generator(derive_seed(seed, purpose::valid_sampling, 2));
+  const auto drawn = sample(policy, run_context::prompts_of(ctx.valid(), count), ctx.decoding(1, temperature), gen);
+  const auto texts = ctx.tok().decode(drawn.responses);
+  double mean = 0;
+  for (std::size_t i = 0; i < count; ++i) mean += ctx.oracle().score(ctx.valid()[i].post, texts[i]) / double(count);
+  atomic_write_text(file, json{{"model", model_file.string()}, {"temperature", temperature}, {"oracle_mean", mean}}.dump(2));
+  return mean;
+}
+
+eval_columns read_eval(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("cannot read " + file.string());
+  eval_columns c;
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    try {
+      const auto j = json::parse(line);
+      c.rm.push_back(j.at("rm"));
+      c.oracle.push_back(j.at("oracle"));
+      c.words.push_back(j.at("words"));
+      if (j.contains("kl")) {  // a model's file; the gold file has none of these
+        c.rouge_l.push_back(j.at("rouge_l"));
+        c.chrf.push_back(j.at("chrf"));
+        c.kl.push_back(j.at("kl"));
+      }
+    } catch (const json::exception& e) {
+      throw std::runtime_error(file.string() + ":" + std::to_string(number) + ": " + e.what());
+    }
+  }
+  return c;
+}
+
+}  // namespace tldr

@@ -1,0 +1,166 @@
+// Stage report: tables of the evaluation files (Table 1's, 2's and 3's forms) and the reward–KL
+// frontier. Every number is computed here from eval/*.jsonl; nothing is typed in by hand.
+
+#include "checkpoint.hpp"
+#include "seeds.hpp"
+#include "stages.hpp"
+#include "stats.hpp"
+
+#include <spdlog/fmt/fmt.h>
+
+#include <cstdlib>
+
+namespace tldr {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json metric(const std::vector<std::vector<double>>& per_seed_values, std::int64_t resamples, std::uint64_t seed) {
+  std::vector<double> means;
+  for (const auto& v : per_seed_values) means.push_back(mean_of(v));
+  const auto s = spread_of(means);
+  const auto pooled = pooled_bootstrap(per_seed_values, resamples, seed);
+  return {{"per_seed", means}, {"mean", s.mean}, {"sd", s.sd}, {"low", pooled.low}, {"high", pooled.high}};
+}
+
+const std::vector<std::pair<std::string, std::string>>& metric_names() {
+  static const std::vector<std::pair<std::string, std::string>> names{
+      {"rm_win", "win vs gold, RM (%)"}, {"oracle_win", "win vs gold, oracle (%)"}, {"oracle", "oracle score"},
+      {"rouge_l", "ROUGE-L F1"}, {"chrf", "chrF"}, {"kl", "KL(π‖SFT)"}, {"words", "words"}};
+  return names;
+}
+
+std::string cell(const json& m, double scale, int digits, bool interval) {
+  std::string s = fmt::format("{:.{}f}", scale * m.at("mean").get<double>(), digits);
+  if (m.at("per_seed").size() > 1) s += fmt::format(" ± {:.{}f}", scale * m.at("sd").get<double>(), digits);
+  if (interval)
+    s += fmt::format(" [{:.{}f}, {:.{}f}]", scale * m.at("low").get<double>(), digits, scale * m.at("high").get<double>(),
+                     digits);
+  return s;
+}
+
+}  // namespace
+
+json summarize(const run_context& ctx, const std::vector<table_row>& rows, const std::vector<matchup>& matchups) {
+  const auto resamples = ctx.settings().eval.bootstrap;
+  const auto boot_seed = derive_seed(ctx.settings().seed, purpose::bootstrap);
+  const auto gold = read_eval(ctx.path("eval/gold.jsonl"));
+  json out{{"prompts", gold.rm.size()}, {"gold", {{"oracle", mean_of(gold.oracle)}, {"words", mean_of(gold.words)}}}};
+  std::map<std::string, std::vector<eval_columns>> columns;
+  for (const auto& row : rows) {
+    if (row.evals.empty()) throw std::invalid_argument("summarize: row " + row.id + " has no evaluation");
+    std::map<std::string, std::vector<std::vector<double>>> values;
+    for (const auto& name : row.evals) {
+      const auto c = read_eval(ctx.path("eval/" + name + ".jsonl"));
+      if (c.rm.size() != gold.rm.size())
+        throw std::runtime_error("eval/" + name + ".jsonl has " + std::to_string(c.rm.size()) + " prompts, gold " +
+                                 std::to_string(gold.rm.size()));
+      values["rm_win"].push_back(outcomes(c.rm, gold.rm));
+      values["oracle_win"].push_back(outcomes(c.oracle, gold.oracle));
+      values["oracle"].push_back(c.oracle);
+      values["rouge_l"].push_back(c.rouge_l);
+      values["chrf"].push_back(c.chrf);
+      values["kl"].push_back(c.kl);
+      values["words"].push_back(c.words);
+      columns[row.id].push_back(c);
+    }
+    json r{{"id", row.id}, {"label", row.label}, {"evals", row.evals}};
+    for (const auto& [key, label] : metric_names()) r["metrics"][key] = metric(values.at(key), resamples, boot_seed);
+    out["rows"].push_back(r);
+  }
+  for (const auto& m : matchups) {
+    const auto a = columns.find(m.ours), b = columns.find(m.theirs);
+    if (a == columns.end() || b == columns.end())
+      throw std::invalid_argument("summarize: matchup " + m.ours + " vs " + m.theirs + " names a missing row");
+    const auto seeds = std::min(a->second.size(), b->second.size());
+    json entry{{"ours", m.ours}, {"theirs", m.theirs}, {"seeds", seeds}};
+    for (const std::string judge : {"oracle", "rm"}) {
+      std::vector<std::vector<double>> per_seed;
+      std::vector<double> win, tie, loss;
+      for (std::size_t s = 0; s < seeds; ++s) {
+        const auto& x = judge == "oracle" ? a->second[s].oracle : a->second[s].rm;
+        const auto& y = judge == "oracle" ? b->second[s].oracle : b->second[s].rm;
+        const auto t = tally(x, y);
+        win.push_back(t.win);
+        tie.push_back(t.tie);
+        loss.push_back(t.loss);
+        per_seed.push_back(outcomes(x, y));
+      }
+      const auto rate = pooled_bootstrap(per_seed, resamples, boot_seed);
+      const auto w = spread_of(win), t = spread_of(tie), l = spread_of(loss);
+      entry[judge] = {{"win", w.mean}, {"win_sd", w.sd}, {"tie", t.mean}, {"tie_sd", t.sd}, {"loss", l.mean},
+                      {"loss_sd", l.sd}, {"rate", rate.value}, {"rate_low", rate.low}, {"rate_high", rate.high}};
+    }
+    out["matchups"].push_back(entry);
+  }
+  return out;
+}
+
+std::string rows_markdown(const json& summary) {
+  std::string md = "| model | seeds |";
+  for (const auto& [key, label] : metric_names()) md += " " + label + " |";
+  md += "\n|---|---|";
+  for (std::size_t i = 0; i < metric_names().size(); ++i) md += "---|";
+  md += "\n";
+  for (const auto& r : summary.at("rows")) {
+    const auto& m = r.at("metrics");
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.at("label").get<std::string>(),
+                      m.at("oracle").at("per_seed").size(), cell(m.at("rm_win"), 100, 1, true),
+                      cell(m.at("oracle_win"), 100, 1, true), cell(m.at("oracle"), 1, 3, true),
+                      cell(m.at("rouge_l"), 1, 3, false), cell(m.at("chrf"), 1, 1, false), cell(m.at("kl"), 1, 2, false),
+                      cell(m.at("words"), 1, 1, false));
+  }
+  return md;
+}
+
+std::string matchups_markdown(const json& summary) {
+  if (!summary.contains("matchups")) return "";
+  std::map<std::string, std::string> label;
+  for (const auto& r : summary.at("rows")) label[r.at("id")] = r.at("label");
+  std::string md =
+      "| comparison | seeds | oracle: win / tie / loss (%) | oracle win-rate, ties half (%) | reward model: win / tie / loss (%) |\n"
+      "|---|---|---|---|---|\n";
+  const auto wtl = [](const json& j) {
+    return fmt::format("{:.1f} / {:.1f} / {:.1f}", 100 * j.at("win").get<double>(), 100 * j.at("tie").get<double>(),
+                       100 * j.at("loss").get<double>());
+  };
+  for (const auto& m : summary.at("matchups")) {
+    const auto& o = m.at("oracle");
+    md += fmt::format("| {} vs {} | {} | {} | {:.1f} [{:.1f}, {:.1f}] | {} |\n", label.at(m.at("ours")),
+                      label.at(m.at("theirs")), m.at("seeds").get<std::size_t>(), wtl(o), 100 * o.at("rate").get<double>(),
+                      100 * o.at("rate_low").get<double>(), 100 * o.at("rate_high").get<double>(), wtl(m.at("rm")));
+  }
+  return md;
+}
+
+void plot_frontier(const json& summary, const fs::path& png, spdlog::logger& log) {
+  std::string data, plots;
+  int index = 0;
+  for (const auto& r : summary.at("rows")) {
+    const auto& kl = r.at("metrics").at("kl").at("per_seed");
+    const auto& oracle = r.at("metrics").at("oracle").at("per_seed");
+    data += "# " + r.at("label").get<std::string>() + "\n";
+    for (std::size_t s = 0; s < kl.size(); ++s) data += fmt::format("{} {}\n", kl[s].get<double>(), oracle[s].get<double>());
+    data += "\n\n";
+    plots += fmt::format("{}'{}' index {} using 1:2 with points pt 7 ps 1.2 title '{}'", index ? ", " : "",
+                         (png.parent_path() / (png.stem().string() + ".dat")).string(), index,
+                         r.at("label").get<std::string>());
+    ++index;
+  }
+  const auto dat = png.parent_path() / (png.stem().string() + ".dat");
+  atomic_write_text(dat, data);
+  const std::string script = "set terminal pngcairo size 900,560 noenhanced; set output '" + png.string() +
+                             "'; set title 'Mean oracle score against KL(policy || SFT) on the test prompts (a point per "
+                             "seed)'; set xlabel 'KL(policy || SFT), nats'; set ylabel 'mean oracle score'; set key "
+                             "outside right; set grid; plot " + plots + "\n";
+  const auto gp = png.parent_path() / (png.stem().string() + ".gp");
+  atomic_write_text(gp, script);
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    log.warn("gnuplot not found: {} not drawn (Debian: gnuplot-nox)", png.string());
+    return;
+  }
+  if (std::system(("gnuplot " + gp.string()).c_str()) != 0) log.warn("gnuplot failed; see {}", gp.string());
+}
+
+}  // namespace tldr

@@ -1,0 +1,88 @@
+// Stage sft: maximum likelihood of the gold summary given the prompt (loss on the summary tokens).
+
+#include "checkpoint.hpp"
+#include "progress.hpp"
+#include "sampler.hpp"
+#include "seeds.hpp"
+#include "stages.hpp"
+#include "training.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+namespace tldr {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+std::int64_t token_count(const std::vector<tokens>& responses) {
+  std::int64_t n = 0;
+  for (const auto& r : responses) n += static_cast<std::int64_t>(r.size());
+  return n;
+}
+}  // namespace
+
+void train_sft(const run_context& ctx) {
+  const auto& c = ctx.settings();
+  const auto dir = ctx.path("sft");
+  if (fs::exists(dir / "model.pt")) return;
+  fs::create_directories(dir);
+  seed_global_generator(derive_seed(c.seed, purpose::sft_init));
+  Gpt model(c.model);
+  ::torch::optim::AdamW opt(model->parameters(), ::torch::optim::AdamWOptions(c.sft.lr).weight_decay(c.sft.weight_decay));
+  const auto state = dir / "state.pt";
+  std::int64_t step = resume_from(state, *model, opt);
+  if (step > 0) ctx.log().info("sft: resuming at step {}", step);
+  else ctx.log().info("sft: GPT with {} parameters, {} training examples", parameter_count(*model), ctx.train().size());
+  model->train();
+  const auto& train = ctx.train();
+  const auto n = train.size();
+  const auto batch = static_cast<std::size_t>(c.sft.batch);
+  std::vector<std::size_t> order;
+  std::int64_t order_epoch = -1;
+  progress bar("sft", c.sft.steps, "steps", step);
+  double smoothed = NAN;
+  for (; step < c.sft.steps; ++step) {
+    std::vector<tokens> prompts, responses;
+    for (std::size_t j = 0; j < batch; ++j) {
+      const auto g = static_cast<std::size_t>(step) * batch + j;
+      if (const auto epoch = static_cast<std::int64_t>(g / n); epoch != order_epoch) {
+        order = permutation(n, derive_seed(c.seed, purpose::sft_order, static_cast<std::uint64_t>(epoch)));
+        order_epoch = epoch;
+      }
+      const auto& e = train[order[g % n]];
+      prompts.push_back(e.prompt);
+      responses.push_back(e.gold);
+    }
+    const auto loss = -sequence_log_prob(model, prompts, responses, tokenizer::pad_id, 0).sum() /
+                      double(token_count(responses));
+    optimizer_step(opt, loss, model->parameters(), warmup_cosine(c.sft.lr, step, c.sft.steps), 1.0);
+    const double l = loss.item<double>();
+    smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
+    char status[64];
+    std::snprintf(status, sizeof status, "loss/token %.3f", smoothed);
+    bar.advance(1, status);
+    if ((step + 1) % c.sft.checkpoint_every == 0 && step + 1 < c.sft.steps) save_state(state, *model, opt, step + 1);
+  }
+  bar.finish();
+  // Held-out per-token loss, to see that SFT learned something transferable.
+  model->eval();
+  double nll = 0;
+  std::int64_t count = 0;
+  {
+    ::torch::NoGradGuard no_grad;
+    const auto k = std::min<std::size_t>(ctx.valid().size(), 512);
+    const auto prompts = run_context::prompts_of(ctx.valid(), k), golds = run_context::golds_of(ctx.valid(), k);
+    nll = -sequence_log_prob(model, prompts, golds, tokenizer::pad_id, 64).sum().item<double>();
+    count = token_count(golds);
+  }
+  const double per_token = nll / double(std::max<std::int64_t>(count, 1));
+  ctx.log().info("sft: validation loss {:.3f} nats/token", per_token);
+  save_model(dir / "model.pt", *model);
+  atomic_write_text(dir / "metrics.json", json{{"valid_loss_per_token", per_token},
+                                                {"parameters", parameter_count(*model)},
+                                                {"seconds", bar.elapsed_seconds()}}.dump(2));
+  fs::remove(state);
+}
+
+}  // namespace tldr
