@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
     auto log = tldr::open_log(c.workdir);
     // The exact settings of this command, for its worker processes.
     const auto self_config = c.workdir / "worker.toml";
-    tldr::atomic_write_text(self_config, app.config_to_str(true, false));
+    tldr::atomic_write_text(self_config, app.config_to_str(false, false));  // what was set; defaults are shared
     if (stage == "all") {
       std::printf("\n%s\n", tldr::run_main(c, self_config, log).c_str());
     } else if (stage == "study") {

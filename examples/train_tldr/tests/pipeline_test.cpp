@@ -1,8 +1,7 @@
-// The pipeline's own parts: win-rate bootstrap, atomic files and checkpoints, the tokeniser
+// The pipeline's own parts: atomic files and checkpoints, the tokeniser
 // (Debian's SentencePiece tools) and the progress bar's durations.
 #include "checkpoint.hpp"
 #include "data.hpp"
-#include "stats.hpp"
 #include "progress.hpp"
 #include "tokenizer.hpp"
 
@@ -18,46 +17,6 @@ fs::path scratch_dir(const std::string& name) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
-}
-
-TEST(pipeline_bootstrap, all_wins_and_all_losses_are_certain) {
-  const std::vector<double> hi(50, 2.0), lo(50, 1.0);
-  const auto w = tldr::bootstrap_win_rate(hi, lo, 200, 1);
-  EXPECT_EQ(w.value, 1.0);
-  EXPECT_EQ(w.low, 1.0);
-  EXPECT_EQ(w.high, 1.0);
-  const auto l = tldr::bootstrap_win_rate(lo, hi, 200, 1);
-  EXPECT_EQ(l.value, 0.0);
-  EXPECT_EQ(l.high, 0.0);
-}
-
-TEST(pipeline_bootstrap, ties_count_half_and_the_interval_matches_the_binomial_width) {
-  // 1 win, 1 tie, 2 losses: (1 + 0.5) / 4.
-  EXPECT_DOUBLE_EQ(tldr::bootstrap_win_rate({3, 2, 1, 1}, {1, 2, 2, 3}, 100, 1).value, 0.375);
-  // 400 prompts, half won: the 95% interval is about ±1.96·sqrt(0.25/400) = ±0.049.
-  std::vector<double> ours, theirs;
-  for (int i = 0; i < 400; ++i) {
-    ours.push_back(i % 2);
-    theirs.push_back(0.5);
-  }
-  const auto w = tldr::bootstrap_win_rate(ours, theirs, 4000, 3);
-  EXPECT_DOUBLE_EQ(w.value, 0.5);
-  EXPECT_NEAR(w.high - w.low, 2 * 0.049, 0.012);
-  EXPECT_LT(w.low, 0.5);
-  EXPECT_GT(w.high, 0.5);
-  // Deterministic given the seed.
-  const auto again = tldr::bootstrap_win_rate(ours, theirs, 4000, 3);
-  EXPECT_EQ(w.low, again.low);
-  EXPECT_EQ(w.high, again.high);
-}
-
-TEST(pipeline_bootstrap, names_mismatched_inputs) {
-  try {
-    (void)tldr::bootstrap_win_rate({1, 2}, {1}, 10, 1);
-    FAIL() << "no exception";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("2 scores against 1"), std::string::npos) << e.what();
-  }
 }
 
 TEST(pipeline_checkpoint, atomic_write_replaces_the_file_and_leaves_no_temporary) {
