@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   app.add_option("--pairs-valid-prompts", c.pairs.valid_prompts)->capture_default_str();
   app.add_option("--pairs-label-temperature", c.pairs.label_temperature)->capture_default_str();
   app.add_option("--pairs-gold-fraction", c.pairs.gold_fraction)->capture_default_str();
+  app.add_option("--pairs-chunk-prompts", c.pairs.chunk_prompts, "prompts per resumable chunk")->capture_default_str();
   app.add_option("--rm-epochs", c.rm.epochs)->capture_default_str();
   app.add_option("--rm-batch", c.rm.batch)->capture_default_str();
   app.add_option("--rm-lr", c.rm.lr)->capture_default_str();

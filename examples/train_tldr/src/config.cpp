@@ -27,6 +27,7 @@ void config::validate() const {
          max_prompt_tokens + max_response_tokens);
   if (threads < 1) fail("threads = ", threads, " must be >= 1");
   if (jobs < 0) fail("jobs = ", jobs, " must be >= 0 (0: as many as threads)");
+  if (pairs.chunk_prompts < 1) fail("pairs-chunk-prompts = ", pairs.chunk_prompts, " must be >= 1");
   const auto& a = align;
   if (a.refreshes < 1) fail("align-refreshes = ", a.refreshes, " must be >= 1");
   if (a.samples < 2 || a.samples % 2 != 0) fail("align-samples = ", a.samples, " must be even and >= 2");

@@ -28,6 +28,7 @@ struct pairs_config {
   std::int64_t train_prompts = 5000, valid_prompts = 400;
   double label_temperature = 0.03;  ///< Bradley–Terry noise, in oracle-score units
   double gold_fraction = 0.25;      ///< share of pairs comparing a sample with the gold summary
+  std::int64_t chunk_prompts = 256; ///< prompts per resumable chunk
 };
 
 struct rm_config {

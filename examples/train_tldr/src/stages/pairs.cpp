@@ -19,7 +19,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-constexpr std::size_t chunk_prompts = 256;
 
 /// The pairs of one split: `count` prompts in a seeded order, `stream` separating the splits' seeds.
 void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_example>& split, std::int64_t count,
@@ -28,6 +27,7 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
   const auto dir = ctx.path("pairs");
   const auto order = permutation(split.size(), derive_seed(c.seed, purpose::pairs_prompts, stream));
   const auto k = std::min<std::size_t>(split.size(), static_cast<std::size_t>(count));
+  const auto chunk_prompts = static_cast<std::size_t>(c.pairs.chunk_prompts);
   const auto chunks = (k + chunk_prompts - 1) / chunk_prompts;
   const auto part = [&](std::size_t i) { return dir / (name + ".part" + std::to_string(i) + ".jsonl"); };
   std::size_t done = 0;
