@@ -135,10 +135,14 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
     // m units of n/2 labelled pairs, read in a seeded order over epochs of the pair set.
     const auto per_refresh = static_cast<std::size_t>(m * n / 2);
     std::vector<tokens> prompts;
+    std::vector<std::size_t> order;
+    std::size_t order_epoch = SIZE_MAX;
     for (std::size_t k = 0; k < per_refresh; ++k) {
       const auto g = static_cast<std::size_t>(refresh) * per_refresh + k;
-      const auto epoch = g / labelled.size();
-      const auto order = permutation(labelled.size(), derive_seed(st.run.seed, purpose::dpo_pairs, epoch));
+      if (const auto epoch = g / labelled.size(); epoch != order_epoch) {
+        order = permutation(labelled.size(), derive_seed(st.run.seed, purpose::dpo_pairs, epoch));
+        order_epoch = epoch;
+      }
       const auto& p = labelled[order[g % labelled.size()]];
       for (const auto* response : {&p.chosen, &p.rejected}) {
         b.prompt_of.push_back(p.index);
