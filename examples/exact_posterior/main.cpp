@@ -57,8 +57,8 @@ std::string plain(double v) {
   return os.str();
 }
 
-std::string mean_sd_range(const lab::spread& s, int digits = 4) {
-  return format(s.mean, digits) + " ± " + format(s.sd, digits) + " (" + format(s.min, digits) + "–" + format(s.max, digits) + ")";
+std::string mean_sd_range(const lab::spread& s) {
+  return sig(s.mean) + " ± " + sig(s.sd) + " (" + sig(s.min) + "–" + sig(s.max) + ")";
 }
 
 std::string median_range(const lab::spread& s) { return sig(s.median) + " [" + sig(s.min) + "–" + sig(s.max) + "]"; }
@@ -588,9 +588,10 @@ int main(int argc, char** argv) {
         }
       var_dat.close();
       const std::string file = "'" + (dir / "variance.dat").string() + "'";
-      std::string left = "set title 'policy = prior, proposal between posterior and beyond the prior' noenhanced\nplot ",
+      std::string left = "set title 'policy = prior, proposal between posterior and beyond the prior' noenhanced\n"
+                         "set key inside top center\nplot ",
                   right = "set title 'along a BRAIn run: policy = proposal (lag 0) and " + std::to_string(max_lag) +
-                          " steps ahead' noenhanced\nset logscale x\nplot ";
+                          " steps ahead' noenhanced\nset key inside bottom right\nset logscale x\nplot ";
       for (std::size_t e = 0; e < estimators; ++e) {
         const std::string name = lab::variance_estimators()[e].first, lt = " lt " + std::to_string(e + 1);
         left += (e ? ", " : "") + file + " index " + std::to_string(e) + " using 1:2:3:4 with yerrorlines lw 2" + lt + " title '" + name + "'";
@@ -600,7 +601,7 @@ int main(int argc, char** argv) {
       }
       ok = plot(dir, "variance",
                 "set multiplot layout 1,2 title 'gradient variance (n = " + std::to_string(variance_n) + "), median and min-max over " +
-                    std::to_string(variance_seeds) + " seeds' noenhanced\nset key top left\nset xlabel 'KL(q || posterior)'\n"
+                    std::to_string(variance_seeds) + " seeds' noenhanced\nset xlabel 'KL(q || posterior)'\n"
                     "set ylabel 'E||g - Eg||^2' noenhanced\nset logscale y\nset yrange [" + sig(low / 2) + ":" + sig(high * 2) + "]\n" +
                     left + "\n" + right + "\nunset multiplot\n", "1500,650") && ok;
     }
