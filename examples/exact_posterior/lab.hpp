@@ -11,7 +11,11 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <map>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -60,9 +64,8 @@ inline std::vector<double> node_log_probs(const space& s, const std::vector<doub
   return out;
 }
 
-/// log q(y|x) of every output under a tabular model, [prompts, outputs].
-inline MatrixXd sequence_log_probs(const space& s, const std::vector<double>& logits) {
-  const std::vector<double> table = node_log_probs(s, logits);
+/// log q(y|x) of every output from a tabular model's node log-probs (node_log_probs), [prompts, outputs].
+inline MatrixXd sequence_log_probs_of_nodes(const space& s, const std::vector<double>& table) {
   MatrixXd out(s.prompts, s.outputs);
   for (int x = 0; x < s.prompts; ++x)
     for (Index y = 0; y < s.outputs; ++y) {
@@ -72,6 +75,36 @@ inline MatrixXd sequence_log_probs(const space& s, const std::vector<double>& lo
       out(x, y) = lp;
     }
   return out;
+}
+
+/// log q(y|x) of every output under a tabular model, [prompts, outputs].
+inline MatrixXd sequence_log_probs(const space& s, const std::vector<double>& logits) {
+  return sequence_log_probs_of_nodes(s, node_log_probs(s, logits));
+}
+
+/// Logits of the tabular model whose sequence distribution is exp(log_probs) ([prompts, outputs],
+/// rows normalised): each node's logits are the log-conditionals of the next token. The inverse of
+/// sequence_log_probs; a tabular autoregressive model can represent every distribution.
+inline std::vector<double> logits_of(const space& s, const MatrixXd& log_probs) {
+  std::vector<double> logits(std::size_t(s.parameters()));
+  for (int x = 0; x < s.prompts; ++x) {
+    std::vector<double> level(std::size_t(s.outputs));
+    for (Index y = 0; y < s.outputs; ++y) level[std::size_t(y)] = log_probs(x, y);  // log p(prefix) at length `length`
+    for (int l = s.length - 1; l >= 0; --l) {
+      const Index parents = Index(level.size()) / s.vocab, start = (parents - 1) / (s.vocab - 1);
+      std::vector<double> up(static_cast<std::size_t>(parents));
+      for (Index p = 0; p < parents; ++p) {
+        double m = -INFINITY, z = 0;
+        for (int k = 0; k < s.vocab; ++k) m = std::max(m, level[std::size_t(p * s.vocab + k)]);
+        for (int k = 0; k < s.vocab; ++k) z += std::exp(level[std::size_t(p * s.vocab + k)] - m);
+        up[std::size_t(p)] = m + std::log(z);
+        for (int k = 0; k < s.vocab; ++k)
+          logits[std::size_t((x * s.nodes + start + p) * s.vocab + k)] = level[std::size_t(p * s.vocab + k)] - up[std::size_t(p)];
+      }
+      level = std::move(up);
+    }
+  }
+  return logits;
 }
 
 inline space make_space(const space_config& c) {
@@ -120,14 +153,41 @@ inline space make_space(const space_config& c) {
   return s;
 }
 
+/// Draws from exp(log_probs), one distribution per row (prompt); built once, used for many batches.
+struct sampler {
+  std::vector<std::discrete_distribution<Index>> rows;
+  explicit sampler(const MatrixXd& log_probs) {
+    for (Index x = 0; x < log_probs.rows(); ++x) {
+      const VectorXd p = log_probs.row(x).array().exp();
+      rows.emplace_back(p.data(), p.data() + p.size());
+    }
+  }
+  /// n outputs per prompt, [prompts][n].
+  std::vector<std::vector<Index>> operator()(int n, std::mt19937_64& rng) {
+    std::vector<std::vector<Index>> out(rows.size());
+    for (std::size_t x = 0; x < rows.size(); ++x)
+      for (int i = 0; i < n; ++i) out[x].push_back(rows[x](rng));
+    return out;
+  }
+};
+
 /// n outputs per prompt drawn from the distribution exp(log_probs) (a row per prompt), [prompts, n].
 inline std::vector<std::vector<Index>> draw(const MatrixXd& log_probs, int n, std::mt19937_64& rng) {
-  std::vector<std::vector<Index>> out(std::size_t(log_probs.rows()));
-  for (Index x = 0; x < log_probs.rows(); ++x) {
-    const VectorXd p = log_probs.row(x).array().exp();
-    std::discrete_distribution<Index> pick(p.data(), p.data() + p.size());
-    for (int i = 0; i < n; ++i) out[std::size_t(x)].push_back(pick(rng));
-  }
+  return sampler(log_probs)(n, rng);
+}
+
+/// log q(y|x) of the drawn outputs only, from a model's node log-probs (node_log_probs), [prompts, n];
+/// the same sums, in the same order, as sequence_log_probs.
+inline MatrixXd sample_log_probs(const space& s, const std::vector<double>& node_lp, const std::vector<std::vector<Index>>& ys) {
+  MatrixXd out(s.prompts, Index(ys[0].size()));
+  for (int x = 0; x < s.prompts; ++x)
+    for (Index i = 0; i < out.cols(); ++i) {
+      const Index y = ys[std::size_t(x)][std::size_t(i)];
+      double lp = 0;
+      for (int t = 0; t < s.length; ++t)
+        lp += node_lp[std::size_t((x * s.nodes + s.node_of[y][t]) * s.vocab + s.token_of[y][t])];
+      out(x, i) = lp;
+    }
   return out;
 }
 
@@ -232,6 +292,7 @@ struct train_config {
   int refresh = 10;        ///< steps between proposal refreshes (arms that update it)
   double learning_rate = 0.05;
   int evaluate_every = 20;
+  int average_from = -1;   ///< >= 0: also measure the policy whose logits are the mean of θ_t over t in [average_from, steps]
   unsigned seed = 1;
 };
 
@@ -246,6 +307,13 @@ struct measurement {
 inline measurement measure(const space& s, int step, const MatrixXd& log_policy) {
   return {step, brain::exact_kl(s.log_posterior, log_policy).mean(), brain::exact_kl(log_policy, s.log_posterior).mean(),
           brain::exact_expectation(log_policy, s.reward).mean(), brain::exact_kl(log_policy, s.log_prior).mean()};
+}
+
+/// The measurement taken at `step` (a multiple of evaluate_every, or the last step).
+inline const measurement& at_step(const std::vector<measurement>& trace, int step) {
+  for (const auto& m : trace)
+    if (m.step == step) return m;
+  throw std::invalid_argument("lab: no measurement at step " + std::to_string(step));
 }
 
 /// Adam on the ascent direction.
@@ -264,70 +332,225 @@ struct adam {
   }
 };
 
-/// Trains a policy initialised at the prior with one arm, n samples per prompt per step; returns
-/// the exact measurements every `evaluate_every` steps (and at the end).
-inline std::vector<measurement> train(const space& s, const arm& a, int n, const train_config& c) {
+struct run {
+  std::vector<measurement> trace;          ///< every evaluate_every steps and at the end
+  std::optional<measurement> tail_average; ///< the policy with the averaged logits (train_config::average_from)
+};
+
+/// Called before each step's draw with the step, the policy's logits and the proposal's log-probs
+/// (after the refresh that step may do).
+using observer = std::function<void(int step, const std::vector<double>& theta, const MatrixXd& log_proposal)>;
+
+/// Trains a policy initialised at the prior with one arm, n samples per prompt per step, the
+/// proposal refreshed from the policy every `refresh` steps where the arm updates it (Algorithm 1
+/// with a one-batch buffer); measures it exactly every `evaluate_every` steps and at the end.
+inline run train(const space& s, const arm& a, int n, const train_config& c, const observer& watch = {}) {
+  if (c.steps < 0 || c.refresh < 1 || c.evaluate_every < 1 || c.average_from > c.steps)
+    throw std::invalid_argument("lab: need steps >= 0, refresh >= 1, evaluate_every >= 1, average_from <= steps");
   std::mt19937_64 rng(c.seed);
-  std::vector<double> theta = s.prior_logits;
-  MatrixXd log_proposal = s.log_prior;
+  std::vector<double> theta = s.prior_logits, theta_sum;
+  int averaged = 0;
+  MatrixXd log_proposal = s.log_prior, log_policy;
+  sampler proposal(log_proposal);
   adam optimiser;
-  std::vector<measurement> trace;
+  run out;
   for (int step = 0; step <= c.steps; ++step) {
-    const MatrixXd log_policy = sequence_log_probs(s, theta);
-    if (step % c.evaluate_every == 0 || step == c.steps) trace.push_back(measure(s, step, log_policy));
+    const std::vector<double> node_lp = node_log_probs(s, theta);
+    const bool evaluate = step % c.evaluate_every == 0 || step == c.steps;
+    const bool refresh = a.update_proposal && step % c.refresh == 0 && step < c.steps;
+    if (evaluate || refresh) log_policy = sequence_log_probs_of_nodes(s, node_lp);
+    if (evaluate) out.trace.push_back(measure(s, step, log_policy));
+    if (c.average_from >= 0 && step >= c.average_from) {
+      if (theta_sum.empty()) theta_sum.assign(theta.size(), 0.0);
+      for (std::size_t k = 0; k < theta.size(); ++k) theta_sum[k] += theta[k];
+      ++averaged;
+    }
     if (step == c.steps) break;
-    if (a.update_proposal && step % c.refresh == 0) log_proposal = log_policy;
-    const auto ys = draw(log_proposal, n, rng);
-    const brain::samples<MatrixXd> batch{gather(log_policy, ys), gather(log_proposal, ys), gather(s.log_prior, ys),
+    if (refresh) log_proposal = log_policy, proposal = sampler(log_proposal);
+    if (watch) watch(step, theta, log_proposal);
+    const auto ys = proposal(n, rng);
+    const brain::samples<MatrixXd> batch{sample_log_probs(s, node_lp, ys), gather(log_proposal, ys), gather(s.log_prior, ys),
                                          gather(s.reward, ys)};
     const MatrixXd w = coefficients(s, a.kind, batch, rng);
-    optimiser.step(theta, direction(s, node_log_probs(s, theta), w, ys), c.learning_rate);
+    optimiser.step(theta, direction(s, node_lp, w, ys), c.learning_rate);
   }
-  return trace;
+  if (averaged > 0) {
+    for (double& v : theta_sum) v /= averaged;
+    out.tail_average = measure(s, c.steps, sequence_log_probs(s, theta_sum));
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gradient variance as the proposal moves away from the posterior.
+// Gradient variance: how far one batch's direction scatters, for a given policy and proposal.
 
-struct variance_point {
-  double lambda, kl_proposal_posterior;
+/// The exact ascent direction of −KL(posterior || q_θ), averaged over prompts:
+/// E_posterior[∇ log q_θ(y)] (E_{q_θ}[∇ log q_θ] = 0). DPG and GDC++ with the exact Z estimate it
+/// without bias; BRAIn estimates −∇ D_SN instead (Theorem 4.2), which has the same zero.
+inline std::vector<double> exact_gradient(const space& s, const std::vector<double>& node_lp) {
+  std::vector<std::vector<Index>> all(std::size_t(s.prompts), std::vector<Index>(std::size_t(s.outputs)));
+  for (auto& row : all)
+    for (Index y = 0; y < s.outputs; ++y) row[std::size_t(y)] = y;
+  return direction(s, node_lp, MatrixXd(s.log_posterior.array().exp()), all);
+}
+
+inline const std::vector<std::pair<std::string, method>>& variance_estimators() {
+  static const std::vector<std::pair<std::string, method>> estimators{
+      {"BRAIn", method::brain}, {"no baseline", method::no_baseline}, {"GDC++", method::gdc_pp}, {"DPG", method::dpg}};
+  return estimators;
+}
+
+/// One estimator's scatter over `repeats` independent batches g_1..g_R (each: n samples per prompt).
+struct direction_stats {
   std::string estimator;
-  double variance;     ///< E ||g - E g||^2 over repeated draws of n samples per prompt
-  double mean_norm;    ///< ||E g||
+  double variance;             ///< Σ_b ||g_b − ḡ||² / (R − 1): an unbiased estimate of E||g − E g||²
+  double mean_norm;            ///< ||ḡ||
+  double mse;                  ///< Σ_b ||g_b − g*||² / R, g* = exact_gradient: variance + squared bias w.r.t. ∇KL
+  double median_sq_deviation;  ///< median over batches of ||g_b − ḡ||²: what a typical batch does
+  double top_share;            ///< max_b ||g_b − ḡ||² / Σ_b ||g_b − ḡ||²: how much one batch dominates
 };
 
-/// Proposals q_λ ∝ posterior^(1-λ) · prior^λ (λ = 0: the posterior, 1: the prior, > 1: beyond
-/// it); the policy is the prior. For each λ and estimator, the variance of the direction over
-/// `repeats` independent batches of n samples per prompt.
+/// The four estimators of brain-math.md §7 (BRAIn, no baseline, GDC++, DPG; the last two with the
+/// exact Z) for a policy (its logits) and a proposal (log-probs, [prompts, outputs]); every
+/// estimator sees the same `repeats` batches (drawn with `seed`).
+inline std::vector<direction_stats> direction_variance(const space& s, const std::vector<double>& policy_logits,
+                                                       const MatrixXd& log_proposal, int n, int repeats, unsigned seed) {
+  if (repeats < 2 || n < 2) throw std::invalid_argument("lab: the variance needs repeats >= 2 and n >= 2");
+  const std::vector<double> node_lp = node_log_probs(s, policy_logits), exact = exact_gradient(s, node_lp);
+  sampler q(log_proposal);
+  std::vector<direction_stats> out;
+  for (const auto& [name, kind] : variance_estimators()) {
+    std::mt19937_64 rng(seed);  // the same draws for every estimator
+    std::vector<std::vector<double>> g(static_cast<std::size_t>(repeats));
+    std::vector<double> mean(node_lp.size(), 0.0);
+    double mse = 0;
+    for (auto& gb : g) {
+      const auto ys = q(n, rng);
+      const brain::samples<MatrixXd> batch{sample_log_probs(s, node_lp, ys), gather(log_proposal, ys), gather(s.log_prior, ys),
+                                           gather(s.reward, ys)};
+      gb = direction(s, node_lp, coefficients(s, kind, batch, rng), ys);
+      for (std::size_t k = 0; k < gb.size(); ++k) mean[k] += gb[k] / repeats, mse += (gb[k] - exact[k]) * (gb[k] - exact[k]) / repeats;
+    }
+    std::vector<double> deviation;
+    double total = 0, norm_sq = 0;
+    for (const auto& gb : g) {
+      double d = 0;
+      for (std::size_t k = 0; k < gb.size(); ++k) d += (gb[k] - mean[k]) * (gb[k] - mean[k]);
+      deviation.push_back(d), total += d;
+    }
+    for (double m : mean) norm_sq += m * m;
+    const double largest = *std::max_element(deviation.begin(), deviation.end());
+    std::nth_element(deviation.begin(), deviation.begin() + repeats / 2, deviation.end());
+    double median = deviation[std::size_t(repeats / 2)];
+    if (repeats % 2 == 0) median = (median + *std::max_element(deviation.begin(), deviation.begin() + repeats / 2)) / 2;
+    out.push_back({name, total / (repeats - 1), std::sqrt(norm_sq), mse, median, total > 0 ? largest / total : 0.0});
+  }
+  return out;
+}
+
+/// One estimator at one (policy, proposal) configuration and one seed.
+struct variance_point {
+  double lambda = NAN;  ///< the proposal's place between posterior (0) and prior (1) (gradient_variance)
+  int step = -1, lag = -1;  ///< the policy's step along a BRAIn run, and steps since the proposal's refresh (trajectory_variance)
+  double kl_proposal_posterior, kl_policy_posterior, kl_policy_proposal;
+  double exact_norm;  ///< ||g*||, the exact gradient's norm
+  unsigned seed;
+  direction_stats stats;
+};
+
+/// The policy fixed at the prior; proposals q_λ ∝ posterior^(1-λ) · prior^λ (λ = 0: the
+/// posterior, 1: the prior, > 1: beyond it). Algorithm 1 never pairs these two except at λ = 1,
+/// where training starts: its proposal is always a past policy.
 inline std::vector<variance_point> gradient_variance(const space& s, int n, int repeats, const std::vector<double>& lambdas,
                                                      unsigned seed) {
-  const std::pair<const char*, method> estimators[] = {
-      {"BRAIn", method::brain}, {"no baseline", method::no_baseline}, {"GDC++", method::gdc_pp}, {"DPG", method::dpg}};
-  const std::vector<double> node_lp = node_log_probs(s, s.prior_logits);
+  const double exact_norm = [&] {
+    double sq = 0;
+    for (double v : exact_gradient(s, node_log_probs(s, s.prior_logits))) sq += v * v;
+    return std::sqrt(sq);
+  }();
   std::vector<variance_point> out;
   for (double lambda : lambdas) {
     const MatrixXd log_q = brain::row_log_softmax(MatrixXd((1 - lambda) * s.log_posterior + lambda * s.log_prior));
-    const double distance = brain::exact_kl(log_q, s.log_posterior).mean();
-    for (const auto& [name, kind] : estimators) {
-      std::mt19937_64 rng(seed);  // the same draws for every estimator
-      std::vector<double> sum(node_lp.size(), 0.0), sum_sq(node_lp.size(), 0.0);
-      for (int r = 0; r < repeats; ++r) {
-        const auto ys = draw(log_q, n, rng);
-        const brain::samples<MatrixXd> batch{gather(s.log_prior, ys), gather(log_q, ys), gather(s.log_prior, ys),
-                                             gather(s.reward, ys)};
-        const auto g = direction(s, node_lp, coefficients(s, kind, batch, rng), ys);
-        for (std::size_t k = 0; k < g.size(); ++k) sum[k] += g[k], sum_sq[k] += g[k] * g[k];
-      }
-      double variance = 0, norm_sq = 0;
-      for (std::size_t k = 0; k < sum.size(); ++k) {
-        const double mean = sum[k] / repeats;
-        variance += sum_sq[k] / repeats - mean * mean;
-        norm_sq += mean * mean;
-      }
-      out.push_back({lambda, distance, name, variance * repeats / (repeats - 1), std::sqrt(norm_sq)});
-    }
+    const double to_posterior = brain::exact_kl(log_q, s.log_posterior).mean();
+    const double policy_to_proposal = brain::exact_kl(s.log_prior, log_q).mean();
+    const double policy_to_posterior = brain::exact_kl(s.log_prior, s.log_posterior).mean();
+    for (const auto& st : direction_variance(s, s.prior_logits, log_q, n, repeats, seed))
+      out.push_back({lambda, -1, -1, to_posterior, policy_to_posterior, policy_to_proposal, exact_norm, seed, st});
   }
   return out;
+}
+
+/// The configurations Algorithm 1 reaches: a BRAIn run (n samples per prompt per step, config c,
+/// seeded with `seed`) is stopped at each of `steps`; there the policy is θ_step and the proposal
+/// the policy of the last refresh (lag = step mod refresh steps behind). Then as gradient_variance.
+inline std::vector<variance_point> trajectory_variance(const space& s, int n, int repeats, train_config c,
+                                                       const std::vector<int>& steps, unsigned seed) {
+  if (steps.empty()) return {};
+  c.steps = *std::max_element(steps.begin(), steps.end()) + 1;
+  c.seed = seed;
+  c.average_from = -1;
+  c.evaluate_every = c.steps;
+  std::map<int, std::pair<std::vector<double>, MatrixXd>> snapshots;
+  const arm brain_arm{"brain", "BRAIn", method::brain, true};
+  train(s, brain_arm, n, c, [&](int step, const std::vector<double>& theta, const MatrixXd& log_q) {
+    if (std::find(steps.begin(), steps.end(), step) != steps.end()) snapshots[step] = {theta, log_q};
+  });
+  std::vector<variance_point> out;
+  for (int step : steps) {
+    const auto& [theta, log_q] = snapshots.at(step);
+    const std::vector<double> node_lp = node_log_probs(s, theta);
+    const MatrixXd log_policy = sequence_log_probs_of_nodes(s, node_lp);
+    double sq = 0;
+    for (double v : exact_gradient(s, node_lp)) sq += v * v;
+    const double to_posterior = brain::exact_kl(log_q, s.log_posterior).mean();
+    const double policy_to_posterior = brain::exact_kl(log_policy, s.log_posterior).mean();
+    const double policy_to_proposal = brain::exact_kl(log_policy, log_q).mean();
+    for (const auto& st : direction_variance(s, theta, log_q, n, repeats, seed))
+      out.push_back({NAN, step, step % c.refresh, to_posterior, policy_to_posterior, policy_to_proposal, std::sqrt(sq), seed, st});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summaries over seeds.
+
+struct spread {
+  double mean = NAN, sd = NAN, min = NAN, max = NAN, median = NAN;
+  std::size_t count = 0;
+};
+
+/// Mean, sample standard deviation (0 for one value), min, max and median of v.
+inline spread spread_of(std::vector<double> v) {
+  spread s;
+  s.count = v.size();
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.min = v.front(), s.max = v.back();
+  s.median = v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  s.mean = 0;
+  for (double x : v) s.mean += x / double(v.size());
+  s.sd = 0;
+  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(s.sd / double(v.size() - 1)) : 0.0;
+  return s;
+}
+
+/// A factor between two arms run with the same seeds: the ratio of their means, and the smallest
+/// and largest per-seed ratio a_k / b_k. (Arms with the proposal fixed at the prior draw the very
+/// same samples under the same seed, so their per-seed ratios compare like with like.)
+struct ratio_range {
+  double of_means, low, high;
+};
+
+inline ratio_range ratio_of(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.empty() || a.size() != b.size()) throw std::invalid_argument("lab: ratio_of needs two equally long, non-empty lists");
+  std::vector<double> ratios;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    if (!(b[k] > 0) || !(a[k] >= 0)) throw std::invalid_argument("lab: ratio_of needs a >= 0 and b > 0");
+    ratios.push_back(a[k] / b[k]);
+  }
+  const spread r = spread_of(ratios);
+  return {spread_of(a).mean / spread_of(b).mean, r.min, r.max};
 }
 
 }  // namespace lab
