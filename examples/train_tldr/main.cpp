@@ -119,11 +119,13 @@ int main(int argc, char** argv) {
   app.add_option("--sft-checkpoint-every", c.sft.checkpoint_every)->capture_default_str();
   app.add_option("--pairs-train-prompts", c.pairs.train_prompts)->capture_default_str();
   app.add_option("--pairs-valid-prompts", c.pairs.valid_prompts)->capture_default_str();
-  app.add_option("--pairs-label-temperature", c.pairs.label_temperature)->capture_default_str();
+  app.add_option("--pairs-responses", c.pairs.responses, "k responses the labeller ranks per prompt")->capture_default_str();
+  app.add_option("--pairs-label-temperature", c.pairs.label_temperature, "Bradley–Terry noise, in oracle-score units")
+      ->capture_default_str();
   app.add_option("--pairs-gold-fraction", c.pairs.gold_fraction)->capture_default_str();
   app.add_option("--pairs-chunk-prompts", c.pairs.chunk_prompts, "prompts per resumable chunk")->capture_default_str();
   app.add_option("--rm-epochs", c.rm.epochs)->capture_default_str();
-  app.add_option("--rm-batch", c.rm.batch)->capture_default_str();
+  app.add_option("--rm-batch", c.rm.batch, "prompts per step, each with its k responses")->capture_default_str();
   app.add_option("--rm-lr", c.rm.lr)->capture_default_str();
   app.add_option("--rm-checkpoint-every", c.rm.checkpoint_every)->capture_default_str();
   app.add_option("--align-refreshes", c.align.refreshes, "T")->capture_default_str();

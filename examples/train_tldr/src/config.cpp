@@ -27,6 +27,7 @@ void config::validate() const {
          max_prompt_tokens + max_response_tokens);
   if (threads < 1) fail("threads = ", threads, " must be >= 1");
   if (jobs < 0) fail("jobs = ", jobs, " must be >= 0 (0: as many as threads)");
+  if (pairs.responses < 2) fail("pairs-responses = ", pairs.responses, " must be >= 2");
   if (pairs.chunk_prompts < 1) fail("pairs-chunk-prompts = ", pairs.chunk_prompts, " must be >= 1");
   const auto& a = align;
   if (a.refreshes < 1) fail("align-refreshes = ", a.refreshes, " must be >= 1");
@@ -66,6 +67,7 @@ json to_json(const config& c) {
               {"model", c.model.to_json()},
               {"sft", {{"steps", c.sft.steps}, {"batch", c.sft.batch}, {"lr", c.sft.lr}}},
               {"pairs", {{"train_prompts", c.pairs.train_prompts}, {"valid_prompts", c.pairs.valid_prompts},
+                         {"responses", c.pairs.responses},
                          {"label_temperature", c.pairs.label_temperature}, {"gold_fraction", c.pairs.gold_fraction}}},
               {"rm", {{"epochs", c.rm.epochs}, {"batch", c.rm.batch}, {"lr", c.rm.lr}}},
               {"align", {{"refreshes", c.align.refreshes}, {"prompts", c.align.prompts}, {"samples", c.align.samples},

@@ -22,17 +22,18 @@ struct sft_config {
   double lr = 1e-3, weight_decay = 0.01;
 };
 
-/// The simulated labellers: pairs of SFT samples (a share of them against the gold summary) whose
-/// preferred side is drawn from the oracle's scores with Bradley–Terry noise.
+/// The simulated labellers: per prompt, k SFT samples (for a share of prompts one of them replaced by
+/// the gold summary), ranked by the oracle's scores with Plackett–Luce noise.
 struct pairs_config {
   std::int64_t train_prompts = 5000, valid_prompts = 400;
-  double label_temperature = 0.03;  ///< Bradley–Terry noise, in oracle-score units
-  double gold_fraction = 0.25;      ///< share of pairs comparing a sample with the gold summary
+  std::int64_t responses = 4;       ///< k per prompt: k(k-1)/2 comparisons
+  double label_temperature = 0.03;  ///< Bradley–Terry noise of each comparison, in oracle-score units
+  double gold_fraction = 0.25;      ///< share of prompts whose last response is the gold summary
   std::int64_t chunk_prompts = 256; ///< prompts per resumable chunk
 };
 
 struct rm_config {
-  std::int64_t epochs = 1, batch = 32, checkpoint_every = 100;
+  std::int64_t epochs = 1, batch = 16 /* prompts, each with its k responses */, checkpoint_every = 100;
   double lr = 6e-4, weight_decay = 0.01;
 };
 

@@ -23,17 +23,35 @@ namespace tldr {
 void prepare_data(const config& settings, spdlog::logger& log);       ///< data/{train,valid,test}.jsonl
 void prepare_tokenizer(const config& settings, spdlog::logger& log);  ///< tokenizer/spm.model
 void train_sft(const run_context& ctx);                                ///< sft/model.pt
-void make_pairs(const run_context& ctx);                               ///< pairs/{train,valid}.jsonl
+void make_pairs(const run_context& ctx);                               ///< pairs/{train,valid}.jsonl: rankings
 void train_reward_model(const run_context& ctx);                       ///< rm/model.pt
 
-/// A labelled preference pair: the prompt's index in its split, and the two responses.
+/// One prompt's responses as the simulated labeller ranked them: k responses, so that every pair of
+/// them is a comparison (InstructGPT's K-way rankings, which give k(k-1)/2 comparisons for k
+/// forward passes of the reward model).
+struct ranking_record {
+  std::size_t index = 0;           ///< the prompt's index in its split
+  std::vector<tokens> responses;   ///< k
+  std::vector<double> oracle;      ///< each response's noiseless oracle score
+  std::vector<std::size_t> order;  ///< the labeller's ranking, best first
+  std::int64_t gold = -1;          ///< the response that is the gold summary (-1: none)
+};
+std::vector<ranking_record> read_rankings(const std::filesystem::path& file);
+
+/// A labelled comparison: the prompt's index in its split and the two responses.
 struct preference_record {
   std::size_t index = 0;
   tokens chosen, rejected;
   double oracle_chosen = 0, oracle_rejected = 0;  ///< noiseless oracle scores
   bool against_gold = false;                       ///< one side is the gold summary
 };
-std::vector<preference_record> read_pairs(const std::filesystem::path& file);
+/// The k(k-1)/2 comparisons of a ranking, chosen = ranked higher, in ranking order.
+std::vector<preference_record> pairs_of(const ranking_record& r);
+/// The labeller's ranking of responses with these oracle scores: descending score / temperature +
+/// Gumbel(0, 1) noise (Plackett–Luce), so that each pair's order follows Bradley–Terry,
+/// P(i above j) = σ((s_i - s_j) / temperature) (eq. 16's model). Ties of the noisy keys go to the
+/// lower index.
+std::vector<std::size_t> noisy_ranking(const std::vector<double>& scores, double temperature, std::uint64_t seed);
 
 // ---- alignment (stages/align.cpp) -----------------------------------------------------------
 

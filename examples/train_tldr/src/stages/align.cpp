@@ -213,8 +213,10 @@ void align(const run_context& ctx, const run_spec& run) {
   load_model(ctx.path("rm/model.pt"), *st.rm);
   st.rm->eval();
   for (auto& p : st.rm->parameters()) p.set_requires_grad(false);
-  const auto labelled = which.proposal == proposal_rule::labelled_pairs ? read_pairs(ctx.path("pairs/train.jsonl"))
-                                                                        : std::vector<preference_record>{};
+  std::vector<preference_record> labelled;  // every comparison of the labelled rankings
+  if (which.proposal == proposal_rule::labelled_pairs)
+    for (const auto& r : read_rankings(ctx.path("pairs/train.jsonl")))
+      for (auto& p : pairs_of(r)) labelled.push_back(std::move(p));
   ::torch::optim::AdamW opt(st.policy->parameters(), ::torch::optim::AdamWOptions(run.settings.lr).weight_decay(0.0));
 
   std::int64_t refresh = 0, step = 0;
