@@ -34,20 +34,18 @@ const arm& find_arm(std::string_view id) {
   fail("unknown arm '", id, "' (known: ", known, ")");
 }
 
-namespace {
-std::string number(double v) {
+std::string setting_text(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
 }
-}  // namespace
 
 std::string run_spec::name() const {
-  return arm + "-n" + std::to_string(samples) + "-b" + number(settings.beta) + "-lr" + number(settings.lr) + "-s" +
+  return arm + "-n" + std::to_string(samples) + "-b" + setting_text(settings.beta) + "-lr" + setting_text(settings.lr) + "-s" +
          std::to_string(seed);
 }
 
-std::string run_spec::eval_name() const { return name() + "-t" + number(settings.temperature); }
+std::string run_spec::eval_name() const { return name() + "-t" + setting_text(settings.temperature); }
 
 std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const ::torch::Tensor& reward, double beta,
                                                             std::uint64_t seed) {

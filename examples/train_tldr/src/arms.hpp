@@ -76,6 +76,10 @@ struct arm_settings {
   friend bool operator==(const arm_settings&, const arm_settings&) = default;
 };
 
+/// A setting as run and file names show it: the shortest form that reads back as the same double
+/// for the values people type (%g: 0.05, 0.0002, 1e-05).
+std::string setting_text(double value);
+
 /// One alignment run: an arm at n samples per prompt, a seed and its settings.
 struct run_spec {
   std::string arm;

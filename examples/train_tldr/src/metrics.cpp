@@ -307,4 +307,15 @@ double mean_sentence_score(std::span<const std::string> candidates,
   return sum / static_cast<double>(candidates.size());
 }
 
+std::size_t word_count(std::string_view text) {
+  std::size_t words = 0;
+  bool inside = false;
+  for (const char c : text) {
+    const bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    words += !space && !inside;
+    inside = !space;
+  }
+  return words;
+}
+
 }  // namespace tldr

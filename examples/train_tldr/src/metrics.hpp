@@ -80,6 +80,9 @@ enum class chrf_smoothing {
 double chrf(std::string_view candidate, std::string_view reference);
 double chrf(std::string_view candidate, std::string_view reference, chrf_smoothing smoothing);
 
+// Whitespace-separated pieces of the text: the length the tables report.
+std::size_t word_count(std::string_view text);
+
 using sentence_metric = double (*)(std::string_view candidate, std::string_view reference);
 
 // The mean of metric(candidates[i], references[i]) over i: the corpus score the experiment

@@ -230,3 +230,10 @@ TEST(MeanSentenceScore, RejectsMismatchedOrEmptyInput) {
   }
   EXPECT_THROW(mean_sentence_score({}, {}, chrf), std::invalid_argument);
 }
+
+TEST(Metrics, WordCountSplitsOnWhitespaceOnly) {
+  EXPECT_EQ(tldr::word_count(""), 0u);
+  EXPECT_EQ(tldr::word_count("   \t\n"), 0u);
+  EXPECT_EQ(tldr::word_count("one"), 1u);
+  EXPECT_EQ(tldr::word_count("  library for\tXML-parsing\n(C++)  "), 4u);
+}

@@ -4,6 +4,7 @@
 // validate and keep the best checkpoint. State is saved after every refresh.
 
 #include "checkpoint.hpp"
+#include "metrics.hpp"
 #include "progress.hpp"
 #include "sampler.hpp"
 #include "seeds.hpp"
@@ -14,7 +15,6 @@
 
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -57,12 +57,6 @@ std::string tensor_text(const ::torch::Tensor& t) {
   return {static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel())};
 }
 
-std::size_t word_count(const std::string& s) {
-  std::istringstream in(s);
-  std::size_t n = 0;
-  for (std::string w; in >> w;) ++n;
-  return n;
-}
 
 json spec_json(const run_spec& r) {
   return {{"arm", r.arm}, {"samples", r.samples}, {"seed", r.seed}, {"beta", r.settings.beta}, {"lr", r.settings.lr}};

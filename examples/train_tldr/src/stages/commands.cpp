@@ -27,10 +27,8 @@ void timed(spdlog::logger& log, const char* name, Stage&& stage) {
   log.info("stage {} finished in {}", name, format_duration(seconds_since(t0)));
 }
 
-std::string number(double v) { return fmt::format("{:g}", v); }
-
 std::string sft_eval_name(double temperature, std::uint64_t seed) {
-  return "sft-t" + number(temperature) + "-s" + std::to_string(seed);
+  return "sft-t" + setting_text(temperature) + "-s" + std::to_string(seed);
 }
 
 job worker_job(const std::string& name, const json& task, const fs::path& self_config) {
@@ -123,7 +121,7 @@ json sweep(const run_context& ctx, const fs::path& self_config, spdlog::logger& 
   std::vector<job> jobs;
   std::vector<std::tuple<std::string, fs::path, double, std::string>> trials;  // arm, model, t, name
   for (const auto& [arm, r] : best)
-    for (double t : c.study.temperatures) trials.emplace_back(arm, run_dir(ctx, r) / "best.pt", t, r.name() + "-t" + number(t));
+    for (double t : c.study.temperatures) trials.emplace_back(arm, run_dir(ctx, r) / "best.pt", t, r.name() + "-t" + setting_text(t));
   for (double t : c.study.temperatures) trials.emplace_back("sft", ctx.path("sft/model.pt"), t, sft_eval_name(t, c.seed));
   for (const auto& [arm, model, t, name] : trials)
     if (!fs::exists(ctx.path("sweep/temperature/" + name + ".json")))
@@ -161,8 +159,8 @@ std::string sweep_markdown(const json& choice) {
                       t.at("valid_oracle").get<double>());
   md += "\nChosen:\n\n| arm | β | learning rate | temperature |\n|---|---|---|---|\n";
   for (const auto& [arm, s] : choice.at("settings").items())
-    md += fmt::format("| {} | {} | {} | {:g} |\n", arm, s.contains("beta") ? number(s.at("beta")) : "—",
-                      s.contains("lr") ? number(s.at("lr")) : "—", s.at("temperature").get<double>());
+    md += fmt::format("| {} | {} | {} | {:g} |\n", arm, s.contains("beta") ? setting_text(s.at("beta")) : "—",
+                      s.contains("lr") ? setting_text(s.at("lr")) : "—", s.at("temperature").get<double>());
   return md;
 }
 

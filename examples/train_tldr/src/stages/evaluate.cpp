@@ -11,7 +11,6 @@
 #include "training.hpp"
 
 #include <fstream>
-#include <sstream>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -23,12 +22,6 @@ std::size_t test_count(const run_context& ctx) {
   return n > 0 ? std::min<std::size_t>(ctx.test().size(), std::size_t(n)) : ctx.test().size();
 }
 
-std::size_t word_count(const std::string& s) {
-  std::istringstream in(s);
-  std::size_t n = 0;
-  for (std::string w; in >> w;) ++n;
-  return n;
-}
 
 RewardModel load_rm(const run_context& ctx) {
   RewardModel rm(ctx.settings().model);
