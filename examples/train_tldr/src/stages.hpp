@@ -68,7 +68,8 @@ struct validation_point {
 };
 
 /// Algorithm 1 for one run: runs/<run.name()>/{best.pt, history.json}, the best checkpoint by
-/// validation oracle_mean. Resumes from runs/<name>/state.pt.
+/// validation oracle_mean among the refreshes (the SFT model at refresh 0 is validated, not a
+/// candidate). Resumes from runs/<name>/state.pt.
 void align(const run_context& ctx, const run_spec& run);
 std::filesystem::path run_dir(const run_context& ctx, const run_spec& run);
 std::vector<validation_point> read_history(const std::filesystem::path& file);

@@ -234,10 +234,9 @@ void align(const run_context& ctx, const run_spec& run) {
     best = v.oracle_mean;
     save_model(dir / "best.pt", *st.policy);
   };
-  if (history.empty()) {
-    history.push_back(validate(st.policy, st.prior, st.rm, run.seed));
-    save_best(history.back());
-  }
+  // Refresh 0 is the SFT model: validated for the curve, never the run's best checkpoint (a run
+  // that only got worse must show it, not fall back to SFT).
+  if (history.empty()) history.push_back(validate(st.policy, st.prior, st.rm, run.seed));
 
   const auto m = a.prompts, G = a.groups_per_step;
   const auto K = a.epochs * m / G;

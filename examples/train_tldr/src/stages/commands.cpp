@@ -81,7 +81,8 @@ void evaluate_all(const run_context& ctx, const std::vector<evaluation>& evals, 
 
 double best_validation(const run_context& ctx, const run_spec& r) {
   double best = -1e300;
-  for (const auto& p : read_history(run_dir(ctx, r) / "history.json")) best = std::max(best, p.oracle_mean);
+  for (const auto& p : read_history(run_dir(ctx, r) / "history.json"))
+    if (p.refresh > 0) best = std::max(best, p.oracle_mean);
   return best;
 }
 
@@ -281,13 +282,22 @@ std::string run_study(const config& settings, const fs::path& self_config, std::
   const auto everything = summarize(*ctx, all_rows, {});
   plot_frontier(everything, ctx->path("study/frontier.png"), *log);
 
+  // Wall time: this invocation's, and the sum over every invocation of the study in this work
+  // directory (a resumed study spreads over several).
   const double wall = seconds_since(t0);
+  const auto timing_file = ctx->path("study/invocations.json");
+  json invocations = fs::exists(timing_file) ? json::parse(read_text(timing_file)) : json::array();
+  invocations.push_back({{"seconds", wall}, {"jobs", parallel_jobs(c)}, {"threads", c.threads}});
+  atomic_write_text(timing_file, invocations.dump(2));
+  double total = 0;
+  for (const auto& i : invocations) total += i.at("seconds").get<double>();
   const auto md = fmt::format(
       "Test split, {} prompts; seeds {}..{} (alignment and decoding; SFT and the reward model are shared); n = {} "
       "unless stated. Cells: mean ± sd over seeds [pooled 95% bootstrap interval over prompts]. Oracle: the "
       "experiment's ground-truth scorer (docs/oracle.md). Settings chosen on the validation split (sweep below) "
-      "before any test number was computed. This invocation took {}.\n\n{}### The sweep (validation split, seed {})\n\n{}",
-      table1.at("prompts").get<std::size_t>(), seeds.front(), seeds.back(), c.align.samples, format_duration(wall),
+      "before any test number was computed. Wall time: {} over {} invocation(s) of the command (the last: {}).\n\n{}### The sweep (validation split, seed {})\n\n{}",
+      table1.at("prompts").get<std::size_t>(), seeds.front(), seeds.back(), c.align.samples, format_duration(total),
+      invocations.size(), format_duration(wall),
       sections({{"Table 1: win-rates against gold, and metrics the labels never saw", table1},
                 {"Table 3: the bridge from DPO-sft to BRAIn", bridge},
                 {"Ablations: the baseline (§9.3) and the proposal update (§9.5)", ablations},
@@ -296,7 +306,7 @@ std::string run_study(const config& settings, const fs::path& self_config, std::
   atomic_write_text(ctx->path("study/results.md"), md);
   atomic_write_text(ctx->path("study/results.json"),
                     json{{"table1", table1}, {"bridge", bridge}, {"ablations", ablations}, {"n_sweep", n_sweep},
-                         {"all", everything}, {"sweep", choice}, {"wall_seconds", wall}}.dump(2));
+                         {"all", everything}, {"sweep", choice}, {"wall_seconds", total}}.dump(2));
   log->info("study finished in {}", format_duration(wall));
   return md;
 }
