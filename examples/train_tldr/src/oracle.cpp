@@ -1,323 +1,585 @@
 #include "oracle.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <array>
+#include <cmath>
+#include <functional>
 #include <istream>
 #include <ostream>
 #include <stdexcept>
-#include <array>
-#include <cctype>
-#include <cmath>
+#include <unordered_map>
 #include <utility>
-#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace tldr {
 namespace {
 
-bool is_ascii_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+// ---- words ------------------------------------------------------------------------------------
 
-// Lowercase words and whether a sentence ends after each ('.', '!', '?', ':', a line break or
-// the end of the text before the next word).
+// What a token is: a word, or one of the punctuation marks that shape a phrase.
+enum class kind : std::uint8_t { word, stop, comma, colon, open, close, dash, junk };
+constexpr std::size_t mark_kinds = 7;  // stop .. junk
+
 struct token {
-  std::string word;
-  bool ends_sentence = false;
+  kind k = kind::word;
+  bool content = false;         // a word of two or more characters, not a stopword
+  std::uint8_t signature = 0;   // shape and suffix: the class of a rare word in the form model
+  std::uint64_t stem = 0;       // FNV-1a of the stemmed lowercase word
+  std::uint64_t surface = 0;    // FNV-1a of the lowercase word
 };
 
-std::vector<token> tokens_of(std::string_view text) {
-  std::vector<token> tokens;
-  std::string word;
-  for (char c : text) {
-    if (is_ascii_alnum(c)) {
-      word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      continue;
-    }
-    if (!word.empty()) {
-      tokens.push_back({std::move(word), false});
-      word.clear();
-    }
-    if (!tokens.empty() && (c == '.' || c == '!' || c == '?' || c == ':' || c == '\n')) tokens.back().ends_sentence = true;
+bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+constexpr std::uint64_t fnv(std::string_view s) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
   }
-  if (!word.empty()) tokens.push_back({std::move(word), false});
-  if (!tokens.empty()) tokens.back().ends_sentence = true;
-  return tokens;
-}
-
-std::vector<std::string> words_of(std::string_view text) {
-  std::vector<std::string> words;
-  for (token& t : tokens_of(text)) words.push_back(std::move(t.word));
-  return words;
-}
-
-// Sorted, for binary search.
-constexpr std::array<std::string_view, 126> stopwords{
-    "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as",
-    "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
-    "could", "did", "do", "does", "doing", "don", "down", "during", "each", "eg", "etc", "even", "every",
-    "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
-    "his", "how", "ie", "if", "in", "into", "is", "it", "its", "just", "may", "me", "might", "more", "most",
-    "much", "must", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "one", "only", "or",
-    "other", "our", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than",
-    "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to",
-    "too", "under", "until", "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where",
-    "which", "while", "who", "will", "with", "would", "you", "your"};
-
-bool is_stopword(std::string_view w) { return std::binary_search(stopwords.begin(), stopwords.end(), w); }
-bool is_content(std::string_view w) { return w.size() >= 2 && !is_stopword(w); }
-
-// Words that cannot end a finished phrase, or start one.
-constexpr std::array<std::string_view, 22> dangling_end{
-    "a", "an", "and", "as", "at", "but", "by", "for", "from", "in", "into", "is",
-    "of", "on", "or", "than", "that", "the", "to", "which", "with", "are"};
-constexpr std::array<std::string_view, 10> dangling_start{"and", "or", "but", "of", "nor", "s", "t", "ing", "ed", "es"};
-
-template <std::size_t N>
-bool one_of(const std::array<std::string_view, N>& list, std::string_view w) {
-  return std::find(list.begin(), list.end(), w) != list.end();
-}
-
-bool ends_with(const std::string& w, std::string_view suffix) { return std::string_view(w).ends_with(suffix); }
-
-std::string stem(std::string w) {
-  // A version digit on a name does not make another word: css2/css, python3/python.
-  if (const std::size_t last = w.find_last_not_of("0123456789");
-      last != std::string::npos && last + 1 < w.size() && std::isalpha(static_cast<unsigned char>(w[last])))
-    w.resize(last + 1);
-  const std::size_t n = w.size();
-  if (n > 5 && ends_with(w, "ing")) {
-    w.resize(n - 3);
-  } else if (n > 4 && ends_with(w, "ies")) {
-    w.resize(n - 3);
-    w += 'y';
-  } else if (n > 4 && ends_with(w, "ed")) {
-    w.resize(n - 2);
-  } else if (n > 4 && ends_with(w, "es") &&
-             (w[n - 3] == 's' || w[n - 3] == 'x' || w[n - 3] == 'z' || ends_with(w, "ches") || ends_with(w, "shes"))) {
-    w.resize(n - 2);
-  } else if (n > 3 && w.back() == 's' && !ends_with(w, "ss") && !ends_with(w, "us") && !ends_with(w, "is")) {
-    w.resize(n - 1);
-  }
-  if (w.size() > 4 && w.back() == 'e') w.pop_back();  // parse/parses/parsing all give "pars"
-  return w;
-}
-
-std::uint64_t pair_hash(const std::string& a, const std::string& b) {
-  std::uint64_t h = 14695981039346656037ULL;  // FNV-1a 64, stable across runs
-  auto add = [&h](std::string_view s) {
-    for (char c : s) {
-      h ^= static_cast<unsigned char>(c);
-      h *= 1099511628211ULL;
-    }
-  };
-  add(a);
-  add("\x1f");
-  add(b);
   return h;
 }
 
-std::vector<std::string> stems_of(const std::vector<std::string>& words) {
-  std::vector<std::string> stems;
-  stems.reserve(words.size());
-  for (const std::string& w : words) stems.push_back(stem(w));
-  return stems;
+std::uint64_t pair_key(std::uint64_t a, std::uint64_t b) {
+  return a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL + (a << 6) + (a >> 2));
 }
 
-// Whitespace-separated pieces of text that are not words: stray punctuation, the "⁇" that
-// SentencePiece prints for unknown pieces, replacement characters, runs like "!!!" or ",,,".
+// The hashes of a small English stopword list, sorted.
+constexpr auto stopword_hashes = [] {
+  constexpr std::array<std::string_view, 126> words{
+      "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as",
+      "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
+      "could", "did", "do", "does", "doing", "don", "down", "during", "each", "eg", "etc", "even", "every",
+      "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
+      "his", "how", "ie", "if", "in", "into", "is", "it", "its", "just", "may", "me", "might", "more", "most",
+      "much", "must", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "one", "only", "or",
+      "other", "our", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than",
+      "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to",
+      "too", "under", "until", "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where",
+      "which", "while", "who", "will", "with", "would", "you", "your"};
+  std::array<std::uint64_t, words.size()> hashes{};
+  for (std::size_t i = 0; i < words.size(); ++i) hashes[i] = fnv(words[i]);
+  std::sort(hashes.begin(), hashes.end());
+  return hashes;
+}();
+
+bool is_stopword(std::uint64_t surface) {
+  return std::binary_search(stopword_hashes.begin(), stopword_hashes.end(), surface);
+}
+
+// A crude stemmer, so that "parses", "parsing" and "parse" meet: a version digit dropped
+// (css2 -> css), then one of -ing, -ies -> y, -ed, -es after s/x/z/ch/sh, -s; then a final -e.
+std::string_view stem_of(char* w, std::size_t n) {
+  auto ends = [&](std::string_view s) {
+    if (n < s.size()) return false;
+    for (std::size_t i = 0; i < s.size(); ++i)
+      if (w[n - s.size() + i] != s[i]) return false;
+    return true;
+  };
+  if (n > 1 && is_digit(w[n - 1])) {
+    std::size_t k = n;
+    while (k > 0 && is_digit(w[k - 1])) --k;
+    if (k > 0) n = k;
+  }
+  if (n > 5 && ends("ing")) {
+    n -= 3;
+  } else if (n > 4 && ends("ies")) {
+    n -= 2;
+    w[n - 1] = 'y';
+  } else if (n > 4 && ends("ed")) {
+    n -= 2;
+  } else if (n > 4 && ends("es") && (w[n - 3] == 's' || w[n - 3] == 'x' || w[n - 3] == 'z' || ends("ches") || ends("shes"))) {
+    n -= 2;
+  } else if (n > 3 && w[n - 1] == 's' && !ends("ss") && !ends("us") && !ends("is")) {
+    n -= 1;
+  }
+  if (n > 4 && w[n - 1] == 'e') --n;
+  return {w, n};
+}
+
+// A whitespace-separated piece that is noise: SentencePiece's "⁇" for unknown pieces, U+FFFD,
+// runs like "!!!", or punctuation other than a dash, slash, ampersand, plus or bracket.
 bool junk_piece(std::string_view piece) {
+  if (std::all_of(piece.begin(), piece.end(), is_alnum)) return false;  // the common case
   if (piece.find("\xE2\x81\x87") != std::string_view::npos || piece.find("\xEF\xBF\xBD") != std::string_view::npos)
     return true;
-  for (std::size_t i = 0; i + 2 < piece.size(); ++i) {
-    const char c = piece[i];
-    if (std::ispunct(static_cast<unsigned char>(c)) && piece[i + 1] == c && piece[i + 2] == c) return true;
-  }
-  if (std::any_of(piece.begin(), piece.end(), is_ascii_alnum)) return false;
-  static constexpr std::array<std::string_view, 7> allowed{"-", "--", "/", "&", "+", "\xE2\x80\x93", "\xE2\x80\x94"};
-  return !one_of(allowed, piece);
+  for (std::size_t i = 0; i + 2 < piece.size(); ++i)
+    if (!is_alnum(piece[i]) && static_cast<unsigned char>(piece[i]) < 0x80 && piece[i + 1] == piece[i] &&
+        piece[i + 2] == piece[i])
+      return true;
+  if (std::any_of(piece.begin(), piece.end(), is_alnum)) return false;
+  static constexpr std::array<std::string_view, 9> allowed{"-", "--", "/", "&", "+", "\xE2\x80\x93", "\xE2\x80\x94", "(", ")"};
+  return std::find(allowed.begin(), allowed.end(), piece) == allowed.end() &&
+         piece.find_first_of(".,:;!?\"'") == std::string_view::npos;
 }
 
-std::vector<std::string_view> pieces_of(std::string_view text) {
-  std::vector<std::string_view> pieces;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && is_space(text[i])) ++i;
-    const std::size_t start = i;
-    while (i < text.size() && !is_space(text[i])) ++i;
-    if (i > start) pieces.push_back(text.substr(start, i - start));
+constexpr std::size_t signatures = 18;
+
+// A rare word's class: its shape and, for words of letters, a suffix that hints at its part of
+// speech (plural or third person -s, -ing, -ed, -ly, -tion, -er, adjective endings).
+std::uint8_t signature_of(std::string_view lower, std::size_t uppercase, bool capitalised) {
+  if (std::all_of(lower.begin(), lower.end(), is_digit)) return 16;
+  if (uppercase >= 2 || (uppercase == 1 && lower.size() == 1)) return 17;
+  auto ends = [&](std::string_view x) {
+    if (lower.size() <= x.size() + 2) return false;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (lower[lower.size() - x.size() + i] != x[i]) return false;
+    return true;
+  };
+  const int suffix = ends("ing") ? 1 : ends("ed") ? 2 : ends("ly") ? 3 : ends("tion") || ends("sion") ? 4
+                     : ends("er") || ends("or") ? 5
+                     : ends("al") || ends("ic") || ends("ive") || ends("ous") || ends("ful") || ends("able") ? 6
+                     : ends("s") && !ends("ss") ? 7 : 0;
+  return static_cast<std::uint8_t>((capitalised && uppercase == 1 ? 8 : 0) + suffix);
+}
+
+// The tokens of a text: words and the marks kind lists. Line breaks end sentences like full
+// stops do. A summary's final full stop is typography (some synopses have one), not form; a
+// description's stays, as prose ends that way.
+enum class text_kind { summary, description };
+std::vector<token> tokenize(std::string_view text, text_kind what) {
+  std::vector<token> out;
+  out.reserve(text.size() / 5 + 4);
+  std::string word;
+  auto end_sentence = [&] {
+    if (!out.empty() && out.back().k != kind::stop) out.push_back({kind::stop});
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    if (is_space(text[i])) {
+      if (text[i] == '\n') end_sentence();
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < text.size() && !is_space(text[end])) ++end;
+    const std::string_view piece = text.substr(i, end - i);
+    i = end;
+    if (word.size() < piece.size()) word.resize(piece.size());
+    if (junk_piece(piece)) {
+      out.push_back({kind::junk});
+      continue;
+    }
+    if (piece == "-" || piece == "--" || piece == "\xE2\x80\x93" || piece == "\xE2\x80\x94") {
+      out.push_back({kind::dash});
+      continue;
+    }
+    for (std::size_t j = 0; j < piece.size();) {
+      const char c = piece[j];
+      if (is_alnum(c)) {
+        std::size_t e = j, uppercase = 0;
+        for (; e < piece.size() && is_alnum(piece[e]); ++e) {
+          uppercase += is_upper(piece[e]);
+          word[e - j] = static_cast<char>(is_upper(piece[e]) ? piece[e] - 'A' + 'a' : piece[e]);
+        }
+        const std::string_view lower(word.data(), e - j);
+        token t;
+        t.surface = fnv(lower);
+        t.content = lower.size() >= 2 && !is_stopword(t.surface);
+        t.signature = signature_of(lower, uppercase, is_upper(c));
+        t.stem = fnv(stem_of(word.data(), lower.size()));
+        out.push_back(t);
+        j = e;
+        continue;
+      }
+      const bool at_end = piece.find_first_not_of(")]\"'", j + 1) == std::string_view::npos;
+      if ((c == '.' || c == '!' || c == '?') && at_end) {
+        end_sentence();
+      } else if (c == ',') {
+        out.push_back({kind::comma});
+      } else if ((c == ':' || c == ';') && at_end) {
+        out.push_back({kind::colon});
+      } else if (c == '(' || c == '[') {
+        out.push_back({kind::open});
+      } else if (c == ')' || c == ']') {
+        out.push_back({kind::close});
+      }
+      ++j;
+    }
   }
-  return pieces;
+  if (what == text_kind::summary && !out.empty() && out.back().k == kind::stop) out.pop_back();
+  return out;
+}
+
+// ---- an open-addressing hash table keyed by 64-bit hashes -------------------------------------
+
+template <class V>
+class hash_table {
+ public:
+  V& operator[](std::uint64_t key) {
+    if (2 * (size_ + 1) > slots_.size()) grow();
+    key = key == 0 ? 1 : key;  // 0 marks an empty slot
+    std::size_t i = slot(key);
+    while (slots_[i].key != 0 && slots_[i].key != key) i = (i + 1) & (slots_.size() - 1);
+    if (slots_[i].key == 0) slots_[i].key = key, ++size_;
+    return slots_[i].value;
+  }
+  const V* find(std::uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    key = key == 0 ? 1 : key;
+    for (std::size_t i = slot(key);; i = (i + 1) & (slots_.size() - 1)) {
+      if (slots_[i].key == key) return &slots_[i].value;
+      if (slots_[i].key == 0) return nullptr;
+    }
+  }
+  std::size_t size() const { return size_; }
+
+ private:
+  struct entry {
+    std::uint64_t key = 0;
+    V value{};
+  };
+  std::size_t slot(std::uint64_t key) const { return (key * 0x9E3779B97F4A7C15ULL >> 20) & (slots_.size() - 1); }
+  void grow() {
+    std::vector<entry> old(std::max<std::size_t>(64, 2 * slots_.size()));
+    std::swap(old, slots_);
+    size_ = 0;
+    for (entry& e : old)
+      if (e.key != 0) (*this)[e.key] = std::move(e.value);
+  }
+  std::vector<entry> slots_;  // key and value side by side: one cache miss per lookup
+  std::size_t size_ = 0;
+};
+
+}  // namespace
+
+// ---- the model learnt from the train split -------------------------------------------------------
+
+struct oracle::model {
+  struct word_stats {
+    std::uint32_t posts = 0;        // train posts holding the stem
+    std::uint32_t carried = 0;      // of those, the ones whose synopsis holds it too
+    std::uint32_t unsupported = 0;  // synopses holding it while their post does not
+    std::uint32_t occurrences = 0;  // in the train posts and synopses
+    std::uint32_t followed = 0;     // of those, followed by a word
+    std::uint32_t followers = 0;    // distinct words following it
+  };
+  // Form model classes: [0, frequent_words) frequent synopsis words, then the signatures of rare
+  // words, the marks, <s> and </s>.
+  static constexpr std::size_t frequent_words = 1000;
+  static constexpr std::size_t begin_class = frequent_words + signatures + mark_kinds;
+  static constexpr std::size_t end_class = begin_class + 1;
+  static constexpr std::size_t classes = end_class + 1;
+
+  oracle_options options;
+  double posts = 0, words = 0, carry_rate = 0;
+  hash_table<word_stats> stats;          // by stem
+  hash_table<std::uint32_t> pairs;       // adjacent stems in the train posts and synopses
+  hash_table<std::uint32_t> frequent;    // surface -> class + 1
+  std::vector<double> form_llr;          // [previous class][class]: log P_synopsis - log P_description
+  std::vector<double> length_prior;      // by number of words
+
+  std::size_t class_of(const token& t, bool word_known) const {
+    if (t.k != kind::word) return frequent_words + signatures + static_cast<std::size_t>(t.k) - 1;
+    if (!word_known) return frequent_words + signatures + static_cast<std::size_t>(kind::junk) - 1;
+    const std::uint32_t* c = frequent.find(t.surface);
+    return c != nullptr ? *c - 1 : frequent_words + t.signature;
+  }
+  double idf(const word_stats* s) const { return std::log((posts + 1.0) / ((s ? s->posts : 0) + 1.0)) + 1.0; }
+  double carry(const word_stats* s) const {
+    return ((s ? s->carried : 0) + options.carry_prior * carry_rate) / ((s ? s->posts : 0) + options.carry_prior);
+  }
+  double paraphrase(const word_stats* s) const {
+    if (s == nullptr) return 0.0;
+    const double rate = s->unsupported / (posts - s->posts + 1.0);
+    return rate / (rate + options.paraphrase_strength);
+  }
+};
+
+namespace {
+
+// Witten–Bell smoothed class bigrams from counts [previous][class], as log-probabilities.
+std::vector<double> bigram_log_probs(const std::vector<double>& counts, std::size_t V) {
+  std::vector<double> unigram(V, 1.0);
+  double total = static_cast<double>(V);
+  for (std::size_t i = 0; i < V * V; ++i) unigram[i % V] += counts[i], total += counts[i];
+  for (double& u : unigram) u /= total;
+  std::vector<double> out(V * V);
+  for (std::size_t p = 0; p < V; ++p) {
+    double n = 0, types = 0;
+    for (std::size_t c = 0; c < V; ++c) n += counts[p * V + c], types += counts[p * V + c] > 0;
+    for (std::size_t c = 0; c < V; ++c)
+      out[p * V + c] = n > 0 ? std::log((counts[p * V + c] + types * unigram[c]) / (n + types)) : std::log(unigram[c]);
+  }
+  return out;
+}
+
+std::vector<std::uint64_t> distinct(std::vector<std::uint64_t> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
 }
 
 }  // namespace
 
-oracle::oracle(std::span<const example> corpus, oracle_options options) : options_(options) {
-  documents_ = corpus.size();
-  std::vector<std::string> distinct;
-  for (const example& ex : corpus) {
-    const std::vector<token> tokens = tokens_of(post_of(ex.prompt));
-    std::vector<std::string> stems;
-    stems.reserve(tokens.size());
-    for (const token& t : tokens) {
-      stems.push_back(stem(t.word));
-      word_stats& st = stats_[stems.back()];
-      ++st.occurrences;
-      if (t.ends_sentence) ++st.sentence_ends;
-    }
-    distinct = stems;
-    std::sort(distinct.begin(), distinct.end());
-    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-    for (const std::string& s : distinct) ++stats_[s].documents;
-    for (std::size_t i = 0; i + 1 < stems.size(); ++i) bigrams_.push_back(pair_hash(stems[i], stems[i + 1]));
+oracle::oracle(std::span<const example> train, oracle_options options) {
+  auto m = std::make_shared<model>();
+  m->options = options;
+  m->posts = static_cast<double>(train.size());
+
+  // The synopses first: their frequent words are the form model's classes.
+  std::vector<std::vector<token>> synopses;
+  synopses.reserve(train.size());
+  std::unordered_map<std::uint64_t, std::uint64_t> frequency;
+  std::vector<double> lengths(2, 0.0);
+  for (const example& ex : train) {
+    synopses.push_back(tokenize(ex.label, text_kind::summary));
+    std::size_t n = 0;
+    for (const token& t : synopses.back())
+      if (t.k == kind::word) ++frequency[t.surface], ++n;
+    if (lengths.size() <= n) lengths.resize(n + 1, 0.0);
+    ++lengths[n];
   }
-  std::sort(bigrams_.begin(), bigrams_.end());
-  bigrams_.erase(std::unique(bigrams_.begin(), bigrams_.end()), bigrams_.end());
-  bigrams_.shrink_to_fit();
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> by_frequency(frequency.begin(), frequency.end());
+  std::sort(by_frequency.begin(), by_frequency.end(),
+            [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  for (std::size_t i = 0; i < std::min(model::frequent_words, by_frequency.size()); ++i)
+    m->frequent[by_frequency[i].first] = static_cast<std::uint32_t>(i + 1);
+
+  constexpr std::size_t V = model::classes;
+  std::vector<double> synopsis_counts(V * V, 0.0), post_counts(V * V, 0.0);
+  auto count_classes = [&](const std::vector<token>& seq, std::vector<double>& counts) {
+    std::size_t previous = model::begin_class;
+    for (const token& t : seq) {
+      const std::size_t c = m->class_of(t, true);
+      counts[previous * V + c] += 1;
+      previous = c;
+    }
+    counts[previous * V + model::end_class] += 1;
+  };
+  auto count_words = [&](const std::vector<token>& seq) {
+    std::uint64_t previous = 0;
+    for (const token& t : seq) {
+      if (t.k != kind::word) continue;
+      ++m->stats[t.stem].occurrences;
+      ++m->words;
+      if (previous != 0) {
+        model::word_stats& p = m->stats[previous];
+        ++p.followed;
+        if (m->pairs[pair_key(previous, t.stem)]++ == 0) ++p.followers;
+      }
+      previous = t.stem;
+    }
+  };
+  double carried = 0, post_content = 0;
+  std::vector<std::uint64_t> stems;
+  for (std::size_t i = 0; i < train.size(); ++i) {
+    const std::vector<token> post = tokenize(post_of(train[i].prompt), text_kind::description);
+    const std::vector<token>& synopsis = synopses[i];
+    stems.clear();
+    for (const token& t : post)
+      if (t.k == kind::word) stems.push_back(t.stem), post_content += t.content;
+    const auto in_post = distinct(stems);
+    for (std::uint64_t s : in_post) ++m->stats[s].posts;
+    stems.clear();
+    for (const token& t : synopsis)
+      if (t.content) stems.push_back(t.stem);
+    for (std::uint64_t s : distinct(stems)) {
+      model::word_stats& st = m->stats[s];
+      if (std::binary_search(in_post.begin(), in_post.end(), s)) {
+        ++st.carried;
+        ++carried;
+      } else {
+        ++st.unsupported;
+      }
+    }
+    count_words(post);
+    count_words(synopsis);
+    count_classes(post, post_counts);
+    count_classes(synopsis, synopsis_counts);
+  }
+  m->carry_rate = post_content > 0 ? carried / post_content : 0.0;
+  const auto synopsis_lp = bigram_log_probs(synopsis_counts, V), post_lp = bigram_log_probs(post_counts, V);
+  m->form_llr.resize(V * V);
+  for (std::size_t i = 0; i < V * V; ++i) m->form_llr[i] = synopsis_lp[i] - post_lp[i];
+
+  // Length prior: the add-one smoothed histogram of synopsis lengths, scaled to a peak of 1.
+  lengths.resize(lengths.size() + 8, 0.0);
+  const double peak = *std::max_element(lengths.begin() + 1, lengths.end()) + 1.0;
+  m->length_prior.assign(lengths.size(), 0.0);
+  for (std::size_t n = 1; n < lengths.size(); ++n)
+    m->length_prior[n] = std::pow((lengths[n] + 1.0) / peak, m->options.length_power);
+  model_ = std::move(m);
 }
 
-double oracle::idf(const std::string& stem) const {
-  const auto it = stats_.find(stem);
-  const double df = it == stats_.end() ? 0.0 : it->second.documents;
-  return std::log((static_cast<double>(documents_) + 1.0) / (df + 1.0)) + 1.0;
-}
-
-double oracle::ending_rate(const std::string& stem) const {
-  // Smoothed towards `prior`, so that a word seen a few times is not judged on them alone.
-  constexpr double prior = 0.15, strength = 5.0;
-  const auto it = stats_.find(stem);
-  if (it == stats_.end()) return prior;
-  return (it->second.sentence_ends + prior * strength) / (it->second.occurrences + strength);
-}
+std::size_t oracle::corpus_size() const { return static_cast<std::size_t>(model_->posts); }
+const oracle_options& oracle::options() const { return model_->options; }
 
 oracle::verdict oracle::rate(std::string_view post, std::string_view summary) const {
-  verdict v{0, 0, 0, 0, 0};
-  const std::vector<std::string> words = words_of(summary);
-  if (words.empty()) return v;  // nothing said: nothing to reward
-  const std::vector<std::string> stems = stems_of(words);
-  const std::vector<std::string> post_words = words_of(post);
-  const std::vector<std::string> post_stems = stems_of(post_words);
-  std::vector<std::string> post_set = post_stems;
-  std::sort(post_set.begin(), post_set.end());
-  post_set.erase(std::unique(post_set.begin(), post_set.end()), post_set.end());
-  auto in_post = [&](const std::string& s) { return std::binary_search(post_set.begin(), post_set.end(), s); };
+  const model& m = *model_;
+  const oracle_options& o = m.options;
+  verdict v;
+  const std::vector<token> tokens = tokenize(summary, text_kind::summary);
+  std::vector<const token*> words;
+  for (const token& t : tokens)
+    if (t.k == kind::word) words.push_back(&t);
+  if (words.empty()) return v;
 
-  // Faithfulness, idf-weighted: an unsupported rare word is a claim the post does not make,
-  // an unsupported common one ("tool", "library") mostly a paraphrase.
-  double claimed = 0.0, supported = 0.0;
-  std::vector<std::string> content_stems;
-  for (std::size_t i = 0; i < words.size(); ++i) {
-    if (!is_content(words[i])) continue;
-    content_stems.push_back(stems[i]);
-    const double w = idf(stems[i]);
-    claimed += w;
-    if (in_post(stems[i])) supported += w;
-  }
-  v.faithfulness = claimed > 0.0 ? supported / claimed : 0.0;
-
-  // Coverage of the post's salient stems.
-  std::unordered_map<std::string, std::size_t> tf;
-  for (std::size_t i = 0; i < post_words.size(); ++i)
-    if (is_content(post_words[i])) ++tf[post_stems[i]];
-  std::vector<std::pair<double, std::string>> salient;
-  salient.reserve(tf.size());
-  for (const auto& [s, count] : tf) salient.emplace_back(static_cast<double>(count) * idf(s), s);
-  std::sort(salient.begin(), salient.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;  // ties by stem: deterministic
-  });
-  if (salient.size() > options_.salient_words) salient.resize(options_.salient_words);
-  std::vector<std::string> summary_set = stems;
-  std::sort(summary_set.begin(), summary_set.end());
-  double total = 0.0, covered = 0.0;
-  for (const auto& [weight, s] : salient) {
-    const double w = idf(s);
-    total += w;
-    if (std::binary_search(summary_set.begin(), summary_set.end(), s)) covered += w;
-  }
-  v.coverage = total > 0.0 ? covered / total : 0.0;
-
-  // Fluency.
-  double penalty = 0.0;
-  if (!content_stems.empty()) {  // repeated content words
-    std::vector<std::string> distinct = content_stems;
-    std::sort(distinct.begin(), distinct.end());
-    const auto unique = std::unique(distinct.begin(), distinct.end()) - distinct.begin();
-    penalty += static_cast<double>(content_stems.size() - static_cast<std::size_t>(unique)) /
-               static_cast<double>(content_stems.size());
-  }
-  if (stems.size() >= 2) {  // repeated bigrams; word pairs English does not use
-    std::vector<std::uint64_t> post_pairs;
-    for (std::size_t i = 0; i + 1 < post_stems.size(); ++i) post_pairs.push_back(pair_hash(post_stems[i], post_stems[i + 1]));
-    std::sort(post_pairs.begin(), post_pairs.end());
-    std::vector<std::uint64_t> pairs;
-    std::size_t unseen = 0;
-    for (std::size_t i = 0; i + 1 < stems.size(); ++i) {
-      const std::uint64_t h = pair_hash(stems[i], stems[i + 1]);
-      pairs.push_back(h);
-      if (!std::binary_search(bigrams_.begin(), bigrams_.end(), h) &&
-          !std::binary_search(post_pairs.begin(), post_pairs.end(), h))
-        ++unseen;
+  // The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
+  // first occurrence of each content stem.
+  const std::vector<token> post_tokens = tokenize(post, text_kind::description);
+  std::vector<std::uint64_t> post_stems, post_pairs;
+  std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
+  {
+    std::uint64_t previous = 0;
+    for (const token& t : post_tokens) {
+      if (t.k != kind::word) continue;
+      if (t.content) first_seen.emplace_back(t.stem, post_stems.size());
+      if (previous != 0) post_pairs.push_back(pair_key(previous, t.stem));
+      post_stems.push_back(t.stem);
+      previous = t.stem;
     }
-    const double n_pairs = static_cast<double>(pairs.size());
-    std::sort(pairs.begin(), pairs.end());
-    const auto unique = std::unique(pairs.begin(), pairs.end()) - pairs.begin();
-    penalty += 0.5 * (n_pairs - static_cast<double>(unique)) / n_pairs;
-    penalty += 0.4 * static_cast<double>(unseen) / n_pairs;
   }
-  const std::vector<std::string_view> pieces = pieces_of(summary);
-  const auto junk = std::count_if(pieces.begin(), pieces.end(), junk_piece);
-  penalty += 2.0 * static_cast<double>(junk) / static_cast<double>(pieces.size());
-  const auto unknown = std::count_if(stems.begin(), stems.end(),
-                                     [&](const std::string& s) { return !stats_.contains(s) && !in_post(s); });
-  penalty += static_cast<double>(unknown) / static_cast<double>(stems.size());
-  // An unfinished ending: a function word or open punctuation last, an unclosed parenthesis,
-  // or, without a closing full stop, a last word that rarely ends a sentence in the corpus
-  // (a summary cut off mid-phrase).
-  const char last_char = pieces.back().back();
-  const bool dangling = one_of(dangling_end, words.back()) || last_char == ',' || last_char == ';' ||
-                        last_char == ':' || last_char == '(' || last_char == '-' ||
-                        std::count(summary.begin(), summary.end(), '(') > std::count(summary.begin(), summary.end(), ')');
-  if (dangling) {
-    penalty += 0.3;
-  } else if (last_char != '.' && last_char != '!' && last_char != '?') {
-    constexpr double natural = 0.1;  // a noun ending a noun phrase ends sentences about this often
-    penalty += 0.3 * std::max(0.0, 1.0 - ending_rate(stems.back()) / natural);
+  std::sort(post_stems.begin(), post_stems.end());
+  std::sort(post_pairs.begin(), post_pairs.end());
+  auto count_in = [](const std::vector<std::uint64_t>& sorted, std::uint64_t x) {
+    const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
+    return static_cast<double>(hi - lo);
+  };
+  auto in_post = [&](std::uint64_t s) { return std::binary_search(post_stems.begin(), post_stems.end(), s); };
+
+  // The summary's words with their statistics; a word neither in the corpus nor in the post is
+  // a non-word (SentencePiece pieces glued together).
+  struct word_info {
+    const token* t;
+    const model::word_stats* stats;
+    bool in_post, known;
+  };
+  std::vector<word_info> info;
+  info.reserve(words.size());
+  for (const token* t : words) {
+    const model::word_stats* s = m.stats.find(t->stem);
+    const bool p = in_post(t->stem);
+    info.push_back({t, s, p, s != nullptr || p});
   }
-  const unsigned char first_char = static_cast<unsigned char>(pieces.front().front());
-  const bool bad_start =
-      one_of(dangling_start, words.front()) ||
-      (first_char < 0x80 && !is_ascii_alnum(static_cast<char>(first_char)) &&
-       std::string_view("\"'([`").find(static_cast<char>(first_char)) == std::string_view::npos);
-  if (bad_start) penalty += 0.3;
-  v.fluency = std::clamp(1.0 - penalty, 0.0, 1.0);
 
-  // Brevity.
-  const double n = static_cast<double>(words.size());
-  const double lo = static_cast<double>(options_.short_words), hi = static_cast<double>(options_.long_words);
-  v.brevity = n < lo ? n / lo : n <= hi ? 1.0 : std::exp(-(n - hi) / options_.length_decay);
+  // Faithfulness: idf-weighted share of content words the post supports; a word synopses often
+  // bring in unsupported (library, tool) gets partial credit.
+  double claimed = 0, supported = 0;
+  std::vector<std::uint64_t> content;
+  for (const word_info& w : info) {
+    if (!w.t->content) continue;
+    content.push_back(w.t->stem);
+    const double weight = m.idf(w.stats);
+    claimed += weight;
+    supported += weight * (w.in_post ? 1.0 : m.paraphrase(w.stats));
+  }
+  v.faithfulness = claimed > 0 ? std::min(1.0, supported / claimed / o.faithfulness_saturation) : 0.0;
 
-  v.score = options_.faithfulness_weight * v.faithfulness + options_.coverage_weight * v.coverage +
-            options_.fluency_weight * v.fluency + options_.brevity_weight * v.brevity;
+  // Coverage of the post's key words: carry probability times an early-position weight.
+  std::sort(first_seen.begin(), first_seen.end());
+  first_seen.erase(std::unique(first_seen.begin(), first_seen.end(),
+                               [](const auto& a, const auto& b) { return a.first == b.first; }),
+                   first_seen.end());
+  std::vector<std::pair<double, std::uint64_t>> keys;
+  keys.reserve(first_seen.size());
+  for (const auto& [stem, position] : first_seen)
+    keys.emplace_back(m.carry(m.stats.find(stem)) / (1.0 + static_cast<double>(position) / o.position_scale), stem);
+  std::vector<std::uint64_t> summary_stems;
+  for (const token* t : words) summary_stems.push_back(t->stem);
+  summary_stems = distinct(std::move(summary_stems));
+  double covered = 0;
+  for (const auto& [weight, stem] : keys)
+    if (std::binary_search(summary_stems.begin(), summary_stems.end(), stem)) covered += weight;
+  const std::size_t top = std::min(o.key_words, keys.size());
+  std::partial_sort(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(top), keys.end(), std::greater<>());
+  double total = 0;
+  for (std::size_t i = 0; i < top; ++i) total += keys[i].first;
+  v.coverage = total > 0 ? std::min(1.0, covered / total / o.coverage_saturation) : 0.0;
+
+  // Phrasing: do adjacent words belong together? Pointwise mutual information of each pair under
+  // a Witten–Bell bigram model of the corpus with the post as a cache, log P(w | v) / P(w).
+  double belonging = 0;
+  std::vector<std::uint64_t> pair_keys;
+  const double vocabulary = static_cast<double>(m.stats.size()) + 1.0;
+  for (std::size_t i = 1; i < info.size(); ++i) {
+    const word_info &a = info[i - 1], &b = info[i];
+    const std::uint64_t key = pair_key(a.t->stem, b.t->stem);
+    pair_keys.push_back(key);
+    if (!a.known || !b.known) continue;  // a non-word belongs with nothing
+    const std::uint32_t* corpus_pair = m.pairs.find(key);
+    const double a_in_post = count_in(post_stems, a.t->stem);
+    const double c = (corpus_pair ? *corpus_pair : 0) + o.cache_weight * count_in(post_pairs, key);
+    const double cv = (a.stats ? a.stats->followed : 0) + o.cache_weight * a_in_post;
+    const double types = (a.stats ? a.stats->followers : 0) + (a_in_post > 0 ? 1.0 : 0.0) + o.pair_smoothing;
+    const double p = ((b.stats ? b.stats->occurrences : 0) + 1.0) / (m.words + vocabulary);
+    const double pmi = std::log((c + types * p) / ((cv + types) * p));
+    belonging += 1.0 / (1.0 + std::exp(-(pmi - o.pmi_threshold) / o.phrasing_scale));
+  }
+  v.phrasing = pair_keys.empty() ? 0.0 : belonging / static_cast<double>(pair_keys.size());
+
+  // Form: does the sequence of word classes read like a synopsis rather than like description
+  // prose? The mean log-likelihood ratio per transition, through a logistic.
+  double llr = 0;
+  std::size_t previous = model::begin_class, k = 0;
+  for (const token& t : tokens) {
+    const bool known = t.k != kind::word || info[k++].known;
+    const std::size_t c = m.class_of(t, known);
+    llr += m.form_llr[previous * model::classes + c];
+    previous = c;
+  }
+  llr += m.form_llr[previous * model::classes + model::end_class];
+  v.form = 1.0 / (1.0 + std::exp(-o.form_sharpness * llr / static_cast<double>(tokens.size() + 1)));
+
+  // Length.
+  v.length = m.length_prior[std::min(words.size(), m.length_prior.size() - 1)];
+
+  // Redundancy: the shares of content words and of word pairs that are repeats.
+  auto repeated_share = [](std::vector<std::uint64_t> x) {
+    if (x.empty()) return 0.0;
+    const double n = static_cast<double>(x.size());
+    return (n - static_cast<double>(distinct(std::move(x)).size())) / n;
+  };
+  v.redundancy = std::pow((1.0 - repeated_share(content)) * (1.0 - repeated_share(pair_keys)), o.redundancy_power);
+
+  // The weighted geometric mean of the components, each floored, times the redundancy.
+  const std::array<std::pair<double, double>, 5> parts{{{v.faithfulness, o.faithfulness_weight},
+                                                        {v.coverage, o.coverage_weight},
+                                                        {v.phrasing, o.phrasing_weight},
+                                                        {v.form, o.form_weight},
+                                                        {v.length, o.length_weight}}};
+  double log_score = 0, weights = 0;
+  for (const auto& [value, weight] : parts) {
+    log_score += weight * std::log(o.floor + (1.0 - o.floor) * value);
+    weights += weight;
+  }
+  v.score = v.redundancy * std::exp(log_score / weights);
   return v;
 }
 
-void score_jsonl(const oracle& o, std::istream& in, std::ostream& out, const std::string& source_name) {
-  std::string line;
-  for (std::size_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const auto where = source_name + ":" + std::to_string(number);
-    nlohmann::json j;
+void score_jsonl(const oracle& o, std::istream& in, std::ostream& out, std::string_view source_name) {
+  const auto where = [&](std::size_t line) { return std::string(source_name) + ":" + std::to_string(line); };
+  std::string text;
+  for (std::size_t line = 1; std::getline(in, text); ++line) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json object;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(where + ": not JSON (" + e.what() + ")");
+      object = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(where(line) + ": invalid JSON: " + e.what());
     }
-    for (const char* field : {"prompt", "summary"})
-      if (!j.is_object() || !j.contains(field) || !j[field].is_string())
-        throw std::runtime_error(where + ": field \"" + field + "\" missing or not a string");
-    const auto v = o.rate(post_of(j["prompt"].get<std::string>()), j["summary"].get<std::string>());
-    j["score"] = v.score;
-    out << j.dump() << "\n";
+    if (!object.is_object())
+      throw std::runtime_error(where(line) + ": expected a JSON object, got " + std::string(object.type_name()));
+    for (const char* field : {"prompt", "summary"}) {
+      const auto it = object.find(field);
+      if (it == object.end()) throw std::runtime_error(where(line) + ": field \"" + field + "\" is missing");
+      if (!it->is_string())
+        throw std::runtime_error(where(line) + ": field \"" + field + "\" is not a string (got " + it->type_name() + ")");
+    }
+    const oracle::verdict v =
+        o.rate(post_of(object["prompt"].get<std::string>()), object["summary"].get<std::string>());
+    object["score"] = v.score;
+    object["faithfulness"] = v.faithfulness;
+    object["coverage"] = v.coverage;
+    object["phrasing"] = v.phrasing;
+    object["form"] = v.form;
+    object["length"] = v.length;
+    object["redundancy"] = v.redundancy;
+    out << object.dump() << '\n';
   }
+  if (in.bad()) throw std::runtime_error(std::string(source_name) + ": read error");
 }
 
 }  // namespace tldr

@@ -1,0 +1,81 @@
+// The attack check (ctest tldr_oracle_attacks): on the test split of Debian's package
+// descriptions, the gold synopsis must beat each designed attack (src/attacks.hpp) on at least 90%
+// of the posts. Held-out attacks, not used to design the oracle, are measured and printed only.
+// Fails, rather than skips, when the apt lists are missing: scripts/setup fetches them.
+//   tldr_oracle_attacks [--lists DIR] [--split test|valid] [--show-losses]
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "attacks.hpp"
+#include "data.hpp"
+#include "oracle.hpp"
+
+int main(int argc, char** argv) {
+  std::string lists = "/var/lib/apt/lists", split = "test";
+  bool show = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--lists" && i + 1 < argc) lists = argv[++i];
+    else if (a == "--split" && i + 1 < argc) split = argv[++i];
+    else if (a == "--show-losses") show = true;
+    else {
+      std::fprintf(stderr, "tldr_oracle_attacks: unknown argument '%s'\n", a.c_str());
+      return 2;
+    }
+  }
+  tldr::dataset d;
+  try {
+    d = tldr::build_dataset_from_apt(tldr::dataset_options{}, lists);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tldr_oracle_attacks: no data (%s); scripts/setup fetches apt's Translation-en lists\n", e.what());
+    return 1;
+  }
+  if (split != "test" && split != "valid") {
+    std::fprintf(stderr, "tldr_oracle_attacks: --split must be test or valid, got '%s'\n", split.c_str());
+    return 2;
+  }
+  const auto& examples = split == "test" ? d.test : d.valid;
+  if (examples.size() < 200) {
+    std::fprintf(stderr, "tldr_oracle_attacks: only %zu %s posts; expected the full apt lists\n", examples.size(), split.c_str());
+    return 1;
+  }
+  const tldr::oracle oracle(d.train);
+  const tldr::attacker attacker(d.train);
+
+  struct tally { std::size_t wins = 0, games = 0; double score = 0; };
+  bool failed = false;
+  for (const bool designed : {true, false}) {
+    std::vector<std::string> names;
+    std::map<std::string, tally> by_name;
+    double gold_mean = 0;
+    for (const auto& e : examples) {
+      const auto post = tldr::post_of(e.prompt);
+      const double gold = oracle.score(post, e.label);
+      gold_mean += gold;
+      for (const auto& a : designed ? attacker.designed(e, examples) : attacker.held_out(e, examples)) {
+        if (!by_name.contains(a.name)) names.push_back(a.name);
+        const double s = oracle.score(post, a.summary);
+        auto& t = by_name[a.name];
+        ++t.games;
+        t.wins += gold > s;
+        t.score += s;
+        if (show && gold <= s)
+          std::printf("  loss [%s] gold %.3f \"%s\" vs %.3f \"%s\"\n", a.name.c_str(), gold, e.label.c_str(), s, a.summary.c_str());
+      }
+    }
+    std::printf("%s attacks on the %s split (%zu posts; gold's mean score %.3f):\n", designed ? "designed" : "held-out",
+                split.c_str(), examples.size(), gold_mean / double(examples.size()));
+    for (const auto& name : names) {
+      const auto& t = by_name[name];
+      const double rate = double(t.wins) / double(t.games);
+      const bool bad = designed && rate < 0.90;
+      failed |= bad;
+      std::printf("  %-42s gold wins %5.1f%%   attack's mean score %.3f%s\n", name.c_str(), 100 * rate,
+                  t.score / double(t.games), bad ? "   FAIL (< 90%)" : "");
+    }
+  }
+  return failed ? 1 : 0;
+}
