@@ -150,6 +150,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->group("Study");
   app.add_option("--study-samples", c.study.samples, "the n sweep")->capture_default_str()->delimiter(',')->group("Study");
+  app.add_option("--study-samples-seeds", c.study.samples_seeds, "seeds of the n sweep's runs at n other than --align-samples")
+      ->capture_default_str()
+      ->group("Study");
 
   std::string stage = "all";
   const std::vector<std::string> stages{"all", "data", "tokenizer", "sft", "pairs", "rm", "study", "report", "judge"};

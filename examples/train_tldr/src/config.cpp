@@ -47,6 +47,8 @@ void config::validate() const {
   for (auto n : study.samples)
     if (n < 2 || n % 2 != 0) fail("study-samples holds ", n, ": every n must be even and >= 2");
   if (study.seeds < 1) fail("study-seeds = ", study.seeds, " must be >= 1");
+  if (study.samples_seeds < 1 || study.samples_seeds > study.seeds)
+    fail("study-samples-seeds = ", study.samples_seeds, " must be in [1, study-seeds = ", study.seeds, "]");
   if (study.betas.empty() || study.lrs.empty() || study.temperatures.empty())
     fail("study-betas, study-lrs and study-temperatures need at least one value each");
 }
@@ -76,7 +78,8 @@ json to_json(const config& c) {
               {"eval", {{"valid_prompts", c.eval.valid_prompts}, {"test_prompts", c.eval.test_prompts},
                         {"bootstrap", c.eval.bootstrap}, {"valid_temperature", c.eval.valid_temperature}}},
               {"study", {{"seeds", c.study.seeds}, {"betas", c.study.betas}, {"lrs", c.study.lrs},
-                         {"temperatures", c.study.temperatures}, {"samples", c.study.samples}}}};
+                         {"temperatures", c.study.temperatures}, {"samples", c.study.samples},
+                         {"samples_seeds", c.study.samples_seeds}}}};
 }
 
 }  // namespace tldr

@@ -28,7 +28,7 @@ struct pairs_config {
   std::int64_t train_prompts = 5000, valid_prompts = 400;
   std::int64_t responses = 4;       ///< k per prompt: k(k-1)/2 comparisons
   double label_temperature = 0.03;  ///< Bradley–Terry noise of each comparison, in oracle-score units
-  double gold_fraction = 0.25;      ///< share of prompts whose last response is the gold summary
+  double gold_fraction = 0.0;       ///< share of prompts whose last response is the gold summary (docs/train_tldr.md: why 0)
   std::int64_t chunk_prompts = 256; ///< prompts per resumable chunk
 };
 
@@ -69,10 +69,11 @@ struct eval_config {
 /// `train_tldr study`: the sweep on the validation split, then every arm with several seeds.
 struct study_config {
   std::int64_t seeds = 3;
-  std::vector<double> betas{0.025, 0.05, 0.1, 0.2};
-  std::vector<double> lrs{1e-4, 2e-4, 4e-4};
+  std::vector<double> betas{0.05, 0.1, 0.2};
+  std::vector<double> lrs{1e-4, 3e-4};
   std::vector<double> temperatures{0.3, 0.5, 0.7, 1.0};
   std::vector<std::int64_t> samples{2, 4, 8, 16, 32};  ///< the n sweep (§9.4), for BRAIn and DPO-sft
+  std::int64_t samples_seeds = 1;  ///< seeds of the n sweep's extra runs (the first ones); n = samples has all
 };
 
 struct config {

@@ -82,6 +82,10 @@ TEST(arms, config_validation_names_the_setting) {
   c = {};
   c.model.context = 100;
   EXPECT_NE(error_of([&] { c.validate(); }).find("model-context = 100"), std::string::npos);
+  c = {};
+  c.study.samples_seeds = 4;  // more than study-seeds = 3
+  EXPECT_NE(error_of([&] { c.validate(); }).find("study-samples-seeds = 4 must be in [1, study-seeds = 3]"),
+            std::string::npos);
 }
 
 TEST(arms, pairs_of_each_pair_method) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -233,7 +234,8 @@ std::string run_study(const config& settings, const fs::path& self_config, std::
   std::map<std::string, std::vector<run_spec>> by_row;  // row id → one run per seed
   std::vector<run_spec> runs;
   const auto add = [&](const std::string& row, const std::string& arm, std::int64_t n) {
-    for (auto seed : seeds) {
+    const auto count = n == c.align.samples ? seeds.size() : std::size_t(c.study.samples_seeds);
+    for (auto seed : std::span(seeds).first(count)) {
       run_spec r{arm, n, seed, chosen.settings_of(arm)};
       by_row[row].push_back(r);
       runs.push_back(r);
