@@ -1,5 +1,7 @@
 #include "attacks.hpp"
 
+#include "hashing.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -53,22 +55,6 @@ std::vector<std::pair<std::string_view, std::string>> runs_of(std::string_view t
     i = j;
   }
   return out;
-}
-
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-std::uint64_t fnv(std::string_view s) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ULL;
-  }
-  return h;
 }
 
 // The first sentence: up to a full stop, question or exclamation mark followed by a space, or a
@@ -137,7 +123,7 @@ attacker::attacker(std::span<const example> corpus, std::uint64_t seed) : seed_(
 }
 
 std::uint64_t attacker::seed_for(const example& target, std::uint64_t stream) const {
-  return splitmix64(seed_ ^ splitmix64(fnv(target.id) + stream));
+  return mix64(seed_ ^ mix64(fnv1a64(target.id) + stream));
 }
 
 std::vector<std::string> attacker::salient_words(std::string_view post, std::size_t k) const {

@@ -1,5 +1,7 @@
 #include "data.hpp"
 
+#include "hashing.hpp"
+
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -60,24 +62,6 @@ std::string excerpt(std::string_view s, std::size_t max_chars = 60) {
 
 std::string where(const std::filesystem::path& path, std::size_t line) {
   return path.string() + ":" + std::to_string(line);
-}
-
-// FNV-1a 64: a stable hash (std::hash may differ between library versions and runs).
-std::uint64_t fnv1a64(std::string_view s) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-// splitmix64's finaliser: spreads FNV's weak low bits and mixes in the seed.
-std::uint64_t mix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
 }
 
 double unit_interval(std::uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }

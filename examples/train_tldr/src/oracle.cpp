@@ -1,5 +1,7 @@
 #include "oracle.hpp"
 
+#include "hashing.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -34,15 +36,6 @@ bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-constexpr std::uint64_t fnv(std::string_view s) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
 std::uint64_t pair_key(std::uint64_t a, std::uint64_t b) {
   return a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL + (a << 6) + (a >> 2));
 }
@@ -61,7 +54,7 @@ constexpr auto stopword_hashes = [] {
       "too", "under", "until", "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where",
       "which", "while", "who", "will", "with", "would", "you", "your"};
   std::array<std::uint64_t, words.size()> hashes{};
-  for (std::size_t i = 0; i < words.size(); ++i) hashes[i] = fnv(words[i]);
+  for (std::size_t i = 0; i < words.size(); ++i) hashes[i] = fnv1a64(words[i]);
   std::sort(hashes.begin(), hashes.end());
   return hashes;
 }();
@@ -176,10 +169,10 @@ std::vector<token> tokenize(std::string_view text, text_kind what) {
         }
         const std::string_view lower(word.data(), e - j);
         token t;
-        t.surface = fnv(lower);
+        t.surface = fnv1a64(lower);
         t.content = lower.size() >= 2 && !is_stopword(t.surface);
         t.signature = signature_of(lower, uppercase, is_upper(c));
-        t.stem = fnv(stem_of(word.data(), lower.size()));
+        t.stem = fnv1a64(stem_of(word.data(), lower.size()));
         out.push_back(t);
         j = e;
         continue;
