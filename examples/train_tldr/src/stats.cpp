@@ -77,4 +77,25 @@ spread spread_of(const std::vector<double>& values) {
   return s;
 }
 
+paired_difference paired_difference_of(const std::vector<std::vector<double>>& ours,
+                                       const std::vector<std::vector<double>>& theirs, std::int64_t resamples,
+                                       std::uint64_t seed) {
+  if (ours.size() != theirs.size() || ours.empty())
+    fail("paired_difference_of: ", ours.size(), " seeds of ours against ", theirs.size(), " of theirs");
+  std::vector<std::vector<double>> differences;
+  paired_difference out;
+  for (std::size_t s = 0; s < ours.size(); ++s) {
+    if (ours[s].size() != theirs[s].size())
+      fail("paired_difference_of: seed ", s, " has ", ours[s].size(), " values of ours and ", theirs[s].size(), " of theirs");
+    std::vector<double> d(ours[s].size());
+    for (std::size_t i = 0; i < d.size(); ++i) d[i] = ours[s][i] - theirs[s][i];
+    out.per_seed.push_back(mean_of(d));
+    out.seeds_ahead += out.per_seed.back() > 0;
+    differences.push_back(std::move(d));
+  }
+  out.over_seeds = spread_of(out.per_seed);
+  out.pooled = pooled_bootstrap(differences, resamples, seed);
+  return out;
+}
+
 }  // namespace tldr

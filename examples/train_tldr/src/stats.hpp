@@ -42,4 +42,17 @@ spread spread_of(const std::vector<double>& values);
 
 double mean_of(const std::vector<double>& values);
 
+/// ours − theirs prompt by prompt, seed s against seed s (the same prompts): each seed's mean
+/// difference, their spread over seeds (the seed noise), the pooled bootstrap interval of the mean
+/// difference (the prompt noise) and how many seeds have ours ahead. Shapes must match.
+struct paired_difference {
+  std::vector<double> per_seed;
+  spread over_seeds;
+  interval pooled;
+  std::size_t seeds_ahead = 0;
+};
+paired_difference paired_difference_of(const std::vector<std::vector<double>>& ours,
+                                       const std::vector<std::vector<double>>& theirs, std::int64_t resamples,
+                                       std::uint64_t seed);
+
 }  // namespace tldr

@@ -93,3 +93,22 @@ TEST(stats, bad_input_is_named) {
 }
 
 }  // namespace
+
+TEST(stats, paired_difference_by_hand) {
+  // Seed 0: differences 1, 0, 2 (mean 1); seed 1: 0, -1, 0 (mean -1/3).
+  const auto d = tldr::paired_difference_of({{1, 2, 3}, {2, 2, 2}}, {{0, 2, 1}, {2, 3, 2}}, 500, 3);
+  ASSERT_EQ(d.per_seed.size(), 2u);
+  EXPECT_DOUBLE_EQ(d.per_seed[0], 1.0);
+  EXPECT_DOUBLE_EQ(d.per_seed[1], -1.0 / 3.0);
+  EXPECT_EQ(d.seeds_ahead, 1u);
+  EXPECT_DOUBLE_EQ(d.over_seeds.mean, 1.0 / 3.0);
+  EXPECT_NEAR(d.over_seeds.sd, std::sqrt(2.0) * (2.0 / 3.0), 1e-12);  // two values 2/3 either side
+  // Pooled per prompt: (1+0)/2, (0-1)/2, (2+0)/2 = 0.5, -0.5, 1; the interval lies within their range.
+  EXPECT_DOUBLE_EQ(d.pooled.value, 1.0 / 3.0);
+  EXPECT_GE(d.pooled.low, -0.5);
+  EXPECT_LE(d.pooled.high, 1.0);
+  EXPECT_LT(d.pooled.low, d.pooled.high);
+  // Wrong shapes are named.
+  EXPECT_THROW(tldr::paired_difference_of({{1, 2}}, {{1, 2}, {3, 4}}, 10, 1), std::invalid_argument);
+  EXPECT_THROW(tldr::paired_difference_of({{1, 2}}, {{1}}, 10, 1), std::invalid_argument);
+}

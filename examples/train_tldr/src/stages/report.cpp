@@ -92,6 +92,17 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
       entry[judge] = {{"win", w.mean}, {"win_sd", w.sd}, {"tie", t.mean}, {"tie_sd", t.sd}, {"loss", l.mean},
                       {"loss_sd", l.sd}, {"rate", rate.value}, {"rate_low", rate.low}, {"rate_high", rate.high}};
     }
+    // Paired differences of the score and of a metric the labels never saw, with the seed noise.
+    for (const std::string key : {"oracle", "rouge_l"}) {
+      std::vector<std::vector<double>> x, y;
+      for (std::size_t s = 0; s < seeds; ++s) {
+        x.push_back(key == "oracle" ? a->second[s].oracle : a->second[s].rouge_l);
+        y.push_back(key == "oracle" ? b->second[s].oracle : b->second[s].rouge_l);
+      }
+      const auto d = paired_difference_of(x, y, resamples, boot_seed);
+      entry["difference"][key] = {{"per_seed", d.per_seed}, {"mean", d.over_seeds.mean}, {"sd", d.over_seeds.sd},
+                                  {"low", d.pooled.low}, {"high", d.pooled.high}, {"seeds_ahead", d.seeds_ahead}};
+    }
     out["matchups"].push_back(entry);
   }
   return out;
@@ -119,17 +130,25 @@ std::string matchups_markdown(const json& summary) {
   std::map<std::string, std::string> label;
   for (const auto& r : summary.at("rows")) label[r.at("id")] = r.at("label");
   std::string md =
-      "| comparison | seeds | oracle: win / tie / loss (%) | oracle win-rate, ties half (%) | reward model: win / tie / loss (%) |\n"
-      "|---|---|---|---|---|\n";
+      "| comparison | seeds | oracle: win / tie / loss (%) | oracle win-rate, ties half (%) | reward model: win / tie / loss (%) "
+      "| oracle score, difference | ROUGE-L F1, difference |\n"
+      "|---|---|---|---|---|---|---|\n";
+  // mean ± sd over seeds [pooled interval], seeds ahead.
+  const auto difference = [](const json& d) {
+    return fmt::format("{:+.3f} ± {:.3f} [{:+.3f}, {:+.3f}], {}/{} ahead", d.at("mean").get<double>(),
+                       d.at("sd").get<double>(), d.at("low").get<double>(), d.at("high").get<double>(),
+                       d.at("seeds_ahead").get<std::size_t>(), d.at("per_seed").size());
+  };
   const auto wtl = [](const json& j) {
     return fmt::format("{:.1f} / {:.1f} / {:.1f}", 100 * j.at("win").get<double>(), 100 * j.at("tie").get<double>(),
                        100 * j.at("loss").get<double>());
   };
   for (const auto& m : summary.at("matchups")) {
     const auto& o = m.at("oracle");
-    md += fmt::format("| {} vs {} | {} | {} | {:.1f} [{:.1f}, {:.1f}] | {} |\n", label.at(m.at("ours")),
+    md += fmt::format("| {} vs {} | {} | {} | {:.1f} [{:.1f}, {:.1f}] | {} | {} | {} |\n", label.at(m.at("ours")),
                       label.at(m.at("theirs")), m.at("seeds").get<std::size_t>(), wtl(o), 100 * o.at("rate").get<double>(),
-                      100 * o.at("rate_low").get<double>(), 100 * o.at("rate_high").get<double>(), wtl(m.at("rm")));
+                      100 * o.at("rate_low").get<double>(), 100 * o.at("rate_high").get<double>(), wtl(m.at("rm")),
+                      difference(m.at("difference").at("oracle")), difference(m.at("difference").at("rouge_l")));
   }
   return md;
 }
