@@ -64,6 +64,15 @@ TEST(arms, settings_come_from_the_arm_named_in_the_table) {
   EXPECT_NE(error_of([&] { (void)c.settings_of("rso"); }).find("no settings for arm 'rso'"), std::string::npos);
 }
 
+TEST(arms, every_swept_arm_and_sft_have_default_settings) {
+  const auto defaults = tldr::align_config::default_arm_settings();
+  EXPECT_TRUE(defaults.contains("sft"));
+  for (const auto& a : tldr::all_arms()) {
+    EXPECT_EQ(defaults.contains(a.id), a.swept()) << a.id;  // unswept arms borrow (settings_from)
+    EXPECT_NO_THROW((void)tldr::config{}.align.settings_of(a.id)) << a.id;
+  }
+}
+
 TEST(arms, config_validation_names_the_setting) {
   tldr::config c;
   c.validate();
