@@ -46,8 +46,9 @@ struct align_config {
   std::int64_t groups_per_step = 8;  ///< units (prompts) per minibatch
   double clip = 1.0;
   std::int64_t validate_every = 1;   ///< refreshes between validations
-  /// The arms the main command trains (Table 1's columns).
-  std::vector<std::string> arms{"dpo", "dpo_sft", "rso", "brain"};
+  /// The arms the main command trains (Table 1's rows), in the order they start: longest first,
+  /// so that two workers finish at about the same time (RSO, which keeps few pairs, is quickest).
+  std::vector<std::string> arms{"brain", "dpo_sft", "dpo", "rso"};
   /// β, learning rate and decoding temperature per arm id ("sft": temperature only). Defaults:
   /// default_arm_settings(); the study chooses its own on the validation split.
   std::map<std::string, arm_settings> settings = default_arm_settings();

@@ -62,7 +62,8 @@ for threads in 1 2; do
   kill_when "$w" 'sft/state.pt' "$threads"
   kill_when "$w" 'pairs/train.part*.jsonl' "$threads"
   kill_when "$w" 'rm/state.pt' "$threads"
-  for arm in dpo dpo_sft rso brain; do kill_when "$w" "runs/$arm-*/state.pt" "$threads"; done
+  # the main command starts its arms in this order (--arms)
+  for arm in brain dpo_sft dpo rso; do kill_when "$w" "runs/$arm-*/state.pt" "$threads"; done
   kill_when "$w" 'eval/*-t*.jsonl' "$threads"
   "$bin" --config "$config" --threads "$threads" --apt-lists "$root/lists" --workdir "$w" > "$root/killed$threads.out" 2>&1
   same "$root/straight$threads" "$w" || status=1

@@ -195,10 +195,10 @@ std::string run_main(const config& settings, const fs::path& self_config, std::s
   std::vector<evaluation> evals{sft_evaluation(*ctx, sft_t, c.seed)};
   std::vector<table_row> rows{{"sft", "SFT", {sft_eval_name(sft_t, c.seed)}}};
   std::vector<matchup> matchups;
-  for (const auto& r : runs) {
-    evals.push_back(evaluation_of(*ctx, r));
-    rows.push_back({r.arm, find_arm(r.arm).label, {r.eval_name()}});
-  }
+  for (const auto& r : runs) evals.push_back(evaluation_of(*ctx, r));
+  for (const auto& a : all_arms())  // rows in the method table's order, whatever order the runs went in
+    for (const auto& r : runs)
+      if (r.arm == a.id) rows.push_back({r.arm, a.label, {r.eval_name()}});
   for (const auto& r : rows)
     if (r.id != "brain" && std::any_of(runs.begin(), runs.end(), [](const auto& x) { return x.arm == "brain"; }))
       matchups.push_back({"brain", r.id});

@@ -135,9 +135,12 @@ std::string matchups_markdown(const json& summary) {
       "|---|---|---|---|---|---|---|\n";
   // mean ± sd over seeds [pooled interval], seeds ahead.
   const auto difference = [](const json& d) {
-    return fmt::format("{:+.3f} ± {:.3f} [{:+.3f}, {:+.3f}], {}/{} ahead", d.at("mean").get<double>(),
-                       d.at("sd").get<double>(), d.at("low").get<double>(), d.at("high").get<double>(),
-                       d.at("seeds_ahead").get<std::size_t>(), d.at("per_seed").size());
+    const auto seeds = d.at("per_seed").size();
+    std::string s = fmt::format("{:+.3f}", d.at("mean").get<double>());
+    if (seeds > 1) s += fmt::format(" ± {:.3f}", d.at("sd").get<double>());
+    s += fmt::format(" [{:+.3f}, {:+.3f}]", d.at("low").get<double>(), d.at("high").get<double>());
+    if (seeds > 1) s += fmt::format(", {}/{} seeds ahead", d.at("seeds_ahead").get<std::size_t>(), seeds);
+    return s;
   };
   const auto wtl = [](const json& j) {
     return fmt::format("{:.1f} / {:.1f} / {:.1f}", 100 * j.at("win").get<double>(), 100 * j.at("tie").get<double>(),
