@@ -35,6 +35,16 @@
 
 namespace tldr {
 
+// The weights of the geometric mean and each component's constants; the defaults were chosen on
+// the validation split against the designed attacks and the reward model's agreement
+// (docs/oracle.md). *_saturation: the share at which a component reaches 1; key_words: how many of
+// the post's key words coverage counts; position_scale: words after which a key word's weight
+// halves; carry_prior: pseudo-posts of the smoothed carry rate; cache_weight: weight of the post's
+// own word pairs in the phrasing bigrams; pair_smoothing: extra follower types in their
+// Witten–Bell smoothing; paraphrase_strength: the unsupported-use rate at which a synopsis word
+// earns half credit in faithfulness; pmi_threshold, phrasing_scale: the logistic on PMI;
+// form_sharpness: the logistic on the form log-likelihood ratio; length_power: flattens the length
+// prior; redundancy_power: sharpens the redundancy factor; floor: each component's floor in the mean.
 struct oracle_options {
   double faithfulness_weight = 0.15;
   double coverage_weight = 0.15;
