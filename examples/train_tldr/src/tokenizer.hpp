@@ -31,7 +31,8 @@ class tokenizer {
   explicit tokenizer(std::filesystem::path model_file);
 
   /// Trains a unigram model of `vocab_size` pieces on the examples' prompts and labels, writes
-  /// `model_file` atomically and returns it loaded. Deterministic for the same input.
+  /// `model_file` atomically and returns it loaded. Deterministic for the same input and `threads`
+  /// (spm_train's result depends on its thread count).
   static tokenizer train(std::span<const example> corpus, int vocab_size, const std::filesystem::path& model_file,
                          int threads = 1);
 

@@ -69,6 +69,15 @@ for threads in 1 2; do
   same "$root/straight$threads" "$w" || status=1
 done
 
+echo "== the tokeniser does not depend on --threads"
+if cmp -s <(spm_export_vocab --model="$root/straight1/tokenizer/spm.model") \
+          <(spm_export_vocab --model="$root/straight2/tokenizer/spm.model"); then
+  echo "same: the tokeniser's pieces with 1 and 2 threads"
+else
+  echo "FAIL: the tokeniser's pieces differ between 1 and 2 threads"
+  status=1
+fi
+
 echo "== the shared stages one command at a time"
 w=$root/staged
 for stage in data tokenizer sft pairs rm; do

@@ -50,7 +50,10 @@ void prepare_tokenizer(const config& c, spdlog::logger&) {
   }
   const auto train = read_tldr_jsonl(c.workdir / "data/train.jsonl");
   progress bar("tokenizer", 1, "models");
-  tokenizer::train(train, c.vocab, file, c.threads);
+  // spm_train's pieces depend on its thread count (1 and 2 threads give different vocabularies on
+  // the full data), so it is fixed: --threads must not change the tokeniser and everything after it.
+  constexpr int spm_threads = 2;
+  tokenizer::train(train, c.vocab, file, spm_threads);
   bar.finish("vocabulary " + std::to_string(c.vocab));
 }
 
