@@ -12,7 +12,7 @@
 //                                                    --benchmark_filter=small for a quick run)
 //   log_probs_benchmark --memory gpt2|llama|small   the peak-memory column alone
 
-#include <brain/torch/log_probs.hpp>  // link brain::torch
+#include <brain/backends/torch/log_probs.hpp>  // link brain::torch
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -30,7 +30,7 @@
 
 namespace {
 
-namespace bt = brain::torch;
+namespace bt = brain::libtorch;
 
 struct shape {
   const char* name;

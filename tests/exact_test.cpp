@@ -43,8 +43,8 @@ TYPED_TEST(ExactTest, KlIsNonNegativeAndZeroOnlyForEqualDistributions) {
   using T = TypeParam;
   check_property("KL(p || q) >= 0 with equality iff p = q", [] {
     const index rows = *rc::gen::inRange<index>(1, 4), k = *rc::gen::inRange<index>(2, 20);
-    const T p = brain::row_log_softmax(io<T>::from_host(random_matrix(rows, k, -5, 5)));
-    const T q = brain::row_log_softmax(io<T>::from_host(random_matrix(rows, k, -5, 5)));
+    const auto p = brain::row_log_softmax(io<T>::from_host(random_matrix(rows, k, -5, 5)));
+    const auto q = brain::row_log_softmax(io<T>::from_host(random_matrix(rows, k, -5, 5)));
     RC_ASSERT(io<T>::to_host_vector(brain::exact_kl(p, q)).minCoeff() >= 0.0);
     RC_ASSERT(io<T>::to_host_vector(brain::exact_kl(p, p)).cwiseAbs().maxCoeff() < 1e-14);
   });

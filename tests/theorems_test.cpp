@@ -1,11 +1,14 @@
-// The paper's results as property tests, on every backend: Theorem 4.2 (per tuple and, by
-// exact enumeration, in expectation), Theorem 4.3, Proposition 5.1, Theorem 6.1 with eq. 22,
-// and Theorem 7.1.
+// The paper's results as property tests, on every backend: Theorem 4.2 (per tuple, also under
+// the argmax target, and by exact enumeration in expectation), Theorem 4.3, Proposition 5.1,
+// Theorem 6.1 with eq. 22, and Theorem 7.1 with the policy-gradient estimators whose objective it
+// is about (RLOO: zero at the posterior for every tuple, unbiased for the KL-regularised
+// gradient, the same fixed point as BRAIn).
 
 #include "support/properties.hpp"
 #include "support/reference.hpp"
 
 #include <cmath>
+#include <random>
 #include <vector>
 
 namespace {
@@ -83,25 +86,28 @@ double d_sn(const space& s, const Eigen::VectorXd& theta, const std::vector<std:
 
 // Theorem 4.2, per tuple: the returned gradient is the derivative of the returned loss (checked by
 // central finite differences), so the BRAIn coefficients alpha-bar - beta-bar are minus it.
+// Under target_rule::argmax too: the target is then the one-hot of the best sample (Theorem 6.1's
+// DPO), and both the gradient and the coefficients must use it, not the softmax.
 TYPED_TEST(TheoremTest, Theorem4_2_GradientIsTheDerivativeOfTheLossForEveryTuple) {
   using T = TypeParam;
-  check_property("grad_log_policy = d loss / d log_policy (finite differences)", [] {
+  check_property("grad_log_policy = d loss / d log_policy (finite differences), softmax and argmax targets", [] {
     const index prompts = *rc::gen::inRange<index>(1, 4), n = *rc::gen::inRange<index>(2, 7);
     const double beta = *real_in(0.2, 3.0);
+    const brain::options opt{.target = *rc::gen::element(brain::target_rule::softmax, brain::target_rule::argmax)};
     host_samples h = random_samples(prompts, n);
     h.log_policy = random_matrix(prompts, n, -4, 0);  // keep beta-bar away from saturation
     const brain::bradley_terry bt{.beta = beta};
-    const auto out = brain::brain_loss(h.as<T>(), bt);
+    const auto out = brain::brain_loss(h.as<T>(), bt, opt);
     const host grad = io<T>::to_host(out.grad_log_policy);
-    const host coefficients = io<T>::to_host(brain::gradient_coefficients(h.as<T>(), brain::estimator::brain, bt));
+    const host coefficients = io<T>::to_host(brain::gradient_coefficients(h.as<T>(), brain::estimator::brain, bt, opt));
     const double step = 1e-5;
     for (index i = 0; i < prompts; ++i)
       for (index j = 0; j < n; ++j) {
         host_samples plus = h, minus = h;
         plus.log_policy(i, j) += step;
         minus.log_policy(i, j) -= step;
-        const double fd = (io<T>::to_double(brain::brain_loss(plus.as<T>(), bt).loss) -
-                           io<T>::to_double(brain::brain_loss(minus.as<T>(), bt).loss)) / (2 * step);
+        const double fd = (io<T>::to_double(brain::brain_loss(plus.as<T>(), bt, opt).loss) -
+                           io<T>::to_double(brain::brain_loss(minus.as<T>(), bt, opt).loss)) / (2 * step);
         RC_ASSERT(std::abs(grad(i, j) - fd) < 1e-8);
         RC_ASSERT(std::abs(coefficients(i, j) + prompts * fd) < 1e-8 * prompts);
       }
@@ -297,6 +303,118 @@ TYPED_TEST(TheoremTest, Theorem7_1_PosteriorBeatsEveryPerturbationOnRegularisedR
       if (gap_kl > 1e-9) RC_ASSERT(other(i) < best(i));
     }
   });
+}
+
+// Theorem 7.1: the posterior is the optimum of E_pi[log g] - KL(pi || p) (eq. 23), and at it
+// L(y) = log g(y) + log p(y) - log q_theta(y) is the same constant log Z for every output. So every
+// RLOO advantage, L_i - mean_{j!=i} L_j, vanishes for every sample tuple, whatever the proposal.
+TYPED_TEST(TheoremTest, Theorem7_1_RlooCoefficientsVanishAtThePosteriorForEveryTuple) {
+  using T = TypeParam;
+  check_property("policy = posterior => every RLOO coefficient is 0, for any tuple and proposal", [] {
+    const index k = *rc::gen::inRange<index>(2, 9), n = *rc::gen::inRange<index>(2, 9), prompts = *rc::gen::inRange<index>(1, 5);
+    const double beta = *real_in(0.1, 5.0);
+    const space s = random_space(k);
+    const Eigen::VectorXd posterior_logits = s.log_prior + s.reward / beta;
+    std::vector<std::vector<index>> tuples;
+    for (index p = 0; p < prompts; ++p)
+      tuples.push_back(*rc::gen::container<std::vector<index>>(std::size_t(n), rc::gen::inRange<index>(0, k)));
+    const host w = io<T>::to_host(brain::gradient_coefficients(tuple_samples(s, posterior_logits, tuples).as<T>(),
+                                                               brain::estimator::rloo, brain::bradley_terry{.beta = beta}));
+    RC_ASSERT(w.cwiseAbs().maxCoeff() < 1e-13);
+    // Away from the posterior some tuple has a non-zero coefficient (the test can fail): moving
+    // output 0's logit by 1, on-policy, L_0 - L_1 = -1 and the coefficients are -/+ 1/2.
+    space on_policy = s;
+    on_policy.log_proposal = log_softmax(posterior_logits + Eigen::VectorXd::Unit(k, 0));
+    const host away = io<T>::to_host(brain::gradient_coefficients(
+        tuple_samples(on_policy, posterior_logits + Eigen::VectorXd::Unit(k, 0), {{0, 1}}).as<T>(), brain::estimator::rloo,
+        brain::bradley_terry{.beta = beta}));
+    RC_ASSERT(std::abs(away(0, 0) + 0.5) < 1e-12);
+    RC_ASSERT(std::abs(away(0, 1) - 0.5) < 1e-12);
+  });
+}
+
+/// E over all n-tuples from the proposal of sum_i w_i grad_theta log q_theta(y_i), for a softmax
+/// policy over k outputs: one gradient_coefficients call on the tuple matrix.
+template <class T>
+Eigen::VectorXd expected_ascent(const space& s, const Eigen::VectorXd& theta, index n, brain::estimator e, double beta) {
+  const index k = s.log_prior.size();
+  const auto tuples = all_tuples(k, n);
+  const host w = io<T>::to_host(brain::gradient_coefficients(tuple_samples(s, theta, tuples).as<T>(), e,
+                                                             brain::bradley_terry{.beta = beta}));
+  const Eigen::VectorXd policy = log_softmax(theta).array().exp();
+  const Eigen::VectorXd prob = tuple_probabilities(s, tuples);
+  Eigen::VectorXd expected = Eigen::VectorXd::Zero(k);
+  for (index t = 0; t < index(tuples.size()); ++t)
+    for (index i = 0; i < n; ++i) {
+      Eigen::VectorXd score = -policy;  // grad_theta log softmax(theta)_y = e_y - policy
+      score(tuples[t][i]) += 1;
+      expected += prob(t) * w(t, i) * score;
+    }
+  return expected;
+}
+
+// RLOO is unbiased for the gradient of the KL-regularised objective (eq. 23) divided by beta, for
+// any proposal q covering the outputs: E[sum_i w_i grad log q_theta(y_i)] = grad_theta
+// (E_pi[r] - beta KL(pi || p)) / beta, checked by enumerating every tuple against both the closed
+// form pi_c (f_c - E_pi f) / beta, f = r - beta (log pi - log p), and finite differences of the
+// library's kl_regularized_reward.
+TYPED_TEST(TheoremTest, Theorem7_1_RlooIsUnbiasedForTheKlRegularisedGradient) {
+  using T = TypeParam;
+  check_property("E[RLOO] = grad (E[r] - beta KL) / beta by enumeration", [] {
+    const index k = *rc::gen::inRange<index>(2, 5), n = *rc::gen::inRange<index>(2, 4);
+    const double beta = *real_in(0.2, 3.0);
+    const space s = random_space(k);
+    const Eigen::VectorXd expected = expected_ascent<T>(s, s.policy_logits, n, brain::estimator::rloo, beta);
+    const Eigen::VectorXd log_pi = log_softmax(s.policy_logits), pi = log_pi.array().exp();
+    const Eigen::VectorXd f = s.reward - beta * (log_pi - s.log_prior);
+    const Eigen::VectorXd closed_form = pi.array() * (f.array() - pi.dot(f)) / beta;
+    RC_ASSERT((expected - closed_form).cwiseAbs().maxCoeff() < 1e-12);
+    const auto objective = [&](const Eigen::VectorXd& theta) {
+      const host row = log_softmax(theta).transpose();
+      return io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(row), io<T>::from_host(host(s.log_prior.transpose())),
+                                                                io<T>::from_host(host(s.reward.transpose())), beta))(0);
+    };
+    const double step = 1e-5;
+    for (index c = 0; c < k; ++c) {
+      const Eigen::VectorXd e = Eigen::VectorXd::Unit(k, c) * step;
+      const double fd = (objective(s.policy_logits + e) - objective(s.policy_logits - e)) / (2 * step) / beta;
+      RC_ASSERT(std::abs(expected(c) - fd) < 1e-8);
+    }
+  });
+}
+
+// BRAIn and RLOO share their fixed point: following each one's exact expected direction with
+// on-policy samples (q = q_theta, n = 2) from a random start reaches the posterior, where both
+// expected directions vanish; elsewhere neither does.
+TYPED_TEST(TheoremTest, Theorem7_1_BrainAndRlooShareTheirFixedPoint) {
+  using T = TypeParam;
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> uniform(-2, 2);
+  const auto draw = [&](index k) {
+    Eigen::VectorXd v(k);
+    for (double& x : v) x = uniform(rng);
+    return v;
+  };
+  for (int trial = 0; trial < 4; ++trial) {  // a few fixed draws, each to convergence
+    const index k = 3, n = 2;
+    const double beta = 1 + trial * 0.5;
+    space s{log_softmax(draw(k)), draw(k), Eigen::VectorXd(), 1.5 * draw(k)};
+    const Eigen::VectorXd posterior = log_softmax(s.log_prior + s.reward / beta);
+    for (const auto e : {brain::estimator::brain, brain::estimator::rloo}) {
+      Eigen::VectorXd theta = s.policy_logits;
+      s.log_proposal = log_softmax(theta);
+      EXPECT_GT(expected_ascent<T>(s, theta, n, e, beta).norm(), 1e-4) << "not at the fixed point yet";
+      for (int step = 0; step < 20000; ++step) {
+        s.log_proposal = log_softmax(theta);  // on-policy: sample from the current policy
+        const Eigen::VectorXd direction = expected_ascent<T>(s, theta, n, e, beta);
+        if (direction.cwiseAbs().maxCoeff() < 1e-12) break;
+        theta += 2 * direction;
+      }
+      s.log_proposal = log_softmax(theta);
+      EXPECT_LT((log_softmax(theta) - posterior).cwiseAbs().maxCoeff(), 1e-8) << brain::name_of(e) << " trial " << trial;
+      EXPECT_LT(expected_ascent<T>(s, theta, n, e, beta).cwiseAbs().maxCoeff(), 1e-11) << brain::name_of(e);
+    }
+  }
 }
 
 }  // namespace

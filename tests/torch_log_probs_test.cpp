@@ -1,18 +1,26 @@
-// brain::torch::sequence_log_probs and fused_linear_sequence_log_probs (torch/log_probs.hpp):
-// values against a double-precision loop, gradients against the plain ATen composition, left and
-// right padding, both alignments, an all-masked row, half precision, validation, and composition
-// with brain_loss.
+// brain::libtorch::sequence_log_probs and fused_linear_sequence_log_probs
+// (backends/torch/log_probs.hpp): values against a double-precision loop, gradients against the
+// plain ATen composition, left and right padding, both alignments, an all-masked row, half
+// precision, validation, composition with brain_loss, the sampler's temperature / top-k / top-p
+// against a plain loop, batch invariance, and the program-wide device registry.
 
-#include <brain/torch/log_probs.hpp>
+#include <brain/backends/torch/log_probs.hpp>
 
 #include "support/properties.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <string>
+#include <vector>
+
+// Defined in odr_torch_registry_test.cpp: sequence_log_probs called from that translation unit.
+at::Tensor registered_in_other_unit(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& mask);
 
 namespace {
 
-namespace bt = brain::torch;
+namespace bt = brain::libtorch;
 using brain_test::random_matrix_host;
 
 /// Per-token log-probs [B, T] by explicit loops in double: the specification of the alignment.
@@ -94,8 +102,8 @@ TEST(SequenceLogProbs, BackwardEqualsThePlainAtenGradient) {
       const batch in = make_batch(600, at::kDouble);
       const at::Tensor ours_in = in.logits.clone().requires_grad_(true), plain_in = in.logits.clone().requires_grad_(true);
       const at::Tensor ours = bt::sequence_log_probs(ours_in, in.labels, in.mask, align, {.reduce = reduce});
-      const auto selection = bt::detail::select_tokens("test", in.labels, in.mask, 4, 7, 600, align, true);
-      const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(plain_in, selection), selection.active, reduce);
+      const auto selection = bt::detail::select_tokens("test", in.labels, in.mask, 4, 7, 600, align, {});
+      const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(plain_in, selection, {}), selection.active, reduce);
       const at::Tensor weights = at::randn(ours.sizes(), at::kDouble);
       (ours * weights).sum().backward();
       (plain * weights).sum().backward();
@@ -214,6 +222,197 @@ TEST(FusedLinearSequenceLogProbs, ComposesWithBrainLoss) {
   }
   EXPECT_GT(grads[1].abs().max().item<double>(), 0.0);
   EXPECT_LT((grads[0] - grads[1]).abs().max().item<double>(), 1e-12);
+}
+
+/// log p'(label) of one row of logits under the sampler's settings, written directly: divide by
+/// T, sort, keep the k largest (ties too), walk the distinct values down keeping each while the
+/// mass above it is below top_p, renormalise. In long double.
+long double reference_sampled(std::vector<double> row, int64_t label, const bt::sampling& s) {
+  using real = long double;
+  std::vector<real> v(row.begin(), row.end());
+  for (real& x : v) x /= s.temperature;
+  std::vector<real> sorted = v;
+  std::sort(sorted.begin(), sorted.end(), std::greater<real>());
+  real threshold = -INFINITY;
+  std::size_t kept = sorted.size();
+  if (s.top_k > 0 && std::size_t(s.top_k) < sorted.size()) {
+    threshold = sorted[std::size_t(s.top_k) - 1];
+    kept = std::size_t(std::count_if(sorted.begin(), sorted.end(), [&](real x) { return x >= threshold; }));
+  }
+  const auto lse = [&](std::size_t count) {
+    real z = 0;
+    for (std::size_t i = 0; i < count; ++i) z += std::exp(sorted[i] - sorted[0]);
+    return sorted[0] + std::log(z);
+  };
+  if (s.top_p < 1) {
+    const real z = lse(kept);
+    real above = 0;
+    for (std::size_t i = 0; i < kept && above < s.top_p;) {
+      threshold = sorted[i];
+      for (; i < kept && sorted[i] == threshold; ++i) above += std::exp(sorted[i] - z);
+    }
+    kept = std::size_t(std::count_if(sorted.begin(), sorted.end(), [&](real x) { return x >= threshold; }));
+  }
+  if (v[std::size_t(label)] < threshold) return -INFINITY;
+  return v[std::size_t(label)] - lse(kept);
+}
+
+/// Logits with ties (every value repeated twice) so that top-k / top-p boundaries fall on ties.
+at::Tensor logits_with_ties(int64_t batch, int64_t time, int64_t vocabulary, unsigned seed) {
+  at::manual_seed(seed);
+  const at::Tensor half = at::randn({batch, time, vocabulary / 2}, at::kDouble) * 2;
+  return at::cat({half, half}, 2).contiguous();
+}
+
+// The log-probs of the distribution the sampler drew from (trl#4159: temperature; trl#6789: top-k
+// and top-p), on the CPU kernels, the plain ATen composition (other devices) and the fused path,
+// against the loop above; each token's label is the row's best, so it is always kept.
+TEST(SamplingSettings, LogProbsAreThoseOfTheSampledDistribution) {
+  const int64_t batch = 3, time = 5, vocabulary = 40, width = 8;
+  const at::Tensor mask = at::ones({batch, time}, at::kLong);
+  for (const double temperature : {1.0, 0.7, 1.6})
+    for (const int64_t top_k : {0, 1, 7, 40})
+      for (const double top_p : {1.0, 0.9, 0.35}) {
+        const bt::sampling sample{temperature, top_k, top_p};
+        const at::Tensor logits = logits_with_ties(batch, time, vocabulary, 11);
+        const at::Tensor labels = logits.argmax(2);
+        const bt::log_prob_options opt{.reduce = bt::reduction::none, .sample = sample};
+        const at::Tensor ours = bt::sequence_log_probs(logits, labels, mask, bt::alignment::same_position, opt);
+        const auto selection = bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary,
+                                                         bt::alignment::same_position, opt);
+        const at::Tensor plain = bt::detail::plain_token_log_probs(logits, selection, sample);
+        double worst = 0, worst_plain = 0;
+        for (int64_t b = 0; b < batch; ++b)
+          for (int64_t t = 0; t < time; ++t) {
+            const at::Tensor row = logits[b][t].contiguous();
+            const long double expect = reference_sampled(std::vector<double>(row.data_ptr<double>(), row.data_ptr<double>() + vocabulary),
+                                                         labels[b][t].item<int64_t>(), sample);
+            worst = std::max(worst, double(std::abs(ours[b][t].item<double>() - expect)));
+            worst_plain = std::max(worst_plain, double(std::abs(plain[b][t].item<double>() - expect)));
+          }
+        EXPECT_LT(worst, 1e-13) << "T " << temperature << " k " << top_k << " p " << top_p;
+        EXPECT_LT(worst_plain, 1e-13) << "T " << temperature << " k " << top_k << " p " << top_p;
+        // The fused path equals the materialised logits under the same settings.
+        at::manual_seed(3);
+        const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble), weight = at::randn({vocabulary, width}, at::kDouble);
+        const at::Tensor hidden_logits = at::matmul(hidden, weight.t());
+        const at::Tensor fused_labels = hidden_logits.argmax(2);
+        const at::Tensor fused_ours = bt::fused_linear_sequence_log_probs(hidden, weight, fused_labels, mask,
+                                                                          bt::alignment::same_position, 0, opt);
+        const at::Tensor materialised = bt::sequence_log_probs(hidden_logits, fused_labels, mask, bt::alignment::same_position, opt);
+        EXPECT_LT((fused_ours - materialised).abs().max().item<double>(), 1e-12);
+      }
+}
+
+// Gradients under the settings: ([j == y] - p'_j) / T on the kept logits, 0 on the dropped ones,
+// against autograd through the plain composition (its masks are constants).
+TEST(SamplingSettings, GradientsEqualThePlainComposition) {
+  const int64_t batch = 2, time = 4, vocabulary = 30;
+  const at::Tensor mask = at::ones({batch, time}, at::kLong);
+  for (const bt::sampling sample : {bt::sampling{0.5, 0, 1.0}, bt::sampling{1.3, 6, 1.0}, bt::sampling{0.8, 0, 0.6},
+                                    bt::sampling{1.0, 9, 0.8}}) {
+    const at::Tensor logits = logits_with_ties(batch, time, vocabulary, 4);
+    const at::Tensor labels = logits.argmax(2);
+    const at::Tensor a = logits.clone().requires_grad_(true), b = logits.clone().requires_grad_(true);
+    const bt::log_prob_options opt{.sample = sample};
+    const at::Tensor ours = bt::sequence_log_probs(a, labels, mask, bt::alignment::same_position, opt);
+    const auto selection = bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary, bt::alignment::same_position, opt);
+    const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(b, selection, sample), selection.active,
+                                                       bt::reduction::sum);
+    const at::Tensor weights = at::randn({batch}, at::kDouble);
+    (ours * weights).sum().backward();
+    (plain * weights).sum().backward();
+    EXPECT_LT((a.grad() - b.grad()).abs().max().item<double>(), 1e-13) << "T " << sample.temperature;
+    // The fused path's hidden and weight gradients under the same settings.
+    at::manual_seed(8);
+    const at::Tensor hidden = at::randn({batch, time, 6}, at::kDouble), weight = at::randn({vocabulary, 6}, at::kDouble);
+    const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
+    const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(true);
+    const at::Tensor hl = at::matmul(hidden, weight.t()).argmax(2);
+    (bt::fused_linear_sequence_log_probs(h1, w1, hl, mask, bt::alignment::same_position, 3, opt) * weights).sum().backward();
+    (bt::sequence_log_probs(at::matmul(h2, w2.t()), hl, mask, bt::alignment::same_position, opt) * weights).sum().backward();
+    EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
+    EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12);
+  }
+}
+
+TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
+  const at::Tensor logits = logits_with_ties(1, 3, 10, 2), mask = at::ones({1, 3}, at::kLong);
+  const at::Tensor worst = logits.argmin(2);  // never in a top-1 set
+  expect_invalid([&] {
+    bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 1, 1.0}});
+  }, "labels[0, 0] is outside the top-k / top-p set");
+  const at::Tensor out = bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position,
+                                                {.reduce = bt::reduction::none, .sample = {1.0, 1, 1.0}, .validate = false});
+  EXPECT_EQ(out[0][0].item<double>(), -INFINITY);
+  expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {0.0, 0, 1.0}}); },
+                 "temperature = 0");
+  expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, -2, 1.0}}); },
+                 "top_k = -2");
+  expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 0, 0.0}}); },
+                 "top_p = 0");
+}
+
+/// A's result bit for bit.
+bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.detach().contiguous(), y = b.detach().contiguous();
+  return x.sizes() == y.sizes() && x.scalar_type() == y.scalar_type() &&
+         std::memcmp(x.data_ptr(), y.data_ptr(), std::size_t(x.numel()) * x.element_size()) == 0;
+}
+
+// verl#6280: a sequence's log-prob is bitwise the same alone or inside a batch, right- or
+// left-padded, for every reduction and both paths, in float32 (where any reordering of a sum
+// shows in the last bits).
+TEST(BatchInvariance, SequenceLogProbIsBitwiseTheSameAloneOrInAnyBatch) {
+  const int64_t vocabulary = 3000, width = 32, length = 9, time = 16, batch = 6;
+  at::manual_seed(21);
+  const at::Tensor weight = at::randn({vocabulary, width}) * 0.3;
+  const at::Tensor own_hidden = at::randn({length, width}), own_labels = at::randint(vocabulary, {length}, at::kLong);
+  const at::Tensor own_logits = at::matmul(own_hidden, weight.t()).contiguous();
+  for (const bt::sampling sample : {bt::sampling{}, bt::sampling{0.7, 50, 0.95}})
+    for (const auto reduce : {bt::reduction::sum, bt::reduction::mean}) {
+      const bt::log_prob_options opt{.reduce = reduce, .sample = sample, .validate = false};
+      // Alone: exactly its tokens.
+      const at::Tensor alone_mask = at::ones({1, length}, at::kLong);
+      const at::Tensor alone = bt::sequence_log_probs(own_logits.unsqueeze(0), own_labels.unsqueeze(0), alone_mask,
+                                                      bt::alignment::same_position, opt);
+      const at::Tensor alone_fused = bt::fused_linear_sequence_log_probs(own_hidden.unsqueeze(0), weight, own_labels.unsqueeze(0),
+                                                                         alone_mask, bt::alignment::same_position, 4, opt);
+      for (const int64_t offset : {int64_t{0}, time - length, int64_t{3}}) {  // right, left, both
+        for (const int64_t row : {int64_t{0}, int64_t{4}}) {
+          at::Tensor hidden = at::randn({batch, time, width}), labels = at::randint(vocabulary, {batch, time}, at::kLong);
+          at::Tensor mask = (at::rand({batch, time}) > 0.3).to(at::kLong);
+          hidden[row].zero_();
+          hidden[row].slice(0, offset, offset + length).copy_(own_hidden);
+          labels[row].slice(0, offset, offset + length).copy_(own_labels);
+          mask[row].zero_();
+          mask[row].slice(0, offset, offset + length).fill_(1);
+          at::Tensor logits = at::matmul(hidden, weight.t()).contiguous();
+          logits[row].slice(0, offset, offset + length).copy_(own_logits);  // the same rows, bit for bit
+          const at::Tensor batched = bt::sequence_log_probs(logits, labels, mask, bt::alignment::same_position, opt);
+          const at::Tensor fused = bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask,
+                                                                       bt::alignment::same_position, 4, opt);
+          EXPECT_TRUE(bitwise_equal(batched[row], alone[0])) << "offset " << offset << " row " << row;
+          EXPECT_TRUE(bitwise_equal(fused[row], alone_fused[0])) << "offset " << offset << " row " << row;
+        }
+      }
+    }
+}
+
+// The device registry is one per program: an implementation registered by another translation
+// unit (odr_torch_registry_test.cpp, which stands for one compiled with brain::cuda) serves this
+// one, which registered nothing. Before, a macro chose the dispatch per translation unit, and the
+// linker kept one of the differing inline definitions.
+TEST(DeviceRegistry, EveryTranslationUnitUsesTheProgramsRegistrations) {
+  const at::Tensor logits = at::empty({2, 3, 5}, at::TensorOptions().dtype(at::kFloat).device(at::kMeta));
+  const at::Tensor labels = at::zeros({2, 3}, at::kLong), mask = at::ones({2, 3}, at::kLong);
+  ASSERT_NE(bt::detail::find_device_log_probs(c10::DeviceType::Meta), nullptr);
+  const at::Tensor here = bt::sequence_log_probs(logits, labels, mask, bt::alignment::same_position);
+  const at::Tensor there = registered_in_other_unit(logits, labels, mask);
+  EXPECT_EQ(here.device().type(), c10::DeviceType::CPU);
+  EXPECT_EQ(here.item<double>(), 42.0);
+  EXPECT_EQ(there.item<double>(), 42.0);
+  EXPECT_EQ(bt::detail::find_device_log_probs(c10::DeviceType::CPU), nullptr);
 }
 
 }  // namespace

@@ -101,6 +101,29 @@ TEST(TorchBackend, ResultsKeepTheInputsDeviceAndShapes) {
     EXPECT_EQ(t.device(), s.log_policy.device());
 }
 
+// Every estimator's surrogate is differentiable: autograd's gradient with respect to log_policy is
+// -coefficients / prompts, and nothing reaches the proposal, prior or reward.
+TEST(TorchBackend, SurrogateAutogradGradientIsMinusTheCoefficients) {
+  check_property("d surrogate_loss / d log_policy by autograd = -w / prompts, every estimator", [] {
+    const index prompts = *rc::gen::inRange<index>(1, 5), n = *rc::gen::inRange<index>(2, 9);
+    host_samples h = random_samples(prompts, n);
+    h.log_policy = h.log_proposal + random_matrix(prompts, n, -1, 1);
+    brain::samples<at::Tensor> s = h.as<at::Tensor>();
+    for (at::Tensor* t : {&s.log_policy, &s.log_proposal, &s.log_prior, &s.reward}) t->requires_grad_(true);
+    for (const auto e : {brain::estimator::brain, brain::estimator::no_baseline, brain::estimator::gdc_pp,
+                         brain::estimator::dpg, brain::estimator::rloo, brain::estimator::grpo, brain::estimator::ppo_clip}) {
+      const auto out = brain::surrogate_loss(s, e, brain::bradley_terry{.beta = 0.5}, brain::policy_gradient_options{.kl_coef = 0.2});
+      RC_ASSERT(out.loss.requires_grad());
+      RC_ASSERT(!out.coefficients.requires_grad());
+      const auto grads = torch::autograd::grad({out.loss}, {s.log_policy, s.log_proposal, s.log_prior, s.reward}, {}, false,
+                                               false, /*allow_unused=*/true);
+      RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(grads[0]), io<at::Tensor>::to_host(out.grad_log_policy)) < 1e-15);
+      for (std::size_t k = 1; k < 4; ++k)
+        if (grads[k].defined()) RC_ASSERT(grads[k].abs().max().item<double>() == 0.0);
+    }
+  });
+}
+
 TEST(TorchBackend, NonMatrixInputIsNamed) {
   const at::Tensor flat = at::zeros({6}, at::kDouble), m = at::zeros({2, 3}, at::kDouble);
   try {

@@ -1,12 +1,14 @@
 #pragma once
 // The tensor-backend concept: the few operations BRAIn's algorithms need, so that the math is
-// written once (weights.hpp, divergence.hpp, loss.hpp, ...) and runs on Eigen, a user's own
-// matrix type, and later xtensor, LibTorch and CUDA.
+// written once (weights.hpp, divergence.hpp, loss.hpp, ...) and runs on Eigen, xtensor, LibTorch
+// and a user's own matrix type.
 //
 // A backend is a specialisation of brain::backend_traits<T> for an input type T. Every tensor is
 // two-dimensional, [prompts, samples_per_prompt] for the loss; a per-row result (one value per
-// prompt) is a [rows, 1] tensor. tests/support/vector_backend.hpp is a complete backend over a
-// std::vector<double> in about 70 lines.
+// prompt) is a [rows, 1] tensor. Every public function converts its inputs to the result type
+// tensor_t<T> once, at entry, and computes on tensors only: the operations below are asked of
+// tensors, never of inputs. tests/support/vector_backend.hpp is a complete backend over a
+// std::vector<double> in under 80 lines; tests/support/view_backend.hpp adds a view input type.
 
 #include <brain/config.hpp>
 
@@ -17,36 +19,81 @@
 
 namespace brain::inline v0 {
 
-/// Specialise for your tensor type. Required members (a, b: tensors; x: an input T; s: double):
+namespace detail {
+
+// Types of the libraries brain has backends for, recognised by their members, so that using one
+// whose backend header was not included fails with a static_assert naming that header (instead
+// of an anonymous constraint failure).
+template <class T>
+concept eigen_type = requires {
+  typename T::Scalar;
+  typename T::StorageIndex;
+  typename T::PlainObject;
+};
+template <class T>
+concept xtensor_type = requires {
+  typename T::shape_type;
+  typename T::expression_tag;
+};
+template <class T>
+concept libtorch_type = requires(const T& t) {
+  t.scalar_type();
+  t.sizes();
+  t.options();
+};
+
+}  // namespace detail
+
+/// Specialise for your tensor type. Required members (a, b: tensors of type `tensor`; s: double):
 ///
 ///   using tensor = ...;   // evaluated result type of every operation (often T itself)
 ///   using vector = ...;   // per-prompt results handed to the user (e.g. Eigen::VectorXd)
 ///   using scalar = ...;   // the batch loss handed to the user (double, or a 0-dim tensor)
 ///
-///   rows(a), cols(a)               shape, also for x
+///   rows(a), cols(a)               shape
 ///   full(a, rows, cols, s)         a new tensor filled with s, "like a" (dtype, device)
-///   add(a, b), sub(a, b)           elementwise, also for inputs x
-///   affine(a, s, t)                a * s + t elementwise, also for x
-///   exp(a), log(a)                 elementwise; log(0) = -inf
+///   add(a, b), sub(a, b), mul(a, b) elementwise
+///   affine(a, s, t)                a * s + t elementwise
+///   exp(a), log(a)                 elementwise; log(0) = -inf, exp(-inf) = 0
 ///   clamp_min(a, s)                max(a, s) elementwise
 ///   row_max(a), row_sum(a)         [rows, 1]
 ///   row_weighted_sum(w, a)         [rows, 1]: sum_j w_ij * a_ij, where w_ij == 0 contributes 0
 ///                                  even if a_ij is infinite or NaN (0 log 0 = 0 in every KL)
 ///   argmax_one_hot(a)              1 at the first maximum of each row, 0 elsewhere
 ///   sub_per_row(a, v)              a_ij - v_i0, for v of shape [rows, 1]
-///   regroup(a, k)                  row-major reshape [rows, n] -> [rows * n / k, k], also for x
+///   regroup(a, k)                  row-major reshape [rows, n] -> [rows * n / k, k]
 ///   value_at(a, i, j)              one element as double (validation messages, host utilities)
 ///   to_vector(v), mean(v)          turn a [rows, 1] result into the user's vector / scalar
+///
+/// An input type T other than `tensor` converts with `static tensor to_tensor(const T&)`, or
+/// else by tensor's constructor (Eigen's Map -> Matrix). `tensor` must be a backend itself.
 ///
 /// Optional members, preferred when present (a backend's fused or autograd-aware version):
 ///   row_logsumexp(a), row_log_softmax(a), log_sigmoid(a), detach(a),
 ///   all_valid(a, allow_negative_infinity),
 ///   div_per_row(a, v) (a_ij / v_i0: softmax without a second exp),
+///   is_positive(a) (1 where a_ij > 0, else 0: the clipped estimators' masks),
 ///   dims(a) (number of dimensions, for a clear error on non-2-D input),
 ///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
-///   row_block(x, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp).
+///   row_block(a, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp).
+///
+/// The primary template is no backend. For a type of Eigen, xtensor or LibTorch it fails to
+/// compile with a message naming the backend header to include (or CMake target to link).
 template <class T>
-struct backend_traits;
+struct backend_traits {
+  static_assert(!detail::eigen_type<T>,
+                "brain: no backend for this Eigen type. Include <brain/backends/eigen.hpp>, or link the CMake "
+                "target brain::eigen (it defines BRAIN_WITH_EIGEN, so <brain/loss.hpp> includes the backend). The "
+                "backend takes float and double matrices and arrays, and Maps, Refs and Blocks of them: evaluate "
+                "an expression first (.eval()).");
+  static_assert(!detail::xtensor_type<T>,
+                "brain: no backend for this xtensor type. Include <brain/backends/xtensor.hpp>, or link the CMake "
+                "target brain::xtensor (it defines BRAIN_WITH_XTENSOR). The backend takes xt::xtensor<float or "
+                "double, 2>.");
+  static_assert(!detail::libtorch_type<T>,
+                "brain: no backend for at::Tensor. Include <brain/backends/torch.hpp>, or link the CMake target "
+                "brain::torch (it defines BRAIN_WITH_TORCH).");
+};
 
 template <class T>
 using tensor_t = typename backend_traits<T>::tensor;
@@ -64,25 +111,29 @@ concept BackendTypes = requires {
   typename scalar_t<T>;
 };
 
+/// T enters the algorithms as tensor_t<T>: it is that type, or converts to it, and the tensor
+/// type is its own backend (results can be passed back in, e.g. pairwise(s) then brain_loss).
 template <class T>
-concept ShapedBackend = BackendTypes<T> && requires(const T& x, const tensor_t<T>& a) {
+concept ConvertibleInput =
+    BackendTypes<T> && std::same_as<tensor_t<tensor_t<T>>, tensor_t<T>> &&
+    (std::same_as<T, tensor_t<T>> ||
+     requires(const T& x) {
+       { backend_traits<T>::to_tensor(x) } -> std::same_as<tensor_t<T>>;
+     } || std::constructible_from<tensor_t<T>, const T&>);
+
+template <class T>
+concept ShapedBackend = BackendTypes<T> && requires(const tensor_t<T>& a) {
   { backend_traits<T>::rows(a) } -> std::convertible_to<index>;
   { backend_traits<T>::cols(a) } -> std::convertible_to<index>;
-  { backend_traits<T>::rows(x) } -> std::convertible_to<index>;
-  { backend_traits<T>::cols(x) } -> std::convertible_to<index>;
   { backend_traits<T>::full(a, index{}, index{}, double{}) } -> std::same_as<tensor_t<T>>;
-  { backend_traits<T>::full(x, index{}, index{}, double{}) } -> std::same_as<tensor_t<T>>;
 };
 
 template <class T>
-concept ElementwiseBackend = requires(const T& x, const tensor_t<T>& a, double s) {
+concept ElementwiseBackend = requires(const tensor_t<T>& a, double s) {
   { backend_traits<T>::add(a, a) } -> std::same_as<tensor_t<T>>;
-  { backend_traits<T>::add(a, x) } -> std::same_as<tensor_t<T>>;
   { backend_traits<T>::sub(a, a) } -> std::same_as<tensor_t<T>>;
-  { backend_traits<T>::sub(x, x) } -> std::same_as<tensor_t<T>>;
-  { backend_traits<T>::sub(a, x) } -> std::same_as<tensor_t<T>>;
+  { backend_traits<T>::mul(a, a) } -> std::same_as<tensor_t<T>>;
   { backend_traits<T>::affine(a, s, s) } -> std::same_as<tensor_t<T>>;
-  { backend_traits<T>::affine(x, s, s) } -> std::same_as<tensor_t<T>>;
   { backend_traits<T>::exp(a) } -> std::same_as<tensor_t<T>>;
   { backend_traits<T>::log(a) } -> std::same_as<tensor_t<T>>;
   { backend_traits<T>::clamp_min(a, s) } -> std::same_as<tensor_t<T>>;
@@ -98,31 +149,42 @@ concept RowwiseBackend = requires(const tensor_t<T>& a) {
 };
 
 template <class T>
-concept ReshapableBackend = requires(const T& x, const tensor_t<T>& a) {
+concept ReshapableBackend = requires(const tensor_t<T>& a) {
   { backend_traits<T>::regroup(a, index{}) } -> std::same_as<tensor_t<T>>;
-  { backend_traits<T>::regroup(x, index{}) } -> std::same_as<tensor_t<T>>;
 };
 
 template <class T>
-concept ReadableBackend = requires(const T& x, const tensor_t<T>& a) {
+concept ReadableBackend = requires(const tensor_t<T>& a) {
   { backend_traits<T>::value_at(a, index{}, index{}) } -> std::convertible_to<double>;
-  { backend_traits<T>::value_at(x, index{}, index{}) } -> std::convertible_to<double>;
   { backend_traits<T>::to_vector(a) } -> std::same_as<vector_t<T>>;
   { backend_traits<T>::mean(a) } -> std::same_as<scalar_t<T>>;
 };
 
 /// A type T the algorithms accept: backend_traits<T> provides every required operation.
 template <class T>
-concept Backend = ShapedBackend<T> && ElementwiseBackend<T> && RowwiseBackend<T> &&
+concept Backend = ConvertibleInput<T> && ShapedBackend<T> && ElementwiseBackend<T> && RowwiseBackend<T> &&
                   ReshapableBackend<T> && ReadableBackend<T>;
 
 namespace detail {
 
 // The optional operations: the backend's own version when it has one, else a composition of the
-// required ones. Each fallback is what the backend would compute, only slower.
+// required ones. Each fallback is what the backend would compute, only slower. T names the
+// backend; operands are its tensors (or, inside loss.hpp's tiles, its row blocks).
 
 template <class T>
 using ops = backend_traits<T>;
+
+/// The input converted to the result type, once, at a public function's entry: a reference to x
+/// itself when T is the tensor type, else an evaluated copy.
+template <class T>
+decltype(auto) as_tensor(const T& x) {
+  if constexpr (std::same_as<T, tensor_t<T>>)
+    return (x);
+  else if constexpr (requires { ops<T>::to_tensor(x); })
+    return ops<T>::to_tensor(x);
+  else
+    return tensor_t<T>(x);
+}
 
 /// Stops autograd from flowing through `a` (identity for backends without autograd).
 template <class T, class X>
@@ -141,7 +203,7 @@ tensor_t<T> row_logsumexp(const X& a) {
   } else {
     // Shift by the row maximum; clamp it so an all -inf row computes -inf, not (-inf) - (-inf).
     // The result does not depend on the shift, so no gradient needs to flow through it.
-    const auto shift = ops<T>::clamp_min(detach<T>(ops<T>::row_max(a)), std::numeric_limits<double>::lowest());
+    const tensor_t<T> shift = ops<T>::clamp_min(detach<T>(ops<T>::row_max(a)), std::numeric_limits<double>::lowest());
     return ops<T>::add(shift, ops<T>::log(ops<T>::row_sum(ops<T>::exp(ops<T>::sub_per_row(a, shift)))));
   }
 }
@@ -191,11 +253,50 @@ tensor_t<T> log_sigmoid(const X& a) {
   } else {
     // log sigmoid(a) = min(a, 0) - log(1 + exp(-|a|)), with min(a, 0) = -max(-a, 0) and
     // |a| = 2 max(-a, 0) + a.
-    const auto neg_part = ops<T>::clamp_min(ops<T>::affine(a, -1.0, 0.0), 0.0);
-    const auto abs_a = ops<T>::add(ops<T>::affine(neg_part, 2.0, 0.0), a);
-    const auto log1p_term = ops<T>::log(ops<T>::affine(ops<T>::exp(ops<T>::affine(abs_a, -1.0, 0.0)), 1.0, 1.0));
+    const tensor_t<T> neg_part = ops<T>::clamp_min(ops<T>::affine(a, -1.0, 0.0), 0.0);
+    const tensor_t<T> abs_a = ops<T>::add(ops<T>::affine(neg_part, 2.0, 0.0), a);
+    const tensor_t<T> log1p_term =
+        ops<T>::log(ops<T>::affine(ops<T>::exp(ops<T>::affine(abs_a, -1.0, 0.0)), 1.0, 1.0));
     return ops<T>::sub(ops<T>::affine(neg_part, -1.0, 0.0), log1p_term);
   }
+}
+
+/// [rows, cols] tensor whose row i repeats v_i0 (v is [rows, 1]): exact, from sub_per_row.
+template <class T, class X, class V>
+tensor_t<T> broadcast_column(const X& like, const V& v) {
+  return ops<T>::affine(ops<T>::sub_per_row(ops<T>::full(like, ops<T>::rows(like), ops<T>::cols(like), 0.0), v), -1.0,
+                        0.0);
+}
+
+/// a_ij / v_i0 for v > 0; the fallback multiplies by exp(-log v) (a relative error of a few ulp).
+template <class T, class X, class V>
+tensor_t<T> div_per_row(const X& a, const V& v) {
+  if constexpr (requires { ops<T>::div_per_row(a, v); })
+    return ops<T>::div_per_row(a, v);
+  else
+    return ops<T>::mul(a, broadcast_column<T>(a, ops<T>::exp(ops<T>::affine(ops<T>::log(v), -1.0, 0.0))));
+}
+
+/// 1 where a_ij > 0, 0 elsewhere; never differentiated. The fallback is exact without a
+/// comparison: log(max(a, 0)) is -inf exactly where a <= 0 and at least -745 elsewhere (the
+/// log of the smallest denormal double; -104 in float), so after clamping at -800, adding 800
+/// and scaling by -1e38, exp gives 1 for a <= 0 and 0 (underflow, or exp(-inf)) for a > 0.
+template <class T, class X>
+tensor_t<T> is_positive(const X& a) {
+  if constexpr (requires { ops<T>::is_positive(a); }) {
+    return ops<T>::is_positive(a);
+  } else {
+    const tensor_t<T> log_positive_part = ops<T>::log(ops<T>::clamp_min(detach<T>(a), 0.0));
+    const tensor_t<T> zero_or_large = ops<T>::affine(ops<T>::clamp_min(log_positive_part, -800.0), 1.0, 800.0);
+    return ops<T>::affine(ops<T>::exp(ops<T>::affine(zero_or_large, -1e38, 0.0)), -1.0, 1.0);
+  }
+}
+
+/// The sum of all elements as a [1, 1] tensor.
+template <class T, class X>
+tensor_t<T> total(const X& a) {
+  const tensor_t<T> per_row = ops<T>::row_sum(a);
+  return ops<T>::row_sum(ops<T>::regroup(per_row, ops<T>::rows(per_row)));
 }
 
 /// True when no element is NaN or +inf, and no element is -inf unless allowed. The fallback reads

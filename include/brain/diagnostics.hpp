@@ -14,9 +14,10 @@ namespace brain::inline v0 {
 /// one sample carries all the weight. Apply it to target_weights (how many samples the SNIS target
 /// rests on; near 1 means the proposal is far from the posterior) and baseline_weights.
 template <Backend T>
-vector_t<T> effective_sample_size(const T& weights, const options& opt = {}) {
+vector_t<T> effective_sample_size(const T& input, const options& opt = {}) {
   using ops = backend_traits<T>;
   constexpr std::string_view where = "effective_sample_size";
+  const auto& weights = detail::as_tensor<T>(input);
   if (opt.validate) {
     detail::check_not_empty<T>(where, "weights", weights);
     detail::check_values<T>(where, "weights", weights);

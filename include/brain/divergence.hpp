@@ -24,14 +24,15 @@ tensor_t<T> row_kl(const P& p, const LogP& log_p, const LogQ& log_q) {
 /// (Theorem 4.3).
 template <Backend T>
 vector_t<T> self_normalized_kl(const T& log_target, const T& log_baseline, const options& opt = {}) {
+  const auto &target = detail::as_tensor<T>(log_target), &baseline = detail::as_tensor<T>(log_baseline);
   if (opt.validate) {
     constexpr std::string_view where = "self_normalized_kl";
-    detail::check_not_empty<T>(where, "log_target", log_target);
-    detail::check_same_shape<T>(where, "log_baseline", log_baseline, "log_target", log_target);
-    detail::check_values<T>(where, "log_target", log_target, detail::allow_negative_infinity::yes);
-    detail::check_values<T>(where, "log_baseline", log_baseline, detail::allow_negative_infinity::yes);
+    detail::check_not_empty<T>(where, "log_target", target);
+    detail::check_same_shape<T>(where, "log_baseline", baseline, "log_target", target);
+    detail::check_values<T>(where, "log_target", target, detail::allow_negative_infinity::yes);
+    detail::check_values<T>(where, "log_baseline", baseline, detail::allow_negative_infinity::yes);
   }
-  return backend_traits<T>::to_vector(detail::row_kl<T>(backend_traits<T>::exp(log_target), log_target, log_baseline));
+  return backend_traits<T>::to_vector(detail::row_kl<T>(backend_traits<T>::exp(target), target, baseline));
 }
 
 }  // namespace brain::inline v0

@@ -1,7 +1,29 @@
 #pragma once
-// The family of gradient estimators BRAIn is compared with (brain-math.md §7), as per-sample
-// coefficients w_i of the ascent direction sum_i w_i grad log q_theta(y_i|x) on the distillation
-// objective L_x (eq. 3). All four use the same n samples from the proposal.
+// The family of gradient estimators (brain-math.md §7) as per-sample coefficients w_i of the
+// ascent direction sum_i w_i grad log q_theta(y_i|x), all from the same n samples per prompt:
+//
+//   distillation of the posterior p(y|x, G=1) (eq. 3):  brain, no_baseline, gdc_pp, dpg
+//   the KL-regularised reward objective whose optimum is that posterior (eq. 23, Theorem 7.1),
+//   i.e. max E_q_theta[log g] - KL(q_theta || p), which under bradley_terry{beta} is
+//   (E[r] - beta KL) / beta:                             rloo, grpo, ppo_clip
+//
+// One sample's log-probability is that of the whole sequence, so the ratios, advantages and KL
+// terms of the policy-gradient estimators are sequence-level ones (TRL's
+// importance_sampling_level="sequence"; pass length-normalised log-probs, reduction::mean, for
+// GSPO's geometric-mean ratio). Side by side, with TRL's options in brackets (see
+// docs/equations.md):
+//
+//   rloo      A_i = L_i - mean_{j != i} L_j,  L = log g + log p - log q_theta      (KL in the reward)
+//             w_i = rho_i A_i / n,  rho_i = q_theta / q  (unclipped: TRL RLOOTrainer, num_iterations=1)
+//   grpo      A_i = (R_i - mean_j R_j) / (std_j R_j + 1e-4),  R = log g           [scale_rewards]
+//             loss_i = -min(rho_i A_i, clip(rho_i) A_i) + kl_coef * k3_i          [epsilon, epsilon_high, beta]
+//             k3_i = p/q_theta - log(p/q_theta) - 1 (KL to the reference in the loss)
+//   ppo_clip  A = whiten over the batch of (log g + log p - log q) (k1 KL of the sampling policy in the
+//             reward; TRL PPOTrainer with gamma = lambda = 1 and no value model)
+//             loss_i = -min(rho_i A_i, clip(rho_i) A_i)                          [cliprange]
+//
+// clip(rho) = min(max(rho, 1 - clip_low), 1 + clip_high); the clipped estimators' coefficient is
+// w_i = rho_i A_i [rho_i A_i <= clip(rho_i) A_i] / n (+ kl_coef (p/q_theta - 1) / n for grpo).
 
 #include <brain/backend.hpp>
 #include <brain/goodness.hpp>
@@ -9,6 +31,7 @@
 #include <brain/weights.hpp>
 
 #include <cmath>
+#include <string>
 #include <string_view>
 
 namespace brain::inline v0 {
@@ -19,63 +42,267 @@ enum class estimator {
   no_baseline,  ///< alpha-bar_i (eq. 7, ablation 9.3); rows sum to 1
   gdc_pp,       ///< (alpha_i / Z - beta_i) / n (GDC++); rows sum to (sum alpha / Z - sum beta) / n
   dpg,          ///< alpha_i / (n Z) (DPG); rows sum to sum alpha / (n Z)
+  rloo,         ///< rho_i (L_i - mean_{j!=i} L_j) / n (REINFORCE leave-one-out); rows sum to 0 when rho = 1
+  grpo,         ///< group-normalised advantages, clipped ratio, k3 KL to log_prior (GRPO, TRL's definitions)
+  ppo_clip,     ///< batch-whitened KL-penalised reward, clipped ratio (PPO-clip at the sequence level)
+};
+
+/// The estimator's name, for messages and tables.
+constexpr std::string_view name_of(estimator e) {
+  switch (e) {
+    case estimator::brain: return "brain";
+    case estimator::no_baseline: return "no_baseline";
+    case estimator::gdc_pp: return "gdc_pp";
+    case estimator::dpg: return "dpg";
+    case estimator::rloo: return "rloo";
+    case estimator::grpo: return "grpo";
+    case estimator::ppo_clip: return "ppo_clip";
+  }
+  return "unknown";
+}
+
+/// How GRPO scales its group-centred advantages (TRL's GRPOConfig.scale_rewards).
+enum class advantage_scaling {
+  group,  ///< divide by the group's standard deviation (unbiased) + 1e-4: TRL's default
+  batch,  ///< divide by the standard deviation of all rewards in the batch (unbiased) + 1e-4
+  none,   ///< no division (Dr. GRPO)
+};
+
+/// Parameters of the policy-gradient estimators, with TRL's names. Ignored by the others.
+struct policy_gradient_options {
+  double clip_low = 0.2;   ///< grpo, ppo_clip: ratios below 1 - clip_low are clipped [epsilon, cliprange]
+  double clip_high = 0.2;  ///< grpo, ppo_clip: ratios above 1 + clip_high are clipped [epsilon_high; DAPO: 0.28]
+  double kl_coef = 0.0;    ///< grpo: weight of the k3 KL(q_theta || p) term in the loss [beta; 0 = none]
+  advantage_scaling scale_rewards = advantage_scaling::group;  ///< grpo [scale_rewards]
+
+  void validate() const {
+    if (!(clip_low >= 0.0 && clip_low < 1.0))
+      detail::fail("policy_gradient_options", "clip_low = ", detail::describe_value(clip_low), " must be in [0, 1)");
+    if (!(clip_high >= 0.0) || !std::isfinite(clip_high))
+      detail::fail("policy_gradient_options", "clip_high = ", detail::describe_value(clip_high),
+                   " must be finite and >= 0");
+    if (!(kl_coef >= 0.0) || !std::isfinite(kl_coef))
+      detail::fail("policy_gradient_options", "kl_coef = ", detail::describe_value(kl_coef), " must be finite and >= 0");
+  }
 };
 
 namespace detail {
 
-template <class T, class G>
-tensor_t<T> gradient_coefficients(const samples<T>& s, estimator kind, const G& goodness,
-                                  const tensor_t<T>* log_partition, const options& opt) {
-  constexpr std::string_view where = "gradient_coefficients";
+/// An estimator's coefficients w, and (when asked) its surrogate value per prompt, [rows, 1]:
+/// a loss whose gradient with respect to log_policy, holding w's inputs fixed, is -w.
+template <class T>
+struct estimate_result {
+  tensor_t<T> coefficients;
+  tensor_t<T> per_prompt;  // empty unless asked for
+};
+
+/// One value per row as a double (its host read): for batch statistics.
+template <class T, class X>
+double scalar_of(const X& one_by_one) {
+  return ops<T>::value_at(one_by_one, 0, 0);
+}
+
+/// min(max(rho, lo), hi), exactly (negation and max are exact).
+template <class T, class X>
+tensor_t<T> clip(const X& rho, double lo, double hi) {
+  return ops<T>::affine(ops<T>::clamp_min(ops<T>::affine(ops<T>::clamp_min(rho, lo), -1.0, 0.0), -hi), -1.0, 0.0);
+}
+
+/// PPO's clipped term: coefficient rho A [rho A <= clip(rho) A] and value -min(rho A, clip(rho) A).
+template <class T>
+struct clipped_terms {
+  tensor_t<T> coefficient, loss;
+};
+template <class T, class X>
+clipped_terms<T> clipped_surrogate(const X& rho, const X& advantage, const policy_gradient_options& pg) {
+  const tensor_t<T> unclipped = ops<T>::mul(rho, advantage);
+  // rho A - clip(rho) A > 0 exactly where the clipped branch is the minimum (a constant in theta).
+  const tensor_t<T> excess = ops<T>::mul(advantage, ops<T>::sub(rho, clip<T>(rho, 1.0 - pg.clip_low, 1.0 + pg.clip_high)));
+  const tensor_t<T> kept = ops<T>::affine(is_positive<T>(excess), -1.0, 1.0);
+  // -min(x, y) = max(x - y, 0) - x with x - y = excess.
+  return {ops<T>::mul(kept, unclipped), ops<T>::sub(ops<T>::clamp_min(excess, 0.0), unclipped)};
+}
+
+/// Names the first non-finite coefficient with the log-quantities whose exp overflowed there.
+template <class T, class S>
+void check_coefficients(std::string_view where, estimator kind, const tensor_t<T>& w, const S& s,
+                        const tensor_t<T>* log_alpha_minus_log_z) {
+  const auto at = find_invalid<T>(w, false);
+  if (!at) return;
+  const auto [i, j] = *at;
+  const auto v = [&](const auto& x) { return describe_value(ops<T>::value_at(x, i, j)); };
+  const double lp = ops<T>::value_at(s.log_policy, i, j), lq = ops<T>::value_at(s.log_proposal, i, j);
+  const double l0 = ops<T>::value_at(s.log_prior, i, j);
+  fail(where, "estimator ", name_of(kind), ": coefficient [", i, ", ", j, "] is ", v(w),
+       ": an exponential overflowed; log_policy - log_proposal = ", describe_value(lp - lq),
+       " (importance ratio exp of it)",
+       log_alpha_minus_log_z != nullptr ? ", log alpha - log Z = " + v(*log_alpha_minus_log_z) : std::string(),
+       kind == estimator::grpo ? ", log_prior - log_policy = " + describe_value(l0 - lp) + " (k3 KL term)" : std::string(),
+       "; log_policy[", i, ", ", j, "] = ", describe_value(lp), ", log_proposal = ", describe_value(lq),
+       ", log_prior = ", describe_value(l0));
+}
+
+/// The coefficients (and surrogate values) of every estimator, from samples already converted to
+/// tensors. Everything is detached: w is a constant of the backward pass.
+template <class T, class S, class G>
+estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
+                            const tensor_t<T>* log_partition, const policy_gradient_options& pg, const options& opt,
+                            bool want_value) {
   goodness.validate();
-  if (opt.validate) check_samples<T>(where, s);
-  const tensor_t<T> log_alpha =
-      log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);
-  const double n = static_cast<double>(ops<T>::cols(log_alpha));
+  pg.validate();
+  const index prompts = ops<T>::rows(s.log_policy), n = ops<T>::cols(s.log_policy);
+  const bool policy_gradient = kind == estimator::rloo || kind == estimator::grpo || kind == estimator::ppo_clip;
+  if (opt.validate) {
+    check_sample_shapes<T>(where, s);
+    // L = log g + log p - log q_theta needs a finite prior; so does GRPO's KL term.
+    const bool prior_in_reward = kind == estimator::rloo || kind == estimator::ppo_clip ||
+                                 (kind == estimator::grpo && pg.kl_coef > 0.0);
+    check_sample_values<T>(where, s, 0, prior_in_reward ? allow_negative_infinity::no : allow_negative_infinity::yes);
+    if ((kind == estimator::rloo || kind == estimator::grpo) && n < 2)
+      fail(where, "estimator ", name_of(kind), " needs n >= 2 samples per prompt (a baseline from the others), got ", n);
+    if (kind == estimator::ppo_clip && prompts * n < 2)
+      fail(where, "estimator ppo_clip whitens advantages over the batch and needs at least 2 samples, got 1");
+  }
+  const auto& lp = detach<T>(s.log_policy);
+  const auto& lq = detach<T>(s.log_proposal);
+  const auto& l0 = detach<T>(s.log_prior);
+  const double nd = static_cast<double>(n);
+  const auto per_row = [&](const tensor_t<T>& x) { return ops<T>::row_sum(x); };
+  estimate_result<T> out;
+
+  if (policy_gradient) {
+    const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(s.reward));
+    if (opt.validate) check_values<T>(where, "log goodness of reward", log_g);
+    const tensor_t<T> log_ratio = log_baseline_importance<T>(where, lp, lq, opt.validate);
+    const tensor_t<T> rho = ops<T>::exp(log_ratio);
+    if (kind == estimator::rloo) {
+      // L_i = log g_i + log p_i - log q_theta,i; A_i = L_i - mean_{j!=i} L_j = n / (n - 1) (L_i - mean L).
+      const tensor_t<T> L = ops<T>::sub(ops<T>::add(log_g, l0), lp);
+      const tensor_t<T> centred = ops<T>::sub_per_row(L, ops<T>::affine(ops<T>::row_sum(L), 1.0 / nd, 0.0));
+      const tensor_t<T> advantage = ops<T>::affine(centred, nd / (nd - 1.0), 0.0);
+      out.coefficients = ops<T>::affine(ops<T>::mul(rho, advantage), 1.0 / nd, 0.0);
+      if (want_value) out.per_prompt = ops<T>::affine(per_row(out.coefficients), -1.0, 0.0);  // -sum rho A / n
+    } else {
+      tensor_t<T> advantage;
+      if (kind == estimator::grpo) {
+        const tensor_t<T> centred = ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
+        if (pg.scale_rewards == advantage_scaling::group) {
+          const tensor_t<T> variance = ops<T>::affine(per_row(ops<T>::mul(centred, centred)), 1.0 / (nd - 1.0), 0.0);
+          const tensor_t<T> sd = ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0));
+          advantage = div_per_row<T>(centred, ops<T>::affine(sd, 1.0, 1e-4));
+        } else if (pg.scale_rewards == advantage_scaling::batch) {
+          const double count = nd * static_cast<double>(prompts);
+          const double mean = scalar_of<T>(total<T>(log_g)) / count;
+          const tensor_t<T> d = ops<T>::affine(log_g, 1.0, -mean);
+          const double sd = std::sqrt(scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0));
+          advantage = ops<T>::affine(centred, 1.0 / (sd + 1e-4), 0.0);
+        } else {
+          advantage = centred;
+        }
+      } else {  // ppo_clip: A = whiten(log g + log p - log q) over the batch (TRL's masked_whiten)
+        const tensor_t<T> reward = ops<T>::sub(ops<T>::add(log_g, l0), lq);
+        const double count = nd * static_cast<double>(prompts);
+        const double mean = scalar_of<T>(total<T>(reward)) / count;
+        const tensor_t<T> d = ops<T>::affine(reward, 1.0, -mean);
+        const double variance = scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0);
+        advantage = ops<T>::affine(d, 1.0 / std::sqrt(variance + 1e-8), 0.0);
+      }
+      const clipped_terms<T> terms = clipped_surrogate<T>(rho, advantage, pg);
+      tensor_t<T> w = terms.coefficient;
+      tensor_t<T> loss = terms.loss;
+      if (kind == estimator::grpo && pg.kl_coef > 0.0) {
+        // k3 = p/q_theta - log(p/q_theta) - 1; d k3 / d log q_theta = 1 - p/q_theta.
+        const tensor_t<T> log_p_over_q = ops<T>::sub(l0, lp);
+        const tensor_t<T> p_over_q = ops<T>::exp(log_p_over_q);
+        w = ops<T>::add(w, ops<T>::affine(p_over_q, pg.kl_coef, -pg.kl_coef));
+        if (want_value)
+          loss = ops<T>::add(loss, ops<T>::affine(ops<T>::sub(p_over_q, log_p_over_q), pg.kl_coef, -pg.kl_coef));
+      }
+      out.coefficients = ops<T>::affine(w, 1.0 / nd, 0.0);
+      if (want_value) out.per_prompt = ops<T>::affine(per_row(loss), 1.0 / nd, 0.0);
+    }
+    if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, nullptr);
+    if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
+    return out;
+  }
+
+  // The distillation estimators: log alpha of eq. 6.
+  const tensor_t<T> log_alpha = log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);
   switch (kind) {
     case estimator::brain:
-      return ops<T>::sub(normalize_target<T>(log_alpha, opt.target).p,
-                         ops<T>::exp(log_baseline_weights<T>(s.log_policy, s.log_proposal)));
-    case estimator::no_baseline:
-      return normalize_target<T>(log_alpha, opt.target).p;
-    case estimator::gdc_pp:
-    case estimator::dpg: {
+    case estimator::no_baseline: {
+      const row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);  // eqs. 6, 21 (or argmax)
+      if (kind == estimator::no_baseline) {
+        out.coefficients = target.p;  // eq. 7
+        if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(target.p, lp), -1.0, 0.0);  // eq. 5
+      } else {
+        const tensor_t<T> log_baseline = row_log_softmax<T>(log_baseline_importance<T>(where, lp, lq, opt.validate));
+        out.coefficients = ops<T>::sub(target.p, ops<T>::exp(log_baseline));  // eq. 12
+        if (want_value) out.per_prompt = ops<T>::row_weighted_sum(target.p, ops<T>::sub(target.log_p, log_baseline));  // eq. 14
+      }
+      return out;
+    }
+    default: {  // gdc_pp, dpg
       // alpha_i / Z with the posterior's normaliser Z = p(G=1|x) = E_q[alpha]; without a known Z,
       // the same samples' estimate log(sum alpha / n) (then DPG's coefficients equal alpha-bar).
       if (log_partition != nullptr && opt.validate) {
-        if (ops<T>::rows(*log_partition) != ops<T>::rows(log_alpha) || ops<T>::cols(*log_partition) != 1)
+        if (ops<T>::rows(*log_partition) != prompts || ops<T>::cols(*log_partition) != 1)
           fail(where, "shape mismatch: log_partition is ", ops<T>::rows(*log_partition), "x",
-               ops<T>::cols(*log_partition), " but must be ", ops<T>::rows(log_alpha), "x1 (one value per prompt)");
+               ops<T>::cols(*log_partition), " but must be ", prompts, "x1 (one value per prompt)");
         check_values<T>(where, "log_partition", *log_partition);
       }
       const tensor_t<T> log_z = log_partition != nullptr
                                     ? *log_partition
-                                    : ops<T>::affine(row_logsumexp<T>(log_alpha), 1.0, -std::log(n));
-      const tensor_t<T> alpha_over_z = ops<T>::exp(ops<T>::sub_per_row(log_alpha, log_z));
-      if (kind == estimator::dpg) return ops<T>::affine(alpha_over_z, 1.0 / n, 0.0);
-      const tensor_t<T> beta = ops<T>::exp(ops<T>::sub(detach<T>(s.log_policy), detach<T>(s.log_proposal)));
-      return ops<T>::affine(ops<T>::sub(alpha_over_z, beta), 1.0 / n, 0.0);
+                                    : ops<T>::affine(row_logsumexp<T>(log_alpha), 1.0, -std::log(nd));
+      const tensor_t<T> log_alpha_over_z = ops<T>::sub_per_row(log_alpha, log_z);
+      const tensor_t<T> alpha_over_nz = ops<T>::affine(ops<T>::exp(log_alpha_over_z), 1.0 / nd, 0.0);
+      if (kind == estimator::dpg) {
+        out.coefficients = alpha_over_nz;
+        if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(alpha_over_nz, lp), -1.0, 0.0);  // eq. 4
+      } else {
+        // The baseline term of eq. 9: sum beta_i / n has gradient beta_i / n and expectation 1.
+        const tensor_t<T> beta_over_n =
+            ops<T>::affine(ops<T>::exp(log_baseline_importance<T>(where, lp, lq, opt.validate)), 1.0 / nd, 0.0);
+        out.coefficients = ops<T>::sub(alpha_over_nz, beta_over_n);
+        if (want_value)
+          out.per_prompt = ops<T>::sub(ops<T>::row_sum(beta_over_n), ops<T>::row_weighted_sum(alpha_over_nz, lp));
+      }
+      if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, &log_alpha_over_z);
+      if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
+      return out;
     }
   }
-  fail(where, "unknown estimator ", static_cast<int>(kind));
 }
 
 }  // namespace detail
 
-/// Per-sample coefficients w_i of estimator `kind`, [prompts, n]: the ascent direction on L_x is
+/// Per-sample coefficients w_i of estimator `kind`, [prompts, n]: the ascent direction is
 /// sum_i w_i grad log q_theta(y_i|x). GDC++ and DPG normalise alpha by p(G=1|x), estimated from
 /// the samples; pass its logarithm per prompt ([prompts, 1]) to the overload below when known.
+/// Throws std::invalid_argument on bad input, and where a coefficient would overflow.
 template <Backend T, GoodnessModel<T> G = bradley_terry>
 tensor_t<T> gradient_coefficients(const samples<T>& s, estimator kind, const G& goodness = {},
                                   const options& opt = {}) {
-  return detail::gradient_coefficients<T>(s, kind, goodness, nullptr, opt);
+  return detail::estimate<T>("gradient_coefficients", detail::as_tensors(s), kind, goodness, nullptr, {}, opt, false)
+      .coefficients;
 }
 
-/// As above, with the exact log normaliser log p(G=1|x) = log sum_y p(y|x) g(x,y) per prompt.
+/// As above, with the parameters of the policy-gradient estimators (rloo, grpo, ppo_clip).
+template <Backend T, GoodnessModel<T> G>
+tensor_t<T> gradient_coefficients(const samples<T>& s, estimator kind, const G& goodness,
+                                  const policy_gradient_options& pg, const options& opt = {}) {
+  return detail::estimate<T>("gradient_coefficients", detail::as_tensors(s), kind, goodness, nullptr, pg, opt, false)
+      .coefficients;
+}
+
+/// As above, with the exact log normaliser log p(G=1|x) = log sum_y p(y|x) g(x,y) per prompt
+/// (used by gdc_pp and dpg).
 template <Backend T, GoodnessModel<T> G = bradley_terry>
 tensor_t<T> gradient_coefficients(const samples<T>& s, estimator kind, const G& goodness,
                                   const tensor_t<T>& log_partition, const options& opt = {}) {
-  return detail::gradient_coefficients<T>(s, kind, goodness, &log_partition, opt);
+  return detail::estimate<T>("gradient_coefficients", detail::as_tensors(s), kind, goodness, &log_partition, {}, opt,
+                             false)
+      .coefficients;
 }
 
 }  // namespace brain::inline v0

@@ -54,7 +54,7 @@ struct log_goodness {
 /// A goodness model usable with backend T: validates its parameters, maps a reward tensor to
 /// log-goodness with backend operations, and a single reward with operator() (host and device).
 template <class G, class T>
-concept GoodnessModel = requires(const G& g, const T& reward, double r) {
+concept GoodnessModel = requires(const G& g, const tensor_t<T>& reward, double r) {
   g.validate();
   { g.template to_log_goodness<T>(reward) } -> std::same_as<tensor_t<T>>;
   { g(r) } -> std::convertible_to<double>;
@@ -63,8 +63,9 @@ concept GoodnessModel = requires(const G& g, const T& reward, double r) {
 /// log p(G=1 | x, y) for every element of `reward`, under goodness model `g`.
 template <Backend T, GoodnessModel<T> G>
 tensor_t<T> log_goodness_of(const G& g, const T& reward) {
+  const auto& r = detail::as_tensor<T>(reward);
   g.validate();
-  return g.template to_log_goodness<T>(reward);
+  return g.template to_log_goodness<T>(r);
 }
 
 }  // namespace brain::inline v0

@@ -26,8 +26,9 @@ namespace brain::inline v0 {
 /// Splits each prompt's n samples into n / k groups of k consecutive samples: [prompts, n] becomes
 /// [prompts * n / k, k], group g of prompt p becoming row p * (n / k) + g.
 template <Backend T>
-samples<tensor_t<T>> regroup(const samples<T>& s, index k, const options& opt = {}) {
+samples<tensor_t<T>> regroup(const samples<T>& input, index k, const options& opt = {}) {
   using ops = backend_traits<T>;
+  const auto& s = detail::as_tensors(input);
   if (opt.validate) {
     constexpr std::string_view where = "regroup";
     detail::check_samples<T>(where, s);
@@ -65,10 +66,14 @@ struct dpo_result {
 /// [log pi(y_l) - log pi_ref(y_l)]. With beta = 1 and the prior as reference it equals BRAIn's
 /// loss with argmax weights on pairs (Theorem 6.1).
 template <Backend T>
-dpo_result<T> dpo_loss(const T& chosen_log_policy, const T& rejected_log_policy, const T& chosen_log_reference,
-                       const T& rejected_log_reference, const dpo_options& dpo = {}, const options& opt = {}) {
+dpo_result<T> dpo_loss(const T& chosen_policy_input, const T& rejected_policy_input, const T& chosen_reference_input,
+                       const T& rejected_reference_input, const dpo_options& dpo = {}, const options& opt = {}) {
   using ops = backend_traits<T>;
   constexpr std::string_view where = "dpo_loss";
+  const auto& chosen_log_policy = detail::as_tensor<T>(chosen_policy_input);
+  const auto& rejected_log_policy = detail::as_tensor<T>(rejected_policy_input);
+  const auto& chosen_log_reference = detail::as_tensor<T>(chosen_reference_input);
+  const auto& rejected_log_reference = detail::as_tensor<T>(rejected_reference_input);
   if (!(dpo.beta > 0.0) || !std::isfinite(dpo.beta))
     detail::fail(where, "beta = ", detail::describe_value(dpo.beta), " must be finite and > 0");
   if (!(dpo.label_smoothing >= 0.0 && dpo.label_smoothing <= 0.5))
@@ -106,9 +111,10 @@ dpo_result<T> dpo_loss(const T& chosen_log_policy, const T& rejected_log_policy,
 /// log of RSO's acceptance probability (Liu et al. 2023): (r_i - max_j r_j) / beta, the rejection
 /// sampler from pi*(y|x) proportional to p(y|x) exp(r / beta) with the group's samples from p.
 template <Backend T>
-tensor_t<T> rso_log_acceptance(const T& reward, double beta, const options& opt = {}) {
+tensor_t<T> rso_log_acceptance(const T& reward_input, double beta, const options& opt = {}) {
   using ops = backend_traits<T>;
   constexpr std::string_view where = "rso_log_acceptance";
+  const auto& reward = detail::as_tensor<T>(reward_input);
   if (!(beta > 0.0) || !std::isfinite(beta))
     detail::fail(where, "beta = ", detail::describe_value(beta), " must be finite and > 0");
   if (opt.validate) {
@@ -153,8 +159,9 @@ std::vector<std::vector<index>> rso_select(const T& reward, double beta, index m
 /// RSO's pairs: consecutive accepted samples (1st with 2nd, 3rd with 4th, ...), the higher reward
 /// chosen (the earlier one on ties).
 template <Backend T>
-std::vector<preference_pair> rso_pairs(const T& reward, const std::vector<std::vector<index>>& accepted) {
+std::vector<preference_pair> rso_pairs(const T& reward_input, const std::vector<std::vector<index>>& accepted) {
   using ops = backend_traits<T>;
+  const auto& reward = detail::as_tensor<T>(reward_input);
   if (static_cast<index>(accepted.size()) != ops::rows(reward))
     detail::fail("rso_pairs", "accepted has ", accepted.size(), " rows but reward has ", ops::rows(reward));
   std::vector<preference_pair> pairs;

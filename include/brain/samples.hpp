@@ -6,12 +6,14 @@
 #include <brain/validate.hpp>
 
 #include <string_view>
+#include <type_traits>
 
 namespace brain::inline v0 {
 
 /// n samples y_1..y_n per prompt x, drawn from the proposal q (paper §1). Every member is
 /// [prompts, samples_per_prompt]; row p is prompt p's group. Log-probabilities are of whole
-/// sequences (sums of per-token log-probs over the response tokens).
+/// sequences (sums of per-token log-probs over the response tokens). An Eigen, xtensor or
+/// LibTorch type whose backend header is missing fails with a message naming it (backend.hpp).
 template <Backend T>
 struct samples {
   T log_policy;    ///< log q_theta(y|x): the model being trained; the only input gradients flow to
@@ -22,9 +24,21 @@ struct samples {
 
 namespace detail {
 
-/// Shapes of a samples<T>: all four [prompts, n] with prompts >= 1 and n >= 1.
+/// The samples as tensors: `s` itself when T is the tensor type, else a converted copy.
 template <class T>
-void check_sample_shapes(std::string_view where, const samples<T>& s) {
+decltype(auto) as_tensors(const samples<T>& s) {
+  if constexpr (std::same_as<T, tensor_t<T>>)
+    return (s);
+  else
+    return samples<tensor_t<T>>{.log_policy = as_tensor<T>(s.log_policy),
+                                .log_proposal = as_tensor<T>(s.log_proposal),
+                                .log_prior = as_tensor<T>(s.log_prior),
+                                .reward = as_tensor<T>(s.reward)};
+}
+
+/// Shapes of a samples<T>: all four [prompts, n] with prompts >= 1 and n >= 1.
+template <class T, class S>
+void check_sample_shapes(std::string_view where, const S& s) {
   check_not_empty<T>(where, "log_policy", s.log_policy);
   check_same_shape<T>(where, "log_proposal", s.log_proposal, "log_policy", s.log_policy);
   check_same_shape<T>(where, "log_prior", s.log_prior, "log_policy", s.log_policy);
@@ -32,18 +46,20 @@ void check_sample_shapes(std::string_view where, const samples<T>& s) {
 }
 
 /// Values of a samples<T>: log_policy, log_proposal and reward finite; log_prior may be -inf.
-template <class T>
-void check_sample_values(std::string_view where, const samples<T>& s, index row_offset = 0) {
+template <class T, class S>
+void check_sample_values(std::string_view where, const S& s, index row_offset = 0,
+                         allow_negative_infinity prior_negative_infinity = allow_negative_infinity::yes) {
   check_values<T>(where, "log_policy", s.log_policy, allow_negative_infinity::no, row_offset);
   check_values<T>(where, "log_proposal", s.log_proposal, allow_negative_infinity::no, row_offset);
-  check_values<T>(where, "log_prior", s.log_prior, allow_negative_infinity::yes, row_offset);
+  check_values<T>(where, "log_prior", s.log_prior, prior_negative_infinity, row_offset);
   check_values<T>(where, "reward", s.reward, allow_negative_infinity::no, row_offset);
 }
 
-template <class T>
-void check_samples(std::string_view where, const samples<T>& s) {
-  check_sample_shapes(where, s);
-  check_sample_values(where, s);
+template <class T, class S>
+void check_samples(std::string_view where, const S& s,
+                   allow_negative_infinity prior_negative_infinity = allow_negative_infinity::yes) {
+  check_sample_shapes<T>(where, s);
+  check_sample_values<T>(where, s, 0, prior_negative_infinity);
 }
 
 }  // namespace detail

@@ -6,7 +6,9 @@
 #include <brain/errors.hpp>
 
 #include <cmath>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 namespace brain::inline v0::detail {
 
@@ -33,6 +35,23 @@ void check_same_shape(std::string_view where, std::string_view name, const X& x,
 
 enum class allow_negative_infinity : bool { no, yes };
 
+/// Where the first NaN or +inf (and -inf unless allowed) of x is, if any.
+template <class T, class X>
+std::optional<std::pair<index, index>> find_invalid(const X& x, bool allow_negative_infinity) {
+  if (all_valid<T>(x, allow_negative_infinity)) return std::nullopt;  // the fast path
+  if constexpr (requires { ops<T>::first_invalid(x, allow_negative_infinity); }) {
+    return ops<T>::first_invalid(x, allow_negative_infinity);
+  } else {
+    for (index i = 0; i < ops<T>::rows(x); ++i)
+      for (index j = 0; j < ops<T>::cols(x); ++j) {
+        const double v = ops<T>::value_at(x, i, j);
+        if (std::isnan(v) || v == INFINITY || (!allow_negative_infinity && v == -INFINITY))
+          return std::pair<index, index>{i, j};
+      }
+    return std::nullopt;
+  }
+}
+
 /// Throws at the first NaN or +inf (and -inf unless allowed), naming its row and column.
 /// `row_offset` turns rows of a tile back into rows of the caller's tensor.
 template <class T, class X>
@@ -40,20 +59,10 @@ void check_values(std::string_view where, std::string_view name, const X& x,
                   allow_negative_infinity negative_infinity = allow_negative_infinity::no,
                   index row_offset = 0) {
   const bool allow = negative_infinity == allow_negative_infinity::yes;
-  if (all_valid<T>(x, allow)) return;  // the fast path; what follows only runs to report
-  const auto report = [&](index i, index j) {
-    fail(where, name, "[", i + row_offset, ", ", j, "] is ", describe_value(ops<T>::value_at(x, i, j)),
+  if (const auto at = find_invalid<T>(x, allow))
+    fail(where, name, "[", at->first + row_offset, ", ", at->second, "] is ",
+         describe_value(ops<T>::value_at(x, at->first, at->second)),
          allow ? " (must be a number below +inf)" : " (must be finite)");
-  };
-  if constexpr (requires { ops<T>::first_invalid(x, allow); }) {
-    if (const auto position = ops<T>::first_invalid(x, allow)) report(position->first, position->second);
-  } else {
-    for (index i = 0; i < ops<T>::rows(x); ++i)
-      for (index j = 0; j < ops<T>::cols(x); ++j) {
-        const double v = ops<T>::value_at(x, i, j);
-        if (std::isnan(v) || v == INFINITY || (!allow && v == -INFINITY)) report(i, j);
-      }
-  }
 }
 
 /// The largest element of a [rows, 1] column as a double: one host read whatever the backend.

@@ -15,8 +15,8 @@ namespace detail {
 
 /// Throws for a row whose importance weights are all zero (no sample the posterior can produce)
 /// or whose largest log weight overflowed.
-template <class T>
-void check_groups_possible(std::string_view where, const tensor_t<T>& log_alpha, index row_offset) {
+template <class T, class X>
+void check_groups_possible(std::string_view where, const X& log_alpha, index row_offset) {
   const tensor_t<T> row_max = ops<T>::row_max(log_alpha);
   if (all_valid<T>(row_max, false)) return;
   for (index i = 0; i < ops<T>::rows(row_max); ++i) {
@@ -30,12 +30,25 @@ void check_groups_possible(std::string_view where, const tensor_t<T>& log_alpha,
   }
 }
 
+/// Throws where log beta = log_policy - log_proposal overflowed (finite inputs more than the
+/// largest double apart): that sample's baseline weight would be 0 or NaN and the KL infinite.
+template <class T, class X, class P, class Q>
+void check_baseline_possible(std::string_view where, const X& log_beta, const P& log_policy, const Q& log_proposal,
+                             index row_offset) {
+  if (const auto at = find_invalid<T>(log_beta, false)) {
+    const auto [i, j] = *at;
+    fail(where, "row ", i + row_offset, ", column ", j, ": log_policy - log_proposal = ",
+         describe_value(ops<T>::value_at(log_policy, i, j)), " - ", describe_value(ops<T>::value_at(log_proposal, i, j)),
+         " overflowed to ", describe_value(ops<T>::value_at(log_beta, i, j)), " (baseline weight, eq. 11)");
+  }
+}
+
 /// log alpha_i = log g_i + log p(y_i|x) - log q(y_i|x) (eq. 6, unnormalised). Inputs are detached:
 /// the target does not depend on theta, even when the caller passes the policy's own log-probs as
 /// the proposal (on-policy sampling).
-template <class T, class G>
-tensor_t<T> log_importance_weights(std::string_view where, const T& log_prior, const T& log_proposal,
-                                   const T& reward, const G& goodness, bool validate, index row_offset = 0) {
+template <class T, class X, class G>
+tensor_t<T> log_importance_weights(std::string_view where, const X& log_prior, const X& log_proposal, const X& reward,
+                                   const G& goodness, bool validate, index row_offset = 0) {
   const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(reward));
   if (validate) check_values<T>(where, "log goodness of reward", log_g, allow_negative_infinity::no, row_offset);
   tensor_t<T> log_alpha = ops<T>::sub(ops<T>::add(log_g, detach<T>(log_prior)), detach<T>(log_proposal));
@@ -44,8 +57,8 @@ tensor_t<T> log_importance_weights(std::string_view where, const T& log_prior, c
 }
 
 /// alpha-bar from log alpha, in both domains: softmax per row (eqs. 6, 21), or the argmax one-hot.
-template <class T>
-row_softmax_result<T> normalize_target(const tensor_t<T>& log_alpha, target_rule rule) {
+template <class T, class X>
+row_softmax_result<T> normalize_target(const X& log_alpha, target_rule rule) {
   if (rule == target_rule::argmax) {
     tensor_t<T> one_hot = ops<T>::argmax_one_hot(log_alpha);
     tensor_t<T> log_one_hot = ops<T>::log(one_hot);
@@ -54,11 +67,14 @@ row_softmax_result<T> normalize_target(const tensor_t<T>& log_alpha, target_rule
   return row_softmax<T>(log_alpha);
 }
 
-/// log beta-bar_i = log_softmax_i(log q_theta(y_i|x) - log q(y_i|x)) (eqs. 10-11). Gradients flow
-/// through log_policy only.
-template <class T>
-tensor_t<T> log_baseline_weights(const T& log_policy, const T& log_proposal) {
-  return row_log_softmax<T>(ops<T>::sub(log_policy, detach<T>(log_proposal)));
+/// log beta_i = log q_theta(y_i|x) - log q(y_i|x) (eq. 11, unnormalised); gradients flow through
+/// log_policy only. Checked for overflow when `validate`.
+template <class T, class X>
+tensor_t<T> log_baseline_importance(std::string_view where, const X& log_policy, const X& log_proposal, bool validate,
+                                    index row_offset = 0) {
+  tensor_t<T> log_beta = ops<T>::sub(log_policy, detach<T>(log_proposal));
+  if (validate) check_baseline_possible<T>(where, log_beta, log_policy, log_proposal, row_offset);
+  return log_beta;
 }
 
 }  // namespace detail
@@ -70,17 +86,19 @@ template <Backend T, GoodnessModel<T> G = bradley_terry>
 tensor_t<T> log_target_weights(const T& log_prior, const T& log_proposal, const T& reward,
                                const G& goodness = {}, const options& opt = {}) {
   constexpr std::string_view where = "log_target_weights";
+  const auto &l0 = detail::as_tensor<T>(log_prior), &lq = detail::as_tensor<T>(log_proposal);
+  const auto& r = detail::as_tensor<T>(reward);
   goodness.validate();
   if (opt.validate) {
-    detail::check_not_empty<T>(where, "reward", reward);
-    detail::check_same_shape<T>(where, "log_prior", log_prior, "reward", reward);
-    detail::check_same_shape<T>(where, "log_proposal", log_proposal, "reward", reward);
-    detail::check_values<T>(where, "log_prior", log_prior, detail::allow_negative_infinity::yes);
-    detail::check_values<T>(where, "log_proposal", log_proposal);
-    detail::check_values<T>(where, "reward", reward);
+    detail::check_not_empty<T>(where, "reward", r);
+    detail::check_same_shape<T>(where, "log_prior", l0, "reward", r);
+    detail::check_same_shape<T>(where, "log_proposal", lq, "reward", r);
+    detail::check_values<T>(where, "log_prior", l0, detail::allow_negative_infinity::yes);
+    detail::check_values<T>(where, "log_proposal", lq);
+    detail::check_values<T>(where, "reward", r);
   }
-  return detail::normalize_target<T>(
-             detail::log_importance_weights<T>(where, log_prior, log_proposal, reward, goodness, opt.validate), opt.target)
+  return detail::normalize_target<T>(detail::log_importance_weights<T>(where, l0, lq, r, goodness, opt.validate),
+                                     opt.target)
       .log_p;
 }
 
@@ -95,13 +113,14 @@ tensor_t<T> target_weights(const T& log_prior, const T& log_proposal, const T& r
 template <Backend T>
 tensor_t<T> log_baseline_weights(const T& log_policy, const T& log_proposal, const options& opt = {}) {
   constexpr std::string_view where = "log_baseline_weights";
+  const auto &lp = detail::as_tensor<T>(log_policy), &lq = detail::as_tensor<T>(log_proposal);
   if (opt.validate) {
-    detail::check_not_empty<T>(where, "log_policy", log_policy);
-    detail::check_same_shape<T>(where, "log_proposal", log_proposal, "log_policy", log_policy);
-    detail::check_values<T>(where, "log_policy", log_policy);
-    detail::check_values<T>(where, "log_proposal", log_proposal);
+    detail::check_not_empty<T>(where, "log_policy", lp);
+    detail::check_same_shape<T>(where, "log_proposal", lq, "log_policy", lp);
+    detail::check_values<T>(where, "log_policy", lp);
+    detail::check_values<T>(where, "log_proposal", lq);
   }
-  return detail::log_baseline_weights<T>(log_policy, log_proposal);
+  return detail::row_log_softmax<T>(detail::log_baseline_importance<T>(where, lp, lq, opt.validate));
 }
 
 /// beta-bar: baseline weights (eq. 11), [prompts, n], rows sum to 1.
@@ -113,7 +132,7 @@ tensor_t<T> baseline_weights(const T& log_policy, const T& log_proposal, const o
 /// log_softmax over each row: the normalisation every weight above uses.
 template <Backend T>
 tensor_t<T> row_log_softmax(const T& a) {
-  return detail::row_log_softmax<T>(a);
+  return detail::row_log_softmax<T>(detail::as_tensor<T>(a));
 }
 
 }  // namespace brain::inline v0

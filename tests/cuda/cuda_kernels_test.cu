@@ -14,6 +14,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -193,6 +194,48 @@ void token_log_probs_match_cpu(index rows, index vocabulary, index offset, unsig
   CHECK(close(got, grad, tol, "grad"), "[%td, %td]", rows, vocabulary);
 }
 
+// The sampler's distribution (temperature, top-k, top-p) against the CPU kernels, with ties: the
+// GPU bisects over bit patterns, the CPU sorts; the kept sets must agree. Labels are each row's
+// best value, always kept.
+template <class T>
+void sampled_token_log_probs_match_cpu(index rows, index vocabulary, const k::sampling& s, unsigned seed) {
+  using acc = k::accumulate_t<T>;
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, 3.0);
+  std::vector<T> logits(rows * vocabulary);
+  for (index r = 0; r < rows; ++r)
+    for (index j = 0; j < vocabulary; ++j)
+      logits[r * vocabulary + j] = j % 2 == 1 ? logits[r * vocabulary + j - 1] : static_cast<T>(normal(rng));  // ties
+  std::vector<std::int64_t> labels(rows);
+  std::vector<acc> upstream(rows), lse(rows), log_probs(rows), thresholds(rows);
+  std::vector<T> grad(rows * vocabulary);
+  std::vector<acc> scratch;
+  for (index r = 0; r < rows; ++r) {
+    const T* x = logits.data() + r * vocabulary;
+    labels[r] = std::max_element(x, x + vocabulary) - x;
+    upstream[r] = static_cast<acc>(normal(rng));
+    thresholds[r] = k::truncation_threshold(x, vocabulary, s, scratch);
+    const auto row = k::sampled_row_logsumexp(x, vocabulary, s, thresholds[r]);
+    lse[r] = row.lse;
+    log_probs[r] = k::sampled_token_log_prob(x, labels[r], s, row);
+    k::sampled_token_log_prob_backward(x, vocabulary, labels[r], s, row, upstream[r], grad.data() + r * vocabulary);
+  }
+  device_array<T> d_logits(logits), d_grad(grad.size());
+  device_array<std::int64_t> d_labels(labels);
+  device_array<acc> d_lse(rows), d_log_probs(rows), d_upstream(upstream), d_thresholds(rows);
+  brain::cuda::token_log_probs(d_logits.ptr, rows, vocabulary, d_labels.ptr, d_lse.ptr, d_log_probs.ptr, nullptr, s,
+                               d_thresholds.ptr);
+  brain::cuda::token_log_probs_backward(d_logits.ptr, rows, vocabulary, d_labels.ptr, d_lse.ptr, d_upstream.ptr,
+                                        d_grad.ptr, nullptr, s, d_thresholds.ptr);
+  cuda_ok(cudaDeviceSynchronize());
+  std::printf("sampled token_log_probs %s [%td, %td] T %g top-k %lld top-p %g\n", std::is_same_v<T, float> ? "float" : "double",
+              rows, vocabulary, s.temperature, static_cast<long long>(s.top_k), s.top_p);
+  const double tol = tolerance<T>();
+  CHECK(close(d_lse.download(), lse, tol, "sampled lse"), "[%td, %td]", rows, vocabulary);
+  CHECK(close(d_log_probs.download(), log_probs, tol, "sampled log_probs"), "[%td, %td]", rows, vocabulary);
+  CHECK(close(d_grad.download(), grad, tol, "sampled grad"), "[%td, %td]", rows, vocabulary);
+}
+
 template <class T>
 void token_log_probs_edge_rows() {
   using acc = k::accumulate_t<T>;
@@ -246,6 +289,11 @@ int main() {
     token_log_probs_match_cpu<float>(2048, 50257, 0, 5);  // the issue's size
     token_log_probs_edge_rows<float>();
     token_log_probs_edge_rows<double>();
+    for (const k::sampling s : {k::sampling{0.7, 0, 1.0}, k::sampling{1.0, 40, 1.0}, k::sampling{1.3, 0, 0.9},
+                                k::sampling{0.8, 50, 0.95}, k::sampling{1.0, 1, 0.3}}) {
+      sampled_token_log_probs_match_cpu<float>(17, 1000, s, 50);
+      sampled_token_log_probs_match_cpu<double>(9, 50257, s, 51);
+    }
   } catch (const std::exception& ex) {
     std::printf("FAILED: exception: %s\n", ex.what());
     return 1;

@@ -1,14 +1,14 @@
-// brain/torch/log_probs.hpp on CUDA tensors, dispatched to brain::cuda's kernels: forward and
+// brain/backends/torch/log_probs.hpp on CUDA tensors, dispatched to brain::cuda's kernels: forward and
 // backward against the same call on CPU tensors (brain's CPU kernels), both alignments, padding,
 // every reduction. Plain main() (see cuda_kernels_test.cu); exit 77 = skipped, with the reason.
 
-#include <brain/torch/log_probs.hpp>
+#include <brain/backends/torch/log_probs.hpp>
 
 #include <torch/torch.h>
 
 #include <cstdio>
 
-namespace bt = brain::torch;
+namespace bt = brain::libtorch;
 
 namespace {
 
@@ -22,17 +22,23 @@ void expect_close(const at::Tensor& got, const at::Tensor& want, double tol, con
   if (!ok) ++failures;
 }
 
-void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, const char* what) {
+void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, const char* what,
+             const bt::sampling& sample = {}) {
   torch::manual_seed(3);
   const int64_t batch = 3, time = 17, vocabulary = 50257;
   const at::Tensor logits = torch::randn({batch, time, vocabulary}, torch::dtype(dtype)) * 3;
-  const at::Tensor labels = torch::randint(0, vocabulary, {batch, time});
+  // Under top-k / top-p, labels the sampler keeps: each position's best (shifted for next_token).
+  at::Tensor labels = torch::randint(0, vocabulary, {batch, time});
+  if (sample.truncates()) {
+    labels = logits.argmax(2);
+    if (align == bt::alignment::next_token) labels = at::cat({labels.slice(1, 0, 1), labels.slice(1, 0, time - 1)}, 1);
+  }
   at::Tensor mask = torch::ones({batch, time}, torch::kLong);
   mask.select(1, 0).zero_();                    // next_token: the first token is never scored
   mask.select(0, 1).slice(0, 0, 6).zero_();     // left padding
   mask.select(0, 2).slice(0, 12, time).zero_(); // right padding
   const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
-  const bt::log_prob_options opt{.reduce = reduce};
+  const bt::log_prob_options opt{.reduce = reduce, .sample = sample};
 
   const at::Tensor cpu_logits = logits.clone().requires_grad_(true);
   const at::Tensor gpu_logits = logits.to(at::kCUDA).requires_grad_(true);
@@ -48,7 +54,7 @@ void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, co
 }  // namespace
 
 int main() {
-  if (!BRAIN_TORCH_CUDA_KERNELS) {
+  if (bt::detail::find_device_log_probs(c10::DeviceType::CUDA) == nullptr) {
     std::printf("SKIPPED: LibTorch was built without CUDA (no c10/cuda/impl/cuda_cmake_macros.h): CUDA tensors cannot exist here\n");
     return 77;
   }
@@ -60,6 +66,12 @@ int main() {
     compare(at::kFloat, bt::alignment::next_token, bt::reduction::sum, "float next_token sum");
     compare(at::kFloat, bt::alignment::same_position, bt::reduction::none, "float same_position none");
     compare(at::kDouble, bt::alignment::next_token, bt::reduction::mean, "double next_token mean");
+    // The sampler's distribution: temperature alone, then with top-k and top-p (bisection on the GPU,
+    // sort on the CPU: the same kept set).
+    compare(at::kFloat, bt::alignment::next_token, bt::reduction::sum, "float temperature 0.7", {0.7, 0, 1.0});
+    compare(at::kFloat, bt::alignment::same_position, bt::reduction::none, "float T 0.8 top-k 40 top-p 0.9",
+            {0.8, 40, 0.9});
+    compare(at::kDouble, bt::alignment::next_token, bt::reduction::sum, "double top-p 0.5", {1.0, 0, 0.5});
     // Bad input is still caught before any kernel runs.
     bool threw = false;
     try {

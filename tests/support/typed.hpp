@@ -5,6 +5,7 @@
 #include <brain/loss.hpp>
 
 #include "vector_backend.hpp"
+#include "view_backend.hpp"
 
 #if defined(BRAIN_TEST_XTENSOR)
 #include <brain/backends/xtensor.hpp>
@@ -27,14 +28,15 @@ using host_vector = Eigen::VectorXd;
 using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // Each test executable runs the typed suite on one group of backends, chosen by a definition:
-// brain_tests (Eigen in three layouts and the user-written backend), brain_tests_xtensor and
-// brain_tests_torch. The scalar reference is the same for all, so they agree with each other.
+// brain_tests (Eigen in three layouts, the user-written backend and its view input type),
+// brain_tests_xtensor and brain_tests_torch. The scalar reference is the same for all, so they
+// agree with each other.
 #if defined(BRAIN_TEST_TORCH)
 using double_backends = ::testing::Types<at::Tensor>;
 #elif defined(BRAIN_TEST_XTENSOR)
 using double_backends = ::testing::Types<xt::xtensor<double, 2>>;
 #else
-using double_backends = ::testing::Types<Eigen::MatrixXd, Eigen::ArrayXXd, row_major, user::matrix>;
+using double_backends = ::testing::Types<Eigen::MatrixXd, Eigen::ArrayXXd, row_major, user::matrix, user::view>;
 #endif
 
 /// Readable names for the typed tests in ctest's list.
@@ -45,6 +47,7 @@ struct backend_names {
     if constexpr (std::is_same_v<T, Eigen::ArrayXXd>) return "EigenArrayXXd";
     if constexpr (std::is_same_v<T, row_major>) return "EigenRowMajor";
     if constexpr (std::is_same_v<T, user::matrix>) return "UserVectorBackend";
+    if constexpr (std::is_same_v<T, user::view>) return "UserViewBackend";
 #if defined(BRAIN_TEST_XTENSOR)
     if constexpr (std::is_same_v<T, xt::xtensor<double, 2>>) return "Xtensor";
 #endif
@@ -91,6 +94,13 @@ struct io<user::matrix> {
     return Eigen::Map<const host_vector>(v.data(), brain::index(v.size()));
   }
   static double to_double(double s) { return s; }
+};
+template <>
+struct io<user::view> : io<user::matrix> {  // results are user::matrix
+  static user::view from_host(const host& h) {
+    const user::matrix m = io<user::matrix>::from_host(h);
+    return {m.rows, m.cols, std::make_shared<const std::vector<double>>(m.data)};
+  }
 };
 #if defined(BRAIN_TEST_XTENSOR)
 template <class S>
@@ -144,6 +154,12 @@ struct io<at::Tensor> {
   }
 };
 #endif
+
+/// A host matrix as the backend's result type (what parameters typed tensor_t<T> take).
+template <class T>
+brain::tensor_t<T> tensor_from_host(const host& h) {
+  return brain::detail::as_tensor<T>(io<T>::from_host(h));
+}
 
 /// samples<T> from host matrices.
 template <class T>

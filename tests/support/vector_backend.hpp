@@ -51,6 +51,7 @@ struct brain::backend_traits<user::matrix> {
   static m full(const m&, index r, index c, double v) { return {r, c, std::vector<double>(static_cast<std::size_t>(r * c), v)}; }
   static m add(const m& a, const m& b) { return zip(a, b, std::plus<>{}); }
   static m sub(const m& a, const m& b) { return zip(a, b, std::minus<>{}); }
+  static m mul(const m& a, const m& b) { return zip(a, b, std::multiplies<>{}); }
   static m affine(const m& a, double s, double t) { return map(a, [=](double v) { return v * s + t; }); }
   static m exp(const m& a) { return map(a, [](double v) { return std::exp(v); }); }
   static m log(const m& a) { return map(a, [](double v) { return std::log(v); }); }

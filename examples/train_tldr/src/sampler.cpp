@@ -2,7 +2,7 @@
 
 #include "fail.hpp"
 
-#include <brain/torch/log_probs.hpp>
+#include <brain/backends/torch/log_probs.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -213,8 +213,8 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
   for (std::size_t first = 0; first < total; first += per_chunk) {
     const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id, config.context);
     const auto hidden = model->hidden(b.input.ids, b.input.mask);
-    parts.push_back(brain::torch::fused_linear_sequence_log_probs(hidden, model->head_weight(), b.input.ids,
-                                                                  b.response_mask, brain::torch::alignment::next_token));
+    parts.push_back(brain::libtorch::fused_linear_sequence_log_probs(hidden, model->head_weight(), b.input.ids,
+                                                                  b.response_mask, brain::libtorch::alignment::next_token));
   }
   if (parts.empty()) return ::torch::zeros({0}, model->head_weight().options().dtype(::torch::kFloat));
   return parts.size() == 1 ? parts.front() : ::torch::cat(parts);

@@ -22,10 +22,12 @@ namespace brain::inline v0::cuda {
                                                    const kernels::group_loss_outputs<T>&, const log_goodness&,     \
                                                    cudaStream_t, bool);                                            \
   prefix template void token_log_probs<T>(const T*, index, index, const std::int64_t*, kernels::accumulate_t<T>*,  \
-                                          kernels::accumulate_t<T>*, cudaStream_t);                                \
+                                          kernels::accumulate_t<T>*, cudaStream_t, const kernels::sampling&,       \
+                                          kernels::accumulate_t<T>*);                                              \
   prefix template void token_log_probs_backward<T>(const T*, index, index, const std::int64_t*,                    \
                                                    const kernels::accumulate_t<T>*, const kernels::accumulate_t<T>*, \
-                                                   T*, cudaStream_t);
+                                                   T*, cudaStream_t, const kernels::sampling&,                     \
+                                                   const kernels::accumulate_t<T>*);
 
 // Compiled in brain::cuda: float and double, the three goodness models of brain/goodness.hpp.
 BRAIN_CUDA_INSTANTIATE(extern, float)

@@ -88,6 +88,8 @@ struct backend_traits<X> {
   static tensor add(const A& a, const B& b) { return make(a.array() + b.array()); }
   template <class A, class B>
   static tensor sub(const A& a, const B& b) { return make(a.array() - b.array()); }
+  template <class A, class B>
+  static tensor mul(const A& a, const B& b) { return make(a.array() * b.array()); }
   template <class A>
   static tensor affine(const A& a, double scale, double shift) {
     return make(a.array() * cast(scale) + cast(shift));
@@ -140,7 +142,9 @@ struct backend_traits<X> {
   template <class V>
   static scalar mean(const V& v) { return v.array().mean(); }
 
-  // Optional: row blocks, so that brain_loss works through a large batch tile by tile in cache.
+  // Optional: a comparison mask, and row blocks, so that brain_loss works through a large batch tile by tile in cache.
+  template <class A>
+  static tensor is_positive(const A& a) { return make((a.array() > value_type(0)).template cast<value_type>()); }
   template <class A>
   static auto row_block(const A& a, index begin, index count) { return a.middleRows(begin, count); }
   template <class Src>
@@ -155,6 +159,11 @@ struct backend_traits<X> {
     return allow_negative_infinity || a.template minCoeff<Eigen::PropagateNaN>() > -inf;
   }
 };
+
+/// Integer and complex Eigen types hold no log-probabilities: not a backend (and no static_assert).
+template <class X>
+  requires detail::eigen_dense<X> && (!std::floating_point<typename X::Scalar>)
+struct backend_traits<X> {};
 
 }  // namespace brain::inline v0
 

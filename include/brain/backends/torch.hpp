@@ -43,6 +43,7 @@ struct backend_traits<at::Tensor> {
 
   static at::Tensor add(const at::Tensor& a, const at::Tensor& b) { return in(a) + in(b); }
   static at::Tensor sub(const at::Tensor& a, const at::Tensor& b) { return in(a) - in(b); }
+  static at::Tensor mul(const at::Tensor& a, const at::Tensor& b) { return in(a) * in(b); }
   static at::Tensor affine(const at::Tensor& a, double scale, double shift) { return in(a) * scale + shift; }
   static at::Tensor exp(const at::Tensor& a) { return at::exp(in(a)); }
   static at::Tensor log(const at::Tensor& a) { return at::log(in(a)); }
@@ -73,6 +74,7 @@ struct backend_traits<at::Tensor> {
   static at::Tensor row_log_softmax(const at::Tensor& a) { return at::log_softmax(in(a), 1); }
   static at::Tensor log_sigmoid(const at::Tensor& a) { return at::log_sigmoid(in(a)); }
   static at::Tensor div_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a) / in(v); }
+  static at::Tensor is_positive(const at::Tensor& a) { return (in(a).detach() > 0).to(compute_type(a)); }
   // One reduction and one host read per check: max propagates NaN and +inf; a sum is finite only
   // without NaN and infinities (or on overflow, which the exact check below then clears).
   static bool all_valid(const at::Tensor& a, bool allow_negative_infinity) {

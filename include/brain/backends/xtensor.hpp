@@ -41,6 +41,7 @@ struct backend_traits<xt::xtensor<S, 2>> {
 
   static tensor add(const tensor& a, const tensor& b) { return a + b; }
   static tensor sub(const tensor& a, const tensor& b) { return a - b; }
+  static tensor mul(const tensor& a, const tensor& b) { return a * b; }
   static tensor affine(const tensor& a, double scale, double shift) { return a * cast(scale) + cast(shift); }
   static tensor exp(const tensor& a) { return xt::exp(a); }
   static tensor log(const tensor& a) { return xt::log(a); }
@@ -80,10 +81,16 @@ struct backend_traits<xt::xtensor<S, 2>> {
 
   // Optional operations.
   static tensor div_per_row(const tensor& a, const tensor& v) { return a / v; }
+  static tensor is_positive(const tensor& a) { return xt::where(a > S(0), S(1), S(0)); }
   static bool all_valid(const tensor& a, bool allow_negative_infinity) {
     if (!allow_negative_infinity) return xt::all(xt::isfinite(a));
     return !xt::any(xt::isnan(a) || xt::equal(a, std::numeric_limits<S>::infinity()));
   }
 };
+
+/// Integer xtensors hold no log-probabilities: not a backend (and no static_assert).
+template <class S>
+  requires(!std::floating_point<S>)
+struct backend_traits<xt::xtensor<S, 2>> {};
 
 }  // namespace brain::inline v0

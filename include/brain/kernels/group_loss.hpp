@@ -70,6 +70,7 @@ enum class group_status : std::uint8_t {
   bad_reward,         ///< NaN or ±inf in reward, or its log goodness
   no_target_support,  ///< every target weight is zero (log alpha = -inf for all n samples)
   weight_overflow,    ///< the largest log importance weight is +inf or NaN
+  baseline_overflow,  ///< log_policy - log_proposal overflowed (eq. 11's log beta is not finite)
 };
 
 /// What group_status means, for error messages.
@@ -80,6 +81,8 @@ inline std::string_view describe(group_status s) {
     case group_status::bad_log_proposal: return "log_proposal holds NaN or an infinity";
     case group_status::bad_log_prior: return "log_prior holds NaN or +inf";
     case group_status::bad_reward: return "reward (or its log goodness) holds NaN or an infinity";
+    case group_status::baseline_overflow:
+      return "log_policy - log_proposal overflowed (the log baseline weight of eq. 11 is not finite)";
     case group_status::no_target_support:
       return "every target weight is zero (log_prior + log goodness is -inf for all samples); the posterior gives "
              "this group no support";
@@ -110,15 +113,20 @@ struct group_loss_outputs {
   T* loss;              ///< mean of per_prompt; nullptr to skip
 };
 
-/// The first bad input among one sample's values, or ok.
+/// The first bad input among one sample's values, or ok: the reward itself must be finite (as in
+/// brain_loss), not only its log goodness (logistic goodness maps +inf to a finite 0).
 template <class Acc>
-BRAIN_HOST_DEVICE group_status check_sample(Acc log_policy, Acc log_proposal, Acc log_prior, Acc log_goodness) {
+BRAIN_HOST_DEVICE group_status check_sample(Acc log_policy, Acc log_proposal, Acc log_prior, Acc reward,
+                                            Acc log_goodness) {
   constexpr Acc inf = std::numeric_limits<Acc>::infinity();
   // v - v is 0 for finite v, NaN for NaN and ±inf.
   if (!(log_policy - log_policy == Acc(0))) return group_status::bad_log_policy;
   if (!(log_proposal - log_proposal == Acc(0))) return group_status::bad_log_proposal;
   if (!(log_prior < inf)) return group_status::bad_log_prior;
+  if (!(reward - reward == Acc(0))) return group_status::bad_reward;
   if (!(log_goodness - log_goodness == Acc(0))) return group_status::bad_reward;
+  const Acc log_beta = log_policy - log_proposal;
+  if (!(log_beta - log_beta == Acc(0))) return group_status::baseline_overflow;
   return group_status::ok;
 }
 
@@ -177,9 +185,9 @@ BRAIN_HOST_DEVICE group_status group_loss_row(const group_loss_inputs<T>& in, co
   online_logsumexp<acc> alpha, beta;
   group_status status = group_status::ok;
   for (index i = begin; i < begin + in.n; ++i) {
-    const acc lp = in.log_policy[i], lq = in.log_proposal[i], l0 = in.log_prior[i];
-    const acc lg = log_goodness_value<acc>(goodness, static_cast<acc>(in.reward[i]));
-    if (status == group_status::ok) status = check_sample(lp, lq, l0, lg);
+    const acc lp = in.log_policy[i], lq = in.log_proposal[i], l0 = in.log_prior[i], r = in.reward[i];
+    const acc lg = log_goodness_value<acc>(goodness, r);
+    if (status == group_status::ok) status = check_sample(lp, lq, l0, r, lg);
     alpha.add(log_importance_weight(lg, l0, lq));
     beta.add(log_baseline_weight(lp, lq));
   }
@@ -200,6 +208,36 @@ BRAIN_HOST_DEVICE group_status group_loss_row(const group_loss_inputs<T>& in, co
   }
   out.per_prompt[row] = static_cast<T>(kl);
   return status;
+}
+
+/// Throws for group `row`, whose status is `status`, naming the column, argument and value of its
+/// first bad sample (from host memory holding the row's n values of each input); a status of the
+/// whole group (no support, overflow of the largest weight) is named with the row alone.
+template <class T, class G>
+[[noreturn]] void fail_group(std::string_view where, index row, group_status status, const T* log_policy,
+                             const T* log_proposal, const T* log_prior, const T* reward, index n, const G& goodness) {
+  using acc = accumulate_t<T>;
+  using brain::detail::describe_value;
+  for (index j = 0; j < n; ++j) {
+    const acc lp = log_policy[j], lq = log_proposal[j], l0 = log_prior[j], r = reward[j];
+    const group_status c = check_sample(lp, lq, l0, r, log_goodness_value<acc>(goodness, r));
+    switch (c) {
+      case group_status::ok: continue;
+      case group_status::bad_log_policy:
+        brain::detail::fail(where, "row ", row, ", column ", j, ": log_policy = ", describe_value(lp), ": ", describe(c));
+      case group_status::bad_log_proposal:
+        brain::detail::fail(where, "row ", row, ", column ", j, ": log_proposal = ", describe_value(lq), ": ", describe(c));
+      case group_status::bad_log_prior:
+        brain::detail::fail(where, "row ", row, ", column ", j, ": log_prior = ", describe_value(l0), ": ", describe(c));
+      case group_status::bad_reward:
+        brain::detail::fail(where, "row ", row, ", column ", j, ": reward = ", describe_value(r), " (log goodness ",
+                            describe_value(log_goodness_value<acc>(goodness, r)), "): ", describe(c));
+      default:
+        brain::detail::fail(where, "row ", row, ", column ", j, ": log_policy - log_proposal = ", describe_value(lp),
+                            " - ", describe_value(lq), ": ", describe(c));
+    }
+  }
+  brain::detail::fail(where, "row ", row, ": ", describe(status));
 }
 
 /// Throws std::invalid_argument for a group_loss call whose sizes or pointers are unusable.
@@ -227,7 +265,10 @@ void group_loss(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out
   accumulate_t<T> total = 0;
   for (index row = 0; row < in.prompts; ++row) {
     const group_status s = group_loss_row(in, out, goodness, row);
-    if (validate && s != group_status::ok) brain::detail::fail(where, "row ", row, ": ", describe(s));
+    if (validate && s != group_status::ok) {
+      const index at = row * in.n;
+      fail_group(where, row, s, in.log_policy + at, in.log_proposal + at, in.log_prior + at, in.reward + at, in.n, goodness);
+    }
     total += out.per_prompt[row];
   }
   if (out.loss != nullptr) *out.loss = static_cast<T>(total / static_cast<accumulate_t<T>>(in.prompts));

@@ -1,11 +1,19 @@
 #pragma once
 // Per-token log-probabilities from rows of logits, over raw contiguous memory: no tensor library,
-// so an Eigen trainer, the LibTorch operations (brain/torch/log_probs.hpp) and the CUDA kernels
-// share them.
+// so an Eigen trainer, the LibTorch operations (brain/backends/torch/log_probs.hpp) and the CUDA
+// kernels share them.
 //
 // For one token with logits x[0..V) and label y:
 //   log p(y) = x[y] - logsumexp(x)                                  (forward: one read of x)
 //   d log p(y) / d x[j] = [j == y] - exp(x[j] - logsumexp(x))      (backward: one read, one write)
+//
+// Under a sampler's settings (struct sampling: temperature T, top-k, top-p), the log-prob is that
+// of the distribution the sampler drew from: v = x / T, the kept set K = {j : v_j >= threshold}
+// (top-k, then top-p on the renormalised top-k distribution), and
+//   log p'(y) = v_y - logsumexp_{j in K} v_j  (-inf if y is not in K)
+//   d log p'(y) / d x[j] = ([j == y] - p'_j) / T for j in K, 0 elsewhere.
+// Each row is computed alone, in a fixed order: a token's log-prob does not depend on the rest
+// of the batch.
 //
 // Accumulation is in float for float, float16 and bfloat16 inputs, in double for double.
 
@@ -15,8 +23,10 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 namespace brain::inline v0::kernels {
 
@@ -31,6 +41,10 @@ namespace detail {
 BRAIN_HOST_DEVICE inline float select(bool mask, float a, float b) {
   const std::uint32_t m = 0u - static_cast<std::uint32_t>(mask);
   return std::bit_cast<float>((std::bit_cast<std::uint32_t>(a) & m) | (std::bit_cast<std::uint32_t>(b) & ~m));
+}
+BRAIN_HOST_DEVICE inline double select(bool mask, double a, double b) {
+  const std::uint64_t m = 0u - static_cast<std::uint64_t>(mask);
+  return std::bit_cast<double>((std::bit_cast<std::uint64_t>(a) & m) | (std::bit_cast<std::uint64_t>(b) & ~m));
 }
 
 }  // namespace detail
@@ -63,14 +77,46 @@ BRAIN_HOST_DEVICE accumulate_t<In> load(const In* p, std::int64_t j) {
   return static_cast<accumulate_t<In>>(p[j]);
 }
 
+/// Reads x[j] as it enters the logsumexp: converted to the accumulation type.
+template <class In>
+struct plain_load {
+  BRAIN_HOST_DEVICE accumulate_t<In> operator()(const In* p, std::int64_t j) const { return load(p, j); }
+};
+
+}  // namespace detail
+
+/// A sampler's settings, as in Hugging Face's and vLLM's samplers (applied in this order):
+/// temperature, then top-k, then top-p on the renormalised top-k distribution.
+struct sampling {
+  double temperature = 1.0;  ///< logits are divided by it; > 0
+  std::int64_t top_k = 0;    ///< keep the k largest logits (ties with the k-th kept too); 0 = all
+  double top_p = 1.0;        ///< keep the smallest set of largest probabilities whose mass reaches
+                             ///< top_p (ties with the last kept too); in (0, 1], 1 = all
+  BRAIN_HOST_DEVICE bool truncates() const { return top_k > 0 || top_p < 1.0; }
+  BRAIN_HOST_DEVICE bool is_plain() const { return temperature == 1.0 && !truncates(); }
+};
+
+namespace detail {
+
+/// Reads x[j] / T, and -inf below the truncation threshold (NaN stays NaN, so validation sees it).
+template <class In>
+struct sampled_load {
+  accumulate_t<In> temperature;
+  accumulate_t<In> threshold;  // in units of x / T; -inf when nothing is truncated
+  BRAIN_HOST_DEVICE accumulate_t<In> operator()(const In* p, std::int64_t j) const {
+    const accumulate_t<In> v = load(p, j) / temperature;
+    return select(v < threshold, -std::numeric_limits<accumulate_t<In>>::infinity(), v);
+  }
+};
+
 }  // namespace detail
 
 /// logsumexp of x[0..n), reading x from memory once: each block's maximum, then the sum of its
 /// exponentials from cache, merged into a running (max, sum). -inf for an all -inf row; NaN if
 /// any value is NaN or +inf. (The loops are shaped so that GCC vectorises them without
 /// -ffast-math: independent lane accumulators, and exponentials written to a block buffer.)
-template <class In>
-BRAIN_HOST_DEVICE accumulate_t<In> row_logsumexp(const In* x, std::int64_t n) {
+template <class In, class Load = detail::plain_load<In>>
+BRAIN_HOST_DEVICE accumulate_t<In> row_logsumexp(const In* x, std::int64_t n, Load load = {}) {
   using acc = accumulate_t<In>;
   constexpr acc minus_inf = -std::numeric_limits<acc>::infinity();
   acc running_max = minus_inf, running_sum = 0;
@@ -83,16 +129,16 @@ BRAIN_HOST_DEVICE accumulate_t<In> row_logsumexp(const In* x, std::int64_t n) {
     acc lane[detail::lanes];
     for (int l = 0; l < detail::lanes; ++l) lane[l] = minus_inf;
     for (std::int64_t j = 0; j < whole; j += detail::lanes)
-      for (int l = 0; l < detail::lanes; ++l) lane[l] = lane[l] < detail::load(p, j + l) ? detail::load(p, j + l) : lane[l];
+      for (int l = 0; l < detail::lanes; ++l) lane[l] = lane[l] < load(p, j + l) ? load(p, j + l) : lane[l];
     acc block_max = minus_inf;
     for (int l = 0; l < detail::lanes; ++l) block_max = std::max(block_max, lane[l]);
-    for (std::int64_t j = whole; j < len; ++j) block_max = std::max(block_max, detail::load(p, j));
+    for (std::int64_t j = whole; j < len; ++j) block_max = std::max(block_max, load(p, j));
     if (block_max == minus_inf) {  // nothing but -inf, or NaN that the lane maxima skipped
-      for (std::int64_t j = 0; j < len; ++j) poisoned = poisoned || !(detail::load(p, j) == detail::load(p, j));
+      for (std::int64_t j = 0; j < len; ++j) poisoned = poisoned || !(load(p, j) == load(p, j));
       continue;
     }
     const acc new_max = std::max(running_max, block_max);
-    for (std::int64_t j = 0; j < len; ++j) exps[j] = exp_approx(detail::load(p, j) - new_max);
+    for (std::int64_t j = 0; j < len; ++j) exps[j] = exp_approx(load(p, j) - new_max);
     for (int l = 0; l < detail::lanes; ++l) lane[l] = 0;
     for (std::int64_t j = 0; j < whole; j += detail::lanes)
       for (int l = 0; l < detail::lanes; ++l) lane[l] += exps[j + l];
@@ -129,6 +175,90 @@ BRAIN_HOST_DEVICE void token_log_prob_backward(const In* x, std::int64_t n, std:
   using acc = accumulate_t<In>;
   const acc at_label = logit_gradient(detail::load(x, label), lse, upstream, true);  // before x is overwritten
   for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(detail::load(x, j), lse, upstream, false));
+  grad[label] = static_cast<Out>(at_label);
+}
+
+/// The normaliser of one row under a sampler's settings: log p'(j) = x[j] / T - lse for
+/// x[j] / T >= threshold, -inf below it (threshold = -inf when nothing is truncated).
+template <class Acc>
+struct sampled_row {
+  Acc lse;
+  Acc threshold;
+};
+
+/// The truncation threshold of one row (host only): the smallest kept value of x / T under
+/// top-k and top-p, -inf when the settings keep everything, NaN when the row holds NaN or +inf.
+/// `scratch` is resized to n. Ties are kept together, so the kept set does not depend on any
+/// sort order: top-k keeps every value >= the k-th largest; top-p walks the distinct values
+/// downwards and keeps each while the mass strictly above it is below top_p.
+template <class In>
+accumulate_t<In> truncation_threshold(const In* x, std::int64_t n, const sampling& s,
+                                      std::vector<accumulate_t<In>>& scratch) {
+  using acc = accumulate_t<In>;
+  constexpr acc minus_inf = -std::numeric_limits<acc>::infinity();
+  if (!s.truncates()) return minus_inf;
+  scratch.resize(static_cast<std::size_t>(n));
+  const acc temperature = static_cast<acc>(s.temperature);
+  for (std::int64_t j = 0; j < n; ++j) {
+    const acc v = detail::load(x, j) / temperature;
+    if (!(v < std::numeric_limits<acc>::infinity())) return std::numeric_limits<acc>::quiet_NaN();  // NaN, +inf
+    scratch[static_cast<std::size_t>(j)] = v;
+  }
+  acc threshold = minus_inf;
+  auto kept_end = scratch.end();
+  if (s.top_k > 0 && s.top_k < n) {
+    std::nth_element(scratch.begin(), scratch.begin() + (s.top_k - 1), scratch.end(), std::greater<acc>());
+    threshold = scratch[static_cast<std::size_t>(s.top_k - 1)];
+    kept_end = std::partition(scratch.begin(), scratch.end(), [&](acc v) { return v >= threshold; });
+  }
+  if (s.top_p < 1.0) {
+    std::sort(scratch.begin(), kept_end, std::greater<acc>());
+    const std::int64_t m = kept_end - scratch.begin();
+    const acc lse = row_logsumexp(scratch.data(), m);
+    double mass_above = 0;  // of the values strictly above the current one
+    for (std::int64_t i = 0; i < m && mass_above < s.top_p;) {
+      const acc value = scratch[static_cast<std::size_t>(i)];
+      threshold = value;
+      for (; i < m && scratch[static_cast<std::size_t>(i)] == value; ++i) mass_above += std::exp(double(value) - double(lse));
+    }
+  }
+  return threshold;
+}
+
+/// The row's normaliser under the sampler's settings, given its truncation threshold.
+template <class In>
+BRAIN_HOST_DEVICE sampled_row<accumulate_t<In>> sampled_row_logsumexp(const In* x, std::int64_t n, const sampling& s,
+                                                                      accumulate_t<In> threshold) {
+  using acc = accumulate_t<In>;
+  if (s.is_plain()) return {row_logsumexp(x, n), -std::numeric_limits<acc>::infinity()};
+  return {row_logsumexp(x, n, detail::sampled_load<In>{static_cast<acc>(s.temperature), threshold}), threshold};
+}
+
+/// log p'(label) of the sampled distribution, given the row's normaliser: -inf outside the kept set.
+template <class In>
+BRAIN_HOST_DEVICE accumulate_t<In> sampled_token_log_prob(const In* x, std::int64_t label, const sampling& s,
+                                                          sampled_row<accumulate_t<In>> row) {
+  using acc = accumulate_t<In>;
+  if (s.is_plain()) return detail::load(x, label) - row.lse;
+  return detail::sampled_load<In>{static_cast<acc>(s.temperature), row.threshold}(x, label) - row.lse;
+}
+
+/// The gradient of upstream * log p'(label) with respect to the logits (see the header comment),
+/// written in one pass; `grad` may alias `x`. A label outside the kept set (log p' = -inf) gets
+/// a zero gradient row.
+template <class In, class Out>
+BRAIN_HOST_DEVICE void sampled_token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label, const sampling& s,
+                                                       sampled_row<accumulate_t<In>> row, accumulate_t<In> upstream,
+                                                       Out* grad) {
+  using acc = accumulate_t<In>;
+  if (s.is_plain()) return token_log_prob_backward(x, n, label, row.lse, upstream, grad);
+  const detail::sampled_load<In> load{static_cast<acc>(s.temperature), row.threshold};
+  const acc scaled = upstream / static_cast<acc>(s.temperature);
+  const bool label_kept = load(x, label) > -std::numeric_limits<acc>::infinity();
+  const acc at_label = label_kept ? logit_gradient(load(x, label), row.lse, scaled, true) : acc(0);
+  const acc up = label_kept ? scaled : acc(0);
+  // Dropped logits read -inf, so exp(-inf - lse) = 0 and their gradient is exactly 0.
+  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(load(x, j), row.lse, up, false));
   grad[label] = static_cast<Out>(at_label);
 }
 

@@ -32,16 +32,25 @@ void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_lo
 /// lse[r] = logsumexp(logits[r, :]) and log_probs[r] = logits[r, labels[r]] - lse[r], reading each
 /// row once (online logsumexp, 16-byte loads). labels[r] < 0 skips row r (both results 0, the
 /// row is not read); labels[r] >= vocabulary gives NaN. NaN or +inf in a row gives NaN.
+/// Under sampling settings (kernels::sampling) the log-prob is that of the sampler's distribution
+/// (brain/kernels/token_log_probs.hpp): lse is then over the kept x / T, thresholds[r] (when not
+/// null) receives the row's truncation threshold for the backward, and a label outside the kept
+/// set gets -inf. Top-k / top-p find their threshold by bisection on the values' order-preserving
+/// bit patterns, 32 (float) or 64 (double) passes over the row each.
 template <class T>
 void token_log_probs(const T* logits, index rows, index vocabulary, const std::int64_t* labels,
-                     kernels::accumulate_t<T>* lse, kernels::accumulate_t<T>* log_probs, cudaStream_t stream);
+                     kernels::accumulate_t<T>* lse, kernels::accumulate_t<T>* log_probs, cudaStream_t stream,
+                     const kernels::sampling& sampling = {}, kernels::accumulate_t<T>* thresholds = nullptr);
 
 /// grad[r, j] = upstream[r] * ([j == labels[r]] - exp(logits[r, j] - lse[r])): the gradient of
 /// sum_r upstream[r] * log_probs[r] with respect to the logits, written in one pass (rows with
-/// labels[r] < 0 get zeros). `grad` may be `logits` (in place).
+/// labels[r] < 0 get zeros). `grad` may be `logits` (in place). Under truncating sampling
+/// settings, `thresholds` (from the forward) is required: dropped logits get 0, kept ones
+/// upstream * ([j == label] - p'_j) / T.
 template <class T>
 void token_log_probs_backward(const T* logits, index rows, index vocabulary, const std::int64_t* labels,
                               const kernels::accumulate_t<T>* lse, const kernels::accumulate_t<T>* upstream, T* grad,
-                              cudaStream_t stream);
+                              cudaStream_t stream, const kernels::sampling& sampling = {},
+                              const kernels::accumulate_t<T>* thresholds = nullptr);
 
 }  // namespace brain::inline v0::cuda

@@ -10,6 +10,7 @@
 #include <brain/kernels/group_loss.hpp>
 
 #include <cstdint>
+#include <vector>
 
 namespace brain::inline v0::cuda {
 namespace detail {
@@ -55,9 +56,9 @@ __global__ void __launch_bounds__(group_block_threads)
 
   group_partials<acc> p;
   for (index i = begin + lane; i < end; i += Threads) {
-    const acc lp = in.log_policy[i], lq = in.log_proposal[i], l0 = in.log_prior[i];
-    const acc lg = kernels::log_goodness_value<acc>(goodness, static_cast<acc>(in.reward[i]));
-    p.status = first_status(p.status, static_cast<int>(kernels::check_sample(lp, lq, l0, lg)));
+    const acc lp = in.log_policy[i], lq = in.log_proposal[i], l0 = in.log_prior[i], r = in.reward[i];
+    const acc lg = kernels::log_goodness_value<acc>(goodness, r);
+    p.status = first_status(p.status, static_cast<int>(kernels::check_sample(lp, lq, l0, r, lg)));
     p.alpha.add(kernels::log_importance_weight(lg, l0, lq));  // eq. 6
     p.beta.add(kernels::log_baseline_weight(lp, lq));         // eq. 11
   }
@@ -118,9 +119,17 @@ void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_lo
         "cudaMemcpyAsync");
   check(cudaFreeAsync(status, stream), where, "cudaFreeAsync");
   check(cudaStreamSynchronize(stream), where, "the kernel");
-  if (first_bad != ~0ull)
-    brain::detail::fail(where, "row ", first_bad >> 8, ": ",
-                        kernels::describe(static_cast<kernels::group_status>(first_bad & 0xff)));
+  if (first_bad == ~0ull) return;
+  // Name the column too: copy the bad row's inputs back (an error path: one small transfer).
+  const index row = static_cast<index>(first_bad >> 8), at = row * in.n;
+  std::vector<T> lp(static_cast<std::size_t>(in.n)), lq(lp.size()), l0(lp.size()), r(lp.size());
+  const std::size_t bytes = sizeof(T) * lp.size();
+  check(cudaMemcpy(lp.data(), in.log_policy + at, bytes, cudaMemcpyDeviceToHost), where, "cudaMemcpy");
+  check(cudaMemcpy(lq.data(), in.log_proposal + at, bytes, cudaMemcpyDeviceToHost), where, "cudaMemcpy");
+  check(cudaMemcpy(l0.data(), in.log_prior + at, bytes, cudaMemcpyDeviceToHost), where, "cudaMemcpy");
+  check(cudaMemcpy(r.data(), in.reward + at, bytes, cudaMemcpyDeviceToHost), where, "cudaMemcpy");
+  kernels::fail_group(where, row, static_cast<kernels::group_status>(first_bad & 0xff), lp.data(), lq.data(), l0.data(),
+                      r.data(), in.n, goodness);
 }
 
 }  // namespace brain::inline v0::cuda

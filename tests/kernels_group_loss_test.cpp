@@ -113,16 +113,16 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
     return std::string("no exception");
   };
   b.lp(2, 1) = NAN;
-  EXPECT_NE(message().find("row 2: log_policy"), std::string::npos) << message();
+  EXPECT_NE(message().find("row 2, column 1: log_policy = NaN"), std::string::npos) << message();
   b.lp(2, 1) = 0;
   b.lq(1, 0) = INFINITY;
-  EXPECT_NE(message().find("row 1: log_proposal"), std::string::npos) << message();
+  EXPECT_NE(message().find("row 1, column 0: log_proposal = +inf"), std::string::npos) << message();
   b.lq(1, 0) = 0;
   b.l0(3, 2) = INFINITY;
-  EXPECT_NE(message().find("row 3: log_prior"), std::string::npos) << message();
+  EXPECT_NE(message().find("row 3, column 2: log_prior = +inf"), std::string::npos) << message();
   b.l0(3, 2) = 0;
   b.r(0, 0) = NAN;
-  EXPECT_NE(message().find("row 0: reward"), std::string::npos) << message();
+  EXPECT_NE(message().find("row 0, column 0: reward = NaN"), std::string::npos) << message();
   b.r(0, 0) = 0;
   b.l0.row(1).setConstant(-INFINITY);
   EXPECT_NE(message().find("row 1: every target weight is zero"), std::string::npos) << message();
@@ -141,6 +141,32 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
                              out.outputs(), brain::bradley_terry{}),
                std::invalid_argument);
   EXPECT_THROW(k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{.beta = -1}), std::invalid_argument);
+}
+
+// The raw kernel rejects what brain_loss rejects: a reward of +inf is an error even where its log
+// goodness is finite (logistic: log sigmoid(+inf) = 0), and so is an overflowing log beta.
+TEST(GroupKernel, RejectsWhatBrainLossRejects) {
+  batch<double> b(2, 3, 9);
+  results<double> out(2, 3);
+  b.r(1, 2) = INFINITY;
+  try {
+    k::group_loss(b.inputs(), out.outputs(), brain::logistic{});
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("row 1, column 2: reward = +inf (log goodness 0)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}, brain::logistic{}),
+               std::invalid_argument);
+  b.r(1, 2) = 0;
+  b.lp(0, 1) = 1e308;
+  b.lq(0, 1) = -1e308;
+  try {
+    k::group_loss(b.inputs(), out.outputs(), brain::logistic{});
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("row 0, column 1: log_policy - log_proposal = 1e+308 - -1e+308"),
+              std::string::npos) << e.what();
+  }
 }
 
 // The online logsumexp in any split and merge order equals the double formula: the kernels merge
