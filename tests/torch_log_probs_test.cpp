@@ -353,6 +353,65 @@ TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
                  "top_p = 0");
 }
 
+// sampled_log_softmax, what a sampler draws from: every entry of every row against the loop
+// above (excluded tokens -inf), at V = 300, where peaked rows take the 64-token partial sort and
+// flat ones its fall-back to a full sort, and with ties at the top-k and top-p boundaries.
+TEST(SampledLogSoftmax, EveryEntryIsTheReferencesOnBothSortPaths) {
+  const int64_t vocabulary = 300;
+  for (const double scale : {6.0, 0.1})  // peaked: the nucleus is in the top 64; flat: it is not
+    for (const bt::sampling sample : {bt::sampling{1.0, 0, 0.9}, bt::sampling{0.7, 0, 0.5}, bt::sampling{1.3, 50, 0.95},
+                                      bt::sampling{1.0, 7, 1.0}, bt::sampling{0.6, 0, 1.0}}) {
+      const at::Tensor logits = logits_with_ties(2, 3, vocabulary, 9) * scale;
+      const at::Tensor ours = bt::sampled_log_softmax(logits, sample);
+      ASSERT_EQ(ours.sizes(), logits.sizes());
+      double worst = 0;
+      int64_t excluded = 0;
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t t = 0; t < 3; ++t) {
+          const at::Tensor row = logits[b][t].contiguous();
+          const std::vector<double> values(row.data_ptr<double>(), row.data_ptr<double>() + vocabulary);
+          for (int64_t v = 0; v < vocabulary; ++v) {
+            const long double expect = reference_sampled(values, v, sample);
+            const double got = ours[b][t][v].item<double>();
+            if (std::isinf(expect)) {
+              EXPECT_EQ(got, -INFINITY) << "row " << b << "," << t << " token " << v;
+              ++excluded;
+            } else {
+              worst = std::max(worst, double(std::abs(got - expect)));
+            }
+          }
+        }
+      EXPECT_LT(worst, 1e-12) << "scale " << scale << " T " << sample.temperature << " k " << sample.top_k << " p " << sample.top_p;
+      if (sample.top_k > 0 || sample.top_p < 1.0) {
+        EXPECT_GT(excluded, 0) << "the settings should exclude tokens";
+      }
+    }
+}
+
+// By hand: probabilities 0.1, 0.5, 0.15, 0.25; top-p keeps the smallest most-likely set whose mass
+// reaches p, renormalised; top-k applies first.
+TEST(SampledLogSoftmax, TopPKeepsTheSmallestSetReachingP) {
+  const at::Tensor logits = at::log(at::tensor({0.1, 0.5, 0.15, 0.25}, at::kDouble)).view({1, 4});
+  const auto mask = [](std::initializer_list<int64_t> v) { return at::tensor(std::vector<int64_t>(v)).to(at::kBool); };
+  const auto kept = [&](int64_t k, double p) { return at::isfinite(bt::sampled_log_softmax(logits, {1.0, k, p})[0]); };
+  EXPECT_TRUE(kept(0, 0.3).equal(mask({0, 1, 0, 0})));
+  EXPECT_TRUE(kept(0, 0.7).equal(mask({0, 1, 0, 1})));  // 0.75 >= 0.7
+  EXPECT_TRUE(kept(0, 0.8).equal(mask({0, 1, 1, 1})));   // 0.9 >= 0.8
+  EXPECT_TRUE(kept(0, 0.95).equal(mask({1, 1, 1, 1})));
+  EXPECT_TRUE(kept(2, 0.6).equal(mask({0, 1, 0, 0})));  // k = 2: {2/3, 1/3}
+  const at::Tensor p = bt::sampled_log_softmax(logits, {1.0, 0, 0.7})[0].exp();
+  EXPECT_NEAR(p[1].item<double>(), 0.5 / 0.75, 1e-15);
+  EXPECT_NEAR(p[3].item<double>(), 0.25 / 0.75, 1e-15);
+  // Temperature 2 on probabilities ∝ 0.1, 0.5, 0.15, 0.25: ∝ their square roots.
+  const at::Tensor t = bt::sampled_log_softmax(logits, {2.0, 0, 1.0})[0].exp();
+  EXPECT_NEAR(t[1].item<double>(), std::sqrt(0.5) / (std::sqrt(0.1) + std::sqrt(0.5) + std::sqrt(0.15) + std::sqrt(0.25)), 1e-15);
+  EXPECT_EQ(bt::sampled_log_softmax(logits.to(at::kHalf), {}).scalar_type(), at::kFloat);
+  expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {0.0, 0, 1.0}); }, "sampled_log_softmax: sampling temperature = 0");
+  expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {1.0, -1, 1.0}); }, "top_k = -1");
+  expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {1.0, 0, 1.5}); }, "top_p = 1.5");
+  expect_invalid([&] { (void)bt::sampled_log_softmax(at::zeros({0}, at::kDouble), {}); }, "expected [..., V] with V >= 1");
+}
+
 /// A's result bit for bit.
 bool bitwise_equal(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor x = a.detach().contiguous(), y = b.detach().contiguous();

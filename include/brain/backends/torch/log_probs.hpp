@@ -163,10 +163,9 @@ inline void check_finite_tokens(std::string_view where, const at::Tensor& token_
 /// The dtype kernels accumulate in: float for float16 / bfloat16 / float, double for double.
 inline at::ScalarType accumulate_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-/// The sampler's distribution in plain ATen operations: logits / T, top-k (ties kept), top-p on
-/// the renormalised top-k distribution (ties kept), log-softmax over what remains (-inf
-/// elsewhere). The path of devices without brain's kernels, and the reference tests use.
-inline at::Tensor sampled_log_softmax(const at::Tensor& logits, const sampling& s) {
+/// The sampler's distribution in plain ATen operations (see sampled_log_softmax below); settings
+/// already checked.
+inline at::Tensor sampled_log_softmax_unchecked(const at::Tensor& logits, const sampling& s) {
   at::Tensor x = logits.to(accumulate_type(logits.scalar_type()));
   if (s.is_plain()) return at::log_softmax(x, -1);
   x = x / s.temperature;
@@ -176,11 +175,18 @@ inline at::Tensor sampled_log_softmax(const at::Tensor& logits, const sampling& 
   const at::Tensor minus_inf = at::full({}, -std::numeric_limits<double>::infinity(), x.options());
   if (s.top_p < 1.0) {
     const at::Tensor probs = at::softmax(at::where(keep, x, minus_inf), -1);
-    const auto [sorted, order] = probs.sort(-1, /*descending=*/true);
-    const at::Tensor mass_before = sorted.cumsum(-1) - sorted;
-    // The last sorted position whose mass before it is below top_p; every value >= its value stays.
-    const at::Tensor last = ((mass_before < s.top_p).sum(-1, /*keepdim=*/true) - 1).clamp_min(0);
-    keep = keep & (x >= x.gather(-1, order.gather(-1, last)));
+    // The nucleus is usually short: sort the 64 most likely tokens only, and the whole row when
+    // some row's 64 hold less than top_p (a full sort of a sampler's [rows, V] costs more than a
+    // small model's decoding step). Both give the same set: the prefix sums are the same.
+    for (int64_t k = std::min<int64_t>(vocabulary, 64);; k = vocabulary) {
+      const auto [sorted, order] = probs.topk(k, -1, /*largest=*/true, /*sorted=*/true);
+      const at::Tensor mass = sorted.cumsum(-1);
+      if (k < vocabulary && !(mass.select(-1, k - 1) >= s.top_p).all().item<bool>()) continue;
+      // The last sorted position whose mass before it is below top_p; every value >= its value stays.
+      const at::Tensor last = (((mass - sorted) < s.top_p).sum(-1, /*keepdim=*/true) - 1).clamp_min(0);
+      keep = keep & (x >= x.gather(-1, order.gather(-1, last)));
+      break;
+    }
   }
   return at::log_softmax(at::where(keep, x, minus_inf), -1);
 }
@@ -189,7 +195,7 @@ inline at::Tensor sampled_log_softmax(const at::Tensor& logits, const sampling& 
 /// accumulation dtype.
 inline at::Tensor plain_token_log_probs(const at::Tensor& logits, const token_selection& s, const sampling& sample) {
   const int64_t time = logits.size(1);
-  const at::Tensor log_probs = sampled_log_softmax(logits, sample);
+  const at::Tensor log_probs = sampled_log_softmax_unchecked(logits, sample);
   at::Tensor out = at::zeros({logits.size(0), time}, log_probs.options());
   if (time > s.shift) {
     const at::Tensor labels = s.labels.slice(1, s.shift, time).clamp(0, logits.size(2) - 1);
@@ -450,6 +456,21 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
 };
 
 }  // namespace detail
+
+/// The distribution a sampler with settings `sample` draws from, as log-probs over the last
+/// dimension of `logits` [..., V]: logits / temperature, the top_k largest (ties at the k-th value
+/// kept), then the smallest set of the renormalised top-k distribution whose mass reaches top_p
+/// (ties at its boundary kept), log-softmax over what remains and -inf elsewhere (Hugging Face's
+/// and vLLM's order). Sample from its exp() and the proposal's log-probs are exact by
+/// construction; sequence_log_probs with the same settings reproduces them teacher-forced.
+/// Result dtype: float32 for float16/bfloat16/float32 logits, float64 for float64.
+inline at::Tensor sampled_log_softmax(const at::Tensor& logits, const sampling& sample) {
+  constexpr std::string_view where = "sampled_log_softmax";
+  if (logits.dim() < 1 || logits.size(-1) < 1)
+    detail::fail(where, "logits has shape ", logits.sizes(), ": expected [..., V] with V >= 1");
+  detail::check_sampling(where, sample);
+  return detail::sampled_log_softmax_unchecked(logits, sample);
+}
 
 /// log q(y|x) from logits [B, T, V]: per-token log-probs of `labels` [B, T] where `mask` [B, T]
 /// is non-zero, under the sampling settings of `opt.sample`, summed per row (or as `opt.reduce`
