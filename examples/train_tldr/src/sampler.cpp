@@ -86,7 +86,8 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       token = logits.argmax(-1);
     } else {
       // Unfiltered sampling reuses `raw`, so log_proposal equals log_model exactly.
-      const auto proposal = filtered ? proposal_log_probs(logits, o.temperature, o.top_k, o.top_p) : raw;
+      const auto proposal =
+          filtered ? brain::libtorch::sampled_log_softmax(logits, {o.temperature, o.top_k, o.top_p}) : raw;
       // Inverse-CDF draw: one uniform per row (multinomial draws one exponential per token).
       // u < the row's total, and a token of probability 0 adds nothing to the CDF, so it is
       // never the first index whose CDF exceeds u.
@@ -132,39 +133,6 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
 }
 
 }  // namespace
-
-::torch::Tensor proposal_log_probs(const ::torch::Tensor& logits, double temperature, std::int64_t top_k,
-                                   double top_p) {
-  if (logits.dim() != 2) fail("proposal_log_probs: logits has shape ", logits.sizes(), ", expected [R, V]");
-  if (!(temperature > 0.0) || !std::isfinite(temperature))
-    fail("proposal_log_probs: temperature = ", temperature, " must be finite and > 0");
-  if (top_k < 0) fail("proposal_log_probs: top_k = ", top_k, " must be >= 0 (0: no filter)");
-  if (!(top_p > 0.0 && top_p <= 1.0)) fail("proposal_log_probs: top_p = ", top_p, " must be in (0, 1]");
-  constexpr double minus_infinity = -std::numeric_limits<double>::infinity();
-  auto scaled = logits / temperature;
-  const std::int64_t vocab = logits.size(1);
-  if (top_k > 0 && top_k < vocab) {
-    const auto kth = std::get<0>(scaled.topk(top_k, -1)).narrow(1, top_k - 1, 1);
-    scaled.masked_fill_(scaled < kth, minus_infinity);
-  }
-  if (top_p < 1.0) {
-    // Drop a token when the strictly more likely ones already reach top_p: what remains is the
-    // smallest prefix whose mass is >= top_p (the most likely token always stays). The nucleus
-    // is usually short, so sort only the top 64 and fall back to a full sort when some row's top
-    // 64 hold less than top_p (a full sort of [R, V] costs more than a decoding step).
-    const auto probs = ::torch::softmax(scaled, -1);
-    for (std::int64_t k = std::min<std::int64_t>(vocab, 64);; k = vocab) {
-      const auto [top, index] = probs.topk(k, -1, /*largest=*/true, /*sorted=*/true);
-      const auto mass = top.cumsum(-1);
-      if (k < vocab && !(mass.select(1, k - 1) >= top_p).all().item<bool>()) continue;
-      const auto keep = ::torch::zeros_like(scaled, scaled.options().dtype(::torch::kBool))
-                            .scatter_(1, index, (mass - top) < top_p);
-      scaled.masked_fill_(keep.logical_not(), minus_infinity);
-      break;
-    }
-  }
-  return ::torch::log_softmax(scaled, -1);
-}
 
 samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
                ::torch::Generator& generator) {

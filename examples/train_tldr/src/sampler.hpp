@@ -27,17 +27,11 @@ struct samples {
   /// including eos, or stops without eos after max_new_tokens.
   std::vector<std::vector<std::int64_t>> responses;
   /// [B·n] float: sum over the response tokens of log q(token) under the distribution sampled from
-  /// (after temperature, top-k, top-p); 0 for greedy decoding.
+  /// (after temperature, top-k, top-p: brain::libtorch::sampled_log_softmax); 0 for greedy decoding.
   ::torch::Tensor log_proposal;
   /// [B·n] float: the same tokens' log-probability under the raw model (temperature 1, no filters).
   ::torch::Tensor log_model;
 };
-
-/// The sampling distribution's log-probs [R, V] (-inf outside the kept set) from logits [R, V]:
-/// divide by temperature (> 0), keep the top_k largest (0: all; ties at the k-th value are kept),
-/// then keep the smallest set of most likely tokens whose probability reaches top_p.
-::torch::Tensor proposal_log_probs(const ::torch::Tensor& logits, double temperature, std::int64_t top_k,
-                                   double top_p);
 
 /// Samples options.samples_per_prompt responses per prompt. Deterministic given the generator's
 /// state (and max_batch_rows). Each prompt must be non-empty, with at most

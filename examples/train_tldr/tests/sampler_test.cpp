@@ -3,6 +3,8 @@
 #include "sampler.hpp"
 #include "tiny_model.hpp"
 
+#include <brain/backends/torch/log_probs.hpp>
+
 #include <gtest/gtest.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -227,7 +229,7 @@ TEST(sampler, first_token_frequencies_follow_the_proposal) {
     o.max_new_tokens = 1;
     o.max_batch_rows = n;
     const auto out = tldr::sample(model, {prompts[2]}, o, 99);
-    const auto proposal = tldr::proposal_log_probs(logits, s.temperature, s.top_k, s.top_p)[0];
+    const auto proposal = brain::libtorch::sampled_log_softmax(logits, {s.temperature, s.top_k, s.top_p})[0];
     if (s.top_k == 0 && s.top_p == 1.0) {
       EXPECT_LT((proposal - ::torch::log_softmax(logits[0] / s.temperature, -1)).abs().max().item<double>(), 1e-6);
     }
@@ -242,34 +244,6 @@ TEST(sampler, first_token_frequencies_follow_the_proposal) {
     const double df = std::max(1, cells - 1);
     // Mean df, sd sqrt(2 df): 6 sd is far beyond chance but catches a wrong distribution.
     EXPECT_LT(chi, df + 6 * std::sqrt(2 * df)) << "T " << s.temperature << " k " << s.top_k << " p " << s.top_p;
-  }
-}
-
-TEST(sampler, top_p_keeps_the_smallest_set_reaching_p) {
-  // Probabilities 0.1, 0.5, 0.15, 0.25 (shuffled so that the scatter back is exercised).
-  const auto logits = ::torch::log(::torch::tensor({0.1, 0.5, 0.15, 0.25}, ::torch::kFloat)).view({1, 4});
-  const auto kept = [&](double p) { return ::torch::isfinite(tldr::proposal_log_probs(logits, 1.0, 0, p)[0]); };
-  EXPECT_TRUE(kept(0.3).equal(::torch::tensor({false, true, false, false})));
-  EXPECT_TRUE(kept(0.7).equal(::torch::tensor({false, true, false, true})));   // 0.75 >= 0.7
-  EXPECT_TRUE(kept(0.8).equal(::torch::tensor({false, true, true, true})));    // 0.9 >= 0.8
-  EXPECT_TRUE(kept(0.95).equal(::torch::tensor({true, true, true, true})));
-  const auto renormalised = tldr::proposal_log_probs(logits, 1.0, 0, 0.7)[0].exp();
-  EXPECT_NEAR(renormalised[1].item<double>(), 0.5 / 0.75, 1e-6);
-  EXPECT_NEAR(renormalised[3].item<double>(), 0.25 / 0.75, 1e-6);
-  // top-k before top-p: k = 2 keeps {0.5, 0.25}, renormalised to {2/3, 1/3}; p = 0.6 keeps the first.
-  EXPECT_TRUE(::torch::isfinite(tldr::proposal_log_probs(logits, 1.0, 2, 0.6)[0])
-                  .equal(::torch::tensor({false, true, false, false})));
-}
-
-TEST(sampler, top_p_agrees_with_a_full_sort_for_peaked_and_flat_rows) {
-  // V = 300 > 64: peaked rows take the partial-sort path, flat rows force the full sort.
-  ::torch::manual_seed(5);
-  for (const double scale : {6.0, 0.1}) {
-    const auto logits = ::torch::randn({8, 300}) * scale;
-    const auto [sorted, order] = ::torch::softmax(logits, -1).sort(-1, /*descending=*/true);
-    const auto keep_sorted = (sorted.cumsum(-1) - sorted) < 0.9;
-    const auto expected = ::torch::zeros_like(keep_sorted).scatter_(1, order, keep_sorted);
-    EXPECT_TRUE(::torch::isfinite(tldr::proposal_log_probs(logits, 1.0, 0, 0.9)).equal(expected)) << scale;
   }
 }
 
