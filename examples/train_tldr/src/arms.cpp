@@ -3,6 +3,7 @@
 #include "fail.hpp"
 
 #include <brain/loss.hpp>
+#include <brain/surrogate.hpp>
 
 #include <cstdio>
 #include <numeric>
@@ -21,6 +22,8 @@ const std::vector<arm>& all_arms() {
       {"brain", "BRAIn", method::group_softmax, proposal_rule::refreshed, "brain", "Tables 1, 3"},
       {"brain_no_baseline", "BRAIn without baseline", method::group_no_baseline, proposal_rule::refreshed, "brain",
        "§9.3"},
+      {"rloo", "RLOO", method::rloo, proposal_rule::refreshed, "rloo", "not in the paper (the PPO family)"},
+      {"grpo", "GRPO", method::grpo, proposal_rule::refreshed, "grpo", "not in the paper (the PPO family)"},
   };
   return arms;
 }
@@ -145,6 +148,16 @@ step_report minibatch_loss(method kind, const minibatch& batch, const ::torch::T
       target = brain::gradient_coefficients(s, brain::estimator::no_baseline, goodness);
       report.loss = -(target.detach() * s.log_policy).sum() / double(groups);
       break;
+    }
+    case method::rloo: {  // w_i = ρ_i (L_i − mean_{j≠i} L_j) / n, L = r/β + log p − log q_θ
+      report.loss = brain::surrogate_loss(s, brain::estimator::rloo, goodness).loss;
+      return report;
+    }
+    case method::grpo: {  // advantages normalised per group (r's scale drops out), k3 KL weight β
+      report.loss = brain::surrogate_loss(s, brain::estimator::grpo, brain::bradley_terry{.beta = 1.0},
+                                          brain::policy_gradient_options{.kl_coef = beta})
+                        .loss;
+      return report;
     }
     default: fail("minibatch_loss: method ", int(kind), " is not a group method");
   }

@@ -18,9 +18,18 @@
 //                                        refreshed (Algorithm 1)
 //   brain_no_baseline  §9.3              as brain                       surrogate of the no-baseline
 //                                                                       coefficients ᾱ (eq. 7)
+//   rloo               not in the paper  as brain                       brain::surrogate_loss(rloo):
+//                                                                       REINFORCE leave-one-out on the
+//                                                                       KL-regularised reward
+//   grpo               not in the paper  as brain                       brain::surrogate_loss(grpo):
+//                                                                       TRL's GRPO, kl_coef = β
 //
 // Every arm aims at the same target p(y|x) exp(r(x,y)/β) (eq. 23): DPO-style arms put β on the
 // policy's log-ratio (DPO's parameterisation), the BRAIn family on the rewards (log g = r/β).
+// RLOO maximises E[r]/β − KL(q_θ‖p), whose optimum is that target (Theorem 7.1). GRPO normalises
+// its advantages per group, so β's only role there is TRL's `beta`, the weight of its k3 KL term
+// (its optimum is a tempered target, not eq. 23's): the policy-gradient arms users run today, as
+// comparators of BRAIn on the same samples, refresh schedule and settings sweep.
 
 #include "tokenizer.hpp"
 
@@ -42,6 +51,8 @@ enum class method {
   soft_pairs,         ///< brain_loss on pairs of samples (soft labels σ((r_w − r_l)/β), eq. 22)
   group_softmax,      ///< brain_loss on the whole group of n (target and baseline weights)
   group_no_baseline,  ///< ∑ ᾱ_i ∇ log q_θ(y_i) alone (ablation 9.3)
+  rloo,               ///< brain::estimator::rloo's surrogate with bradley_terry{β}
+  grpo,               ///< brain::estimator::grpo's surrogate, TRL's defaults, k3 KL weight β
 };
 
 /// Where an arm's training samples come from.
@@ -124,7 +135,7 @@ minibatch plan_minibatch(method kind, const std::vector<std::int64_t>& units, st
 /// What one loss evaluation reports besides the loss.
 struct step_report {
   ::torch::Tensor loss;             ///< 0-dim, differentiable with respect to log_policy
-  double target_ess = 0;            ///< mean effective sample size of ᾱ (group methods), else 0
+  double target_ess = 0;            ///< mean effective sample size of ᾱ (distillation group methods), else 0
   std::int64_t trained_pairs = 0;   ///< pairs in the step (pair methods), else 0
 };
 

@@ -12,7 +12,10 @@ std::map<std::string, arm_settings> align_config::default_arm_settings() {
           {"dpo", {0.1, 1e-4, 0.5}},
           {"dpo_sft", {0.05, 3e-4, 0.3}},
           {"rso", {0.2, 3e-4, 0.7}},
-          {"brain", {0.2, 3e-4, 0.7}}};
+          {"brain", {0.2, 3e-4, 0.7}},
+          // Not swept yet: BRAIn's choice until `train_tldr study` picks theirs.
+          {"rloo", {0.2, 3e-4, 0.7}},
+          {"grpo", {0.2, 3e-4, 0.7}}};
 }
 
 arm_settings align_config::settings_of(const std::string& arm_id) const {

@@ -29,7 +29,7 @@ TEST(arms, the_table_is_consistent) {
     EXPECT_EQ(a.pairs(), a.kind == method::dpo || a.kind == method::dpo_sft || a.kind == method::rso) << a.id;
   }
   // Table 1's columns and the bridge are all there.
-  for (const char* id : {"dpo", "dpo_sft", "rso", "brain", "dpo_sft_iw", "dpo_sft_iw_n", "brain_no_baseline"})
+  for (const char* id : {"dpo", "dpo_sft", "rso", "brain", "dpo_sft_iw", "dpo_sft_iw_n", "brain_no_baseline", "rloo", "grpo"})
     EXPECT_TRUE(ids.contains(id)) << id;
   EXPECT_EQ(tldr::find_arm("brain").proposal, tldr::proposal_rule::refreshed);
   EXPECT_EQ(tldr::find_arm("dpo_sft_iw_n").proposal, tldr::proposal_rule::prior);  // the only difference (§9.5)
@@ -165,6 +165,42 @@ TEST(arms, group_losses_are_the_librarys) {
   nb.loss.backward();
   const auto alpha = ::torch::softmax(s.reward / beta + s.log_prior - s.log_proposal, 1);
   EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}), -alpha / 2.0, 1e-5, 1e-7));
+}
+
+TEST(arms, policy_gradient_arms_follow_their_formulas) {
+  auto b = random_buffer();
+  b.log_proposal = -5 - ::torch::rand({3, 4});  // ratios q_θ/q on both sides of the clip range
+  const std::vector<std::int64_t> units{1, 2};
+  const auto mb = tldr::plan_minibatch(method::rloo, units, b.width, {});
+  ASSERT_EQ(mb.rows.size(), 8u);
+  const auto lp = (-5 - ::torch::rand({8})).to(::torch::kFloat64).requires_grad_();
+  const auto rows = ::torch::tensor(units);
+  const auto lq = b.log_proposal.index_select(0, rows).to(::torch::kFloat64);
+  const auto l0 = b.log_prior.index_select(0, rows).to(::torch::kFloat64);
+  const auto r = b.reward.index_select(0, rows).to(::torch::kFloat64);
+  const auto q = lp.detach().view({2, 4});
+  const auto rho = (q - lq).exp();
+  const double beta = 0.3, n = 4, groups = 2;
+  // RLOO: L = r/β + log p − log q_θ, A_i = L_i − mean of the other three, gradient −ρA / n / groups.
+  const auto L = r / beta + l0 - q;
+  const auto advantage = L - (L.sum(1, true) - L) / (n - 1);
+  const auto rloo = tldr::minibatch_loss(method::rloo, mb, lp, b, beta);
+  rloo.loss.backward();
+  EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}).to(::torch::kFloat64), -rho * advantage / n / groups, 1e-4, 1e-6));
+  EXPECT_EQ(rloo.target_ess, 0.0);
+  // GRPO (TRL): A = (r − mean) / (sd + 1e-4) per group; the unclipped ratio's term unless the
+  // clipped one is smaller; plus β (p/q_θ − 1) from the k3 KL; all / n / groups.
+  lp.grad().zero_();
+  const auto centred = r - r.mean(1, true);
+  const auto a = centred / (centred.pow(2).sum(1, true) / (n - 1)).sqrt().add(1e-4);
+  const auto unclipped = rho * a, clipped = rho.clamp(0.8, 1.2) * a;
+  const auto pg = ::torch::where(unclipped <= clipped, unclipped, ::torch::zeros_like(a));
+  const auto w = (pg + beta * ((l0 - q).exp() - 1)) / n;
+  ASSERT_GT((unclipped > clipped).sum().item<int>(), 0) << "the test should reach the clipped branch";
+  ASSERT_GT((unclipped <= clipped).sum().item<int>(), 0);
+  const auto grpo = tldr::minibatch_loss(method::grpo, mb, lp, b, beta);
+  grpo.loss.backward();
+  EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}).to(::torch::kFloat64), -w / groups, 1e-4, 1e-6));
 }
 
 TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {

@@ -297,7 +297,7 @@ void align(const run_context& ctx, const run_spec& run) {
     w.add("best", ::torch::tensor(best, ::torch::kFloat64));
     w.save(state);
     auto status = fmt::format("loss {:.4f}  oracle {:.3f}  KL {:.2f}", v.loss, history.back().oracle_mean, history.back().kl);
-    if (!which.pairs()) status += fmt::format("  ESS {:.1f}", v.target_ess);
+    if (v.target_ess > 0) status += fmt::format("  ESS {:.1f}", v.target_ess);  // distillation arms
     bar.advance(1, status);
     ctx.log().info("{}: refresh {}: {}", run.name(), refresh + 1, status);
   }

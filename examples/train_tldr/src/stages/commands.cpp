@@ -98,21 +98,26 @@ std::string sections(const std::vector<std::pair<std::string, json>>& parts) {
 
 /// The sweep (validation split only): every swept arm over β × learning rate at seed `seed`, the
 /// best by the best checkpoint's validation oracle score; then its decoding temperature. Written
-/// to sweep/choice.json, which later commands read instead of sweeping again.
+/// to sweep/choice.json, which later commands read instead of sweeping again. When the method
+/// table gains an arm after the choice was written, only the new arms are swept and added: a
+/// choice once written never changes.
 json sweep(const run_context& ctx, const fs::path& self_config, spdlog::logger& log) {
   const auto& c = ctx.settings();
   const auto file = ctx.path("sweep/choice.json");
-  if (fs::exists(file)) return json::parse(read_text(file));
+  json choice = fs::exists(file) ? json::parse(read_text(file))
+                                 : json{{"seed", c.seed},
+                                        {"samples", c.align.samples},
+                                        {"selection", "best checkpoint's mean oracle score on the validation prompts"}};
+  const auto chosen = [&](const std::string& arm) { return choice.contains("settings") && choice["settings"].contains(arm); };
   std::vector<run_spec> grid;
   for (const auto& a : all_arms())
-    if (a.swept())
+    if (a.swept() && !chosen(a.id))
       for (double beta : c.study.betas)
         for (double lr : c.study.lrs) grid.push_back({a.id, c.align.samples, c.seed, {beta, lr, c.eval.valid_temperature}});
+  if (grid.empty() && chosen("sft")) return choice;
   log.info("sweep: {} runs on the validation split", grid.size());
   align_all(ctx, grid, self_config, log);
 
-  json choice{{"seed", c.seed}, {"samples", c.align.samples}, {"selection", "best checkpoint's mean oracle score on "
-                                                                            "the validation prompts"}};
   std::map<std::string, run_spec> best;
   for (const auto& r : grid) {
     const double v = best_validation(ctx, r);
@@ -124,7 +129,8 @@ json sweep(const run_context& ctx, const fs::path& self_config, spdlog::logger& 
   std::vector<std::tuple<std::string, fs::path, double, std::string>> trials;  // arm, model, t, name
   for (const auto& [arm, r] : best)
     for (double t : c.study.temperatures) trials.emplace_back(arm, run_dir(ctx, r) / "best.pt", t, r.name() + "-t" + setting_text(t));
-  for (double t : c.study.temperatures) trials.emplace_back("sft", ctx.path("sft/model.pt"), t, sft_eval_name(t, c.seed));
+  if (!chosen("sft"))
+    for (double t : c.study.temperatures) trials.emplace_back("sft", ctx.path("sft/model.pt"), t, sft_eval_name(t, c.seed));
   for (const auto& [arm, model, t, name] : trials)
     if (!fs::exists(ctx.path("sweep/temperature/" + name + ".json")))
       jobs.push_back(worker_job("valid-" + name, {{"task", "temperature"}, {"name", name}, {"model", model.string()},
@@ -270,6 +276,8 @@ std::string run_study(const config& settings, const fs::path& self_config, std::
                                 {row("dpo_sft", label("dpo_sft")), row("dpo_sft_iw", label("dpo_sft_iw")),
                                  row("dpo_sft_iw_n", label("dpo_sft_iw_n")), row("brain", label("brain"))},
                                 {{"dpo_sft_iw", "dpo_sft"}, {"dpo_sft_iw_n", "dpo_sft_iw"}, {"brain", "dpo_sft_iw_n"}});
+  const auto policy_gradient = summarize(*ctx, {row("brain", label("brain")), row("rloo", label("rloo")), row("grpo", label("grpo"))},
+                                         {{"brain", "rloo"}, {"brain", "grpo"}});
   const auto ablations = summarize(*ctx,
                                    {row("brain", label("brain")), row("brain_no_baseline", label("brain_no_baseline")),
                                     row("dpo_sft_iw_n", "BRAIn, proposal never refreshed (= DPO-sft+IW+n)")},
@@ -303,11 +311,13 @@ std::string run_study(const config& settings, const fs::path& self_config, std::
       sections({{"Table 1: win-rates against gold, and metrics the labels never saw", table1},
                 {"Table 3: the bridge from DPO-sft to BRAIn", bridge},
                 {"Ablations: the baseline (§9.3) and the proposal update (§9.5)", ablations},
+                {"The PPO family on the same samples (not in the paper): RLOO and GRPO", policy_gradient},
                 {"The n sweep (§9.4)", n_sweep}}),
       c.seed, sweep_markdown(choice));
   atomic_write_text(ctx->path("study/results.md"), md);
   atomic_write_text(ctx->path("study/results.json"),
-                    json{{"table1", table1}, {"bridge", bridge}, {"ablations", ablations}, {"n_sweep", n_sweep},
+                    json{{"table1", table1}, {"bridge", bridge}, {"ablations", ablations}, {"policy_gradient", policy_gradient},
+                         {"n_sweep", n_sweep},
                          {"all", everything}, {"sweep", choice}, {"wall_seconds", total}}.dump(2));
   log->info("study finished in {}", format_duration(wall));
   return md;
