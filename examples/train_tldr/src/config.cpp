@@ -13,9 +13,8 @@ std::map<std::string, arm_settings> align_config::default_arm_settings() {
           {"dpo_sft", {0.05, 3e-4, 0.3}},
           {"rso", {0.2, 3e-4, 0.7}},
           {"brain", {0.2, 3e-4, 0.7}},
-          // Not swept yet: BRAIn's choice until `train_tldr study` picks theirs.
-          {"rloo", {0.2, 3e-4, 0.7}},
-          {"grpo", {0.2, 3e-4, 0.7}}};
+          {"rloo", {0.2, 1e-4, 0.5}},
+          {"grpo", {0.05, 1e-4, 0.5}}};  // β: the weight of GRPO's k3 KL term (TRL's `beta`)
 }
 
 arm_settings align_config::settings_of(const std::string& arm_id) const {

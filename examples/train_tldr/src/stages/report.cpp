@@ -165,8 +165,11 @@ void plot_frontier(const json& summary, const fs::path& png, spdlog::logger& log
     data += "# " + r.at("label").get<std::string>() + "\n";
     for (std::size_t s = 0; s < kl.size(); ++s) data += fmt::format("{} {}\n", kl[s].get<double>(), oracle[s].get<double>());
     data += "\n\n";
-    plots += fmt::format("{}'{}' index {} using 1:2 with points pt 7 ps 1.2 title '{}'", index ? ", " : "",
-                         (png.parent_path() / (png.stem().string() + ".dat")).string(), index,
+    // gnuplot cycles 8 colours; shapes cycle 5 (circle, square, triangles, diamond), so up to 40
+    // rows get distinct (colour, shape) pairs.
+    constexpr int shapes[] = {7, 5, 9, 11, 13};
+    plots += fmt::format("{}'{}' index {} using 1:2 with points pt {} ps 1.2 title '{}'", index ? ", " : "",
+                         (png.parent_path() / (png.stem().string() + ".dat")).string(), index, shapes[index % 5],
                          r.at("label").get<std::string>());
     ++index;
   }
