@@ -50,14 +50,14 @@ std::string run_spec::name() const {
 
 std::string run_spec::eval_name() const { return name() + "-t" + setting_text(settings.temperature); }
 
-std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const ::torch::Tensor& reward, double beta,
+std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const torch::Tensor& reward, double beta,
                                                             std::uint64_t seed) {
   if (reward.dim() != 2) fail("pair_units: reward has shape ", reward.sizes(), ", expected [units, width]");
   const auto units = reward.size(0), width = reward.size(1);
   std::vector<std::vector<brain::preference_pair>> out(static_cast<std::size_t>(units));
   if (kind != method::dpo && kind != method::dpo_sft && kind != method::rso) return out;
   if (width % 2 != 0 && kind != method::rso) fail("pair_units: width = ", width, " must be even to form pairs");
-  const auto r = reward.to(::torch::kFloat64).contiguous();
+  const auto r = reward.to(torch::kFloat64).contiguous();
   std::vector<std::vector<brain::index>> order;
   if (kind == method::rso) {
     std::mt19937_64 rng(seed);
@@ -98,22 +98,22 @@ minibatch plan_minibatch(method kind, const std::vector<std::int64_t>& units, st
   return b;
 }
 
-step_report minibatch_loss(method kind, const minibatch& batch, const ::torch::Tensor& log_policy,
+step_report minibatch_loss(method kind, const minibatch& batch, const torch::Tensor& log_policy,
                            const refresh_buffer& buffer, double beta) {
   const auto cells = static_cast<std::int64_t>(batch.rows.size());
   if (log_policy.dim() != 1 || log_policy.size(0) != cells)
     fail("minibatch_loss: log_policy has shape ", log_policy.sizes(), " but the minibatch has ", cells, " cells");
   std::vector<std::int64_t> flat(batch.rows.size());
   for (std::size_t i = 0; i < flat.size(); ++i) flat[i] = batch.rows[i] * buffer.width + batch.cols[i];
-  const auto index = ::torch::tensor(flat, ::torch::kInt64);
-  const auto pick = [&](const ::torch::Tensor& t) { return t.reshape({-1}).index_select(0, index); };
-  const auto lp = log_policy.to(::torch::kFloat32);
+  const auto index = torch::tensor(flat, torch::kInt64);
+  const auto pick = [&](const torch::Tensor& t) { return t.reshape({-1}).index_select(0, index); };
+  const auto lp = log_policy.to(torch::kFloat32);
   step_report report;
   const bool pair_method = kind == method::dpo || kind == method::dpo_sft || kind == method::rso;
   if (pair_method) {
     report.trained_pairs = cells / 2;
     if (cells == 0) {
-      report.loss = ::torch::zeros({}, lp.options());
+      report.loss = torch::zeros({}, lp.options());
       return report;
     }
     const auto lp2 = lp.view({-1, 2}), l02 = pick(buffer.log_prior).view({-1, 2});
@@ -124,12 +124,12 @@ step_report minibatch_loss(method kind, const minibatch& batch, const ::torch::T
   }
   const auto groups = static_cast<std::int64_t>(batch.units.size());
   const auto shape = std::vector<std::int64_t>{groups, buffer.width};
-  const brain::samples<::torch::Tensor> s{.log_policy = lp.view(shape),
+  const brain::samples<torch::Tensor> s{.log_policy = lp.view(shape),
                                           .log_proposal = pick(buffer.log_proposal).view(shape),
                                           .log_prior = pick(buffer.log_prior).view(shape),
                                           .reward = pick(buffer.reward).view(shape)};
   const brain::bradley_terry goodness{.beta = beta};
-  ::torch::Tensor target;
+  torch::Tensor target;
   switch (kind) {
     case method::soft_pairs: {  // eq. 22: a softmax over each pair
       const auto out = brain::brain_loss(brain::pairwise(s), goodness);

@@ -112,14 +112,14 @@ struct refresh_buffer {
   std::int64_t units = 0, width = 0;
   std::vector<std::size_t> prompt_of;  ///< [units * width]: index of each cell's prompt in the train split
   std::vector<tokens> responses;       ///< [units * width]
-  ::torch::Tensor log_proposal, log_prior, reward;  ///< [units, width] float
+  torch::Tensor log_proposal, log_prior, reward;  ///< [units, width] float
 };
 
 /// The preference pairs of each unit (row) that pair methods train on, chosen first: labelled pairs
 /// as given (dpo), consecutive samples ranked by reward (dpo_sft, ties to the earlier one), or
 /// RSO's accepted samples paired in order of acceptance (rso, up to `width` accepted, randomness
 /// from `seed`). Empty for the other methods.
-std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const ::torch::Tensor& reward, double beta,
+std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const torch::Tensor& reward, double beta,
                                                             std::uint64_t seed);
 
 /// The cells (row, column) of the buffer that a minibatch of units trains on, in the order its
@@ -134,7 +134,7 @@ minibatch plan_minibatch(method kind, const std::vector<std::int64_t>& units, st
 
 /// What one loss evaluation reports besides the loss.
 struct step_report {
-  ::torch::Tensor loss;             ///< 0-dim, differentiable with respect to log_policy
+  torch::Tensor loss;             ///< 0-dim, differentiable with respect to log_policy
   double target_ess = 0;            ///< mean effective sample size of ᾱ (distillation group methods), else 0
   std::int64_t trained_pairs = 0;   ///< pairs in the step (pair methods), else 0
 };
@@ -142,7 +142,7 @@ struct step_report {
 /// The arm's loss on a minibatch: log_policy [cells] are log q_θ of the minibatch's cells (in
 /// plan_minibatch's order), differentiable; the rest is read from the buffer. A pair minibatch
 /// without any pair (possible for RSO) gives loss = 0 with no gradient (trained_pairs = 0).
-step_report minibatch_loss(method kind, const minibatch& batch, const ::torch::Tensor& log_policy,
+step_report minibatch_loss(method kind, const minibatch& batch, const torch::Tensor& log_policy,
                            const refresh_buffer& buffer, double beta);
 
 }  // namespace tldr

@@ -48,24 +48,24 @@ std::string read_text(const std::filesystem::path& path) {
   return s.str();
 }
 
-void checkpoint_writer::add(const std::string& key, const ::torch::nn::Module& module) {
-  ::torch::serialize::OutputArchive sub;
+void checkpoint_writer::add(const std::string& key, const torch::nn::Module& module) {
+  torch::serialize::OutputArchive sub;
   module.save(sub);
   archive_.write(key, sub);
 }
 
-void checkpoint_writer::add(const std::string& key, const ::torch::optim::Optimizer& optimizer) {
-  ::torch::serialize::OutputArchive sub;
+void checkpoint_writer::add(const std::string& key, const torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive sub;
   optimizer.save(sub);
   archive_.write(key, sub);
 }
 
-void checkpoint_writer::add(const std::string& key, const ::torch::Tensor& tensor) {
+void checkpoint_writer::add(const std::string& key, const torch::Tensor& tensor) {
   archive_.write(key, tensor.detach().contiguous());
 }
 
 void checkpoint_writer::add(const std::string& key, std::int64_t value) {
-  archive_.write(key, ::torch::tensor(value, ::torch::kInt64));
+  archive_.write(key, torch::tensor(value, torch::kInt64));
 }
 
 void checkpoint_writer::save(const std::filesystem::path& path) {
@@ -80,20 +80,20 @@ checkpoint_reader::checkpoint_reader(const std::filesystem::path& path) : path_(
   }
 }
 
-void checkpoint_reader::load(const std::string& key, ::torch::nn::Module& module) {
-  ::torch::serialize::InputArchive sub;
+void checkpoint_reader::load(const std::string& key, torch::nn::Module& module) {
+  torch::serialize::InputArchive sub;
   if (!archive_.try_read(key, sub)) throw std::runtime_error("checkpoint " + path_.string() + " has no '" + key + "'");
   module.load(sub);
 }
 
-void checkpoint_reader::load(const std::string& key, ::torch::optim::Optimizer& optimizer) {
-  ::torch::serialize::InputArchive sub;
+void checkpoint_reader::load(const std::string& key, torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive sub;
   if (!archive_.try_read(key, sub)) throw std::runtime_error("checkpoint " + path_.string() + " has no '" + key + "'");
   optimizer.load(sub);
 }
 
-::torch::Tensor checkpoint_reader::tensor(const std::string& key) {
-  ::torch::Tensor t;
+torch::Tensor checkpoint_reader::tensor(const std::string& key) {
+  torch::Tensor t;
   if (!archive_.try_read(key, t)) throw std::runtime_error("checkpoint " + path_.string() + " has no '" + key + "'");
   return t;
 }

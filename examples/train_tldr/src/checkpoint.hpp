@@ -20,27 +20,27 @@ std::string read_text(const std::filesystem::path& path);
 /// An archive of modules, optimisers and tensors, saved atomically.
 class checkpoint_writer {
  public:
-  void add(const std::string& key, const ::torch::nn::Module& module);
-  void add(const std::string& key, const ::torch::optim::Optimizer& optimizer);
-  void add(const std::string& key, const ::torch::Tensor& tensor);
+  void add(const std::string& key, const torch::nn::Module& module);
+  void add(const std::string& key, const torch::optim::Optimizer& optimizer);
+  void add(const std::string& key, const torch::Tensor& tensor);
   void add(const std::string& key, std::int64_t value);
   void save(const std::filesystem::path& path);
 
  private:
-  ::torch::serialize::OutputArchive archive_;
+  torch::serialize::OutputArchive archive_;
 };
 
 class checkpoint_reader {
  public:
   explicit checkpoint_reader(const std::filesystem::path& path);
-  void load(const std::string& key, ::torch::nn::Module& module);
-  void load(const std::string& key, ::torch::optim::Optimizer& optimizer);
-  ::torch::Tensor tensor(const std::string& key);
+  void load(const std::string& key, torch::nn::Module& module);
+  void load(const std::string& key, torch::optim::Optimizer& optimizer);
+  torch::Tensor tensor(const std::string& key);
   std::int64_t integer(const std::string& key);
 
  private:
   std::filesystem::path path_;
-  ::torch::serialize::InputArchive archive_;
+  torch::serialize::InputArchive archive_;
 };
 
 }  // namespace tldr

@@ -17,9 +17,9 @@ namespace {
 constexpr double masked_score = -1e9;
 
 // Additive attention bias [B, 1, Tq, Tk] from allowed [B, 1, Tq, Tk] (bool, broadcastable).
-::torch::Tensor attention_bias(const ::torch::Tensor& allowed, std::int64_t batch, std::int64_t queries,
-                               std::int64_t keys, const ::torch::TensorOptions& options) {
-  return ::torch::zeros({batch, 1, queries, keys}, options).masked_fill_(allowed.logical_not(), masked_score);
+torch::Tensor attention_bias(const torch::Tensor& allowed, std::int64_t batch, std::int64_t queries,
+                               std::int64_t keys, const torch::TensorOptions& options) {
+  return torch::zeros({batch, 1, queries, keys}, options).masked_fill_(allowed.logical_not(), masked_score);
 }
 
 std::int64_t config_field(const nlohmann::json& j, const char* name) {
@@ -37,7 +37,7 @@ batch pad(const char* where, const std::vector<std::vector<std::int64_t>>& seque
   for (const auto& s : sequences) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(s.size()));
   if (length == 0) length = longest;
   const auto rows = static_cast<std::int64_t>(sequences.size());
-  batch out{::torch::full({rows, length}, pad_id, ::torch::kLong), ::torch::zeros({rows, length}, ::torch::kBool)};
+  batch out{torch::full({rows, length}, pad_id, torch::kLong), torch::zeros({rows, length}, torch::kBool)};
   auto ids = out.ids.accessor<std::int64_t, 2>();
   auto mask = out.mask.accessor<bool, 2>();
   for (std::int64_t b = 0; b < rows; ++b) {
@@ -112,7 +112,7 @@ response_batch join_right_pad(const std::vector<std::vector<std::int64_t>>& prom
   }
   response_batch out{right_pad(sequences, pad_id), {}};
   // Response positions: [|prompt|, |prompt| + |response|) in each row.
-  out.response_mask = ::torch::zeros_like(out.input.mask);
+  out.response_mask = torch::zeros_like(out.input.mask);
   auto mark = out.response_mask.accessor<bool, 2>();
   for (std::size_t i = first; i < last; ++i)
     for (std::size_t t = 0; t < responses[i].size(); ++t)
@@ -120,7 +120,7 @@ response_batch join_right_pad(const std::vector<std::vector<std::int64_t>>& prom
   return out;
 }
 
-kv_cache kv_cache::select_rows(const ::torch::Tensor& rows) const {
+kv_cache kv_cache::select_rows(const torch::Tensor& rows) const {
   kv_cache out;
   out.keys.reserve(keys.size());
   out.values.reserve(values.size());
@@ -135,50 +135,50 @@ kv_cache kv_cache::select_rows(const ::torch::Tensor& rows) const {
 // ---- blocks -------------------------------------------------------------------------------
 
 BlockImpl::BlockImpl(std::int64_t d_model, std::int64_t heads) : heads_(heads), d_head_(d_model / heads) {
-  ln1 = register_module("ln1", ::torch::nn::LayerNorm(::torch::nn::LayerNormOptions({d_model})));
-  qkv = register_module("qkv", ::torch::nn::Linear(d_model, 3 * d_model));
-  proj = register_module("proj", ::torch::nn::Linear(d_model, d_model));
-  ln2 = register_module("ln2", ::torch::nn::LayerNorm(::torch::nn::LayerNormOptions({d_model})));
-  fc = register_module("fc", ::torch::nn::Linear(d_model, 4 * d_model));
-  fc_proj = register_module("fc_proj", ::torch::nn::Linear(4 * d_model, d_model));
+  ln1 = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  qkv = register_module("qkv", torch::nn::Linear(d_model, 3 * d_model));
+  proj = register_module("proj", torch::nn::Linear(d_model, d_model));
+  ln2 = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d_model})));
+  fc = register_module("fc", torch::nn::Linear(d_model, 4 * d_model));
+  fc_proj = register_module("fc_proj", torch::nn::Linear(4 * d_model, d_model));
 }
 
-::torch::Tensor BlockImpl::forward(const ::torch::Tensor& x, const ::torch::Tensor& bias, ::torch::Tensor* keys,
-                                   ::torch::Tensor* values, std::int64_t start) {
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, torch::Tensor* keys,
+                                   torch::Tensor* values, std::int64_t start) {
   const std::int64_t b = x.size(0), t = x.size(1), d = x.size(2);
   // [B, T, 3, h, dh] → [3, B, h, T, dh]: q, k, v as views of one product.
   const auto parts = qkv(ln1(x)).view({b, t, 3, heads_, d_head_}).permute({2, 0, 3, 1, 4});
   // Scaling q (the smaller tensor when decoding) instead of the scores.
   const auto q = parts[0] * (1.0 / std::sqrt(static_cast<double>(d_head_)));
-  ::torch::Tensor k = parts[1], v = parts[2];
+  torch::Tensor k = parts[1], v = parts[2];
   if (keys != nullptr) {
     keys->narrow(2, start, t).copy_(k);
     values->narrow(2, start, t).copy_(v);
     k = keys->narrow(2, 0, start + t);
     v = values->narrow(2, 0, start + t);
   }
-  auto scores = ::torch::matmul(q, k.transpose(-2, -1));  // [B, h, T, Tk]
+  auto scores = torch::matmul(q, k.transpose(-2, -1));  // [B, h, T, Tk]
   scores.add_(bias);
-  const auto attended = ::torch::matmul(::torch::softmax(scores, -1), v);  // [B, h, T, dh]
+  const auto attended = torch::matmul(torch::softmax(scores, -1), v);  // [B, h, T, dh]
   auto y = x + proj(attended.transpose(1, 2).reshape({b, t, d}));
-  return y + fc_proj(::torch::gelu(fc(ln2(y)), "tanh"));
+  return y + fc_proj(torch::gelu(fc(ln2(y)), "tanh"));
 }
 
 // ---- GPT ----------------------------------------------------------------------------------
 
 GptImpl::GptImpl(const gpt_config& config) : config_(config) {
   config_.validate();
-  token_embedding = register_module("token_embedding", ::torch::nn::Embedding(config_.vocab, config_.d_model));
+  token_embedding = register_module("token_embedding", torch::nn::Embedding(config_.vocab, config_.d_model));
   position_embedding =
-      register_module("position_embedding", ::torch::nn::Embedding(config_.context, config_.d_model));
-  blocks = register_module("blocks", ::torch::nn::ModuleList());
+      register_module("position_embedding", torch::nn::Embedding(config_.context, config_.d_model));
+  blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t l = 0; l < config_.layers; ++l) blocks->push_back(Block(config_.d_model, config_.heads));
   final_norm =
-      register_module("final_norm", ::torch::nn::LayerNorm(::torch::nn::LayerNormOptions({config_.d_model})));
+      register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config_.d_model})));
 
   // GPT-2 initialisation: N(0, 0.02) everywhere, zero biases, and the two projections that feed
   // the residual stream scaled by 1/sqrt(2·layers) so its variance does not grow with depth.
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config_.layers));
   token_embedding->weight.normal_(0.0, 0.02);
   position_embedding->weight.normal_(0.0, 0.02);
@@ -193,19 +193,19 @@ GptImpl::GptImpl(const gpt_config& config) : config_(config) {
   }
 }
 
-void GptImpl::check_tokens(const char* where, const ::torch::Tensor& ids, const ::torch::Tensor& mask) const {
+void GptImpl::check_tokens(const char* where, const torch::Tensor& ids, const torch::Tensor& mask) const {
   if (ids.dim() != 2) fail(where, ": ids has shape ", ids.sizes(), ", expected [B, T]");
-  if (ids.scalar_type() != ::torch::kLong) fail(where, ": ids has dtype ", ids.scalar_type(), ", expected int64");
+  if (ids.scalar_type() != torch::kLong) fail(where, ": ids has dtype ", ids.scalar_type(), ", expected int64");
   if (!mask.sizes().equals(ids.sizes()))
     fail(where, ": mask has shape ", mask.sizes(), " but ids has shape ", ids.sizes());
   if (ids.numel() == 0) return;
-  const auto [low, high] = ::torch::aminmax(ids);
+  const auto [low, high] = torch::aminmax(ids);
   const auto lo = low.item<std::int64_t>(), hi = high.item<std::int64_t>();
   if (lo < 0 || hi >= config_.vocab)
     fail(where, ": ids holds ", lo < 0 ? lo : hi, ", outside the vocabulary [0, ", config_.vocab, ")");
 }
 
-::torch::Tensor GptImpl::run_blocks(::torch::Tensor x, const ::torch::Tensor& bias, kv_cache* cache) {
+torch::Tensor GptImpl::run_blocks(torch::Tensor x, const torch::Tensor& bias, kv_cache* cache) {
   for (std::size_t l = 0; l < blocks->size(); ++l) {
     auto& block = blocks->at<BlockImpl>(l);
     x = cache == nullptr ? block.forward(x, bias)
@@ -214,24 +214,24 @@ void GptImpl::check_tokens(const char* where, const ::torch::Tensor& ids, const 
   return final_norm(x);
 }
 
-::torch::Tensor GptImpl::hidden(const ::torch::Tensor& ids, const ::torch::Tensor& mask_in) {
+torch::Tensor GptImpl::hidden(const torch::Tensor& ids, const torch::Tensor& mask_in) {
   check_tokens("Gpt::hidden", ids, mask_in);
   const std::int64_t b = ids.size(0), t = ids.size(1);
   if (t > config_.context) fail("Gpt::hidden: ids has T = ", t, " tokens, more than context = ", config_.context);
-  const auto mask = mask_in.to(::torch::kBool);
+  const auto mask = mask_in.to(torch::kBool);
   // Positions count real tokens, so padding on either side does not shift them.
   const auto positions = (mask.cumsum(1) - 1).clamp_min(0);
   auto x = token_embedding(ids) + position_embedding(positions);
-  const auto causal = ::torch::ones({t, t}, mask.options()).tril();
+  const auto causal = torch::ones({t, t}, mask.options()).tril();
   const auto allowed = causal.view({1, 1, t, t}).logical_and(mask.view({b, 1, 1, t}));
   return run_blocks(x, attention_bias(allowed, b, t, t, x.options()), nullptr);
 }
 
-::torch::Tensor GptImpl::logits(const ::torch::Tensor& hidden) const {
-  return ::torch::nn::functional::linear(hidden, token_embedding->weight);
+torch::Tensor GptImpl::logits(const torch::Tensor& hidden) const {
+  return torch::nn::functional::linear(hidden, token_embedding->weight);
 }
 
-::torch::Tensor GptImpl::forward(const ::torch::Tensor& ids, const ::torch::Tensor& mask) {
+torch::Tensor GptImpl::forward(const torch::Tensor& ids, const torch::Tensor& mask) {
   return logits(hidden(ids, mask));
 }
 
@@ -243,15 +243,15 @@ kv_cache GptImpl::make_cache(std::int64_t batch, std::int64_t capacity) const {
   kv_cache cache;
   const std::int64_t d_head = config_.d_model / config_.heads;
   for (std::int64_t l = 0; l < config_.layers; ++l) {
-    cache.keys.push_back(::torch::zeros({batch, config_.heads, capacity, d_head}, options));
-    cache.values.push_back(::torch::zeros({batch, config_.heads, capacity, d_head}, options));
+    cache.keys.push_back(torch::zeros({batch, config_.heads, capacity, d_head}, options));
+    cache.values.push_back(torch::zeros({batch, config_.heads, capacity, d_head}, options));
   }
-  cache.key_mask = ::torch::zeros({batch, capacity}, options.dtype(::torch::kBool));
-  cache.real_count = ::torch::zeros({batch}, options.dtype(::torch::kLong));
+  cache.key_mask = torch::zeros({batch, capacity}, options.dtype(torch::kBool));
+  cache.real_count = torch::zeros({batch}, options.dtype(torch::kLong));
   return cache;
 }
 
-::torch::Tensor GptImpl::step(const ::torch::Tensor& ids_new, const ::torch::Tensor& mask_in, kv_cache& cache) {
+torch::Tensor GptImpl::step(const torch::Tensor& ids_new, const torch::Tensor& mask_in, kv_cache& cache) {
   check_tokens("Gpt::step", ids_new, mask_in);
   const std::int64_t b = ids_new.size(0), t = ids_new.size(1);
   if (static_cast<std::int64_t>(cache.keys.size()) != config_.layers || !cache.key_mask.defined())
@@ -259,7 +259,7 @@ kv_cache GptImpl::make_cache(std::int64_t batch, std::int64_t capacity) const {
   if (b != cache.batch_size()) fail("Gpt::step: ids_new has B = ", b, " rows but the cache has ", cache.batch_size());
   if (cache.length + t > cache.capacity())
     fail("Gpt::step: ", t, " new tokens after ", cache.length, " exceed the cache capacity = ", cache.capacity());
-  const auto mask = mask_in.to(::torch::kBool);
+  const auto mask = mask_in.to(torch::kBool);
   const auto positions = (cache.real_count.unsqueeze(1) + mask.cumsum(1) - 1).clamp_min(0);
   cache.real_count.add_(mask.sum(1));
   cache.key_mask.narrow(1, cache.length, t).copy_(mask);
@@ -267,7 +267,7 @@ kv_cache GptImpl::make_cache(std::int64_t batch, std::int64_t capacity) const {
   const std::int64_t keys = cache.length + t;
   auto allowed = cache.key_mask.narrow(1, 0, keys).view({b, 1, 1, keys});
   if (t > 1)  // new token i (slot length + i) sees slots <= length + i; a single one sees all
-    allowed = allowed.logical_and(::torch::ones({t, keys}, mask.options()).tril(cache.length).view({1, 1, t, keys}));
+    allowed = allowed.logical_and(torch::ones({t, keys}, mask.options()).tril(cache.length).view({1, 1, t, keys}));
   const auto out = run_blocks(x, attention_bias(allowed, b, t, keys, x.options()), &cache);
   cache.length += t;
   return out;
@@ -277,36 +277,36 @@ kv_cache GptImpl::make_cache(std::int64_t batch, std::int64_t capacity) const {
 
 RewardModelImpl::RewardModelImpl(const gpt_config& config) {
   backbone = register_module("backbone", Gpt(config));
-  head = register_module("head", ::torch::nn::Linear(config.d_model, 1));
-  ::torch::NoGradGuard no_grad;
+  head = register_module("head", torch::nn::Linear(config.d_model, 1));
+  torch::NoGradGuard no_grad;
   head->weight.normal_(0.0, 0.02);
   head->bias.zero_();
 }
 
-::torch::Tensor RewardModelImpl::forward(const ::torch::Tensor& ids, const ::torch::Tensor& mask_in) {
+torch::Tensor RewardModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& mask_in) {
   const auto h = backbone->hidden(ids, mask_in);  // validates
-  const auto mask = mask_in.to(::torch::kBool);
+  const auto mask = mask_in.to(torch::kBool);
   // Index of each row's last real token: the largest t with mask set (0 for padding only).
-  const auto steps = ::torch::arange(ids.size(1), ids.options());
+  const auto steps = torch::arange(ids.size(1), ids.options());
   const auto last = (steps * mask).amax(1);
   const auto picked = h.gather(1, last.view({-1, 1, 1}).expand({h.size(0), 1, h.size(2)})).squeeze(1);
   return head(picked).squeeze(1);
 }
 
-::torch::Tensor RewardModelImpl::score(const std::vector<std::vector<std::int64_t>>& prompts,
+torch::Tensor RewardModelImpl::score(const std::vector<std::vector<std::int64_t>>& prompts,
                                        const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
                                        std::int64_t max_batch_rows) {
   if (max_batch_rows < 0) fail("RewardModel::score: max_batch_rows = ", max_batch_rows, " must be >= 0 (0: all)");
   const std::size_t total = prompts.size();
   const std::size_t per_chunk = max_batch_rows == 0 ? std::max<std::size_t>(1, total) : std::size_t(max_batch_rows);
-  std::vector<::torch::Tensor> parts;
+  std::vector<torch::Tensor> parts;
   for (std::size_t first = 0; first < total; first += per_chunk) {
     const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id,
                                   backbone->config().context);
-    parts.push_back(forward(b.input.ids, b.input.mask).to(::torch::kFloat));
+    parts.push_back(forward(b.input.ids, b.input.mask).to(torch::kFloat));
   }
-  if (parts.empty()) return ::torch::zeros({0}, head->weight.options().dtype(::torch::kFloat));
-  return parts.size() == 1 ? parts.front() : ::torch::cat(parts);
+  if (parts.empty()) return torch::zeros({0}, head->weight.options().dtype(torch::kFloat));
+  return parts.size() == 1 ? parts.front() : torch::cat(parts);
 }
 
 void RewardModelImpl::load_backbone(const Gpt& source) {
@@ -318,10 +318,10 @@ void RewardModelImpl::load_backbone(const Gpt& source) {
 
 // ---- utilities ----------------------------------------------------------------------------
 
-void copy_state(const ::torch::nn::Module& from, ::torch::nn::Module& to) {
+void copy_state(const torch::nn::Module& from, torch::nn::Module& to) {
   const auto source_parameters = from.named_parameters();
   const auto source_buffers = from.named_buffers();
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const auto copy_all = [](const char* kind, const auto& source, auto target) {
     if (source.size() != target.size())
       fail("copy_state: from has ", source.size(), " ", kind, " but to has ", target.size());
@@ -345,7 +345,7 @@ Gpt clone(const Gpt& source) {
   return copy;
 }
 
-std::int64_t parameter_count(const ::torch::nn::Module& module) {
+std::int64_t parameter_count(const torch::nn::Module& module) {
   std::int64_t total = 0;
   for (const auto& p : module.parameters()) total += p.numel();
   return total;

@@ -44,7 +44,7 @@ void check_options(const sampling_options& o, const gpt_config& c) {
 
 // Decodes the prompts [first, last) into rows [first·n, last·n) of `out`.
 void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_prompts, std::size_t first,
-                  std::size_t last, const sampling_options& o, ::torch::Generator& generator, samples& out) {
+                  std::size_t last, const sampling_options& o, torch::Generator& generator, samples& out) {
   const std::vector<std::vector<std::int64_t>> prompts(all_prompts.begin() + static_cast<std::ptrdiff_t>(first),
                                                        all_prompts.begin() + static_cast<std::ptrdiff_t>(last));
   const auto n = o.samples_per_prompt;
@@ -58,7 +58,7 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
   kv_cache cache = model->make_cache(prompt_rows, prompt_length + o.max_new_tokens - 1);
   auto h = model->step(input.ids, input.mask, cache).select(1, prompt_length - 1);  // left padding: last real
   if (n > 1) {
-    const auto expand = ::torch::arange(prompt_rows, input.ids.options()).repeat_interleave(n);
+    const auto expand = torch::arange(prompt_rows, input.ids.options()).repeat_interleave(n);
     cache = cache.select_rows(expand);
     h = h.index_select(0, expand);
   }
@@ -70,18 +70,18 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
   const std::int64_t vocab = weight.size(0);
   // Results per chunk row; the decoding batch shrinks to the unfinished rows (row_of maps a
   // decoding row to its chunk row) once at least half of it has finished.
-  auto tokens = ::torch::full({rows, o.max_new_tokens}, o.pad_id, long_options);
-  auto lengths = ::torch::zeros({rows}, long_options);
-  auto log_proposal = ::torch::zeros({rows}, h.options().dtype(::torch::kFloat));
-  auto log_model = ::torch::zeros({rows}, h.options().dtype(::torch::kFloat));
-  auto row_of = ::torch::arange(rows, long_options);
-  auto alive = ::torch::ones({rows}, long_options.dtype(::torch::kBool));
+  auto tokens = torch::full({rows, o.max_new_tokens}, o.pad_id, long_options);
+  auto lengths = torch::zeros({rows}, long_options);
+  auto log_proposal = torch::zeros({rows}, h.options().dtype(torch::kFloat));
+  auto log_model = torch::zeros({rows}, h.options().dtype(torch::kFloat));
+  auto row_of = torch::arange(rows, long_options);
+  auto alive = torch::ones({rows}, long_options.dtype(torch::kBool));
   std::int64_t active = rows;
 
   for (std::int64_t s = 0; s < o.max_new_tokens; ++s) {
-    const auto logits = ::torch::nn::functional::linear(h, weight).to(::torch::kFloat);  // [active, V]
-    const auto raw = ::torch::log_softmax(logits, -1);
-    ::torch::Tensor token;
+    const auto logits = torch::nn::functional::linear(h, weight).to(torch::kFloat);  // [active, V]
+    const auto raw = torch::log_softmax(logits, -1);
+    torch::Tensor token;
     if (greedy) {
       token = logits.argmax(-1);
     } else {
@@ -92,14 +92,14 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       // u < the row's total, and a token of probability 0 adds nothing to the CDF, so it is
       // never the first index whose CDF exceeds u.
       const auto cdf = proposal.exp().cumsum(-1);
-      const auto u = ::torch::rand({active, 1}, generator, cdf.options()) * cdf.narrow(1, vocab - 1, 1);
-      token = ::torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
+      const auto u = torch::rand({active, 1}, generator, cdf.options()) * cdf.narrow(1, vocab - 1, 1);
+      token = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
       log_proposal.index_add_(0, row_of, proposal.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
     }
     log_model.index_add_(0, row_of, raw.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
     token.masked_fill_(~alive, o.pad_id);
     tokens.select(1, s).index_copy_(0, row_of, token);
-    lengths.index_add_(0, row_of, alive.to(::torch::kLong));
+    lengths.index_add_(0, row_of, alive.to(torch::kLong));
     auto next_alive = alive.logical_and(token != o.eos_id);
     const auto remaining = next_alive.sum().item<std::int64_t>();
     if (s + 1 == o.max_new_tokens || remaining == 0) break;
@@ -112,7 +112,7 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       token = token.index_select(0, keep);
       row_of = row_of.index_select(0, keep);
       active = remaining;
-      feed_mask = next_alive = ::torch::ones({active}, alive.options());
+      feed_mask = next_alive = torch::ones({active}, alive.options());
     }
     h = model->step(token.view({active, 1}), feed_mask.view({active, 1}), cache).squeeze(1);
     alive = next_alive;
@@ -135,7 +135,7 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
 }  // namespace
 
 samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
-               ::torch::Generator& generator) {
+               torch::Generator& generator) {
   const auto& config = model->config();
   check_options(options, config);
   const std::int64_t longest = config.context - options.max_new_tokens;
@@ -146,13 +146,13 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
       fail("sample: prompts[", i, "] has length ", length, " > context - max_new_tokens = ", config.context, " - ",
            options.max_new_tokens, " = ", longest);
   }
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   eval_mode eval(model);
   const auto n = options.samples_per_prompt;
   const auto rows = static_cast<std::int64_t>(prompts.size()) * n;
-  const auto float_options = model->head_weight().options().dtype(::torch::kFloat).requires_grad(false);
+  const auto float_options = model->head_weight().options().dtype(torch::kFloat).requires_grad(false);
   samples out{std::vector<std::vector<std::int64_t>>(static_cast<std::size_t>(rows)),
-              ::torch::zeros({rows}, float_options), ::torch::zeros({rows}, float_options)};
+              torch::zeros({rows}, float_options), torch::zeros({rows}, float_options)};
   const auto per_chunk = static_cast<std::size_t>(std::max<std::int64_t>(1, options.max_batch_rows / n));
   for (std::size_t first = 0; first < prompts.size(); first += per_chunk)
     decode_chunk(model, prompts, first, std::min(prompts.size(), first + per_chunk), options, generator, out);
@@ -165,7 +165,7 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
   return sample(model, prompts, options, generator);
 }
 
-::torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,
+torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,
                                   const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
                                   std::int64_t max_batch_rows) {
   const auto& config = model->config();
@@ -177,15 +177,15 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
   const std::size_t total = prompts.size();
   const std::size_t per_chunk = max_batch_rows == 0 ? std::max<std::size_t>(1, total)
                                                     : static_cast<std::size_t>(max_batch_rows);
-  std::vector<::torch::Tensor> parts;
+  std::vector<torch::Tensor> parts;
   for (std::size_t first = 0; first < total; first += per_chunk) {
     const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id, config.context);
     const auto hidden = model->hidden(b.input.ids, b.input.mask);
     parts.push_back(brain::libtorch::fused_linear_sequence_log_probs(hidden, model->head_weight(), b.input.ids,
                                                                   b.response_mask, brain::libtorch::alignment::next_token));
   }
-  if (parts.empty()) return ::torch::zeros({0}, model->head_weight().options().dtype(::torch::kFloat));
-  return parts.size() == 1 ? parts.front() : ::torch::cat(parts);
+  if (parts.empty()) return torch::zeros({0}, model->head_weight().options().dtype(torch::kFloat));
+  return parts.size() == 1 ? parts.front() : torch::cat(parts);
 }
 
 }  // namespace tldr

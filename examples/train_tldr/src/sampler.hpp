@@ -28,9 +28,9 @@ struct samples {
   std::vector<std::vector<std::int64_t>> responses;
   /// [B·n] float: sum over the response tokens of log q(token) under the distribution sampled from
   /// (after temperature, top-k, top-p: brain::libtorch::sampled_log_softmax); 0 for greedy decoding.
-  ::torch::Tensor log_proposal;
+  torch::Tensor log_proposal;
   /// [B·n] float: the same tokens' log-probability under the raw model (temperature 1, no filters).
-  ::torch::Tensor log_model;
+  torch::Tensor log_model;
 };
 
 /// Samples options.samples_per_prompt responses per prompt. Deterministic given the generator's
@@ -38,7 +38,7 @@ struct samples {
 /// context - max_new_tokens tokens (the caller truncates). Runs without gradients, with the model
 /// in eval mode (its mode is restored afterwards).
 samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
-               ::torch::Generator& generator);
+               torch::Generator& generator);
 /// The same with a fresh CPU generator seeded with `seed`.
 samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
                std::uint64_t seed);
@@ -47,7 +47,7 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
 /// log-prob kernel. Differentiable when grad mode is on (so usable as a training loss); rows are
 /// processed max_batch_rows at a time (0: all at once). Prompts must be non-empty and each
 /// prompt + response must fit in the context.
-::torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,
+torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,
                                   const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
                                   std::int64_t max_batch_rows = 512);
 

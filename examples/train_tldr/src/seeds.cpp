@@ -27,8 +27,8 @@ std::vector<std::size_t> permutation(std::size_t n, std::uint64_t seed) {
   return p;
 }
 
-::torch::Generator cpu_generator(std::uint64_t seed) { return at::detail::createCPUGenerator(seed); }
+torch::Generator cpu_generator(std::uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
-void seed_global_generator(std::uint64_t seed) { ::torch::manual_seed(seed); }
+void seed_global_generator(std::uint64_t seed) { torch::manual_seed(seed); }
 
 }  // namespace tldr

@@ -26,7 +26,7 @@ std::uint64_t derive_seed(std::uint64_t seed, purpose p, std::uint64_t a = 0, st
 std::vector<std::size_t> permutation(std::size_t n, std::uint64_t seed);
 
 /// A LibTorch CPU generator with this seed.
-::torch::Generator cpu_generator(std::uint64_t seed);
+torch::Generator cpu_generator(std::uint64_t seed);
 
 /// Seeds LibTorch's global generator, which its module constructors draw initial weights from:
 /// every stage that creates a model calls this first, so its weights do not depend on what ran

@@ -7,12 +7,12 @@
 
 namespace tldr {
 
-void optimizer_step(::torch::optim::Optimizer& optimizer, const ::torch::Tensor& loss,
-                    const std::vector<::torch::Tensor>& parameters, double lr, double clip) {
-  for (auto& group : optimizer.param_groups()) static_cast<::torch::optim::AdamWOptions&>(group.options()).lr(lr);
+void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& loss,
+                    const std::vector<torch::Tensor>& parameters, double lr, double clip) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   optimizer.zero_grad();
   loss.backward();
-  ::torch::nn::utils::clip_grad_norm_(parameters, clip);
+  torch::nn::utils::clip_grad_norm_(parameters, clip);
   optimizer.step();
 }
 
@@ -23,8 +23,8 @@ double warmup_cosine(double peak, std::int64_t step, std::int64_t total) {
   return peak * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, progress))));
 }
 
-std::int64_t resume_from(const std::filesystem::path& state, ::torch::nn::Module& model,
-                         ::torch::optim::Optimizer& optimizer) {
+std::int64_t resume_from(const std::filesystem::path& state, torch::nn::Module& model,
+                         torch::optim::Optimizer& optimizer) {
   if (!std::filesystem::exists(state)) return 0;
   checkpoint_reader r(state);
   r.load("model", model);
@@ -32,8 +32,8 @@ std::int64_t resume_from(const std::filesystem::path& state, ::torch::nn::Module
   return r.integer("step");
 }
 
-void save_state(const std::filesystem::path& state, const ::torch::nn::Module& model,
-                const ::torch::optim::Optimizer& optimizer, std::int64_t step) {
+void save_state(const std::filesystem::path& state, const torch::nn::Module& model,
+                const torch::optim::Optimizer& optimizer, std::int64_t step) {
   checkpoint_writer w;
   w.add("model", model);
   w.add("optimizer", optimizer);
@@ -41,13 +41,13 @@ void save_state(const std::filesystem::path& state, const ::torch::nn::Module& m
   w.save(state);
 }
 
-void save_model(const std::filesystem::path& file, const ::torch::nn::Module& model) {
+void save_model(const std::filesystem::path& file, const torch::nn::Module& model) {
   checkpoint_writer w;
   w.add("model", model);
   w.save(file);
 }
 
-void load_model(const std::filesystem::path& file, ::torch::nn::Module& model) {
+void load_model(const std::filesystem::path& file, torch::nn::Module& model) {
   checkpoint_reader(file).load("model", model);
 }
 

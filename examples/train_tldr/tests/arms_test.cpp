@@ -98,7 +98,7 @@ TEST(arms, config_validation_names_the_setting) {
 }
 
 TEST(arms, pairs_of_each_pair_method) {
-  const auto reward = ::torch::tensor({{1.0f, 3.0f, 2.0f, 2.0f}, {0.0f, -1.0f, 5.0f, 4.0f}});
+  const auto reward = torch::tensor({{1.0f, 3.0f, 2.0f, 2.0f}, {0.0f, -1.0f, 5.0f, 4.0f}});
   // Labelled pairs: (chosen, rejected) as laid out.
   const auto dpo = tldr::pair_units(method::dpo, reward, 0.1, 1);
   ASSERT_EQ(dpo.size(), 2u);
@@ -125,13 +125,13 @@ TEST(arms, pairs_of_each_pair_method) {
 
 // A buffer of 3 units × 4 columns with random values.
 tldr::refresh_buffer random_buffer() {
-  ::torch::manual_seed(3);
+  torch::manual_seed(3);
   tldr::refresh_buffer b;
   b.units = 3;
   b.width = 4;
-  b.log_proposal = -10 * ::torch::rand({3, 4});
-  b.log_prior = -10 * ::torch::rand({3, 4});
-  b.reward = ::torch::randn({3, 4});
+  b.log_proposal = -10 * torch::rand({3, 4});
+  b.log_prior = -10 * torch::rand({3, 4});
+  b.reward = torch::randn({3, 4});
   return b;
 }
 
@@ -142,9 +142,9 @@ TEST(arms, group_losses_are_the_librarys) {
   ASSERT_EQ(mb.rows.size(), 8u);
   EXPECT_EQ(mb.rows[0], 2);
   EXPECT_EQ(mb.cols[3], 3);
-  const auto lp = (-10 * ::torch::rand({8})).requires_grad_();
-  const auto rows = ::torch::tensor(units);
-  const brain::samples<::torch::Tensor> s{lp.detach().view({2, 4}), b.log_proposal.index_select(0, rows),
+  const auto lp = (-10 * torch::rand({8})).requires_grad_();
+  const auto rows = torch::tensor(units);
+  const brain::samples<torch::Tensor> s{lp.detach().view({2, 4}), b.log_proposal.index_select(0, rows),
                                           b.log_prior.index_select(0, rows), b.reward.index_select(0, rows)};
   const double beta = 0.3;
   // BRAIn: brain_loss on the group.
@@ -152,7 +152,7 @@ TEST(arms, group_losses_are_the_librarys) {
   const auto ref = brain::brain_loss(s, brain::bradley_terry{.beta = beta});
   EXPECT_NEAR(out.loss.item<double>(), ref.loss.item<double>(), 1e-6);
   out.loss.backward();
-  EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}), ref.grad_log_policy, 1e-5, 1e-7));
+  EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}), ref.grad_log_policy, 1e-5, 1e-7));
   EXPECT_NEAR(out.target_ess, (1.0 / ref.target_weights.pow(2).sum(1)).mean().item<double>(), 1e-5);
   // DPO-sft+IW: brain_loss on consecutive pairs (eq. 22), not on the group.
   lp.grad().zero_();
@@ -163,21 +163,21 @@ TEST(arms, group_losses_are_the_librarys) {
   // No baseline: the gradient is −ᾱ / groups with ᾱ = softmax(r/β + log p − log q) (eqs. 7, 21).
   const auto nb = tldr::minibatch_loss(method::group_no_baseline, mb, lp, b, beta);
   nb.loss.backward();
-  const auto alpha = ::torch::softmax(s.reward / beta + s.log_prior - s.log_proposal, 1);
-  EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}), -alpha / 2.0, 1e-5, 1e-7));
+  const auto alpha = torch::softmax(s.reward / beta + s.log_prior - s.log_proposal, 1);
+  EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}), -alpha / 2.0, 1e-5, 1e-7));
 }
 
 TEST(arms, policy_gradient_arms_follow_their_formulas) {
   auto b = random_buffer();
-  b.log_proposal = -5 - ::torch::rand({3, 4});  // ratios q_θ/q on both sides of the clip range
+  b.log_proposal = -5 - torch::rand({3, 4});  // ratios q_θ/q on both sides of the clip range
   const std::vector<std::int64_t> units{1, 2};
   const auto mb = tldr::plan_minibatch(method::rloo, units, b.width, {});
   ASSERT_EQ(mb.rows.size(), 8u);
-  const auto lp = (-5 - ::torch::rand({8})).to(::torch::kFloat64).requires_grad_();
-  const auto rows = ::torch::tensor(units);
-  const auto lq = b.log_proposal.index_select(0, rows).to(::torch::kFloat64);
-  const auto l0 = b.log_prior.index_select(0, rows).to(::torch::kFloat64);
-  const auto r = b.reward.index_select(0, rows).to(::torch::kFloat64);
+  const auto lp = (-5 - torch::rand({8})).to(torch::kFloat64).requires_grad_();
+  const auto rows = torch::tensor(units);
+  const auto lq = b.log_proposal.index_select(0, rows).to(torch::kFloat64);
+  const auto l0 = b.log_prior.index_select(0, rows).to(torch::kFloat64);
+  const auto r = b.reward.index_select(0, rows).to(torch::kFloat64);
   const auto q = lp.detach().view({2, 4});
   const auto rho = (q - lq).exp();
   const double beta = 0.3, n = 4, groups = 2;
@@ -186,7 +186,7 @@ TEST(arms, policy_gradient_arms_follow_their_formulas) {
   const auto advantage = L - (L.sum(1, true) - L) / (n - 1);
   const auto rloo = tldr::minibatch_loss(method::rloo, mb, lp, b, beta);
   rloo.loss.backward();
-  EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}).to(::torch::kFloat64), -rho * advantage / n / groups, 1e-4, 1e-6));
+  EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}).to(torch::kFloat64), -rho * advantage / n / groups, 1e-4, 1e-6));
   EXPECT_EQ(rloo.target_ess, 0.0);
   // GRPO (TRL): A = (r − mean) / (sd + 1e-4) per group; the unclipped ratio's term unless the
   // clipped one is smaller; plus β (p/q_θ − 1) from the k3 KL; all / n / groups.
@@ -194,13 +194,13 @@ TEST(arms, policy_gradient_arms_follow_their_formulas) {
   const auto centred = r - r.mean(1, true);
   const auto a = centred / (centred.pow(2).sum(1, true) / (n - 1)).sqrt().add(1e-4);
   const auto unclipped = rho * a, clipped = rho.clamp(0.8, 1.2) * a;
-  const auto pg = ::torch::where(unclipped <= clipped, unclipped, ::torch::zeros_like(a));
+  const auto pg = torch::where(unclipped <= clipped, unclipped, torch::zeros_like(a));
   const auto w = (pg + beta * ((l0 - q).exp() - 1)) / n;
   ASSERT_GT((unclipped > clipped).sum().item<int>(), 0) << "the test should reach the clipped branch";
   ASSERT_GT((unclipped <= clipped).sum().item<int>(), 0);
   const auto grpo = tldr::minibatch_loss(method::grpo, mb, lp, b, beta);
   grpo.loss.backward();
-  EXPECT_TRUE(::torch::allclose(lp.grad().view({2, 4}).to(::torch::kFloat64), -w / groups, 1e-4, 1e-6));
+  EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}).to(torch::kFloat64), -w / groups, 1e-4, 1e-6));
 }
 
 TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {
@@ -208,7 +208,7 @@ TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {
   const auto pairs = tldr::pair_units(method::dpo_sft, b.reward, 0.1, 1);
   const auto mb = tldr::plan_minibatch(method::dpo_sft, {1}, b.width, pairs);
   ASSERT_EQ(mb.rows.size(), 4u);
-  const auto lp = (-10 * ::torch::rand({4})).requires_grad_();
+  const auto lp = (-10 * torch::rand({4})).requires_grad_();
   const double beta = 0.2;
   const auto out = tldr::minibatch_loss(method::dpo_sft, mb, lp, b, beta);
   EXPECT_EQ(out.trained_pairs, 2);
@@ -224,10 +224,10 @@ TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {
   // An RSO minibatch without pairs trains nothing.
   const auto empty = tldr::plan_minibatch(method::rso, {0}, b.width, {{}});
   EXPECT_TRUE(empty.rows.empty());
-  const auto none = tldr::minibatch_loss(method::rso, empty, ::torch::zeros({0}), b, beta);
+  const auto none = tldr::minibatch_loss(method::rso, empty, torch::zeros({0}), b, beta);
   EXPECT_EQ(none.trained_pairs, 0);
   EXPECT_EQ(none.loss.item<double>(), 0.0);
-  EXPECT_NE(error_of([&] { (void)tldr::minibatch_loss(method::dpo_sft, mb, ::torch::zeros({3}), b, beta); })
+  EXPECT_NE(error_of([&] { (void)tldr::minibatch_loss(method::dpo_sft, mb, torch::zeros({3}), b, beta); })
                 .find("the minibatch has 4 cells"),
             std::string::npos);
 }

@@ -34,34 +34,34 @@ TEST(pipeline_checkpoint, atomic_write_replaces_the_file_and_leaves_no_temporary
 
 TEST(pipeline_checkpoint, modules_optimisers_and_values_round_trip_exactly) {
   const auto dir = scratch_dir("ckpt");
-  ::torch::manual_seed(1);
-  ::torch::nn::Linear a(4, 3), b(4, 3);
-  ::torch::optim::AdamW opt_a(a->parameters(), ::torch::optim::AdamWOptions(1e-2));
-  a(::torch::randn({5, 4})).sum().backward();
+  torch::manual_seed(1);
+  torch::nn::Linear a(4, 3), b(4, 3);
+  torch::optim::AdamW opt_a(a->parameters(), torch::optim::AdamWOptions(1e-2));
+  a(torch::randn({5, 4})).sum().backward();
   opt_a.step();
   tldr::checkpoint_writer w;
   w.add("model", *a);
   w.add("optimizer", opt_a);
   w.add("step", std::int64_t{42});
-  w.add("values", ::torch::arange(5, ::torch::kFloat64));
+  w.add("values", torch::arange(5, torch::kFloat64));
   w.save(dir / "state.pt");
 
   tldr::checkpoint_reader r(dir / "state.pt");
-  ::torch::optim::AdamW opt_b(b->parameters(), ::torch::optim::AdamWOptions(1e-2));
+  torch::optim::AdamW opt_b(b->parameters(), torch::optim::AdamWOptions(1e-2));
   r.load("model", *b);
   r.load("optimizer", opt_b);
-  EXPECT_TRUE(::torch::equal(a->weight, b->weight));
+  EXPECT_TRUE(torch::equal(a->weight, b->weight));
   EXPECT_EQ(r.integer("step"), 42);
-  EXPECT_TRUE(::torch::equal(r.tensor("values"), ::torch::arange(5, ::torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(r.tensor("values"), torch::arange(5, torch::kFloat64)));
   // The same next step from both: the optimiser's moments came back too.
-  const auto x = ::torch::randn({5, 4});
+  const auto x = torch::randn({5, 4});
   opt_a.zero_grad();
   opt_b.zero_grad();
   a(x).sum().backward();
   b(x).sum().backward();
   opt_a.step();
   opt_b.step();
-  EXPECT_TRUE(::torch::equal(a->weight, b->weight));
+  EXPECT_TRUE(torch::equal(a->weight, b->weight));
   try {
     (void)r.integer("missing");
     FAIL() << "no exception";

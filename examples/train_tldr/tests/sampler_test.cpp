@@ -41,14 +41,14 @@ tldr::sampling_options options_with(double temperature, std::int64_t top_k = 0, 
 }
 
 // Next-token logits after `tokens` by a full forward of the unpadded sequence.
-::torch::Tensor next_logits(tldr::Gpt& model, const std::vector<std::int64_t>& tokens) {
-  const auto ids = ::torch::tensor(tokens, ::torch::kLong).view({1, -1});
-  return model->forward(ids, ::torch::ones_like(ids, ::torch::kBool))[0][-1];
+torch::Tensor next_logits(tldr::Gpt& model, const std::vector<std::int64_t>& tokens) {
+  const auto ids = torch::tensor(tokens, torch::kLong).view({1, -1});
+  return model->forward(ids, torch::ones_like(ids, torch::kBool))[0][-1];
 }
 
 std::vector<std::int64_t> greedy_by_full_forward(tldr::Gpt& model, std::vector<std::int64_t> tokens,
                                                  const tldr::sampling_options& o) {
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   std::vector<std::int64_t> response;
   for (std::int64_t s = 0; s < o.max_new_tokens; ++s) {
     const auto next = next_logits(model, tokens).argmax().item<std::int64_t>();
@@ -94,7 +94,7 @@ TEST(sampler, greedy_with_cache_matches_repeated_full_forwards) {
   const auto shrunk = tldr::sample(model, mostly_done, o, 7);
   for (std::size_t i = 0; i < mostly_done.size(); ++i)
     EXPECT_EQ(shrunk.responses[i], greedy_by_full_forward(model, mostly_done[i], o)) << "row " << i;
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const auto forced = tldr::sequence_log_prob(model, mostly_done, shrunk.responses, 0);
   EXPECT_LT((forced - shrunk.log_model).abs().max().item<double>(), 1e-4);
 }
@@ -103,7 +103,7 @@ TEST(sampler, log_model_matches_teacher_forcing) {
   auto model = tiny_model();
   for (const auto& o : {options_with(1.0), options_with(0.7, 10, 0.9)}) {
     const auto out = tldr::sample(model, prompts, o, 11);
-    ::torch::NoGradGuard no_grad;
+    torch::NoGradGuard no_grad;
     const auto forced = tldr::sequence_log_prob(model, repeat_prompts(prompts, 4), out.responses, 0);
     EXPECT_LT((forced - out.log_model).abs().max().item<double>(), 1e-4);
     EXPECT_TRUE((out.log_proposal >= out.log_model - 1e-4).all().item<bool>())
@@ -115,13 +115,13 @@ TEST(sampler, sequence_log_prob_is_the_plain_sum_and_differentiable) {
   auto model = tiny_model();
   const seqs responses = {{1, 2}, {}, {49, 3, 3}};
   const auto lp = tldr::sequence_log_prob(model, prompts, responses, 0, 2);
-  ASSERT_EQ(lp.sizes(), (::torch::IntArrayRef{3}));
+  ASSERT_EQ(lp.sizes(), (torch::IntArrayRef{3}));
   for (std::size_t i = 0; i < prompts.size(); ++i) {
-    ::torch::NoGradGuard no_grad;
+    torch::NoGradGuard no_grad;
     double expected = 0;
     auto tokens = prompts[i];
     for (const auto y : responses[i]) {
-      expected += ::torch::log_softmax(next_logits(model, tokens), -1)[y].item<double>();
+      expected += torch::log_softmax(next_logits(model, tokens), -1)[y].item<double>();
       tokens.push_back(y);
     }
     EXPECT_NEAR(lp[static_cast<std::int64_t>(i)].item<double>(), expected, 1e-4) << "row " << i;
@@ -154,7 +154,7 @@ TEST(sampler, eos_ends_a_row_and_nothing_follows_it) {
   auto o = options_with(1.0);
   o.samples_per_prompt = 32;
   {
-    ::torch::NoGradGuard no_grad;  // eos := prompt 0's most likely first token: often drawn
+    torch::NoGradGuard no_grad;  // eos := prompt 0's most likely first token: often drawn
     o.eos_id = next_logits(model, prompts[0]).argmax().item<std::int64_t>();
   }
   const auto out = tldr::sample(model, prompts, o, 5);
@@ -170,7 +170,7 @@ TEST(sampler, eos_ends_a_row_and_nothing_follows_it) {
   }
   EXPECT_GT(ended, 5u);
   EXPECT_LT(ended, out.responses.size());
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const auto forced = tldr::sequence_log_prob(model, repeat_prompts(prompts, 32), out.responses, 0);
   EXPECT_LT((forced - out.log_model).abs().max().item<double>(), 1e-4);
 }
@@ -190,7 +190,7 @@ TEST(sampler, seeded_generators_are_deterministic) {
 }
 
 // Pearson's statistic of `counts` against probabilities `p`, over tokens expected >= 5 times.
-double chi_square(const std::vector<double>& counts, const ::torch::Tensor& p, double total, int& cells) {
+double chi_square(const std::vector<double>& counts, const torch::Tensor& p, double total, int& cells) {
   double chi = 0, rest_observed = 0, rest_expected = 0;
   cells = 0;
   for (std::size_t v = 0; v < counts.size(); ++v) {
@@ -213,9 +213,9 @@ double chi_square(const std::vector<double>& counts, const ::torch::Tensor& p, d
 TEST(sampler, first_token_frequencies_follow_the_proposal) {
   auto model = tiny_model();
   const std::int64_t n = 6000;
-  ::torch::Tensor logits;
+  torch::Tensor logits;
   {
-    ::torch::NoGradGuard no_grad;
+    torch::NoGradGuard no_grad;
     logits = next_logits(model, prompts[2]).view({1, -1});
   }
   struct setting {
@@ -231,7 +231,7 @@ TEST(sampler, first_token_frequencies_follow_the_proposal) {
     const auto out = tldr::sample(model, {prompts[2]}, o, 99);
     const auto proposal = brain::libtorch::sampled_log_softmax(logits, {s.temperature, s.top_k, s.top_p})[0];
     if (s.top_k == 0 && s.top_p == 1.0) {
-      EXPECT_LT((proposal - ::torch::log_softmax(logits[0] / s.temperature, -1)).abs().max().item<double>(), 1e-6);
+      EXPECT_LT((proposal - torch::log_softmax(logits[0] / s.temperature, -1)).abs().max().item<double>(), 1e-6);
     }
     std::vector<double> counts(50, 0.0);
     for (const auto& r : out.responses) {
@@ -276,9 +276,9 @@ TEST(sampler_speed, report_throughput) {
   if (std::getenv("TLDR_BENCH") == nullptr) GTEST_SKIP() << "set TLDR_BENCH=1 to measure sampling throughput";
   const int threads = ::at::get_num_threads();
   ::at::set_num_threads(1);
-  ::torch::manual_seed(0);
+  torch::manual_seed(0);
   tldr::Gpt model(tldr::gpt_config{.vocab = 2000, .context = 160, .d_model = 128, .layers = 4, .heads = 4});
-  const auto prompt_ids = ::torch::randint(1, 2000, {512, 96}, ::torch::kLong);
+  const auto prompt_ids = torch::randint(1, 2000, {512, 96}, torch::kLong);
   seqs many(512);
   for (std::int64_t i = 0; i < 512; ++i) {
     const auto row = prompt_ids[i];

@@ -12,10 +12,10 @@ inline gpt_config tiny_config() { return {.vocab = 50, .context = 32, .d_model =
 // Weights larger than GPT-2's initialisation: attention depends on position and content, and
 // next-token distributions are far from uniform, so the tests can tell right from wrong.
 inline Gpt tiny_model(std::uint64_t seed = 1) {
-  ::torch::manual_seed(seed);
+  torch::manual_seed(seed);
   Gpt model(tiny_config());
-  ::torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.add_(::torch::randn_like(p) * 0.3);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.3);
   model->eval();
   return model;
 }

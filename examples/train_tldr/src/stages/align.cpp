@@ -48,12 +48,12 @@ json history_json(const std::vector<validation_point>& h) {
   return a;
 }
 
-::torch::Tensor text_tensor(const std::string& s) {
-  auto t = ::torch::empty({static_cast<std::int64_t>(s.size())}, ::torch::kUInt8);
+torch::Tensor text_tensor(const std::string& s) {
+  auto t = torch::empty({static_cast<std::int64_t>(s.size())}, torch::kUInt8);
   std::memcpy(t.data_ptr(), s.data(), s.size());
   return t;
 }
-std::string tensor_text(const ::torch::Tensor& t) {
+std::string tensor_text(const torch::Tensor& t) {
   return {static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel())};
 }
 
@@ -77,17 +77,17 @@ class validator {
   validator(const run_context& ctx, RewardModel& rm) : ctx_(ctx) {
     const auto count = std::min<std::size_t>(ctx.valid().size(), std::size_t(ctx.settings().eval.valid_prompts));
     prompts_ = run_context::prompts_of(ctx.valid(), count);
-    ::torch::NoGradGuard no_grad;
-    gold_rm_ = rm->score(prompts_, run_context::golds_of(ctx.valid(), count), tokenizer::pad_id).to(::torch::kFloat64);
+    torch::NoGradGuard no_grad;
+    gold_rm_ = rm->score(prompts_, run_context::golds_of(ctx.valid(), count), tokenizer::pad_id).to(torch::kFloat64);
     for (std::size_t i = 0; i < count; ++i) gold_oracle_.push_back(ctx.oracle().score(ctx.valid()[i].post, ctx.valid()[i].gold_text));
   }
 
   validation_point operator()(Gpt& policy, Gpt& prior, RewardModel& rm, std::uint64_t seed) const {
-    ::torch::NoGradGuard no_grad;
+    torch::NoGradGuard no_grad;
     validation_point v;
     auto gen = cpu_generator(derive_seed(seed, purpose::valid_sampling));
     const auto s = sample(policy, prompts_, ctx_.decoding(1, ctx_.settings().eval.valid_temperature), gen);
-    const auto r = rm->score(prompts_, s.responses, tokenizer::pad_id).to(::torch::kFloat64);
+    const auto r = rm->score(prompts_, s.responses, tokenizer::pad_id).to(torch::kFloat64);
     const auto texts = ctx_.tok().decode(s.responses);
     const auto n = double(prompts_.size());
     for (std::size_t i = 0; i < prompts_.size(); ++i) {
@@ -102,8 +102,8 @@ class validator {
     // KL(policy ‖ SFT) = E_{y∼policy}[log policy(y) − log p(y)], from samples at temperature 1.
     auto kl_gen = cpu_generator(derive_seed(seed, purpose::valid_sampling, 1));
     const auto t1 = sample(policy, prompts_, ctx_.decoding(1, 1.0), kl_gen);
-    v.kl = (t1.log_model.to(::torch::kFloat64) -
-            sequence_log_prob(prior, prompts_, t1.responses, tokenizer::pad_id).to(::torch::kFloat64))
+    v.kl = (t1.log_model.to(torch::kFloat64) -
+            sequence_log_prob(prior, prompts_, t1.responses, tokenizer::pad_id).to(torch::kFloat64))
                .mean()
                .item<double>();
     return v;
@@ -112,7 +112,7 @@ class validator {
  private:
   const run_context& ctx_;
   std::vector<tokens> prompts_;
-  ::torch::Tensor gold_rm_;
+  torch::Tensor gold_rm_;
   std::vector<double> gold_oracle_;
 };
 
@@ -124,7 +124,7 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
   refresh_buffer b;
   b.units = m;
   b.width = n;
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   if (st.which.proposal == proposal_rule::labelled_pairs) {
     // m units of n/2 labelled pairs, read in a seeded order over epochs of the pair set.
     const auto per_refresh = static_cast<std::size_t>(m * n / 2);
@@ -146,7 +146,7 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
     }
     b.log_prior = sequence_log_prob(st.prior, prompts, b.responses, tokenizer::pad_id).view({m, n});
     b.log_proposal = b.log_prior;  // unused by DPO
-    b.reward = ::torch::tensor({1.0f, 0.0f}).repeat({m, n / 2});  // chosen first
+    b.reward = torch::tensor({1.0f, 0.0f}).repeat({m, n / 2});  // chosen first
     return b;
   }
   const auto order = permutation(train.size(), derive_seed(st.run.seed, purpose::align_prompts, refresh));
@@ -211,7 +211,7 @@ void align(const run_context& ctx, const run_spec& run) {
   if (which.proposal == proposal_rule::labelled_pairs)
     for (const auto& r : read_rankings(ctx.path("pairs/train.jsonl")))
       for (auto& p : pairs_of(r)) labelled.push_back(std::move(p));
-  ::torch::optim::AdamW opt(st.policy->parameters(), ::torch::optim::AdamWOptions(run.settings.lr).weight_decay(0.0));
+  torch::optim::AdamW opt(st.policy->parameters(), torch::optim::AdamWOptions(run.settings.lr).weight_decay(0.0));
 
   std::int64_t refresh = 0, step = 0;
   std::vector<validation_point> history;
@@ -294,7 +294,7 @@ void align(const run_context& ctx, const run_spec& run) {
     w.add("refresh", refresh + 1);
     w.add("step", step);
     w.add("history", text_tensor(history_json(history).dump()));
-    w.add("best", ::torch::tensor(best, ::torch::kFloat64));
+    w.add("best", torch::tensor(best, torch::kFloat64));
     w.save(state);
     auto status = fmt::format("loss {:.4f}  oracle {:.3f}  KL {:.2f}", v.loss, history.back().oracle_mean, history.back().kl);
     if (v.target_ess > 0) status += fmt::format("  ESS {:.1f}", v.target_ess);  // distillation arms

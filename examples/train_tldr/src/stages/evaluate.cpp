@@ -41,7 +41,7 @@ Gpt load_gpt(const run_context& ctx, const fs::path& file) {
 void evaluate_gold(const run_context& ctx) {
   const auto file = ctx.path("eval/gold.jsonl");
   if (fs::exists(file)) return;
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const auto count = test_count(ctx);
   auto rm = load_rm(ctx);
   const auto r = rm->score(run_context::prompts_of(ctx.test(), count), run_context::golds_of(ctx.test(), count),
@@ -59,7 +59,7 @@ void evaluate_model(const run_context& ctx, const std::string& name, const fs::p
                     std::uint64_t seed) {
   const auto file = ctx.path("eval/" + name + ".jsonl");
   if (fs::exists(file)) return;
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   const auto count = test_count(ctx);
   auto rm = load_rm(ctx);
   auto policy = load_gpt(ctx, model_file);
@@ -74,8 +74,8 @@ void evaluate_model(const run_context& ctx, const std::string& name, const fs::p
   // KL(policy ‖ SFT) per prompt from one sample of the policy itself (temperature 1).
   auto kl_gen = cpu_generator(derive_seed(seed, purpose::test_kl_sampling));
   const auto own = sample(policy, prompts, ctx.decoding(1, 1.0), kl_gen);
-  const auto kl = (own.log_model.to(::torch::kFloat64) -
-                   sequence_log_prob(prior, prompts, own.responses, tokenizer::pad_id).to(::torch::kFloat64));
+  const auto kl = (own.log_model.to(torch::kFloat64) -
+                   sequence_log_prob(prior, prompts, own.responses, tokenizer::pad_id).to(torch::kFloat64));
   bar.advance();
   std::string out;
   for (std::size_t i = 0; i < count; ++i) {
@@ -93,7 +93,7 @@ double validate_temperature(const run_context& ctx, const std::string& name, con
                             double temperature, std::uint64_t seed) {
   const auto file = ctx.path("sweep/temperature/" + name + ".json");
   if (fs::exists(file)) return json::parse(read_text(file)).at("oracle_mean").get<double>();
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   auto policy = load_gpt(ctx, model_file);
   const auto count = std::min<std::size_t>(ctx.valid().size(), std::size_t(ctx.settings().eval.valid_prompts));
   auto gen = cpu_generator(derive_seed(seed, purpose::valid_sampling, 2));

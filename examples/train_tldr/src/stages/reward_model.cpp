@@ -19,7 +19,7 @@ using nlohmann::json;
 namespace {
 
 /// r of every response of rankings order[first..last), [rows, k], one forward pass.
-::torch::Tensor ranking_rewards(RewardModel& rm, const std::vector<encoded_example>& split,
+torch::Tensor ranking_rewards(RewardModel& rm, const std::vector<encoded_example>& split,
                                 const std::vector<ranking_record>& rankings, const std::vector<std::size_t>& order,
                                 std::size_t first, std::size_t last) {
   std::vector<tokens> prompts, responses;
@@ -33,7 +33,7 @@ namespace {
 
 /// The Bradley–Terry loss over every comparison of the rankings order[first..last): the mean of
 /// −log σ(r_w − r_l) (InstructGPT's loss for K-way rankings), and the share of pairs ordered right.
-std::pair<::torch::Tensor, double> ranking_loss(const ::torch::Tensor& r, const std::vector<ranking_record>& rankings,
+std::pair<torch::Tensor, double> ranking_loss(const torch::Tensor& r, const std::vector<ranking_record>& rankings,
                                                 const std::vector<std::size_t>& order, std::size_t first) {
   std::vector<std::int64_t> winner, loser;
   for (std::int64_t b = 0; b < r.size(0); ++b) {
@@ -45,8 +45,8 @@ std::pair<::torch::Tensor, double> ranking_loss(const ::torch::Tensor& r, const 
       }
   }
   const auto flat = r.reshape({-1});
-  const auto margin = flat.index_select(0, ::torch::tensor(winner)) - flat.index_select(0, ::torch::tensor(loser));
-  return {-::torch::log_sigmoid(margin).mean(), (margin > 0).to(::torch::kFloat64).mean().item<double>()};
+  const auto margin = flat.index_select(0, torch::tensor(winner)) - flat.index_select(0, torch::tensor(loser));
+  return {-torch::log_sigmoid(margin).mean(), (margin > 0).to(torch::kFloat64).mean().item<double>()};
 }
 
 struct agreement {
@@ -59,7 +59,7 @@ struct agreement {
 /// Held-out agreement of the reward model's ordering with the labeller's and with the noiseless
 /// oracle's, over every comparison of the held-out rankings, and its calibration.
 agreement held_out(RewardModel& rm, const run_context& ctx, const std::vector<ranking_record>& rankings) {
-  ::torch::NoGradGuard no_grad;
+  torch::NoGradGuard no_grad;
   rm->eval();
   std::vector<std::size_t> order(rankings.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -69,7 +69,7 @@ agreement held_out(RewardModel& rm, const run_context& ctx, const std::vector<ra
   std::vector<double> predicted(10, 0.0), observed(10, 0.0), count(10, 0.0);
   for (std::size_t i = 0; i < rankings.size(); i += 64) {
     const auto last = std::min(rankings.size(), i + 64);
-    const auto r = ranking_rewards(rm, ctx.valid(), rankings, order, i, last).to(::torch::kFloat64);
+    const auto r = ranking_rewards(rm, ctx.valid(), rankings, order, i, last).to(torch::kFloat64);
     for (std::size_t j = i; j < last; ++j) {
       const auto& ranked = rankings[j].order;
       const auto rr = r[std::int64_t(j - i)];
@@ -131,7 +131,7 @@ void train_reward_model(const run_context& ctx) {
     load_model(ctx.path("sft/model.pt"), *sft);
     rm->load_backbone(sft);
   }
-  ::torch::optim::AdamW opt(rm->parameters(), ::torch::optim::AdamWOptions(c.rm.lr).weight_decay(c.rm.weight_decay));
+  torch::optim::AdamW opt(rm->parameters(), torch::optim::AdamWOptions(c.rm.lr).weight_decay(c.rm.weight_decay));
   const auto batch = static_cast<std::size_t>(c.rm.batch);
   const auto per_epoch = static_cast<std::int64_t>((train.size() + batch - 1) / batch);
   const auto total = per_epoch * c.rm.epochs;

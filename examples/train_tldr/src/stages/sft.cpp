@@ -29,7 +29,7 @@ void train_sft(const run_context& ctx) {
   fs::create_directories(dir);
   seed_global_generator(derive_seed(c.seed, purpose::sft_init));
   Gpt model(c.model);
-  ::torch::optim::AdamW opt(model->parameters(), ::torch::optim::AdamWOptions(c.sft.lr).weight_decay(c.sft.weight_decay));
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(c.sft.lr).weight_decay(c.sft.weight_decay));
   const auto state = dir / "state.pt";
   std::int64_t step = resume_from(state, *model, opt);
   if (step > 0) ctx.log().info("sft: resuming at step {}", step);
@@ -70,7 +70,7 @@ void train_sft(const run_context& ctx) {
   double nll = 0;
   std::int64_t count = 0;
   {
-    ::torch::NoGradGuard no_grad;
+    torch::NoGradGuard no_grad;
     const auto k = std::min<std::size_t>(ctx.valid().size(), 512);
     const auto prompts = run_context::prompts_of(ctx.valid(), k), golds = run_context::golds_of(ctx.valid(), k);
     nll = -sequence_log_prob(model, prompts, golds, tokenizer::pad_id, 64).sum().item<double>();
