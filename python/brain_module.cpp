@@ -139,6 +139,28 @@ weight [TRL beta]; scale_rewards: grpo's advantage scaling, "group", "batch" or 
 log_partition: the exact log p(G=1|x) per prompt, [prompts, 1], for gdc_pp and dpg only.
 goodness, beta, target as brain_loss.)doc";
 
+/// gradient_coefficients and surrogate_loss take the same arguments: one binding for both, `call`
+/// being (samples, estimator_arguments, goodness model, log_partition) -> result.
+template <class Call>
+void def_estimator_function(py::module_& m, const char* name, const std::string& doc, Call call) {
+  m.def(
+      name,
+      [name, call](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
+                   const std::string& estimator, double beta, const std::string& goodness, const std::string& target,
+                   double clip_low, double clip_high, double kl_coef, const std::string& scale_rewards,
+                   const std::optional<Tensor>& log_partition, bool validate) {
+        const auto a = make_estimator_arguments(name, estimator, beta, goodness, target, clip_low, clip_high, kl_coef,
+                                                scale_rewards, log_partition, validate);
+        const samples s = make_samples(log_policy, log_proposal, log_prior, reward);
+        return std::visit([&](const auto& model) { return call(s, a, model, log_partition); }, a.goodness);
+      },
+      doc.c_str(), py::arg("log_policy"), py::arg("log_proposal"), py::arg("log_prior"), py::arg("reward"),
+      py::kw_only(), py::arg("estimator") = "brain", py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry",
+      py::arg("target") = "softmax", py::arg("clip_low") = 0.2, py::arg("clip_high") = 0.2, py::arg("kl_coef") = 0.0,
+      py::arg("scale_rewards") = "group", py::arg("log_partition") = py::none(), py::arg("validate") = true,
+      py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_brain, m) {
@@ -188,51 +210,18 @@ PYBIND11_MODULE(_brain, m) {
       py::kw_only(), py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry", py::arg("target") = "softmax",
       py::arg("validate") = true, release());
 
-  m.def(
-      "gradient_coefficients",
-      [](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
-         const std::string& estimator, double beta, const std::string& goodness, const std::string& target,
-         double clip_low, double clip_high, double kl_coef, const std::string& scale_rewards,
-         const std::optional<Tensor>& log_partition, bool validate) {
-        const auto a = make_estimator_arguments("gradient_coefficients", estimator, beta, goodness, target, clip_low,
-                                                clip_high, kl_coef, scale_rewards, log_partition, validate);
-        const samples s = make_samples(log_policy, log_proposal, log_prior, reward);
-        return std::visit(
-            [&](const auto& model) {
-              return log_partition ? brain::gradient_coefficients(s, a.kind, model, *log_partition, a.opt)
-                                   : brain::gradient_coefficients(s, a.kind, model, a.pg, a.opt);
-            },
-            a.goodness);
-      },
-      coefficients_doc.c_str(),
-      py::arg("log_policy"), py::arg("log_proposal"), py::arg("log_prior"), py::arg("reward"), py::kw_only(),
-      py::arg("estimator") = "brain", py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry",
-      py::arg("target") = "softmax", py::arg("clip_low") = 0.2, py::arg("clip_high") = 0.2, py::arg("kl_coef") = 0.0,
-      py::arg("scale_rewards") = "group", py::arg("log_partition") = py::none(), py::arg("validate") = true,
-      release());
-
-  m.def(
-      "surrogate_loss",
-      [](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
-         const std::string& estimator, double beta, const std::string& goodness, const std::string& target,
-         double clip_low, double clip_high, double kl_coef, const std::string& scale_rewards,
-         const std::optional<Tensor>& log_partition, bool validate) {
-        const auto a = make_estimator_arguments("surrogate_loss", estimator, beta, goodness, target, clip_low,
-                                                clip_high, kl_coef, scale_rewards, log_partition, validate);
-        const samples s = make_samples(log_policy, log_proposal, log_prior, reward);
-        return std::visit(
-            [&](const auto& model) {
-              return log_partition ? brain::surrogate_loss(s, a.kind, model, *log_partition, a.opt)
-                                   : brain::surrogate_loss(s, a.kind, model, a.pg, a.opt);
-            },
-            a.goodness);
-      },
-      surrogate_doc.c_str(),
-      py::arg("log_policy"), py::arg("log_proposal"), py::arg("log_prior"), py::arg("reward"), py::kw_only(),
-      py::arg("estimator") = "brain", py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry",
-      py::arg("target") = "softmax", py::arg("clip_low") = 0.2, py::arg("clip_high") = 0.2, py::arg("kl_coef") = 0.0,
-      py::arg("scale_rewards") = "group", py::arg("log_partition") = py::none(), py::arg("validate") = true,
-      release());
+  def_estimator_function(m, "gradient_coefficients", coefficients_doc,
+                         [](const samples& s, const estimator_arguments& a, const auto& model,
+                            const std::optional<Tensor>& log_partition) {
+                           return log_partition ? brain::gradient_coefficients(s, a.kind, model, *log_partition, a.opt)
+                                                : brain::gradient_coefficients(s, a.kind, model, a.pg, a.opt);
+                         });
+  def_estimator_function(m, "surrogate_loss", surrogate_doc,
+                         [](const samples& s, const estimator_arguments& a, const auto& model,
+                            const std::optional<Tensor>& log_partition) {
+                           return log_partition ? brain::surrogate_loss(s, a.kind, model, *log_partition, a.opt)
+                                                : brain::surrogate_loss(s, a.kind, model, a.pg, a.opt);
+                         });
 
   m.def(
       "log_goodness",

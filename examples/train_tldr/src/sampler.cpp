@@ -65,7 +65,8 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
 
   const auto weight = model->head_weight();
   const bool greedy = o.temperature == 0.0;
-  const bool filtered = o.temperature != 1.0 || o.top_k != 0 || o.top_p != 1.0;
+  const brain::libtorch::sampling settings{o.temperature, o.top_k, o.top_p};
+  const bool filtered = !settings.is_plain();
   const auto long_options = input.ids.options();
   const std::int64_t vocab = weight.size(0);
   // Results per chunk row; the decoding batch shrinks to the unfinished rows (row_of maps a
@@ -87,7 +88,7 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
     } else {
       // Unfiltered sampling reuses `raw`, so log_proposal equals log_model exactly.
       const auto proposal =
-          filtered ? brain::libtorch::sampled_log_softmax(logits, {o.temperature, o.top_k, o.top_p}) : raw;
+          filtered ? brain::libtorch::sampled_log_softmax(logits, settings) : raw;
       // Inverse-CDF draw: one uniform per row (multinomial draws one exponential per token).
       // u < the row's total, and a token of probability 0 adds nothing to the CDF, so it is
       // never the first index whose CDF exceeds u.
