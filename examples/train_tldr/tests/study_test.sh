@@ -82,4 +82,18 @@ if f"-b{b['beta']:g}-" not in row: fail.append(f"BRAIn's row {row} does not use 
 print("\n".join("FAIL: " + f for f in fail) or "ok: the written choice kept, the missing arm added as before")
 sys.exit(1 if fail else 0)
 EOF
+echo "== a complete study reruns from its files: nothing trained, the choice and the tables unchanged"
+cp "$root/w/sweep/choice.json" "$root/choice.second"
+cp "$root/w/study/results.json" "$root/results.second"
+runs_before=$(ls "$root/w/runs" | wc -l)
+study third
+cmp -s "$root/w/sweep/choice.json" "$root/choice.second" || { echo "FAIL: the third study changed the choice"; exit 1; }
+[ "$(ls "$root/w/runs" | wc -l)" -eq "$runs_before" ] || { echo "FAIL: the third study trained new runs"; exit 1; }
+python3 - "$root/w/study/results.json" "$root/results.second" <<'EOF2'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+for d in (a, b): d.pop("wall_seconds", None)
+sys.exit(0 if a == b else "FAIL: the third study's tables differ")
+EOF2
+echo "ok: nothing retrained, same choice and tables"
 echo "== study test passed"
