@@ -5,6 +5,8 @@
 #include <brain/kernels/group_loss.hpp>
 #include <brain/loss.hpp>
 
+#include "support/vector_backend.hpp"
+
 #include <Eigen/Core>
 #include <gtest/gtest.h>
 
@@ -49,28 +51,51 @@ struct results {
   k::group_loss_outputs<S> outputs() { return {target.data(), baseline.data(), grad.data(), per_prompt.data(), &loss}; }
 };
 
-// Raw kernel vs brain::brain_loss on the same Eigen matrices, elementwise within `tol` relative
-// to max(1, |expected|) (the weights are in [0, 1]).
+template <class S>
+user::matrix to_user(const rows<S>& m) {
+  user::matrix out{m.rows(), m.cols(), {}};
+  for (int i = 0; i < m.rows(); ++i)
+    for (int j = 0; j < m.cols(); ++j) out.data.push_back(static_cast<double>(m(i, j)));
+  return out;
+}
+
+// Raw kernel vs brain_loss composed from backend operations (the user backend of
+// tests/support/vector_backend.hpp, which has no fused path), in double, elementwise within `tol`
+// relative to max(1, |expected|) (the weights are in [0, 1]); both memory layouts.
 template <class S, class G>
 void expect_matches_brain_loss(int prompts, int n, const G& goodness, double tol, unsigned seed) {
   const batch<S> b(prompts, n, seed);
-  results<S> got(prompts, n);
-  k::group_loss(b.inputs(), got.outputs(), goodness);
-  const auto want = brain::brain_loss(brain::samples<rows<S>>{b.lp, b.lq, b.l0, b.r}, goodness);
+  const auto want = brain::brain_loss(
+      brain::samples<user::matrix>{to_user(b.lp), to_user(b.lq), to_user(b.l0), to_user(b.r)}, goodness);
   const auto close = [&](double a, double e) { return std::abs(a - e) <= tol * std::max(1.0, std::abs(e)); };
-  for (int i = 0; i < prompts; ++i) {
-    ASSERT_TRUE(close(got.per_prompt(i), want.per_prompt(i))) << "row " << i << " seed " << seed;
-    for (int j = 0; j < n; ++j) {
-      ASSERT_TRUE(close(got.target(i, j), want.target_weights(i, j))) << i << ", " << j << " seed " << seed;
-      ASSERT_TRUE(close(got.baseline(i, j), want.baseline_weights(i, j))) << i << ", " << j << " seed " << seed;
-      ASSERT_NEAR(got.grad(i, j), want.grad_log_policy(i, j), tol / prompts) << i << ", " << j << " seed " << seed;
+  for (const bool column_major : {false, true}) {
+    using cols = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+    const cols lp = b.lp, lq = b.lq, l0 = b.l0, r = b.r;
+    cols target(prompts, n), baseline(prompts, n), grad(prompts, n);
+    results<S> got(prompts, n);
+    if (column_major) {
+      k::group_loss(k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
+                    k::group_loss_outputs<S>{target.data(), baseline.data(), grad.data(), got.per_prompt.data(),
+                                             &got.loss},
+                    goodness);
+      got.target = target, got.baseline = baseline, got.grad = grad;
+    } else {
+      k::group_loss(b.inputs(), got.outputs(), goodness);
     }
+    for (int i = 0; i < prompts; ++i) {
+      ASSERT_TRUE(close(got.per_prompt(i), want.per_prompt[i])) << "row " << i << " seed " << seed << " " << column_major;
+      for (int j = 0; j < n; ++j) {
+        ASSERT_TRUE(close(got.target(i, j), want.target_weights(i, j))) << i << ", " << j << " seed " << seed;
+        ASSERT_TRUE(close(got.baseline(i, j), want.baseline_weights(i, j))) << i << ", " << j << " seed " << seed;
+        ASSERT_NEAR(got.grad(i, j), want.grad_log_policy(i, j), tol / prompts) << i << ", " << j << " seed " << seed;
+      }
+    }
+    EXPECT_TRUE(close(got.loss, want.loss)) << got.loss << " vs " << want.loss;
   }
-  EXPECT_TRUE(close(got.loss, want.loss)) << got.loss << " vs " << want.loss;
 }
 
 TEST(GroupKernel, MatchesBrainLossInDouble) {
-  for (int n : {1, 2, 7, 32, 33, 1025}) {
+  for (int n : {1, 2, 7, 8, 9, 32, 33, 1025}) {
     expect_matches_brain_loss<double>(9, n, brain::bradley_terry{}, 1e-13, 100 + n);
     expect_matches_brain_loss<double>(9, n, brain::bradley_terry{.beta = 0.3}, 1e-13, 200 + n);
     expect_matches_brain_loss<double>(9, n, brain::logistic{}, 1e-13, 300 + n);
@@ -80,9 +105,10 @@ TEST(GroupKernel, MatchesBrainLossInDouble) {
 
 TEST(GroupKernel, MatchesBrainLossInFloatWithin1e5) {
   for (int n : {2, 32, 100, 1024})
+    for (int prompts : {17, 64, 130})  // column-major tiles are 64 rows: one partial, one whole, several
     for (unsigned seed : {1u, 2u, 3u}) {
-      expect_matches_brain_loss<float>(17, n, brain::bradley_terry{}, 1e-5, seed * 1000 + n);
-      expect_matches_brain_loss<float>(17, n, brain::logistic{}, 1e-5, seed * 2000 + n);
+      expect_matches_brain_loss<float>(prompts, n, brain::bradley_terry{}, 1e-5, seed * 1000 + n);
+      expect_matches_brain_loss<float>(prompts, n, brain::logistic{}, 1e-5, seed * 2000 + n);
     }
 }
 
@@ -113,16 +139,16 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
     return std::string("no exception");
   };
   b.lp(2, 1) = NAN;
-  EXPECT_NE(message().find("row 2, column 1: log_policy = NaN"), std::string::npos) << message();
+  EXPECT_NE(message().find("kernels::group_loss: log_policy[2, 1] is NaN (must be finite)"), std::string::npos) << message();
   b.lp(2, 1) = 0;
   b.lq(1, 0) = INFINITY;
-  EXPECT_NE(message().find("row 1, column 0: log_proposal = +inf"), std::string::npos) << message();
+  EXPECT_NE(message().find("log_proposal[1, 0] is +inf (must be finite)"), std::string::npos) << message();
   b.lq(1, 0) = 0;
   b.l0(3, 2) = INFINITY;
-  EXPECT_NE(message().find("row 3, column 2: log_prior = +inf"), std::string::npos) << message();
+  EXPECT_NE(message().find("log_prior[3, 2] is +inf (must be a number below +inf)"), std::string::npos) << message();
   b.l0(3, 2) = 0;
   b.r(0, 0) = NAN;
-  EXPECT_NE(message().find("row 0, column 0: reward = NaN"), std::string::npos) << message();
+  EXPECT_NE(message().find("reward[0, 0] is NaN (must be finite)"), std::string::npos) << message();
   b.r(0, 0) = 0;
   b.l0.row(1).setConstant(-INFINITY);
   EXPECT_NE(message().find("row 1: every target weight is zero"), std::string::npos) << message();
@@ -153,7 +179,7 @@ TEST(GroupKernel, RejectsWhatBrainLossRejects) {
     k::group_loss(b.inputs(), out.outputs(), brain::logistic{});
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("row 1, column 2: reward = +inf (log goodness 0)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("reward[1, 2] is +inf (must be finite)"), std::string::npos) << e.what();
   }
   EXPECT_THROW(brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}, brain::logistic{}),
                std::invalid_argument);
@@ -164,7 +190,7 @@ TEST(GroupKernel, RejectsWhatBrainLossRejects) {
     k::group_loss(b.inputs(), out.outputs(), brain::logistic{});
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("row 0, column 1: log_policy - log_proposal = 1e+308 - -1e+308"),
+    EXPECT_NE(std::string(e.what()).find("row 0, column 1: log_policy - log_proposal = 1e+308 - -1e+308 overflowed to +inf"),
               std::string::npos) << e.what();
   }
 }
@@ -219,3 +245,72 @@ TEST(GroupKernel, LogitGradientIsTheBackwardElement) {
 }
 
 }  // namespace
+
+// The CPU loops' exponential against std::exp: within 2 ulp over the whole range, denormal
+// results included, exactly 0 at and below log(denorm_min) and for -inf, +inf above log(max),
+// NaN for NaN. A wrong coefficient, reduction or power-of-two split fails it.
+TEST(GroupKernel, VectorisableExpIsWithinTwoUlpOfStdExp) {
+  namespace d = brain::kernels::detail;
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> wide(-746.0, 710.0), narrow(-1.0, 1.0);
+  const auto check = [](double x) {
+    const double got = d::exp_vectorisable(x), want = std::exp(x);
+    if (want == 0.0 || std::isinf(want)) {
+      EXPECT_EQ(got, want) << x;
+      return;
+    }
+    const double ulp = std::nextafter(want, INFINITY) - want;
+    EXPECT_LE(std::abs(got - want), 2 * ulp) << "x = " << x << ": " << got << " vs " << want;
+  };
+  for (int k = 0; k < 200000; ++k) check(k % 2 ? wide(rng) : narrow(rng));
+  for (double x : {0.0, -0.0, 1.0, -1.0, 0.5 * std::log(2.0), -708.4, -708.39641853226408, -720.0, -744.0, -745.0,
+                   -745.13321910194110, 709.0, 709.78, 709.782712893384})
+    check(x);
+  EXPECT_EQ(d::exp_vectorisable(-INFINITY), 0.0);
+  EXPECT_EQ(d::exp_vectorisable(-746.0), 0.0);
+  EXPECT_EQ(d::exp_vectorisable(INFINITY), INFINITY);
+  EXPECT_EQ(d::exp_vectorisable(710.0), INFINITY);
+  EXPECT_TRUE(std::isnan(d::exp_vectorisable(NAN)));
+}
+
+// One vocabulary: for each kind of bad input, the raw kernel, brain_loss on Eigen (the fused
+// path, both layouts) and brain_loss composed from backend operations (the user backend) throw
+// the same message, up to the function's name.
+TEST(GroupKernel, ErrorsReadTheSameOnEveryPath) {
+  using edit = void (*)(batch<double>&);
+  const edit cases[] = {
+      [](batch<double>& b) { b.lp(2, 1) = NAN; },
+      [](batch<double>& b) { b.lq(1, 0) = -INFINITY; },
+      [](batch<double>& b) { b.l0(3, 2) = INFINITY; },
+      [](batch<double>& b) { b.l0(0, 1) = NAN; },
+      [](batch<double>& b) { b.r(0, 0) = INFINITY; },
+      [](batch<double>& b) { b.l0.row(1).setConstant(-INFINITY); },
+      [](batch<double>& b) { b.r(2, 2) = 1e308, b.l0(2, 2) = 1e308, b.lq(2, 2) = -1e308; },
+      [](batch<double>& b) { b.lp(3, 0) = 1e308, b.lq(3, 0) = -1e308; },
+  };
+  const auto message = [](auto&& call) {
+    try {
+      call();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  for (std::size_t c = 0; c < std::size(cases); ++c) {
+    batch<double> b(4, 3, 11);
+    cases[c](b);
+    results<double> out(4, 3);
+    std::string kernel = message([&] { k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
+    kernel.replace(kernel.find("kernels::group_loss"), 19, "brain_loss");
+    const std::string composed = message([&] {
+      brain::brain_loss(brain::samples<user::matrix>{to_user(b.lp), to_user(b.lq), to_user(b.l0), to_user(b.r)});
+    });
+    const std::string fused_rows = message([&] { brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}); });
+    const std::string fused_columns =
+        message([&] { brain::brain_loss(brain::samples<Eigen::MatrixXd>{b.lp, b.lq, b.l0, b.r}); });
+    EXPECT_NE(composed, "no exception") << "case " << c;
+    EXPECT_EQ(kernel, composed) << "case " << c;
+    EXPECT_EQ(fused_rows, composed) << "case " << c;
+    EXPECT_EQ(fused_columns, composed) << "case " << c;
+  }
+}

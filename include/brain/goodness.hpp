@@ -25,7 +25,8 @@ struct bradley_terry {
   tensor_t<T> to_log_goodness(const X& reward) const {
     return backend_traits<T>::affine(reward, 1.0 / beta, 0.0);
   }
-  BRAIN_HOST_DEVICE double operator()(double reward) const { return reward / beta; }
+  /// r * (1 / beta): the same rounding as to_log_goodness, and no division in the kernels' loops.
+  BRAIN_HOST_DEVICE double operator()(double reward) const { return reward * (1.0 / beta); }
 };
 
 /// Logistic reward model, a classifier of good outputs (eq. 15): log g = log sigmoid(r).

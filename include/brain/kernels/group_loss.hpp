@@ -1,7 +1,8 @@
 #pragma once
-// The BRAIn loss of one group (one prompt's n samples) over raw row-major memory, written as
-// BRAIN_HOST_DEVICE pieces that the CPU loop below and the CUDA kernels
-// (brain/backends/cuda/group_loss.cuh) share, so the CPU tests exercise the GPU's arithmetic.
+// The BRAIn loss of one group (one prompt's n samples) over raw memory, from BRAIN_HOST_DEVICE
+// pieces (checks, log weights, per-sample outputs) that the CPU loops below and the CUDA kernels
+// (brain/backends/cuda/group_loss.cuh) share. brain_loss runs the CPU loops for Eigen matrices and
+// CPU tensors of LibTorch, the CUDA kernel for CUDA tensors.
 //
 // Per group, with g the goodness model (§4) and i over the n samples:
 //   log alpha_i = log g(r_i) + log p_i - log q_i                                 (eq. 6)
@@ -9,17 +10,37 @@
 //   log alpha-bar_i = log alpha_i - logsumexp(log alpha),  likewise beta-bar     (eqs. 6, 11, 21)
 //   KL(alpha-bar || beta-bar) = sum_i alpha-bar_i (log alpha-bar_i - log beta-bar_i)  (eq. 14)
 //   d loss / d log q_theta,i = (beta-bar_i - alpha-bar_i) / prompts              (eq. 12, Theorem 4.2)
-// The logsumexps are online (running max and sum), so a group takes one pass for them and one
-// pass for the outputs, in any order and split across any number of threads.
+// On the GPU the logsumexps are online (running max and sum), so a group takes one pass for them
+// and one for the outputs, split across a warp or a block. On the CPU (group_loss_rows) a group's
+// values stay in cache, and three passes (maxima, exponentials and sums, outputs) vectorise: the
+// exponential is a branch-free polynomial, the reductions run in independent lanes.
+//
+// A bad group is reported in brain_loss's words (validate.hpp, weights.hpp): whichever path runs,
+// an error names the function, argument, row, column and value the same way.
 
 #include <brain/config.hpp>
 #include <brain/errors.hpp>
 #include <brain/kernels/token_log_probs.hpp>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string_view>
+#include <vector>
+
+// Before a CPU loop whose iterations touch distinct elements: the compiler may vectorise it
+// without run-time alias checks (GCC gives up past 10 pairs of pointers, and ignores __restrict on
+// local pointers). Not under nvcc, whose device passes never see these host-only loops.
+#if defined(__clang__)
+#define BRAIN_INDEPENDENT_ITERATIONS _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__) && !defined(__CUDACC__)
+#define BRAIN_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define BRAIN_INDEPENDENT_ITERATIONS
+#endif
 
 namespace brain::inline v0::kernels {
 
@@ -101,6 +122,9 @@ struct group_loss_inputs {
   const T* reward;        ///< r(x, y)
   index prompts;
   index n;
+  /// Every [prompts, n] array, inputs and outputs, is column-major (element (i, j) at
+  /// i + j * prompts) rather than row-major. The CPU path only; the CUDA kernels need row-major.
+  bool column_major = false;
 };
 
 /// Where the results go: [prompts, n] arrays, per_prompt [prompts]; loss (one value) may be null.
@@ -175,70 +199,255 @@ BRAIN_HOST_DEVICE sample_terms<Acc> sample_outputs(Acc log_alpha, Acc log_beta, 
   return {target, baseline, kl, (baseline - target) * inv_prompts};
 }
 
-/// The whole loss of group `row` on the calling thread: the CPU path, and the reference the
-/// CUDA kernels are tested against. Writes the row's outputs and per_prompt[row] (not loss).
-template <class T, class G>
-BRAIN_HOST_DEVICE group_status group_loss_row(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out,
-                                              const G& goodness, index row) {
-  using acc = accumulate_t<T>;
-  const index begin = row * in.n;
-  online_logsumexp<acc> alpha, beta;
-  group_status status = group_status::ok;
-  for (index i = begin; i < begin + in.n; ++i) {
-    const acc lp = in.log_policy[i], lq = in.log_proposal[i], l0 = in.log_prior[i], r = in.reward[i];
-    const acc lg = log_goodness_value<acc>(goodness, r);
-    if (status == group_status::ok) status = check_sample(lp, lq, l0, r, lg);
-    alpha.add(log_importance_weight(lg, l0, lq));
-    beta.add(log_baseline_weight(lp, lq));
-  }
-  const acc lse_alpha = alpha.value(), lse_beta = beta.value();
-  if (status == group_status::ok) status = check_group(lse_alpha);
-  const acc inv_prompts = acc(1) / static_cast<acc>(in.prompts);
-  acc kl = 0;
-  for (index i = begin; i < begin + in.n; ++i) {
-    const acc lq = in.log_proposal[i];
-    const acc lg = log_goodness_value<acc>(goodness, static_cast<acc>(in.reward[i]));
-    const sample_terms<acc> t = sample_outputs(log_importance_weight(lg, static_cast<acc>(in.log_prior[i]), lq),
-                                               log_baseline_weight(static_cast<acc>(in.log_policy[i]), lq),
-                                               lse_alpha, lse_beta, inv_prompts);
-    out.target_weights[i] = static_cast<T>(t.target);
-    out.baseline_weights[i] = static_cast<T>(t.baseline);
-    out.grad_log_policy[i] = static_cast<T>(t.grad);
-    kl += t.kl;
-  }
-  out.per_prompt[row] = static_cast<T>(kl);
-  return status;
-}
-
-/// Throws for group `row`, whose status is `status`, naming the column, argument and value of its
-/// first bad sample (from host memory holding the row's n values of each input); a status of the
-/// whole group (no support, overflow of the largest weight) is named with the row alone.
+/// Throws for group `row`, whose status is `status`, in brain_loss's words (validate.hpp,
+/// weights.hpp): the argument, row, column and value of the row's first bad sample, or the row
+/// alone for a status of the whole group (no support, overflow of the largest weight). The
+/// arguments hold the row's n values of each input, in host memory.
 template <class T, class G>
 [[noreturn]] void fail_group(std::string_view where, index row, group_status status, const T* log_policy,
                              const T* log_proposal, const T* log_prior, const T* reward, index n, const G& goodness) {
   using acc = accumulate_t<T>;
   using brain::detail::describe_value;
+  using brain::detail::fail;
   for (index j = 0; j < n; ++j) {
     const acc lp = log_policy[j], lq = log_proposal[j], l0 = log_prior[j], r = reward[j];
-    const group_status c = check_sample(lp, lq, l0, r, log_goodness_value<acc>(goodness, r));
-    switch (c) {
+    const acc lg = log_goodness_value<acc>(goodness, r);
+    switch (check_sample(lp, lq, l0, r, lg)) {
       case group_status::ok: continue;
-      case group_status::bad_log_policy:
-        brain::detail::fail(where, "row ", row, ", column ", j, ": log_policy = ", describe_value(lp), ": ", describe(c));
+      case group_status::bad_log_policy: fail(where, "log_policy[", row, ", ", j, "] is ", describe_value(lp), " (must be finite)");
       case group_status::bad_log_proposal:
-        brain::detail::fail(where, "row ", row, ", column ", j, ": log_proposal = ", describe_value(lq), ": ", describe(c));
+        fail(where, "log_proposal[", row, ", ", j, "] is ", describe_value(lq), " (must be finite)");
       case group_status::bad_log_prior:
-        brain::detail::fail(where, "row ", row, ", column ", j, ": log_prior = ", describe_value(l0), ": ", describe(c));
+        fail(where, "log_prior[", row, ", ", j, "] is ", describe_value(l0), " (must be a number below +inf)");
       case group_status::bad_reward:
-        brain::detail::fail(where, "row ", row, ", column ", j, ": reward = ", describe_value(r), " (log goodness ",
-                            describe_value(log_goodness_value<acc>(goodness, r)), "): ", describe(c));
+        if (!(r - r == acc(0))) fail(where, "reward[", row, ", ", j, "] is ", describe_value(r), " (must be finite)");
+        fail(where, "log goodness of reward[", row, ", ", j, "] is ", describe_value(lg), " (must be finite)");
       default:
-        brain::detail::fail(where, "row ", row, ", column ", j, ": log_policy - log_proposal = ", describe_value(lp),
-                            " - ", describe_value(lq), ": ", describe(c));
+        fail(where, "row ", row, ", column ", j, ": log_policy - log_proposal = ", describe_value(lp), " - ",
+             describe_value(lq), " overflowed to ", describe_value(log_baseline_weight(lp, lq)),
+             " (baseline weight, eq. 11)");
     }
   }
-  brain::detail::fail(where, "row ", row, ": ", describe(status));
+  if (status == group_status::no_target_support)
+    fail(where, "row ", row, ": every target weight is zero (log_prior + log goodness is -inf for all ", n,
+         " samples); the posterior gives this group no support");
+  if (status == group_status::weight_overflow) {
+    acc largest = -std::numeric_limits<acc>::infinity();
+    for (index j = 0; j < n; ++j) {
+      const acc la = log_importance_weight(log_goodness_value<acc>(goodness, static_cast<acc>(reward[j])),
+                                           static_cast<acc>(log_prior[j]), static_cast<acc>(log_proposal[j]));
+      if (!(la <= largest)) largest = la;  // NaN and +inf win
+    }
+    fail(where, "row ", row, ": the largest log importance weight is ", describe_value(largest),
+         " (log goodness + log_prior - log_proposal overflowed)");
+  }
+  fail(where, "row ", row, ": ", describe(status));
 }
+
+namespace detail {
+
+/// exp(x) in double without a library call, so that the CPU loops below vectorise: x = k ln 2 + r
+/// with |r| <= ln 2 / 2 (Cody and Waite's two-part ln 2), exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2))
+/// with Cephes' coefficients (about 1 ulp; measured here a little faster than a division-free
+/// Taylor polynomial to r^13), times 2^k applied as two powers of two so that denormal results are
+/// right. Exactly 0 below log(denorm_min) (so exp(-inf) = 0, as the Eigen backend's exp), +inf
+/// above log(max), NaN for NaN.
+inline double exp_vectorisable(double x) {
+  constexpr double log2e = 1.4426950408889634, ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+  constexpr double lo = -745.13321910194122, hi = 709.78271289338397;
+  constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  const double clamped = select(x < lo, lo, select(x > hi, hi, x));
+  const double k = (clamped * log2e + shifter) - shifter;
+  const double r = (clamped - k * ln2_hi) - k * ln2_lo, r2 = r * r;
+  const double p = r * ((1.26177193074810590878e-4 * r2 + 3.02994407707441961300e-2) * r2 + 9.99999999999999999910e-1);
+  const double q = ((3.00198505138664455042e-6 * r2 + 2.52448340349684104192e-3) * r2 + 2.27265548208155028766e-1) * r2 +
+                   2.00000000000000000009e0;
+  const double e = 1.0 + 2.0 * p / (q - p);
+  // 2^k as 2^k1 * 2^k2, k1 = round(k / 2): each factor's exponent stays normal for k in [-1075, 1024].
+  const double k1 = (k * 0.5 + shifter) - shifter, k2 = k - k1;
+  constexpr std::uint64_t shifter_bits = std::bit_cast<std::uint64_t>(shifter);
+  const auto bits_of = [](double integer) {  // the integer's two's complement, read off the shifted bits
+    return std::bit_cast<std::uint64_t>(integer + 6755399441055744.0) - shifter_bits;
+  };
+  const double scale1 = std::bit_cast<double>((bits_of(k1) + 1023u) << 52);
+  const double scale2 = std::bit_cast<double>((bits_of(k2) + 1023u) << 52);
+  const double value = e * scale1 * scale2;
+  return select(x < lo, 0.0, select(x > hi, std::numeric_limits<double>::infinity(), select(x != x, x, value)));
+}
+inline float exp_vectorisable(float x) { return exp_approx(x); }
+
+template <class Acc>
+Acc larger(Acc a, Acc b) { return select(b > a, b, a); }  // NaN never wins: the checks catch it
+
+/// Independent accumulators of the reductions along a contiguous row, so the compiler can keep
+/// them in vector registers without reordering a sum itself.
+inline constexpr index group_lanes = 8;
+
+/// v - v: 0 for finite v, NaN for NaN and infinities; summed, a row's "all finite" in one add each.
+template <class Acc>
+Acc finite_probe(Acc v) { return v - v; }
+/// 0 when v may be a log prior (below +inf, -inf allowed), else NaN.
+template <class Acc>
+Acc prior_probe(Acc v) { return select(v < std::numeric_limits<Acc>::infinity(), Acc(0), std::numeric_limits<Acc>::quiet_NaN()); }
+
+/// Scratch for one row (row-major) or one tile of rows (column-major): log alpha, log beta and
+/// their exponentials, in the accumulation type.
+template <class Acc>
+struct group_scratch {
+  std::unique_ptr<Acc[]> values;  // uninitialised: every element is written before it is read
+  Acc *log_alpha = nullptr, *log_beta = nullptr, *alpha = nullptr, *beta = nullptr;
+  explicit group_scratch(index size) : values(std::make_unique_for_overwrite<Acc[]>(static_cast<std::size_t>(4 * size))) {
+    log_alpha = values.get(), log_beta = log_alpha + size, alpha = log_beta + size, beta = alpha + size;
+  }
+};
+
+/// The loss of row `row` of row-major arrays: three passes over the row's n values in cache
+/// (weights and maxima, exponentials and sums, outputs), each a vectorisable loop. Returns
+/// the row's status; writes its outputs and per_prompt[row] (NaN where the status is not ok).
+template <class T, class G>
+group_status group_loss_row_major(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
+                                  index row, group_scratch<accumulate_t<T>>& scratch) {
+  using acc = accumulate_t<T>;
+  constexpr acc inf = std::numeric_limits<acc>::infinity();
+  const index n = in.n, at = row * n, whole = n - n % group_lanes;
+  // A local copy of the model: a store to the scratch could otherwise change it (its beta is a
+  // double), and the loops would reload it and not vectorise.
+  const G model = goodness;
+  const T *const policy = in.log_policy + at, *const proposal = in.log_proposal + at,
+                           *const prior = in.log_prior + at, *const reward = in.reward + at;
+  acc *const la = scratch.log_alpha, *const lb = scratch.log_beta, *const ea = scratch.alpha, *const eb = scratch.beta;
+  acc max_a[group_lanes], max_b[group_lanes], probe[group_lanes];
+  for (index l = 0; l < group_lanes; ++l) max_a[l] = max_b[l] = -inf, probe[l] = 0;
+  const auto weigh = [&](index j, index l) {
+    const acc lp = policy[j], lq = proposal[j], l0 = prior[j], r = reward[j];
+    const acc lg = log_goodness_value<acc>(model, r);
+    const acc a = log_importance_weight(lg, l0, lq), b = log_baseline_weight(lp, lq);  // eqs. 6, 11
+    la[j] = a;
+    lb[j] = b;
+    max_a[l] = larger(max_a[l], a);
+    max_b[l] = larger(max_b[l], b);
+    probe[l] += finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) +
+                finite_probe(b);
+  };
+  for (index j = 0; j < whole; j += group_lanes) {
+    BRAIN_INDEPENDENT_ITERATIONS
+    for (index l = 0; l < group_lanes; ++l) weigh(j + l, l);
+  }
+  for (index j = whole; j < n; ++j) weigh(j, 0);
+  acc ma = -inf, mb = -inf, bad = 0;
+  for (index l = 0; l < group_lanes; ++l) ma = larger(ma, max_a[l]), mb = larger(mb, max_b[l]), bad += probe[l];
+
+  acc sum_a[group_lanes], sum_b[group_lanes];
+  for (index l = 0; l < group_lanes; ++l) sum_a[l] = sum_b[l] = 0;
+  const auto exponentiate = [&](index j, index l) {
+    sum_a[l] += ea[j] = exp_vectorisable(la[j] - ma);
+    sum_b[l] += eb[j] = exp_vectorisable(lb[j] - mb);
+  };
+  for (index j = 0; j < whole; j += group_lanes) {
+    BRAIN_INDEPENDENT_ITERATIONS
+    for (index l = 0; l < group_lanes; ++l) exponentiate(j + l, l);
+  }
+  for (index j = whole; j < n; ++j) exponentiate(j, 0);
+  acc sa = 0, sb = 0;
+  for (index l = 0; l < group_lanes; ++l) sa += sum_a[l], sb += sum_b[l];
+
+  // alpha-bar = alpha / sum alpha, log alpha-bar = log alpha - logsumexp (eqs. 6, 21); likewise beta-bar (eq. 11).
+  const acc lse_a = ma + std::log(sa), lse_b = mb + std::log(sb);
+  const acc inv_a = acc(1) / sa, inv_b = acc(1) / sb, inv_prompts = acc(1) / static_cast<acc>(in.prompts);
+  acc kl[group_lanes];
+  for (index l = 0; l < group_lanes; ++l) kl[l] = 0;
+  T *const target_out = out.target_weights + at, *const baseline_out = out.baseline_weights + at,
+                     *const grad_out = out.grad_log_policy + at;
+  const auto emit = [&](index j, index l) {
+    const acc target = ea[j] * inv_a, baseline = eb[j] * inv_b;
+    kl[l] += select(target == acc(0), acc(0), target * ((la[j] - lse_a) - (lb[j] - lse_b)));  // eq. 14, 0 log 0 = 0
+    target_out[j] = static_cast<T>(target);
+    baseline_out[j] = static_cast<T>(baseline);
+    grad_out[j] = static_cast<T>((baseline - target) * inv_prompts);  // eq. 12
+  };
+  for (index j = 0; j < whole; j += group_lanes) {
+    BRAIN_INDEPENDENT_ITERATIONS
+    for (index l = 0; l < group_lanes; ++l) emit(j + l, l);
+  }
+  for (index j = whole; j < n; ++j) emit(j, 0);
+  acc total = 0;
+  for (index l = 0; l < group_lanes; ++l) total += kl[l];
+  out.per_prompt[row] = static_cast<T>(total);
+  if (!(bad == acc(0))) return group_status::bad_log_policy;  // some sample is bad: fail_group names which
+  return check_group(ma == -inf ? ma : lse_a);                  // all -inf: lse_a is NaN, not -inf
+}
+
+/// Rows per tile of column-major arrays: the tile's rows are the vector lanes.
+inline constexpr index column_major_tile = 256;
+
+/// The loss of rows [begin, begin + count) of column-major arrays (element (i, j) at i + j * prompts):
+/// the same three passes, each over the tile's columns with the rows as the contiguous, vectorised
+/// index. Writes statuses[0..count).
+template <class T, class G>
+void group_loss_column_major(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
+                             index begin, index count, group_scratch<accumulate_t<T>>& scratch,
+                             group_status* statuses) {
+  using acc = accumulate_t<T>;
+  constexpr acc inf = std::numeric_limits<acc>::infinity();
+  constexpr index B = column_major_tile;
+  const index n = in.n, stride = in.prompts;
+  acc *const la = scratch.log_alpha, *const lb = scratch.log_beta, *const ea = scratch.alpha, *const eb = scratch.beta;
+  const G model = goodness;  // a local copy: stores through the scratch pointers cannot change it
+  acc ma[B], mb[B], bad[B], sa[B], sb[B], kl[B];
+  for (index b = 0; b < count; ++b) ma[b] = mb[b] = -inf, bad[b] = sa[b] = sb[b] = kl[b] = 0;
+  for (index j = 0; j < n; ++j) {
+    const index src = begin + j * stride;
+    const T *const policy = in.log_policy + src, *const proposal = in.log_proposal + src,
+                             *const prior = in.log_prior + src, *const reward = in.reward + src;
+    acc *const log_alpha = la + j * B, *const log_beta = lb + j * B;
+    BRAIN_INDEPENDENT_ITERATIONS
+    for (index b = 0; b < count; ++b) {
+      const acc lp = policy[b], lq = proposal[b], l0 = prior[b], r = reward[b];
+      const acc lg = log_goodness_value<acc>(model, r);
+      const acc a = log_importance_weight(lg, l0, lq), l = log_baseline_weight(lp, lq);  // eqs. 6, 11
+      log_alpha[b] = a;
+      log_beta[b] = l;
+      ma[b] = larger(ma[b], a);
+      mb[b] = larger(mb[b], l);
+      bad[b] += finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) +
+                finite_probe(l);
+    }
+  }
+  for (index j = 0; j < n; ++j) {
+    BRAIN_INDEPENDENT_ITERATIONS
+    for (index b = 0; b < count; ++b) {
+      sa[b] += ea[j * B + b] = exp_vectorisable(la[j * B + b] - ma[b]);
+      sb[b] += eb[j * B + b] = exp_vectorisable(lb[j * B + b] - mb[b]);
+    }
+  }
+  acc lse_a[B], lse_b[B], inv_a[B], inv_b[B];
+  for (index b = 0; b < count; ++b) {
+    lse_a[b] = ma[b] + std::log(sa[b]), lse_b[b] = mb[b] + std::log(sb[b]);
+    inv_a[b] = acc(1) / sa[b], inv_b[b] = acc(1) / sb[b];
+  }
+  const acc inv_prompts = acc(1) / static_cast<acc>(in.prompts);
+  for (index j = 0; j < n; ++j) {
+    const index o = begin + j * stride;
+    const acc *const log_alpha = la + j * B, *const log_beta = lb + j * B,
+                                *const alpha = ea + j * B, *const beta = eb + j * B;
+    T *const target_out = out.target_weights + o, *const baseline_out = out.baseline_weights + o,
+                       *const grad_out = out.grad_log_policy + o;
+    BRAIN_INDEPENDENT_ITERATIONS
+    for (index b = 0; b < count; ++b) {
+      const acc target = alpha[b] * inv_a[b], baseline = beta[b] * inv_b[b];
+      kl[b] += select(target == acc(0), acc(0), target * ((log_alpha[b] - lse_a[b]) - (log_beta[b] - lse_b[b])));  // eq. 14
+      target_out[b] = static_cast<T>(target);
+      baseline_out[b] = static_cast<T>(baseline);
+      grad_out[b] = static_cast<T>((baseline - target) * inv_prompts);  // eq. 12
+    }
+  }
+  for (index b = 0; b < count; ++b) {
+    out.per_prompt[begin + b] = static_cast<T>(kl[b]);
+    statuses[b] = bad[b] == acc(0) ? check_group(ma[b] == -inf ? ma[b] : lse_a[b]) : group_status::bad_log_policy;
+  }
+}
+
+}  // namespace detail
 
 /// Throws std::invalid_argument for a group_loss call whose sizes or pointers are unusable.
 template <class T>
@@ -254,24 +463,62 @@ void check_group_loss_arguments(std::string_view where, const group_loss_inputs<
     if (pointers[k] == nullptr) brain::detail::fail(where, names[k], " is a null pointer");
 }
 
-/// The BRAIn loss of [prompts, n] groups on the CPU, one group after another; throws
-/// std::invalid_argument naming the first bad row when `validate` (else bad rows give NaN).
+/// The first bad group of a group_loss_rows call (row -1 and ok when every group is good).
+struct group_loss_report {
+  index row = -1;
+  group_status status = group_status::ok;
+};
+
+/// The BRAIn loss of [prompts, n] groups on the CPU, one group (row-major) or one tile of 64
+/// groups (column-major, in.column_major) after another, vectorised along the contiguous index.
+/// Every row is computed (bad ones give NaN); returns the first bad row, without throwing, for
+/// callers that explain it in their own words (brain_loss). out.loss, when not null, gets the mean.
+template <class T, class G>
+group_loss_report group_loss_rows(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness) {
+  using acc = accumulate_t<T>;
+  group_loss_report first;
+  const auto note = [&](index row, group_status s) {
+    if (s != group_status::ok && first.row < 0) first = {row, s};
+  };
+  if (in.column_major) {
+    constexpr index tile = detail::column_major_tile;
+    detail::group_scratch<acc> scratch(tile * in.n);
+    group_status statuses[tile];
+    for (index begin = 0; begin < in.prompts; begin += tile) {
+      const index count = std::min(tile, in.prompts - begin);
+      detail::group_loss_column_major(in, out, goodness, begin, count, scratch, statuses);
+      for (index b = 0; b < count; ++b) note(begin + b, statuses[b]);
+    }
+  } else {
+    detail::group_scratch<acc> scratch(in.n);
+    for (index row = 0; row < in.prompts; ++row) note(row, detail::group_loss_row_major(in, out, goodness, row, scratch));
+  }
+  if (out.loss != nullptr) {
+    acc total = 0;
+    for (index row = 0; row < in.prompts; ++row) total += out.per_prompt[row];
+    *out.loss = static_cast<T>(total / static_cast<acc>(in.prompts));
+  }
+  return first;
+}
+
+/// group_loss_rows, then, when `validate`, std::invalid_argument for the first bad row naming
+/// its argument, column and value in brain_loss's words (else bad rows give NaN).
 template <class T, class G>
 void group_loss(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
                 bool validate = true) {
   constexpr std::string_view where = "kernels::group_loss";
   check_group_loss_arguments(where, in, out);
   goodness.validate();
-  accumulate_t<T> total = 0;
-  for (index row = 0; row < in.prompts; ++row) {
-    const group_status s = group_loss_row(in, out, goodness, row);
-    if (validate && s != group_status::ok) {
-      const index at = row * in.n;
-      fail_group(where, row, s, in.log_policy + at, in.log_proposal + at, in.log_prior + at, in.reward + at, in.n, goodness);
-    }
-    total += out.per_prompt[row];
+  const group_loss_report bad = group_loss_rows(in, out, goodness);
+  if (!validate || bad.row < 0) return;
+  std::vector<T> values(static_cast<std::size_t>(4 * in.n));  // the bad row's inputs, gathered
+  for (index j = 0; j < in.n; ++j) {
+    const index at = in.column_major ? bad.row + j * in.prompts : bad.row * in.n + j;
+    values[j] = in.log_policy[at], values[in.n + j] = in.log_proposal[at];
+    values[2 * in.n + j] = in.log_prior[at], values[3 * in.n + j] = in.reward[at];
   }
-  if (out.loss != nullptr) *out.loss = static_cast<T>(total / static_cast<accumulate_t<T>>(in.prompts));
+  const T* v = values.data();
+  fail_group(where, bad.row, bad.status, v, v + in.n, v + 2 * in.n, v + 3 * in.n, in.n, goodness);
 }
 
 }  // namespace brain::inline v0::kernels
