@@ -51,6 +51,66 @@ TEST(TorchBackend, ProposalSharingThePolicyGraphIsDetached) {
   EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(theta.grad()), io<at::Tensor>::to_host(out.grad_log_policy)), 1e-15);
 }
 
+// CPU tensors take the fused path (one autograd node over kernels/group_loss.hpp's loops). Its
+// results equal brain_loss composed from backend operations (the user backend, which has no
+// fused path) in double; per_prompt is differentiable too: d sum_i c_i per_prompt_i / d
+// log_policy_ij = c_i (beta-bar_ij - alpha-bar_ij), alone and together with the loss.
+TEST(TorchBackend, FusedPathEqualsTheComposedLossAndDifferentiatesBothOutputs) {
+  check_property("fused LibTorch CPU = composed user backend; gradients of loss and per_prompt", [] {
+    const index prompts = *rc::gen::inRange<index>(1, 7), n = *rc::gen::inRange<index>(1, 40);
+    const host_samples h = random_samples(prompts, n);
+    const auto composed = brain::brain_loss(h.as<user::matrix>(), brain::logistic{});
+    brain::samples<at::Tensor> s = h.as<at::Tensor>();
+    s.log_policy.requires_grad_(true);
+    const auto out = brain::brain_loss(s, brain::logistic{});
+    RC_ASSERT(std::abs(out.loss.item<double>() - composed.loss) <= 1e-13 * std::max(1.0, composed.loss));
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.target_weights), io<user::matrix>::to_host(composed.target_weights)) < 1e-13);
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.baseline_weights), io<user::matrix>::to_host(composed.baseline_weights)) < 1e-13);
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.grad_log_policy), io<user::matrix>::to_host(composed.grad_log_policy)) < 1e-13);
+    for (index i = 0; i < prompts; ++i)
+      RC_ASSERT(std::abs(out.per_prompt[i].item<double>() - composed.per_prompt[static_cast<std::size_t>(i)]) < 1e-13);
+    const at::Tensor c = at::rand({prompts}, at::kDouble) - 0.5;
+    const at::Tensor difference = out.grad_log_policy * static_cast<double>(prompts);  // beta-bar - alpha-bar
+    const auto only_per_prompt = torch::autograd::grad({(out.per_prompt * c).sum()}, {s.log_policy}, {}, true);
+    RC_ASSERT((only_per_prompt[0] - difference * c.unsqueeze(1)).abs().max().item<double>() < 1e-15);
+    const auto both = torch::autograd::grad({out.loss * 3.0 + (out.per_prompt * c).sum()}, {s.log_policy});
+    RC_ASSERT((both[0] - out.grad_log_policy * 3.0 - difference * c.unsqueeze(1)).abs().max().item<double>() < 1e-15);
+  });
+}
+
+// Transposed (non-contiguous) views and mixed dtypes (float policy, double rest) give what the
+// contiguous double inputs give, in double; a bad value is named as the composed path names it.
+TEST(TorchBackend, FusedPathTakesViewsMixedDtypesAndNamesBadInput) {
+  const host_samples h = random_samples_host(4, 6, 3);
+  const brain::samples<at::Tensor> plain = h.as<at::Tensor>();
+  const auto transposed = [](const host& m) { return io<at::Tensor>::from_host(m.transpose()).t(); };
+  const brain::samples<at::Tensor> views{transposed(h.log_policy).to(at::kFloat), transposed(h.log_proposal),
+                                         transposed(h.log_prior), transposed(h.reward)};
+  ASSERT_FALSE(views.log_proposal.is_contiguous());
+  const auto want = brain::brain_loss(plain), got = brain::brain_loss(views);
+  EXPECT_EQ(got.target_weights.scalar_type(), at::kDouble);
+  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(got.target_weights), io<at::Tensor>::to_host(want.target_weights)), 1e-15);
+  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(got.baseline_weights), io<at::Tensor>::to_host(want.baseline_weights)), 1e-6);
+
+  host_samples bad = h;
+  bad.reward(2, 3) = NAN;
+  const auto message = [](auto&& call) {
+    try {
+      call();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  const std::string composed = message([&] { brain::brain_loss(bad.as<user::matrix>()); });
+  EXPECT_EQ(composed, "brain::brain_loss: reward[2, 3] is NaN (must be finite)");
+  EXPECT_EQ(message([&] { brain::brain_loss(bad.as<at::Tensor>()); }), composed);
+  // Unvalidated, the bad group gives NaN and the others are right.
+  const auto unchecked = brain::brain_loss(bad.as<at::Tensor>(), brain::bradley_terry{}, {.validate = false});
+  EXPECT_TRUE(std::isnan(unchecked.per_prompt[2].item<double>()));
+  EXPECT_NEAR(unchecked.per_prompt[1].item<double>(), want.per_prompt[1].item<double>(), 1e-15);
+}
+
 TEST(TorchBackend, FloatAgreesWithEigenDoubleTo1e5) {
   check_property("LibTorch float32 vs Eigen double", [] {
     const host_samples h = random_samples(*rc::gen::inRange<index>(1, 8), *rc::gen::inRange<index>(1, 33));

@@ -75,7 +75,10 @@ concept libtorch_type = requires(const T& t) {
 ///   is_positive(a) (1 where a_ij > 0, else 0: the clipped estimators' masks),
 ///   dims(a) (number of dimensions, for a clear error on non-2-D input),
 ///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
-///   row_block(a, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp).
+///   row_block(a, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp),
+///   group_loss(out, samples, goodness, validate) -> fused_result: the whole BRAIn loss of every
+///     group in one pass (the Eigen and LibTorch backends run kernels/group_loss.hpp's loops or
+///     the CUDA kernel); brain_loss prefers it under the softmax target (see loss.hpp).
 ///
 /// The primary template is no backend. For a type of Eigen, xtensor or LibTorch it fails to
 /// compile with a message naming the backend header to include (or CMake target to link).
@@ -94,6 +97,11 @@ struct backend_traits {
                 "brain: no backend for at::Tensor. Include <brain/backends/torch.hpp>, or link the CMake target "
                 "brain::torch (it defines BRAIN_WITH_TORCH).");
 };
+
+/// What a backend's fused group loss did: filled every result; or filled them and found a bad
+/// group, which brain_loss then names (so errors read the same whichever path ran); or declined
+/// (a dtype, device or goodness model it has no kernel for), and brain_loss composes the loss.
+enum class fused_result { done, bad_input, declined };
 
 template <class T>
 using tensor_t = typename backend_traits<T>::tensor;

@@ -126,6 +126,12 @@ void tiled_brain_loss(loss_result<T>& out, const samples<tensor_t<T>>& s, const 
   out.per_prompt = ops::to_vector(per_prompt);
 }
 
+/// Backends with a fused group loss for goodness model G (backend.hpp's optional group_loss).
+template <class T, class G>
+concept FusedGroupLossBackend = requires(loss_result<T>& out, const samples<tensor_t<T>>& s, const G& goodness) {
+  { backend_traits<T>::group_loss(out, s, goodness, bool{}) } -> std::same_as<fused_result>;
+};
+
 }  // namespace detail
 
 /// brain_loss writing into `out`, whose tensors are reused when their shapes already match (no
@@ -137,6 +143,17 @@ void brain_loss_into(loss_result<T>& out, const samples<T>& input, const G& good
   goodness.validate();
   if (opt.validate) detail::check_sample_shapes<T>("brain_loss", s);
   const index prompts = ops::rows(s.log_policy), n = ops::cols(s.log_policy);
+  if constexpr (detail::FusedGroupLossBackend<T, G>) {
+    if (opt.target == target_rule::softmax) {  // the fused kernels implement the softmax target
+      const fused_result fused = ops::group_loss(out, s, goodness, opt.validate);
+      if (fused == fused_result::done) return;
+      if (fused == fused_result::bad_input) {
+        // Name the bad input as the composed path does: it throws on the first bad value.
+        (void)detail::group_loss<T>(s, goodness, opt, prompts, 0);
+        detail::fail("brain_loss", "the fused kernel found a bad group that validation does not name");
+      }
+    }
+  }
   if constexpr (detail::RowBlockBackend<T>) {
     if (prompts * n > 2 * detail::tile_samples) return detail::tiled_brain_loss<T>(out, s, goodness, opt);
   }

@@ -1,8 +1,10 @@
 // brain/backends/torch/log_probs.hpp on CUDA tensors, dispatched to brain::cuda's kernels: forward and
 // backward against the same call on CPU tensors (brain's CPU kernels), both alignments, padding,
-// every reduction. Plain main() (see cuda_kernels_test.cu); exit 77 = skipped, with the reason.
+// every reduction; and brain_loss on CUDA tensors (the fused group-loss kernel, one autograd node)
+// against brain_loss on CPU tensors, with the same error message for a bad value. Plain main() (see cuda_kernels_test.cu); exit 77 = skipped, with the reason.
 
 #include <brain/backends/torch/log_probs.hpp>
+#include <brain/loss.hpp>
 
 #include <torch/torch.h>
 
@@ -51,6 +53,45 @@ void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, co
   expect_close(gpu_logits.grad(), cpu_logits.grad(), tol, (std::string(what) + " backward").c_str());
 }
 
+// brain_loss on CUDA tensors (brain::cuda's group kernel) against CPU tensors (the CPU loops):
+// values, the autograd gradient of loss + sum c_i per_prompt_i, and the message for a NaN.
+void compare_loss(at::ScalarType dtype, int64_t prompts, int64_t n, const char* what) {
+  torch::manual_seed(5);
+  const auto make = [&](double scale, double shift) { return torch::randn({prompts, n}, torch::dtype(dtype)) * scale + shift; };
+  const at::Tensor lp = make(3, -20), lq = make(3, -20), l0 = make(3, -20), r = make(1, 0);
+  const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
+  const at::Tensor c = torch::randn({prompts}, torch::dtype(dtype));
+  at::Tensor grads[2];
+  brain::loss_result<at::Tensor> out[2];
+  for (int device = 0; device < 2; ++device) {
+    const auto on = [&](const at::Tensor& t) { return device == 0 ? t.clone() : t.to(at::kCUDA); };
+    const at::Tensor policy = on(lp).requires_grad_(true);
+    out[device] = brain::brain_loss(brain::samples<at::Tensor>{policy, on(lq), on(l0), on(r)}, brain::logistic{});
+    (out[device].loss + (out[device].per_prompt * on(c)).sum()).backward();
+    grads[device] = policy.grad();
+  }
+  const std::string name(what);
+  expect_close(out[1].loss, out[0].loss, tol, (name + " loss").c_str());
+  expect_close(out[1].per_prompt, out[0].per_prompt, tol, (name + " per_prompt").c_str());
+  expect_close(out[1].target_weights, out[0].target_weights, tol, (name + " target weights").c_str());
+  expect_close(out[1].baseline_weights, out[0].baseline_weights, tol, (name + " baseline weights").c_str());
+  expect_close(grads[1], grads[0], tol, (name + " autograd gradient").c_str());
+  std::string messages[2];
+  for (int device = 0; device < 2; ++device) {
+    at::Tensor bad = lq.clone();
+    bad[prompts - 1][n / 2] = std::nan("");
+    try {
+      const auto on = [&](const at::Tensor& t) { return device == 0 ? t : t.to(at::kCUDA); };
+      brain::brain_loss(brain::samples<at::Tensor>{on(lp), on(bad), on(l0), on(r)});
+    } catch (const std::invalid_argument& e) {
+      messages[device] = e.what();
+    }
+  }
+  const bool same = !messages[0].empty() && messages[0] == messages[1];
+  std::printf("%s %s: NaN named alike (\"%s\")\n", same ? "ok    " : "FAILED", what, messages[1].c_str());
+  if (!same) ++failures;
+}
+
 }  // namespace
 
 int main() {
@@ -72,6 +113,8 @@ int main() {
     compare(at::kFloat, bt::alignment::same_position, bt::reduction::none, "float T 0.8 top-k 40 top-p 0.9",
             {0.8, 40, 0.9});
     compare(at::kDouble, bt::alignment::next_token, bt::reduction::sum, "double top-p 0.5", {1.0, 0, 0.5});
+    compare_loss(at::kFloat, 37, 16, "brain_loss float 37x16 (a warp per group)");
+    compare_loss(at::kDouble, 5, 3000, "brain_loss double 5x3000 (a block per group)");
     // Bad input is still caught before any kernel runs.
     bool threw = false;
     try {

@@ -5,6 +5,7 @@
 // expression that could outlive its operands.
 
 #include <brain/backend.hpp>
+#include <brain/kernels/group_loss.hpp>
 
 #include <Eigen/Core>
 
@@ -149,6 +150,26 @@ struct backend_traits<X> {
   static auto row_block(const A& a, index begin, index count) { return a.middleRows(begin, count); }
   template <class Src>
   static void assign_rows(tensor& dst, index begin, const Src& src) { dst.middleRows(begin, src.rows()) = src; }
+
+  // Optional: the whole loss in one pass over memory (kernels/group_loss.hpp), vectorised along
+  // the contiguous index: a group's row (row-major) or 256 groups at once (column-major). `out`'s
+  // tensors are reused when their shapes match.
+  template <class Out, class S, class G>
+  static fused_result group_loss(Out& out, const S& s, const G& goodness, bool validate) {
+    const index prompts = s.log_policy.rows(), n = s.log_policy.cols();
+    for (tensor* t : {&out.target_weights, &out.baseline_weights, &out.grad_log_policy})
+      if (t->rows() != prompts || t->cols() != n) t->resize(prompts, n);
+    out.per_prompt.resize(prompts);
+    const kernels::group_loss_inputs<value_type> in{s.log_policy.data(), s.log_proposal.data(), s.log_prior.data(),
+                                                    s.reward.data(),     prompts,               n,
+                                                    !tensor::IsRowMajor};
+    value_type loss = 0;
+    const kernels::group_loss_outputs<value_type> o{out.target_weights.data(), out.baseline_weights.data(),
+                                                    out.grad_log_policy.data(), out.per_prompt.data(), &loss};
+    const kernels::group_loss_report report = kernels::group_loss_rows(in, o, goodness);
+    out.loss = loss;
+    return validate && report.row >= 0 ? fused_result::bad_input : fused_result::done;
+  }
 
   // Optional: validity as two vectorised reductions that propagate NaN.
   template <class A>

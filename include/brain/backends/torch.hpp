@@ -8,18 +8,117 @@
 // - Every new tensor is made with the input's options, so CUDA tensors stay on their device; the
 //   only host reads are the scalars of validation (one sync per check) and error messages.
 //
-// Only ATen is included: it is all the operations need, and it compiles faster than torch/torch.h.
+// ATen and LibTorch's custom autograd function are included, not torch/torch.h: they are all the
+// operations need, and compile faster.
 
 #include <brain/backend.hpp>
+#include <brain/goodness.hpp>
+#include <brain/kernels/group_loss.hpp>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
+#include <array>
 #include <cmath>
+#include <concepts>
+#include <cstddef>
 #include <limits>
 #include <optional>
 #include <utility>
 
 namespace brain::inline v0 {
+namespace detail {
+
+/// The fused loss's outputs are {loss, per_prompt, target, baseline, grad}; `grad` (saved) is
+/// (beta-bar - alpha-bar) / prompts (Theorem 4.2), and d per_prompt_i / d log_policy_ij is
+/// beta-bar_ij - alpha-bar_ij, so one multiply-add serves both differentiable outputs. Returns
+/// the gradient for log_policy, then `inputs - 1` undefined ones.
+inline torch::autograd::variable_list fused_group_loss_backward(torch::autograd::AutogradContext* ctx,
+                                                                const torch::autograd::variable_list& upstream,
+                                                                std::size_t inputs) {
+  const at::Tensor grad = ctx->get_saved_variables()[0];
+  at::Tensor result;
+  if (upstream[0].defined()) result = grad * upstream[0];
+  if (upstream[1].defined()) {
+    const at::Tensor per_prompt_part = grad * (upstream[1].unsqueeze(1) * static_cast<double>(grad.size(0)));
+    result = result.defined() ? result + per_prompt_part : per_prompt_part;
+  }
+  torch::autograd::variable_list grads(inputs);
+  grads[0] = result;
+  return grads;
+}
+
+/// A goodness model of brain/goodness.hpp as data, for device implementations compiled apart
+/// (brain::cuda's); other models run the composed path on such devices.
+struct builtin_goodness {
+  enum class model : int { bradley_terry, logistic, log_goodness } kind;
+  double beta = 1.0;
+};
+template <class G>
+std::optional<builtin_goodness> as_builtin(const G& goodness) {
+  if constexpr (std::same_as<G, bradley_terry>) return builtin_goodness{builtin_goodness::model::bradley_terry, goodness.beta};
+  else if constexpr (std::same_as<G, logistic>) return builtin_goodness{builtin_goodness::model::logistic};
+  else if constexpr (std::same_as<G, log_goodness>) return builtin_goodness{builtin_goodness::model::log_goodness};
+  else return std::nullopt;
+}
+
+/// A device's fused group loss: {loss, per_prompt, target, baseline, grad} (autograd as
+/// fused_group_loss_backward) from contiguous [prompts, n] tensors of one floating dtype on that
+/// device, or an empty list to decline. Sets *bad when validation found a bad group.
+struct device_group_loss {
+  torch::autograd::variable_list (*run)(const at::Tensor& log_policy, const at::Tensor& log_proposal,
+                                        const at::Tensor& log_prior, const at::Tensor& reward, builtin_goodness goodness,
+                                        bool validate, bool* bad);
+};
+
+/// The program-wide registry of device implementations of the fused loss, by device type (one
+/// per program, like brain/backends/torch/log_probs.hpp's, so no translation unit differs).
+inline std::array<const device_group_loss*, static_cast<std::size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)>&
+group_loss_registry() {
+  static std::array<const device_group_loss*, static_cast<std::size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)> r{};
+  return r;
+}
+inline bool register_device_group_loss(c10::DeviceType type, const device_group_loss* impl) {
+  group_loss_registry()[static_cast<std::size_t>(type)] = impl;
+  return true;
+}
+
+/// brain_loss of CPU tensors as one autograd node. Forward: kernels/group_loss.hpp's loops write
+/// the loss, per-prompt KLs, both weights and the gradient (eqs. 6, 11, 12, 14) in one pass.
+/// Inputs: contiguous tensors of one dtype, float or double.
+template <class G>
+struct fused_group_loss_function : torch::autograd::Function<fused_group_loss_function<G>> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& log_policy,
+                                                const at::Tensor& log_proposal, const at::Tensor& log_prior,
+                                                const at::Tensor& reward, const G& goodness,
+                                                kernels::group_loss_report* report) {
+    const index prompts = log_policy.size(0), n = log_policy.size(1);
+    at::Tensor target = at::empty_like(log_policy), baseline = at::empty_like(log_policy),
+               grad = at::empty_like(log_policy), per_prompt = at::empty({prompts}, log_policy.options()),
+               loss = at::empty({}, log_policy.options());
+    const auto run = [&]<class S>(S) {
+      const kernels::group_loss_inputs<S> in{log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(),
+                                             log_prior.data_ptr<S>(), reward.data_ptr<S>(), prompts, n};
+      const kernels::group_loss_outputs<S> out{target.data_ptr<S>(), baseline.data_ptr<S>(), grad.data_ptr<S>(),
+                                               per_prompt.data_ptr<S>(), loss.data_ptr<S>()};
+      *report = kernels::group_loss_rows(in, out, goodness);
+    };
+    if (log_policy.scalar_type() == at::kDouble)
+      run(double{});
+    else
+      run(float{});
+    ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined: no zeros made
+    ctx->mark_non_differentiable({target, baseline, grad});
+    ctx->save_for_backward({grad});
+    return {loss, per_prompt, target, baseline, grad};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list upstream) {
+    return fused_group_loss_backward(ctx, upstream, 6);
+  }
+};
+
+}  // namespace detail
 
 template <>
 struct backend_traits<at::Tensor> {
@@ -75,6 +174,45 @@ struct backend_traits<at::Tensor> {
   static at::Tensor log_sigmoid(const at::Tensor& a) { return at::log_sigmoid(in(a)); }
   static at::Tensor div_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a) / in(v); }
   static at::Tensor is_positive(const at::Tensor& a) { return (in(a).detach() > 0).to(compute_type(a)); }
+  /// Optional: the fused loss as one autograd node: on CPU tensors kernels/group_loss.hpp's loops
+  /// (detail::fused_group_loss_function); on other devices the implementation registered for
+  /// them (brain::cuda's kernel for CUDA tensors, below), for the goodness models of
+  /// brain/goodness.hpp. Otherwise it declines and brain_loss composes ATen operations.
+  template <class Out, class S, class G>
+  static fused_result group_loss(Out& out, const S& s, const G& goodness, bool validate) {
+    const at::Tensor* inputs[] = {&s.log_policy, &s.log_proposal, &s.log_prior, &s.reward};
+    at::ScalarType type = compute_type(s.log_policy);
+    const c10::Device device = s.log_policy.device();
+    for (const at::Tensor* t : inputs) {
+      if (t->device() != device || t->dim() != 2) return fused_result::declined;
+      type = at::promote_types(type, compute_type(*t));
+    }
+    if (type != at::kFloat && type != at::kDouble) return fused_result::declined;
+    const auto prepare = [&](const at::Tensor& t) { return t.to(type).contiguous(); };
+    bool bad = false;
+    torch::autograd::variable_list results;
+    if (device.is_cpu()) {
+      kernels::group_loss_report report;
+      results = detail::fused_group_loss_function<G>::apply(prepare(s.log_policy), prepare(s.log_proposal).detach(),
+                                                            prepare(s.log_prior).detach(), prepare(s.reward).detach(),
+                                                            goodness, &report);
+      bad = report.row >= 0;
+    } else {
+      const detail::device_group_loss* impl = detail::group_loss_registry()[static_cast<std::size_t>(device.type())];
+      const std::optional<detail::builtin_goodness> model = detail::as_builtin(goodness);
+      if (impl == nullptr || !model) return fused_result::declined;
+      results = impl->run(prepare(s.log_policy), prepare(s.log_proposal).detach(), prepare(s.log_prior).detach(),
+                          prepare(s.reward).detach(), *model, validate, &bad);
+      if (results.empty()) return fused_result::declined;
+    }
+    out.loss = std::move(results[0]);
+    out.per_prompt = std::move(results[1]);
+    out.target_weights = std::move(results[2]);
+    out.baseline_weights = std::move(results[3]);
+    out.grad_log_policy = std::move(results[4]);
+    return validate && bad ? fused_result::bad_input : fused_result::done;
+  }
+
   // One reduction and one host read per check: max propagates NaN and +inf; a sum is finite only
   // without NaN and infinities (or on overflow, which the exact check below then clears).
   static bool all_valid(const at::Tensor& a, bool allow_negative_infinity) {
@@ -96,3 +234,76 @@ struct backend_traits<at::Tensor> {
 };
 
 }  // namespace brain::inline v0
+
+// brain::cuda's group-loss kernel for CUDA tensors, registered from every translation unit that
+// can see it (as brain/backends/torch/log_probs.hpp registers the log-prob kernels).
+// c10/cuda/impl/cuda_cmake_macros.h exists only in CUDA builds of LibTorch.
+#if defined(BRAIN_WITH_CUDA) && __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
+#include <brain/backends/cuda.hpp>
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <stdexcept>
+
+namespace brain::inline v0::detail {
+
+/// The fused loss on CUDA tensors: one launch of cuda::group_loss on the tensors' stream. With
+/// validation, the one device-to-host read of the call is the kernel's status word; a bad group
+/// sets *bad, and brain_loss names it.
+struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_function> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& log_policy,
+                                                const at::Tensor& log_proposal, const at::Tensor& log_prior,
+                                                const at::Tensor& reward, int64_t model, double beta, bool validate,
+                                                bool* bad) {
+    const c10::cuda::CUDAGuard guard(log_policy.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(log_policy.device().index()).stream();
+    const index prompts = log_policy.size(0), n = log_policy.size(1);
+    at::Tensor target = at::empty_like(log_policy), baseline = at::empty_like(log_policy),
+               grad = at::empty_like(log_policy), per_prompt = at::empty({prompts}, log_policy.options()),
+               loss = at::empty({}, log_policy.options());
+    const auto launch = [&]<class S, class G>(S, const G& goodness) {
+      const kernels::group_loss_inputs<S> in{log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(),
+                                             log_prior.data_ptr<S>(), reward.data_ptr<S>(), prompts, n};
+      const kernels::group_loss_outputs<S> out{target.data_ptr<S>(), baseline.data_ptr<S>(), grad.data_ptr<S>(),
+                                               per_prompt.data_ptr<S>(), loss.data_ptr<S>()};
+      try {
+        brain::cuda::group_loss<S, G>(in, out, goodness, stream, validate);
+      } catch (const std::invalid_argument&) {  // a bad group: brain_loss names it in its own words
+        *bad = true;
+      }
+    };
+    const auto with_model = [&]<class S>(S zero) {
+      switch (static_cast<builtin_goodness::model>(model)) {
+        case builtin_goodness::model::bradley_terry: return launch(zero, bradley_terry{.beta = beta});
+        case builtin_goodness::model::logistic: return launch(zero, logistic{});
+        case builtin_goodness::model::log_goodness: return launch(zero, log_goodness{});
+      }
+    };
+    if (log_policy.scalar_type() == at::kDouble)
+      with_model(double{});
+    else
+      with_model(float{});
+    ctx->set_materialize_grads(false);
+    ctx->mark_non_differentiable({target, baseline, grad});
+    ctx->save_for_backward({grad});
+    return {loss, per_prompt, target, baseline, grad};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list upstream) {
+    return fused_group_loss_backward(ctx, upstream, 8);
+  }
+};
+
+inline torch::autograd::variable_list cuda_group_loss(const at::Tensor& log_policy, const at::Tensor& log_proposal,
+                                                      const at::Tensor& log_prior, const at::Tensor& reward,
+                                                      builtin_goodness goodness, bool validate, bool* bad) {
+  return cuda_group_loss_function::apply(log_policy, log_proposal, log_prior, reward,
+                                         static_cast<int64_t>(goodness.kind), goodness.beta, validate, bad);
+}
+
+inline const device_group_loss cuda_group_loss_entry{&cuda_group_loss};
+inline const bool cuda_group_loss_registered = register_device_group_loss(c10::DeviceType::CUDA, &cuda_group_loss_entry);
+
+}  // namespace brain::inline v0::detail
+#endif
