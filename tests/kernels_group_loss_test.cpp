@@ -5,7 +5,7 @@
 #include <brain/kernels/group_loss.hpp>
 #include <brain/loss.hpp>
 
-#include "support/vector_backend.hpp"
+#include "support/typed.hpp"  // error_message, and the user backend
 
 #include <Eigen/Core>
 #include <gtest/gtest.h>
@@ -288,26 +288,18 @@ TEST(GroupKernel, ErrorsReadTheSameOnEveryPath) {
       [](batch<double>& b) { b.r(2, 2) = 1e308, b.l0(2, 2) = 1e308, b.lq(2, 2) = -1e308; },
       [](batch<double>& b) { b.lp(3, 0) = 1e308, b.lq(3, 0) = -1e308; },
   };
-  const auto message = [](auto&& call) {
-    try {
-      call();
-    } catch (const std::invalid_argument& e) {
-      return std::string(e.what());
-    }
-    return std::string("no exception");
-  };
   for (std::size_t c = 0; c < std::size(cases); ++c) {
     batch<double> b(4, 3, 11);
     cases[c](b);
     results<double> out(4, 3);
-    std::string kernel = message([&] { k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
+    std::string kernel = brain_test::error_message([&] { k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
     kernel.replace(kernel.find("kernels::group_loss"), 19, "brain_loss");
-    const std::string composed = message([&] {
+    const std::string composed = brain_test::error_message([&] {
       brain::brain_loss(brain::samples<user::matrix>{to_user(b.lp), to_user(b.lq), to_user(b.l0), to_user(b.r)});
     });
-    const std::string fused_rows = message([&] { brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}); });
+    const std::string fused_rows = brain_test::error_message([&] { brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}); });
     const std::string fused_columns =
-        message([&] { brain::brain_loss(brain::samples<Eigen::MatrixXd>{b.lp, b.lq, b.l0, b.r}); });
+        brain_test::error_message([&] { brain::brain_loss(brain::samples<Eigen::MatrixXd>{b.lp, b.lq, b.l0, b.r}); });
     EXPECT_NE(composed, "no exception") << "case " << c;
     EXPECT_EQ(kernel, composed) << "case " << c;
     EXPECT_EQ(fused_rows, composed) << "case " << c;

@@ -94,17 +94,9 @@ TEST(TorchBackend, FusedPathTakesViewsMixedDtypesAndNamesBadInput) {
 
   host_samples bad = h;
   bad.reward(2, 3) = NAN;
-  const auto message = [](auto&& call) {
-    try {
-      call();
-    } catch (const std::invalid_argument& e) {
-      return std::string(e.what());
-    }
-    return std::string("no exception");
-  };
-  const std::string composed = message([&] { brain::brain_loss(bad.as<user::matrix>()); });
+  const std::string composed = error_message([&] { brain::brain_loss(bad.as<user::matrix>()); });
   EXPECT_EQ(composed, "brain::brain_loss: reward[2, 3] is NaN (must be finite)");
-  EXPECT_EQ(message([&] { brain::brain_loss(bad.as<at::Tensor>()); }), composed);
+  EXPECT_EQ(error_message([&] { brain::brain_loss(bad.as<at::Tensor>()); }), composed);
   // Unvalidated, the bad group gives NaN and the others are right.
   const auto unchecked = brain::brain_loss(bad.as<at::Tensor>(), brain::bradley_terry{}, {.validate = false});
   EXPECT_TRUE(std::isnan(unchecked.per_prompt[2].item<double>()));

@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -176,6 +177,17 @@ struct host_samples {
   template <class T>
   brain::samples<T> as() const { return make_samples<T>(log_policy, log_proposal, log_prior, reward); }
 };
+
+/// What `call` throws as std::invalid_argument, or "no exception".
+template <class F>
+std::string error_message(F&& call) {
+  try {
+    call();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "no exception";
+}
 
 /// Max |a - b| over all elements, treating equal infinities as equal.
 inline double max_abs_diff(const host& a, const host& b) {

@@ -290,6 +290,20 @@ Acc finite_probe(Acc v) { return v - v; }
 template <class Acc>
 Acc prior_probe(Acc v) { return select(v < std::numeric_limits<Acc>::infinity(), Acc(0), std::numeric_limits<Acc>::quiet_NaN()); }
 
+/// One sample's unnormalised log weights and its validity probe (0 when the sample is good, NaN
+/// otherwise: the checks of check_sample as arithmetic, so that the loops stay branch-free).
+template <class Acc>
+struct sample_weights {
+  Acc log_alpha, log_beta, probe;
+};
+template <class Acc, class G, class T>
+sample_weights<Acc> weigh_sample(const G& model, T policy, T proposal, T prior, T reward) {
+  const Acc lp = policy, lq = proposal, l0 = prior, r = reward;
+  const Acc lg = log_goodness_value<Acc>(model, r);
+  const Acc a = log_importance_weight(lg, l0, lq), b = log_baseline_weight(lp, lq);  // eqs. 6, 11
+  return {a, b, finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) + finite_probe(b)};
+}
+
 /// Scratch for one row (row-major) or one tile of rows (column-major): log alpha, log beta and
 /// their exponentials, in the accumulation type.
 template <class Acc>
@@ -319,15 +333,12 @@ group_status group_loss_row_major(const group_loss_inputs<T>& in, const group_lo
   acc max_a[group_lanes], max_b[group_lanes], probe[group_lanes];
   for (index l = 0; l < group_lanes; ++l) max_a[l] = max_b[l] = -inf, probe[l] = 0;
   const auto weigh = [&](index j, index l) {
-    const acc lp = policy[j], lq = proposal[j], l0 = prior[j], r = reward[j];
-    const acc lg = log_goodness_value<acc>(model, r);
-    const acc a = log_importance_weight(lg, l0, lq), b = log_baseline_weight(lp, lq);  // eqs. 6, 11
-    la[j] = a;
-    lb[j] = b;
-    max_a[l] = larger(max_a[l], a);
-    max_b[l] = larger(max_b[l], b);
-    probe[l] += finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) +
-                finite_probe(b);
+    const sample_weights<acc> w = weigh_sample<acc>(model, policy[j], proposal[j], prior[j], reward[j]);
+    la[j] = w.log_alpha;
+    lb[j] = w.log_beta;
+    max_a[l] = larger(max_a[l], w.log_alpha);
+    max_b[l] = larger(max_b[l], w.log_beta);
+    probe[l] += w.probe;
   };
   for (index j = 0; j < whole; j += group_lanes) {
     BRAIN_INDEPENDENT_ITERATIONS
@@ -403,15 +414,12 @@ void group_loss_column_major(const group_loss_inputs<T>& in, const group_loss_ou
     acc *const log_alpha = la + j * B, *const log_beta = lb + j * B;
     BRAIN_INDEPENDENT_ITERATIONS
     for (index b = 0; b < count; ++b) {
-      const acc lp = policy[b], lq = proposal[b], l0 = prior[b], r = reward[b];
-      const acc lg = log_goodness_value<acc>(model, r);
-      const acc a = log_importance_weight(lg, l0, lq), l = log_baseline_weight(lp, lq);  // eqs. 6, 11
-      log_alpha[b] = a;
-      log_beta[b] = l;
-      ma[b] = larger(ma[b], a);
-      mb[b] = larger(mb[b], l);
-      bad[b] += finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) +
-                finite_probe(l);
+      const sample_weights<acc> w = weigh_sample<acc>(model, policy[b], proposal[b], prior[b], reward[b]);
+      log_alpha[b] = w.log_alpha;
+      log_beta[b] = w.log_beta;
+      ma[b] = larger(ma[b], w.log_alpha);
+      mb[b] = larger(mb[b], w.log_beta);
+      bad[b] += w.probe;
     }
   }
   for (index j = 0; j < n; ++j) {
