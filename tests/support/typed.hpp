@@ -36,6 +36,10 @@ using row_major = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 using double_backends = ::testing::Types<at::Tensor>;
 #elif defined(BRAIN_TEST_XTENSOR)
 using double_backends = ::testing::Types<xt::xtensor<double, 2>>;
+#elif defined(BRAIN_TEST_WITHOUT_EIGEN_ARRAY)
+// scripts/test's sanitizer pass (BRAIN_TEST_EIGEN_ARRAY=OFF): ArrayXXd has MatrixXd's storage and
+// takes the same column-major kernel path, so instrumenting it again finds nothing new.
+using double_backends = ::testing::Types<Eigen::MatrixXd, row_major, user::matrix, user::view>;
 #else
 using double_backends = ::testing::Types<Eigen::MatrixXd, Eigen::ArrayXXd, row_major, user::matrix, user::view>;
 #endif
