@@ -306,3 +306,37 @@ TEST(GroupKernel, ErrorsReadTheSameOnEveryPath) {
     EXPECT_EQ(fused_columns, composed) << "case " << c;
   }
 }
+
+// group_loss_rows reports the first bad row and what is wrong with it, in either layout (the
+// loops' branch-free probe only knows that a sample is bad; the code names which check failed).
+TEST(GroupKernel, ReportNamesTheFirstBadRowAndItsCheck) {
+  const auto report_of = [](batch<double>& b, bool column_major) {
+    const Eigen::MatrixXd lp = b.lp, lq = b.lq, l0 = b.l0, r = b.r;
+    results<double> out(4, 3);
+    if (!column_major) return k::group_loss_rows(b.inputs(), out.outputs(), brain::logistic{});
+    Eigen::MatrixXd t(4, 3), a(4, 3), g(4, 3);
+    return k::group_loss_rows(k::group_loss_inputs<double>{lp.data(), lq.data(), l0.data(), r.data(), 4, 3, true},
+                              k::group_loss_outputs<double>{t.data(), a.data(), g.data(), out.per_prompt.data(), nullptr},
+                              brain::logistic{});
+  };
+  for (const bool column_major : {false, true}) {
+    batch<double> b(4, 3, 21);
+    EXPECT_EQ(report_of(b, column_major).row, -1);
+    EXPECT_EQ(report_of(b, column_major).status, k::group_status::ok);
+    b.r(3, 0) = NAN;  // a later row, bad in another way: the first bad row is reported
+    b.r(2, 1) = INFINITY;
+    k::group_loss_report got = report_of(b, column_major);
+    EXPECT_EQ(got.row, 2) << column_major;
+    EXPECT_EQ(got.status, k::group_status::bad_reward) << column_major;
+    b.r(2, 1) = 0;
+    b.lq(1, 2) = NAN;
+    got = report_of(b, column_major);
+    EXPECT_EQ(got.row, 1) << column_major;
+    EXPECT_EQ(got.status, k::group_status::bad_log_proposal) << column_major;
+    b.lq(1, 2) = 0;
+    b.lp(0, 0) = 1e308, b.lq(0, 0) = -1e308;
+    got = report_of(b, column_major);
+    EXPECT_EQ(got.row, 0) << column_major;
+    EXPECT_EQ(got.status, k::group_status::baseline_overflow) << column_major;
+  }
+}

@@ -248,8 +248,8 @@ namespace detail {
 
 /// exp(x) in double without a library call, so that the CPU loops below vectorise: x = k ln 2 + r
 /// with |r| <= ln 2 / 2 (Cody and Waite's two-part ln 2), exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2))
-/// with Cephes' coefficients (about 1 ulp; measured here a little faster than a division-free
-/// Taylor polynomial to r^13), times 2^k applied as two powers of two so that denormal results are
+/// with Cephes' coefficients (about 1 ulp; a division-free Taylor polynomial to r^13 measured no
+/// faster here), times 2^k applied as two powers of two so that denormal results are
 /// right. Exactly 0 below log(denorm_min) (so exp(-inf) = 0, as the Eigen backend's exp), +inf
 /// above log(max), NaN for NaN.
 inline double exp_vectorisable(double x) {
@@ -302,6 +302,21 @@ sample_weights<Acc> weigh_sample(const G& model, T policy, T proposal, T prior, 
   const Acc lg = log_goodness_value<Acc>(model, r);
   const Acc a = log_importance_weight(lg, l0, lq), b = log_baseline_weight(lp, lq);  // eqs. 6, 11
   return {a, b, finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) + finite_probe(b)};
+}
+
+/// The first bad input among row `row`'s samples (check_sample's code), or ok: the loops below
+/// only know that some sample of a row is bad, and call this on that (error) path.
+template <class T, class G>
+group_status first_bad_sample(const group_loss_inputs<T>& in, const G& goodness, index row) {
+  using acc = accumulate_t<T>;
+  for (index j = 0; j < in.n; ++j) {
+    const index at = in.column_major ? row + j * in.prompts : row * in.n + j;
+    const acc r = in.reward[at];
+    const group_status s = check_sample<acc>(in.log_policy[at], in.log_proposal[at], in.log_prior[at], r,
+                                             log_goodness_value<acc>(goodness, r));
+    if (s != group_status::ok) return s;
+  }
+  return group_status::ok;
 }
 
 /// Scratch for one row (row-major) or one tile of rows (column-major): log alpha, log beta and
@@ -384,8 +399,8 @@ group_status group_loss_row_major(const group_loss_inputs<T>& in, const group_lo
   acc total = 0;
   for (index l = 0; l < group_lanes; ++l) total += kl[l];
   out.per_prompt[row] = static_cast<T>(total);
-  if (!(bad == acc(0))) return group_status::bad_log_policy;  // some sample is bad: fail_group names which
-  return check_group(ma == -inf ? ma : lse_a);                  // all -inf: lse_a is NaN, not -inf
+  if (!(bad == acc(0))) return first_bad_sample(in, goodness, row);
+  return check_group(ma == -inf ? ma : lse_a);  // all -inf: lse_a is NaN, not -inf
 }
 
 /// Rows per tile of column-major arrays: the tile's rows are the vector lanes. 256 rows read each
@@ -452,7 +467,7 @@ void group_loss_column_major(const group_loss_inputs<T>& in, const group_loss_ou
   }
   for (index b = 0; b < count; ++b) {
     out.per_prompt[begin + b] = static_cast<T>(kl[b]);
-    statuses[b] = bad[b] == acc(0) ? check_group(ma[b] == -inf ? ma[b] : lse_a[b]) : group_status::bad_log_policy;
+    statuses[b] = bad[b] == acc(0) ? check_group(ma[b] == -inf ? ma[b] : lse_a[b]) : first_bad_sample(in, goodness, begin + b);
   }
 }
 
