@@ -103,6 +103,49 @@ TEST(TorchBackend, FusedPathTakesViewsMixedDtypesAndNamesBadInput) {
   EXPECT_NEAR(unchecked.per_prompt[1].item<double>(), want.per_prompt[1].item<double>(), 1e-15);
 }
 
+// The device registry of the fused loss, which CUDA tensors reach through brain::cuda's
+// registration: a stand-in registered for meta tensors is run for the goodness models of
+// goodness.hpp (its parameters passed on), may decline (an empty list: the composed path runs),
+// and is never asked for another goodness model.
+namespace meta_device {
+int calls = 0;
+torch::autograd::variable_list group_loss(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                          brain::detail::builtin_goodness goodness, bool, bool*) {
+  ++calls;
+  if (goodness.kind == brain::detail::builtin_goodness::model::log_goodness) return {};
+  const at::Tensor beta = at::full({}, goodness.beta, at::kDouble);  // recognisable, on the CPU
+  return {beta, beta, beta, beta, beta};
+}
+const brain::detail::device_group_loss entry{&group_loss};
+const bool registered = brain::detail::register_device_group_loss(c10::DeviceType::Meta, &entry);
+
+struct doubled_reward {  // a goodness model outside goodness.hpp
+  void validate() const {}
+  template <class T, class X>
+  brain::tensor_t<T> to_log_goodness(const X& reward) const {
+    return brain::backend_traits<T>::affine(reward, 2.0, 0.0);
+  }
+  double operator()(double reward) const { return 2 * reward; }
+};
+}  // namespace meta_device
+
+TEST(TorchBackend, OtherDevicesRunTheirRegisteredFusedLoss) {
+  ASSERT_TRUE(meta_device::registered);
+  const auto meta = [] { return at::empty({3, 4}, at::TensorOptions().dtype(at::kFloat).device(at::kMeta)); };
+  const brain::samples<at::Tensor> s{meta(), meta(), meta(), meta()};
+  const brain::options unchecked{.validate = false};  // meta tensors hold no values to check
+  meta_device::calls = 0;
+  const auto run = brain::brain_loss(s, brain::bradley_terry{.beta = 2.5}, unchecked);
+  EXPECT_EQ(meta_device::calls, 1);
+  EXPECT_EQ(run.loss.item<double>(), 2.5);
+  // Declined, or a goodness model the registry cannot carry: the composed path runs, and stops at
+  // ATen's where(), which has no meta kernel in LibTorch 1.13 (a c10::Error, not a result).
+  EXPECT_THROW(brain::brain_loss(s, brain::log_goodness{}, unchecked), c10::Error);
+  EXPECT_EQ(meta_device::calls, 2);
+  EXPECT_THROW(brain::brain_loss(s, meta_device::doubled_reward{}, unchecked), c10::Error);
+  EXPECT_EQ(meta_device::calls, 2);
+}
+
 TEST(TorchBackend, FloatAgreesWithEigenDoubleTo1e5) {
   check_property("LibTorch float32 vs Eigen double", [] {
     const host_samples h = random_samples(*rc::gen::inRange<index>(1, 8), *rc::gen::inRange<index>(1, 33));

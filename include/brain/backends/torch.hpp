@@ -48,6 +48,34 @@ inline torch::autograd::variable_list fused_group_loss_backward(torch::autograd:
   return grads;
 }
 
+/// The fused loss's result tensors, made like log_policy, and the raw views the kernels take; the
+/// CPU and the CUDA autograd functions share them.
+struct fused_group_loss_tensors {
+  at::Tensor loss, per_prompt, target, baseline, grad;
+  explicit fused_group_loss_tensors(const at::Tensor& log_policy)
+      : loss(at::empty({}, log_policy.options())), per_prompt(at::empty({log_policy.size(0)}, log_policy.options())),
+        target(at::empty_like(log_policy)), baseline(at::empty_like(log_policy)), grad(at::empty_like(log_policy)) {}
+  template <class S>
+  static kernels::group_loss_inputs<S> inputs(const at::Tensor& log_policy, const at::Tensor& log_proposal,
+                                              const at::Tensor& log_prior, const at::Tensor& reward) {
+    return {log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(), log_prior.data_ptr<S>(), reward.data_ptr<S>(),
+            log_policy.size(0), log_policy.size(1)};
+  }
+  template <class S>
+  kernels::group_loss_outputs<S> outputs() {
+    return {target.data_ptr<S>(), baseline.data_ptr<S>(), grad.data_ptr<S>(), per_prompt.data_ptr<S>(),
+            loss.data_ptr<S>()};
+  }
+  /// The forward's end: the weights and gradient are not differentiable, the gradient is saved for
+  /// fused_group_loss_backward, an unused output's gradient stays undefined (no zeros made).
+  torch::autograd::variable_list finish(torch::autograd::AutogradContext* ctx) const {
+    ctx->set_materialize_grads(false);
+    ctx->mark_non_differentiable({target, baseline, grad});
+    ctx->save_for_backward({grad});
+    return {loss, per_prompt, target, baseline, grad};
+  }
+};
+
 /// A goodness model of brain/goodness.hpp as data, for device implementations compiled apart
 /// (brain::cuda's); other models run the composed path on such devices.
 struct builtin_goodness {
@@ -92,25 +120,17 @@ struct fused_group_loss_function : torch::autograd::Function<fused_group_loss_fu
                                                 const at::Tensor& log_proposal, const at::Tensor& log_prior,
                                                 const at::Tensor& reward, const G& goodness,
                                                 kernels::group_loss_report* report) {
-    const index prompts = log_policy.size(0), n = log_policy.size(1);
-    at::Tensor target = at::empty_like(log_policy), baseline = at::empty_like(log_policy),
-               grad = at::empty_like(log_policy), per_prompt = at::empty({prompts}, log_policy.options()),
-               loss = at::empty({}, log_policy.options());
+    fused_group_loss_tensors results(log_policy);
     const auto run = [&]<class S>(S) {
-      const kernels::group_loss_inputs<S> in{log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(),
-                                             log_prior.data_ptr<S>(), reward.data_ptr<S>(), prompts, n};
-      const kernels::group_loss_outputs<S> out{target.data_ptr<S>(), baseline.data_ptr<S>(), grad.data_ptr<S>(),
-                                               per_prompt.data_ptr<S>(), loss.data_ptr<S>()};
-      *report = kernels::group_loss_rows(in, out, goodness);
+      *report = kernels::group_loss_rows(
+          fused_group_loss_tensors::inputs<S>(log_policy, log_proposal, log_prior, reward), results.outputs<S>(),
+          goodness);
     };
     if (log_policy.scalar_type() == at::kDouble)
       run(double{});
     else
       run(float{});
-    ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined: no zeros made
-    ctx->mark_non_differentiable({target, baseline, grad});
-    ctx->save_for_backward({grad});
-    return {loss, per_prompt, target, baseline, grad};
+    return results.finish(ctx);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list upstream) {
@@ -258,17 +278,11 @@ struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_func
                                                 bool* bad) {
     const c10::cuda::CUDAGuard guard(log_policy.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(log_policy.device().index()).stream();
-    const index prompts = log_policy.size(0), n = log_policy.size(1);
-    at::Tensor target = at::empty_like(log_policy), baseline = at::empty_like(log_policy),
-               grad = at::empty_like(log_policy), per_prompt = at::empty({prompts}, log_policy.options()),
-               loss = at::empty({}, log_policy.options());
+    fused_group_loss_tensors results(log_policy);
     const auto launch = [&]<class S, class G>(S, const G& goodness) {
-      const kernels::group_loss_inputs<S> in{log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(),
-                                             log_prior.data_ptr<S>(), reward.data_ptr<S>(), prompts, n};
-      const kernels::group_loss_outputs<S> out{target.data_ptr<S>(), baseline.data_ptr<S>(), grad.data_ptr<S>(),
-                                               per_prompt.data_ptr<S>(), loss.data_ptr<S>()};
       try {
-        brain::cuda::group_loss<S, G>(in, out, goodness, stream, validate);
+        brain::cuda::group_loss<S, G>(fused_group_loss_tensors::inputs<S>(log_policy, log_proposal, log_prior, reward),
+                                      results.outputs<S>(), goodness, stream, validate);
       } catch (const std::invalid_argument&) {  // a bad group: brain_loss names it in its own words
         *bad = true;
       }
@@ -284,10 +298,7 @@ struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_func
       with_model(double{});
     else
       with_model(float{});
-    ctx->set_materialize_grads(false);
-    ctx->mark_non_differentiable({target, baseline, grad});
-    ctx->save_for_backward({grad});
-    return {loss, per_prompt, target, baseline, grad};
+    return results.finish(ctx);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list upstream) {
