@@ -3,14 +3,17 @@
 //   hidden states [B, T, d]:  plain (matmul + the above)  vs  matmul + sequence_log_probs
 //                             vs  fused_linear_sequence_log_probs  vs  the GEMM floor
 // The GEMM floor is the three products any implementation needs (logits = H Wᵀ, dH = G W,
-// dW = Gᵀ H); the fused path also recomputes the logits in backward, a fourth product. With a
-// frozen output layer the floor is two products, and so is the fused path (it forms dH in forward).
+// dW = Gᵀ H); the fused path also recomputes the logits in backward, a fourth product, so its own
+// floor is gemm_floor x 4/3. With a frozen output layer the floor is two products, and so is the
+// fused path (it forms dH in forward).
 // Peak extra memory of each variant is measured in a fresh child process (VmHWM after resetting
 // it, minus the resident size once the inputs exist).
 //
 //   log_probs_benchmark [google-benchmark flags]    (sizes: 2048x50257x768 and 512x32000x4096;
 //                                                    --benchmark_filter=small for a quick run)
 //   log_probs_benchmark --memory gpt2|llama|small   the peak-memory column alone
+// LOG_PROBS_CHUNK_TOKENS and LOG_PROBS_VOCAB_TILE set the fused path's chunk_tokens and
+// vocab_tile (default: automatic), to tune them.
 
 #include <brain/backends/torch/log_probs.hpp>  // link brain::torch
 
@@ -68,6 +71,9 @@ inputs make_inputs(const shape& s, variant v) {
   return in;
 }
 
+// The fused path's chunk and tile, for tuning: 0 (automatic) unless the variable is set.
+int64_t env_or_zero(const char* name) { return std::getenv(name) != nullptr ? std::atol(std::getenv(name)) : 0; }
+
 at::Tensor plain_log_probs(const at::Tensor& logits, const inputs& in) {
   return (at::log_softmax(logits, -1).gather(2, in.labels.unsqueeze(2)).squeeze(2) * in.mask).sum(1);
 }
@@ -87,7 +93,10 @@ void run(variant v, inputs& in) {
       break;
     case fused_linear:
     case fused_frozen:
-      bt::fused_linear_sequence_log_probs(in.hidden, in.weight, in.labels, in.mask, same).sum().backward();
+      bt::fused_linear_sequence_log_probs(in.hidden, in.weight, in.labels, in.mask, same, env_or_zero("LOG_PROBS_CHUNK_TOKENS"),
+                                          {.vocab_tile = env_or_zero("LOG_PROBS_VOCAB_TILE")})
+          .sum()
+          .backward();
       break;
     case gemm_floor:
     case gemm_floor_frozen: {  // logits = H Wᵀ, dH = G W, and (trainable head) dW = Gᵀ H
@@ -195,10 +204,10 @@ int main(int argc, char** argv) {
                   has_plain ? figures.second / row[plain].second : NAN);
     }
     if (row.count(fused_linear) && row.count(gemm_floor))
-      std::printf("%-7s fused_linear / gemm_floor (3 products; fused does 4): %.2fx\n", s.name,
-                  row[fused_linear].first / row[gemm_floor].first);
+      std::printf("%-7s fused_linear / its 4-product floor (gemm_floor x 4/3; 3 products are the least): %.2fx (%.2fx the 3)\n",
+                  s.name, row[fused_linear].first / (row[gemm_floor].first * 4 / 3), row[fused_linear].first / row[gemm_floor].first);
     if (row.count(fused_frozen) && row.count(gemm_floor_frozen))
-      std::printf("%-7s fused_frozen_head / gemm_floor_frozen_head (2 products; fused does 2): %.2fx\n", s.name,
+      std::printf("%-7s fused_frozen_head / its 2-product floor: %.2fx\n", s.name,
                   row[fused_frozen].first / row[gemm_floor_frozen].first);
   }
   return 0;

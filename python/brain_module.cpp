@@ -324,17 +324,19 @@ PYBIND11_MODULE(_brain, m) {
   m.def(
       "fused_linear_sequence_log_probs",
       [](const Tensor& hidden, const Tensor& weight, const Tensor& labels, const Tensor& mask,
-         const std::string& alignment, int64_t chunk_tokens, const std::string& reduce, double temperature,
-         int64_t top_k, double top_p, bool validate) {
+         const std::string& alignment, int64_t chunk_tokens, int64_t vocab_tile, const std::string& reduce,
+         double temperature, int64_t top_k, double top_p, bool validate) {
         constexpr const char* where = "fused_linear_sequence_log_probs";
-        return brain::libtorch::fused_linear_sequence_log_probs(
-            hidden, weight, labels, mask, make_alignment(where, alignment), chunk_tokens,
-            make_log_prob_options(where, reduce, temperature, top_k, top_p, validate));
+        brain::libtorch::log_prob_options opt = make_log_prob_options(where, reduce, temperature, top_k, top_p, validate);
+        opt.vocab_tile = vocab_tile;
+        return brain::libtorch::fused_linear_sequence_log_probs(hidden, weight, labels, mask,
+                                                                make_alignment(where, alignment), chunk_tokens, opt);
       },
       "sequence_log_probs of logits = hidden [B, T, d] @ weight [V, d]^T without materialising them: at most "
-      "chunk_tokens x V logits at a time (0: a default from V). Differentiable w.r.t. hidden and weight.",
+      "chunk_tokens (0: a default from V) x vocab_tile (0: from the L2 cache size; CPU only) logits at a time. "
+      "Differentiable w.r.t. hidden and weight.",
       py::arg("hidden"), py::arg("weight"), py::arg("labels"), py::arg("mask"), py::arg("alignment"),
-      py::kw_only(), py::arg("chunk_tokens") = 0, py::arg("reduce") = "sum",
+      py::kw_only(), py::arg("chunk_tokens") = 0, py::arg("vocab_tile") = 0, py::arg("reduce") = "sum",
       py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0, py::arg("validate") = true,
       release());
 

@@ -64,6 +64,71 @@ TEST(Kernels, RowLogSumExpEdgeValues) {
 
 // The backward row is d [upstream * log p(label)] / d logits: checked against finite differences
 // of the forward, in double.
+// The vocabulary-tiled path: a row added tile by tile (tiles of 1, 5, 16, 100 and the whole
+// row, a late maximum so the running maximum moves) gives the row's logsumexp; the written
+// numerators, once brought to the final maximum by the returned factors, are exp(v - max); and
+// the tiles' backward pieces, the label in one of them, put together are the whole row's.
+TEST(Kernels, TilesAddUpToTheWholeRow) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const int n = 237, label = 150;
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  x[n - 3] += 25.0f;  // the maximum arrives in the last tiles
+  const double want = reference_logsumexp(x);
+  const k::detail::plain_load<float> load;
+  for (const int tile : {1, 5, 16, 100, n}) {
+    k::online_logsumexp<float> state;
+    std::vector<float> numerators(x);  // written in place, as the fused path does
+    std::vector<float> factor(n, 1.0f);  // what each entry must still be multiplied by
+    for (int start = 0; start < n; start += tile) {
+      const int columns = std::min(tile, n - start);
+      const float scale = k::add_tile<true>(state, numerators.data() + start, columns, load, numerators.data() + start);
+      for (int j = 0; j < start; ++j) factor[j] *= scale;
+    }
+    EXPECT_NEAR(state.value(), want, 2e-6 * std::abs(want)) << "tile " << tile;
+    double worst = 0;
+    for (int j = 0; j < n; ++j)
+      worst = std::max(worst, std::abs(double(numerators[j]) * factor[j] - std::exp(double(x[j]) - state.max)));
+    EXPECT_LT(worst, 1e-6) << "tile " << tile;
+    // Without writing, the same state.
+    k::online_logsumexp<float> read_only;
+    for (int start = 0; start < n; start += tile) k::add_tile<false>(read_only, x.data() + start, std::min(tile, n - start), load);
+    EXPECT_EQ(read_only.value(), state.value());
+    // Backward by tiles equals the whole row's.
+    const float lse = state.value();
+    std::vector<float> whole(n), pieces(x);
+    k::token_log_prob_backward(x.data(), n, label, lse, 0.75f, whole.data());
+    for (int start = 0; start < n; start += tile) {
+      const int columns = std::min(tile, n - start);
+      const int in_tile = label >= start && label < start + columns ? label - start : -1;
+      k::tile_log_prob_backward(pieces.data() + start, columns, in_tile, load, lse, 0.75f, pieces.data() + start);
+    }
+    EXPECT_EQ(pieces, whole) << "tile " << tile;
+  }
+}
+
+// Tiles at the edges: a first tile of -inf adds nothing (factor 1, numerators 0), NaN in an
+// otherwise -inf tile and +inf anywhere poison the row, exactly as row_logsumexp.
+TEST(Kernels, TilesHandleMinusInfNanAndPlusInf) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const k::detail::plain_load<float> load;
+  std::vector<float> row = {-inf, -inf, -inf, 1.0f, 2.0f, 0.5f};
+  k::online_logsumexp<float> state;
+  EXPECT_EQ(k::add_tile<true>(state, row.data(), 3, load, row.data()), 1.0f);
+  EXPECT_EQ(row[0], 0.0f);
+  EXPECT_EQ(k::add_tile<true>(state, row.data() + 3, 3, load, row.data() + 3), 0.0f);  // from "nothing yet" to a maximum
+  EXPECT_NEAR(state.value(), std::log(std::exp(1.0) + std::exp(2.0) + std::exp(0.5)), 1e-6);
+  for (const std::vector<float>& bad : {std::vector<float>{-inf, NAN}, std::vector<float>{1.0f, inf}, std::vector<float>{NAN, 3.0f}}) {
+    k::online_logsumexp<float> s;
+    std::vector<float> first = {0.0f, -1.0f};
+    k::add_tile<false>(s, first.data(), 2, load);
+    k::add_tile<false>(s, bad.data(), 2, load);
+    EXPECT_TRUE(std::isnan(s.value())) << bad[0] << " " << bad[1];
+    EXPECT_TRUE(std::isnan(k::row_logsumexp(bad.data(), 2))) << "row_logsumexp agrees";
+  }
+}
+
 TEST(Kernels, BackwardIsTheDerivativeOfTheForward) {
   std::mt19937 rng(3);
   std::normal_distribution<double> normal(0.0, 2.0);

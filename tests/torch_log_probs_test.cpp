@@ -158,31 +158,35 @@ TEST(FusedLinearSequenceLogProbs, EqualsMaterialisingTheLogits) {
   at::manual_seed(5);
   const at::Tensor hidden = at::randn({4, 7, 24}, at::kDouble), weight = at::randn({300, 24}, at::kDouble) * 0.5;
   for (const auto align : {bt::alignment::same_position, bt::alignment::next_token})
-    for (const int64_t chunk : {0, 1, 3, 1000}) {
+    for (const int64_t chunk : {0, 1, 3, 1000})
+      for (const int64_t tile : {0, 1, 7, 64}) {  // vocabulary tiles: one, and 300, 43 and 5 (uneven)
       const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
       const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(true);
-      const at::Tensor fused = bt::fused_linear_sequence_log_probs(h1, w1, in.labels, in.mask, align, chunk);
+      const at::Tensor fused = bt::fused_linear_sequence_log_probs(h1, w1, in.labels, in.mask, align, chunk, {.vocab_tile = tile});
       const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w2.t()), in.labels, in.mask, align);
       EXPECT_LT(max_rel_diff(fused, reference_tokens(at::matmul(hidden, weight.t()), in.labels, in.mask, align).sum(1)), 1e-12);
       const at::Tensor weights = at::randn({4}, at::kDouble);
       (fused * weights).sum().backward();
       (plain * weights).sum().backward();
-      EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk;
-      EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk;
+      EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk << " tile " << tile;
+      EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk << " tile " << tile;
     }
 }
 
 // A frozen weight gets no gradient (and no buffer); the hidden gradient, computed during forward
-// on that path, equals the plain one for every reduction and chunking.
+// on that path (rescaled across vocabulary tiles as each token's running maximum moves), equals
+// the plain one for every reduction, chunking and tiling. The weight's scale makes the maxima
+// move late: logits of a few units.
 TEST(FusedLinearSequenceLogProbs, FrozenWeightGetsNoGradient) {
   const batch in = make_batch(50, at::kDouble);
   const at::Tensor hidden = at::randn({4, 7, 8}, at::kDouble), weight = at::randn({50, 8}, at::kDouble);
   for (const auto reduce : {bt::reduction::sum, bt::reduction::mean, bt::reduction::none})
-    for (const int64_t chunk : {0, 2}) {
+    for (const int64_t chunk : {0, 2})
+      for (const int64_t tile : {0, 3, 7}) {
       const at::Tensor h1 = hidden.clone().requires_grad_(true), h2 = hidden.clone().requires_grad_(true);
       const at::Tensor w = weight.clone();
       const at::Tensor fused = bt::fused_linear_sequence_log_probs(h1, w, in.labels, in.mask, bt::alignment::next_token,
-                                                                   chunk, {.reduce = reduce});
+                                                                   chunk, {.reduce = reduce, .vocab_tile = tile});
       const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w.t()), in.labels, in.mask, bt::alignment::next_token,
                                                       {.reduce = reduce});
       EXPECT_LT((fused - plain).abs().max().item<double>(), 1e-12);
@@ -297,10 +301,14 @@ TEST(SamplingSettings, LogProbsAreThoseOfTheSampledDistribution) {
         const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble), weight = at::randn({vocabulary, width}, at::kDouble);
         const at::Tensor hidden_logits = at::matmul(hidden, weight.t());
         const at::Tensor fused_labels = hidden_logits.argmax(2);
-        const at::Tensor fused_ours = bt::fused_linear_sequence_log_probs(hidden, weight, fused_labels, mask,
-                                                                          bt::alignment::same_position, 0, opt);
         const at::Tensor materialised = bt::sequence_log_probs(hidden_logits, fused_labels, mask, bt::alignment::same_position, opt);
-        EXPECT_LT((fused_ours - materialised).abs().max().item<double>(), 1e-12);
+        for (const int64_t tile : {0, 7}) {  // 7: temperature alone is tiled; top-k / top-p take whole rows
+          bt::log_prob_options tiled = opt;
+          tiled.vocab_tile = tile;
+          const at::Tensor fused_ours = bt::fused_linear_sequence_log_probs(hidden, weight, fused_labels, mask,
+                                                                            bt::alignment::same_position, 0, tiled);
+          EXPECT_LT((fused_ours - materialised).abs().max().item<double>(), 1e-12) << "tile " << tile;
+        }
       }
 }
 
@@ -329,11 +337,82 @@ TEST(SamplingSettings, GradientsEqualThePlainComposition) {
     const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
     const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(true);
     const at::Tensor hl = at::matmul(hidden, weight.t()).argmax(2);
-    (bt::fused_linear_sequence_log_probs(h1, w1, hl, mask, bt::alignment::same_position, 3, opt) * weights).sum().backward();
+    bt::log_prob_options tiled = opt;
+    tiled.vocab_tile = 7;
+    (bt::fused_linear_sequence_log_probs(h1, w1, hl, mask, bt::alignment::same_position, 3, tiled) * weights).sum().backward();
     (bt::sequence_log_probs(at::matmul(h2, w2.t()), hl, mask, bt::alignment::same_position, opt) * weights).sum().backward();
     EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
     EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12);
+    // A frozen head: the hidden gradient formed during forward, (W_y - Σ p'_j W_j) / T.
+    const at::Tensor h3 = hidden.clone().requires_grad_(true);
+    (bt::fused_linear_sequence_log_probs(h3, weight, hl, mask, bt::alignment::same_position, 3, tiled) * weights).sum().backward();
+    EXPECT_LT((h3.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
   }
+}
+
+// The path other devices take (CUDA): chunks of tokens times the whole vocabulary through the
+// device's row kernels, or ATen operations when it has none or declines. Run here on CPU tensors
+// with three stand-ins for a device: none (ATen), brain's CPU row kernels behind the hook (as
+// brain::cuda's are on CUDA: lse and threshold from forward, gradient in place), and one that
+// declines. Values and gradients equal the materialised logits' for plain, temperature and
+// top-k / top-p settings, trainable and frozen heads, uneven chunks.
+bool cpu_rows_forward(const at::Tensor& logits, const at::Tensor& labels, const bt::sampling& s, at::Tensor& lse,
+                      at::Tensor& log_prob, at::Tensor& threshold) {
+  std::vector<double> scratch;
+  for (int64_t r = 0; r < logits.size(0); ++r)
+    log_prob.data_ptr<double>()[r] =
+        bt::detail::token_forward(logits.data_ptr<double>() + r * logits.size(1), logits.size(1), labels.data_ptr<int64_t>()[r],
+                                  s, scratch, lse.data_ptr<double>()[r], threshold.data_ptr<double>()[r]);
+  return true;
+}
+bool cpu_rows_backward(at::Tensor& logits, const at::Tensor& labels, const bt::sampling& s, const at::Tensor& lse,
+                       const at::Tensor& threshold, const at::Tensor& upstream) {
+  for (int64_t r = 0; r < logits.size(0); ++r) {
+    double* x = logits.data_ptr<double>() + r * logits.size(1);
+    brain::kernels::sampled_token_log_prob_backward(x, logits.size(1), labels.data_ptr<int64_t>()[r], s,
+                                                    brain::kernels::sampled_row<double>{lse.data_ptr<double>()[r],
+                                                                                        threshold.data_ptr<double>()[r]},
+                                                    upstream.data_ptr<double>()[r], x);
+  }
+  return true;
+}
+bool decline_forward(const at::Tensor&, const at::Tensor&, const bt::sampling&, at::Tensor&, at::Tensor&, at::Tensor&) { return false; }
+bool decline_backward(at::Tensor&, const at::Tensor&, const bt::sampling&, const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+  return false;
+}
+
+TEST(FusedLinearSequenceLogProbs, DevicePathChunksThroughTheDeviceRowKernels) {
+  const bt::detail::device_rows kernels{&cpu_rows_forward, &cpu_rows_backward}, declining{&decline_forward, &decline_backward};
+  const int64_t batch = 3, time = 6, vocabulary = 23, width = 5;
+  at::manual_seed(12);
+  const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble), weight = at::randn({vocabulary, width}, at::kDouble);
+  at::Tensor mask = at::ones({batch, time}, at::kLong);
+  mask[1].slice(0, 0, 2).zero_();  // left padding
+  mask[2].slice(0, 4, time).zero_();  // right padding
+  const at::Tensor labels = at::matmul(hidden, weight.t()).argmax(2);  // kept under any truncation
+  for (const bt::sampling sample : {bt::sampling{}, bt::sampling{0.7, 0, 1.0}, bt::sampling{1.2, 5, 0.8}})
+    for (const bt::detail::device_rows* rows : {static_cast<const bt::detail::device_rows*>(nullptr), &kernels, &declining})
+      for (const int64_t chunk : {1, 4, 100})
+        for (const bool frozen : {false, true}) {
+          const bt::log_prob_options opt{.sample = sample};
+          const auto selection = bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary,
+                                                           bt::alignment::same_position, opt);
+          const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(!frozen);
+          const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(!frozen);
+          const at::Tensor ours = bt::detail::chunked_linear_log_probs(h1, w1, selection, chunk, opt, rows);
+          const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w2.t()), labels, mask, bt::alignment::same_position, opt);
+          const std::string where = "T " + std::to_string(sample.temperature) + " k " + std::to_string(sample.top_k) +
+                                    " rows " + (rows == nullptr ? "ATen" : rows == &kernels ? "kernels" : "declining") +
+                                    " chunk " + std::to_string(chunk) + (frozen ? " frozen" : "");
+          EXPECT_LT((ours - plain).abs().max().item<double>(), 1e-12) << where;
+          const at::Tensor weights = at::randn({batch}, at::kDouble);
+          (ours * weights).sum().backward();
+          (plain * weights).sum().backward();
+          EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12) << where;
+          if (!frozen) {
+            EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12) << where;
+          }
+        }
 }
 
 TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
@@ -351,6 +430,31 @@ TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
                  "top_k = -2");
   expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 0, 0.0}}); },
                  "top_p = 0");
+  // The fused path, unvalidated, on both of its backward routes: an excluded label's log-prob is
+  // -inf and its hidden gradient exactly 0 (the weight's too), the other tokens' gradients are
+  // those of the materialised logits.
+  at::manual_seed(6);
+  const at::Tensor hidden = at::randn({1, 3, 4}, at::kDouble), weight = at::randn({10, 4}, at::kDouble);
+  const at::Tensor labels = at::matmul(hidden, weight.t()).argmax(2);
+  labels[0][1] = at::matmul(hidden, weight.t())[0][1].argmin();
+  const bt::log_prob_options top1{.reduce = bt::reduction::none, .sample = {0.5, 1, 1.0}, .validate = false};
+  const at::Tensor h0 = hidden.clone().requires_grad_(true), w0 = weight.clone().requires_grad_(true);
+  bt::sequence_log_probs(at::matmul(h0, w0.t()), labels, mask, bt::alignment::same_position, top1).sum().backward();
+  for (const bool frozen : {false, true}) {
+    const at::Tensor h = hidden.clone().requires_grad_(true), w = weight.clone().requires_grad_(!frozen);
+    const at::Tensor fused = bt::fused_linear_sequence_log_probs(h, w, labels, mask, bt::alignment::same_position, 0, top1);
+    EXPECT_EQ(fused[0][1].item<double>(), -INFINITY);
+    EXPECT_EQ(fused[0][0].item<double>(), 0.0);  // the argmax is the whole top-1 distribution
+    fused.masked_fill(fused == -INFINITY, 0).sum().backward();
+    EXPECT_EQ(h.grad()[0][1].abs().max().item<double>(), 0.0) << "frozen " << frozen;
+    EXPECT_LT((h.grad() - h0.grad()).abs().max().item<double>(), 1e-12) << "frozen " << frozen;
+    if (!frozen) {
+      EXPECT_LT((w.grad() - w0.grad()).abs().max().item<double>(), 1e-12);
+    }
+  }
+  expect_invalid([&] {
+    bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask, bt::alignment::same_position, 0, {.vocab_tile = -1});
+  }, "vocab_tile = -1 must be >= 0");
 }
 
 // sampled_log_softmax, what a sampler draws from: every entry of every row against the loop

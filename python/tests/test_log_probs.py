@@ -86,13 +86,15 @@ def test_sequence_log_probs_gradcheck(reduce):
 
 
 @pytest.mark.parametrize("chunk_tokens", [0, 1, 3])
+@pytest.mark.parametrize("vocab_tile", [0, 4])
 @pytest.mark.parametrize("alignment", ["next_token", "same_position"])
-def test_fused_linear_matches_sequence_log_probs(chunk_tokens, alignment):
+def test_fused_linear_matches_sequence_log_probs(chunk_tokens, vocab_tile, alignment):
     g = torch.Generator().manual_seed(3)
     _, labels, mask = make_batch()
     hidden = torch.randn(3, 7, 5, generator=g, dtype=torch.float64)
     weight = torch.randn(11, 5, generator=g, dtype=torch.float64)
-    got = brain.fused_linear_sequence_log_probs(hidden, weight, labels, mask, alignment, chunk_tokens=chunk_tokens)
+    got = brain.fused_linear_sequence_log_probs(hidden, weight, labels, mask, alignment, chunk_tokens=chunk_tokens,
+                                                vocab_tile=vocab_tile)
     torch.testing.assert_close(got, brain.sequence_log_probs(hidden @ weight.T, labels, mask, alignment))
     torch.testing.assert_close(got, reduce_ref(token_log_probs_ref(hidden @ weight.T, labels, mask, alignment), mask, "sum"))
 
@@ -104,7 +106,7 @@ def test_fused_linear_gradcheck(frozen_weight):
     hidden = torch.randn(2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=not frozen_weight)
     f = lambda h, w: brain.fused_linear_sequence_log_probs(h, w, labels, mask, "next_token", chunk_tokens=2,
-                                                          reduce="mean")
+                                                          vocab_tile=4, reduce="mean")
     assert torch.autograd.gradcheck(f, (hidden, weight))
 
 

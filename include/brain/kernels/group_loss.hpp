@@ -44,44 +44,6 @@
 
 namespace brain::inline v0::kernels {
 
-/// logsumexp of values seen one at a time (add) or in parts (merge), in any order: a running
-/// maximum and the sum of exp(x - maximum). -inf when empty or all -inf; NaN once a NaN or +inf
-/// was seen (as row_logsumexp).
-template <class Acc>
-struct online_logsumexp {
-  Acc max = -std::numeric_limits<Acc>::infinity();
-  Acc sum = 0;
-  bool poisoned = false;
-
-  BRAIN_HOST_DEVICE void add(Acc x) {
-    poisoned = poisoned || !(x == x) || x == std::numeric_limits<Acc>::infinity();
-    if (poisoned || x == -std::numeric_limits<Acc>::infinity()) return;
-    if (x > max) {
-      sum = sum * exp_approx(max - x) + Acc(1);
-      max = x;
-    } else {
-      sum += exp_approx(x - max);
-    }
-  }
-  BRAIN_HOST_DEVICE void merge(const online_logsumexp& other) {
-    poisoned = poisoned || other.poisoned;
-    if (other.max == -std::numeric_limits<Acc>::infinity()) return;
-    if (max == -std::numeric_limits<Acc>::infinity()) {
-      max = other.max;
-      sum = other.sum;
-      return;
-    }
-    const Acc m = max > other.max ? max : other.max;
-    sum = sum * exp_approx(max - m) + other.sum * exp_approx(other.max - m);
-    max = m;
-  }
-  BRAIN_HOST_DEVICE Acc value() const {
-    if (poisoned) return std::numeric_limits<Acc>::quiet_NaN();
-    if (max == -std::numeric_limits<Acc>::infinity()) return max;
-    return max + std::log(sum);
-  }
-};
-
 /// Why a group has no loss. Input codes name the argument; the order is the order of the checks.
 enum class group_status : std::uint8_t {
   ok = 0,
@@ -252,7 +214,7 @@ namespace detail {
 /// faster here), times 2^k applied as two powers of two so that denormal results are
 /// right. Exactly 0 below log(denorm_min) (so exp(-inf) = 0, as the Eigen backend's exp), +inf
 /// above log(max), NaN for NaN.
-inline double exp_vectorisable(double x) {
+BRAIN_INLINE_ELEMENT double exp_vectorisable(double x) {
   constexpr double log2e = 1.4426950408889634, ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
   constexpr double lo = -745.13321910194122, hi = 709.78271289338397;
   constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
@@ -274,7 +236,7 @@ inline double exp_vectorisable(double x) {
   const double value = e * scale1 * scale2;
   return select(x < lo, 0.0, select(x > hi, std::numeric_limits<double>::infinity(), select(x != x, x, value)));
 }
-inline float exp_vectorisable(float x) { return exp_approx(x); }
+BRAIN_INLINE_ELEMENT float exp_vectorisable(float x) { return exp_approx(x); }
 
 template <class Acc>
 Acc larger(Acc a, Acc b) { return select(b > a, b, a); }  // NaN never wins: the checks catch it

@@ -38,11 +38,11 @@ namespace detail {
 
 /// mask ? a : b on the bits, with the comparison computed unconditionally: GCC will not
 /// if-convert a floating-point ?: under the default -ftrapping-math, and then cannot vectorise.
-BRAIN_HOST_DEVICE inline float select(bool mask, float a, float b) {
+BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT float select(bool mask, float a, float b) {
   const std::uint32_t m = 0u - static_cast<std::uint32_t>(mask);
   return std::bit_cast<float>((std::bit_cast<std::uint32_t>(a) & m) | (std::bit_cast<std::uint32_t>(b) & ~m));
 }
-BRAIN_HOST_DEVICE inline double select(bool mask, double a, double b) {
+BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT double select(bool mask, double a, double b) {
   const std::uint64_t m = 0u - static_cast<std::uint64_t>(mask);
   return std::bit_cast<double>((std::bit_cast<std::uint64_t>(a) & m) | (std::bit_cast<std::uint64_t>(b) & ~m));
 }
@@ -52,7 +52,7 @@ BRAIN_HOST_DEVICE inline double select(bool mask, double a, double b) {
 /// exp(x) in float without a library call, so that loops around it vectorise (a libm call per
 /// element costs ~5 ns here, more than the memory traffic). Cephes' expf: relative error below
 /// 1e-7 on [-87.3, 88.3]; exactly 0 below -87.3 (so exp(-inf) = 0), +inf above 88.3, NaN for NaN.
-BRAIN_HOST_DEVICE inline float exp_approx(float x) {
+BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT float exp_approx(float x) {
   constexpr float lo = -87.3f, hi = 88.3f;
   constexpr float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
   const bool below = x < lo, above = x > hi, nan = x != x;
@@ -65,7 +65,7 @@ BRAIN_HOST_DEVICE inline float exp_approx(float x) {
   const float e = (poly * r * r + r + 1.0f) * std::bit_cast<float>((n + 127) << 23);
   return detail::select(below, 0.0f, detail::select(above, std::numeric_limits<float>::infinity(), detail::select(nan, x, e)));
 }
-BRAIN_HOST_DEVICE inline double exp_approx(double x) { return std::exp(x); }
+BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT double exp_approx(double x) { return std::exp(x); }
 
 namespace detail {
 
@@ -111,6 +111,44 @@ struct sampled_load {
 
 }  // namespace detail
 
+/// logsumexp of values seen one at a time (add) or in parts (merge), in any order: a running
+/// maximum and the sum of exp(x - maximum). -inf when empty or all -inf; NaN once a NaN or +inf
+/// was seen (as row_logsumexp).
+template <class Acc>
+struct online_logsumexp {
+  Acc max = -std::numeric_limits<Acc>::infinity();
+  Acc sum = 0;
+  bool poisoned = false;
+
+  BRAIN_HOST_DEVICE void add(Acc x) {
+    poisoned = poisoned || !(x == x) || x == std::numeric_limits<Acc>::infinity();
+    if (poisoned || x == -std::numeric_limits<Acc>::infinity()) return;
+    if (x > max) {
+      sum = sum * exp_approx(max - x) + Acc(1);
+      max = x;
+    } else {
+      sum += exp_approx(x - max);
+    }
+  }
+  BRAIN_HOST_DEVICE void merge(const online_logsumexp& other) {
+    poisoned = poisoned || other.poisoned;
+    if (other.max == -std::numeric_limits<Acc>::infinity()) return;
+    if (max == -std::numeric_limits<Acc>::infinity()) {
+      max = other.max;
+      sum = other.sum;
+      return;
+    }
+    const Acc m = max > other.max ? max : other.max;
+    sum = sum * exp_approx(max - m) + other.sum * exp_approx(other.max - m);
+    max = m;
+  }
+  BRAIN_HOST_DEVICE Acc value() const {
+    if (poisoned) return std::numeric_limits<Acc>::quiet_NaN();
+    if (max == -std::numeric_limits<Acc>::infinity()) return max;
+    return max + std::log(sum);
+  }
+};
+
 /// logsumexp of x[0..n), reading x from memory once: each block's maximum, then the sum of its
 /// exponentials from cache, merged into a running (max, sum). -inf for an all -inf row; NaN if
 /// any value is NaN or +inf. (The loops are shaped so that GCC vectorises them without
@@ -153,6 +191,77 @@ BRAIN_HOST_DEVICE accumulate_t<In> row_logsumexp(const In* x, std::int64_t n, Lo
   return running_max == minus_inf ? minus_inf : running_max + std::log(running_sum);
 }
 
+namespace detail {
+
+/// The largest load(x, j) over [0, n), in independent lanes; NaN never wins (the sum that
+/// follows sees it).
+template <class In, class Load>
+accumulate_t<In> row_max(const In* x, std::int64_t n, Load load) {
+  using acc = accumulate_t<In>;
+  acc lane[lanes];
+  for (int l = 0; l < lanes; ++l) lane[l] = -std::numeric_limits<acc>::infinity();
+  const std::int64_t whole = n - n % lanes;
+  for (std::int64_t j = 0; j < whole; j += lanes)
+    for (int l = 0; l < lanes; ++l) lane[l] = lane[l] < load(x, j + l) ? load(x, j + l) : lane[l];
+  acc max = -std::numeric_limits<acc>::infinity();
+  for (int l = 0; l < lanes; ++l) max = max < lane[l] ? lane[l] : max;
+  for (std::int64_t j = whole; j < n; ++j) max = max < load(x, j) ? load(x, j) : max;
+  return max;
+}
+
+/// The sum of exp(load(x, j) - shift) over [0, n), in independent lanes; with Write, every term
+/// is also stored to out[j] (out may alias x).
+template <bool Write, class In, class Load, class Out>
+accumulate_t<In> exp_shifted_sum(const In* x, std::int64_t n, Load load, accumulate_t<In> shift, Out* out) {
+  using acc = accumulate_t<In>;
+  acc lane[lanes] = {};
+  const std::int64_t whole = n - n % lanes;
+  for (std::int64_t j = 0; j < whole; j += lanes)
+    for (int l = 0; l < lanes; ++l) {
+      const acc e = exp_approx(load(x, j + l) - shift);
+      if constexpr (Write) out[j + l] = static_cast<Out>(e);
+      lane[l] += e;
+    }
+  acc sum = 0;
+  for (int l = 0; l < lanes; ++l) sum += lane[l];
+  for (std::int64_t j = whole; j < n; ++j) {
+    const acc e = exp_approx(load(x, j) - shift);
+    if constexpr (Write) out[j] = static_cast<Out>(e);
+    sum += e;
+  }
+  return sum;
+}
+
+}  // namespace detail
+
+/// Adds one tile of a row, v_j = load(x, j) for j in [0, n), to the row's running logsumexp: the
+/// vocabulary-tiled fused path sees each token's logits a tile at a time, while the tile is in
+/// cache. With Write, numerators[j] = exp(v_j - m) for the running maximum m after this tile:
+/// the softmax numerators that the running sum counts (numerators may alias x). Returns
+/// exp(old maximum - m), the factor that brings anything accumulated against the old maximum to
+/// the new one (1 when it did not move, 0 before the first finite value).
+template <bool Write, class In, class Load, class Out = accumulate_t<In>>
+accumulate_t<In> add_tile(online_logsumexp<accumulate_t<In>>& state, const In* x, std::int64_t n, Load load,
+                          Out* numerators = nullptr) {
+  using acc = accumulate_t<In>;
+  constexpr acc minus_inf = -std::numeric_limits<acc>::infinity();
+  const acc tile_max = detail::row_max(x, n, load);
+  const acc m = state.max < tile_max ? tile_max : state.max;
+  if (m == minus_inf) {  // nothing finite so far: the tile adds nothing, unless it holds NaN
+    for (std::int64_t j = 0; j < n; ++j) {
+      state.poisoned = state.poisoned || !(load(x, j) == load(x, j));
+      if constexpr (Write) numerators[j] = Out(0);
+    }
+    return acc(1);
+  }
+  const acc sum = detail::exp_shifted_sum<Write>(x, n, load, m, numerators);
+  const acc scale = state.max == m ? acc(1) : exp_approx(state.max - m);
+  state.sum = state.sum * scale + sum;
+  state.max = m;
+  state.poisoned = state.poisoned || !(sum == sum) || m == std::numeric_limits<acc>::infinity();
+  return scale;
+}
+
 /// log p(label) for one row of logits.
 template <class In>
 BRAIN_HOST_DEVICE accumulate_t<In> token_log_prob(const In* x, std::int64_t n, std::int64_t label) {
@@ -162,8 +271,21 @@ BRAIN_HOST_DEVICE accumulate_t<In> token_log_prob(const In* x, std::int64_t n, s
 /// d (upstream * log p(label)) / d x[j] = upstream * ([j == label] - exp(x[j] - lse)) for one logit,
 /// given its row's logsumexp: the element the CPU loop below and the CUDA backward kernel share.
 template <class Acc>
-BRAIN_HOST_DEVICE Acc logit_gradient(Acc x, Acc lse, Acc upstream, bool is_label) {
+BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT Acc logit_gradient(Acc x, Acc lse, Acc upstream, bool is_label) {
   return upstream * ((is_label ? Acc(1) : Acc(0)) - exp_approx(x - lse));
+}
+
+/// grad[j] = upstream * ([j == label] - exp(v_j - lse)) for one row, or one tile of a row, of
+/// values v_j = load(x, j): the gradient of upstream * log p(label) with respect to them, given the
+/// row's logsumexp `lse`, written in one pass. label = -1: the label lies outside this tile (no
+/// one-hot term). `grad` may alias `x` (in place).
+template <class In, class Out, class Load>
+BRAIN_HOST_DEVICE void tile_log_prob_backward(const In* x, std::int64_t n, std::int64_t label, Load load,
+                                              accumulate_t<In> lse, accumulate_t<In> upstream, Out* grad) {
+  using acc = accumulate_t<In>;
+  const acc at_label = label >= 0 ? logit_gradient(load(x, label), lse, upstream, true) : acc(0);  // before x is overwritten
+  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(load(x, j), lse, upstream, false));
+  if (label >= 0) grad[label] = static_cast<Out>(at_label);
 }
 
 /// grad[j] = upstream * ([j == label] - exp(x[j] - lse)), for the row's logsumexp `lse`: the
@@ -172,10 +294,7 @@ BRAIN_HOST_DEVICE Acc logit_gradient(Acc x, Acc lse, Acc upstream, bool is_label
 template <class In, class Out>
 BRAIN_HOST_DEVICE void token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label,
                                                accumulate_t<In> lse, accumulate_t<In> upstream, Out* grad) {
-  using acc = accumulate_t<In>;
-  const acc at_label = logit_gradient(detail::load(x, label), lse, upstream, true);  // before x is overwritten
-  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(detail::load(x, j), lse, upstream, false));
-  grad[label] = static_cast<Out>(at_label);
+  tile_log_prob_backward(x, n, label, detail::plain_load<In>{}, lse, upstream, grad);
 }
 
 /// The normaliser of one row under a sampler's settings: log p'(j) = x[j] / T - lse for
@@ -253,13 +372,9 @@ BRAIN_HOST_DEVICE void sampled_token_log_prob_backward(const In* x, std::int64_t
   using acc = accumulate_t<In>;
   if (s.is_plain()) return token_log_prob_backward(x, n, label, row.lse, upstream, grad);
   const detail::sampled_load<In> load{static_cast<acc>(s.temperature), row.threshold};
-  const acc scaled = upstream / static_cast<acc>(s.temperature);
   const bool label_kept = load(x, label) > -std::numeric_limits<acc>::infinity();
-  const acc at_label = label_kept ? logit_gradient(load(x, label), row.lse, scaled, true) : acc(0);
-  const acc up = label_kept ? scaled : acc(0);
   // Dropped logits read -inf, so exp(-inf - lse) = 0 and their gradient is exactly 0.
-  for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(load(x, j), row.lse, up, false));
-  grad[label] = static_cast<Out>(at_label);
+  tile_log_prob_backward(x, n, label, load, row.lse, label_kept ? upstream / static_cast<acc>(s.temperature) : acc(0), grad);
 }
 
 }  // namespace brain::inline v0::kernels

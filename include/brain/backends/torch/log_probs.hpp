@@ -31,12 +31,15 @@
 // any batch, with either padding: every token row is computed alone, sums over tokens run in a
 // fixed order, and the fused path multiplies each sequence's hidden rows in chunks of its own.
 //
-// CPU tensors run brain's kernels over at::parallel_for. Other devices look up an implementation
-// registered for their device type: brain::cuda's kernels register for CUDA tensors of float32
-// and float64 from every translation unit compiled with BRAIN_WITH_CUDA (linking brain::cuda)
-// against a CUDA build of LibTorch (its c10/cuda headers). The registry is one per program, so
-// every translation unit dispatches alike whatever it was compiled with (no ODR hazard). Without
-// a registration, and for float16/bfloat16, the plain ATen composition runs (same results).
+// CPU tensors run brain's kernels over at::parallel_for; the fused path there tiles the
+// vocabulary too (chunk x tile logits at a time, each tile consumed in cache). Other devices look
+// up an implementation registered for their device type: brain::cuda's kernels register for CUDA
+// tensors of float32 and float64 from every translation unit compiled with BRAIN_WITH_CUDA
+// (linking brain::cuda) against a CUDA build of LibTorch (its c10/cuda headers). The registry is
+// one per program, so every translation unit dispatches alike whatever it was compiled with (no
+// ODR hazard). Without a registration, and for float16/bfloat16, the plain ATen composition runs
+// (same results). On those devices the fused path chunks over tokens (chunk x V logits at a time:
+// an ATen product, then the device's row kernels or ATen operations).
 
 #include <brain/errors.hpp>
 #include <brain/kernels/token_log_probs.hpp>
@@ -51,9 +54,14 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <limits>
 #include <string_view>
 #include <vector>
+
+#if __has_include(<unistd.h>)
+#include <unistd.h>  // sysconf: the cache size that sizes the fused path's tiles
+#endif
 
 namespace brain::inline v0::libtorch {
 
@@ -76,6 +84,9 @@ struct log_prob_options {
   /// default is the model's own distribution.
   sampling sample = {};
   bool validate = true;  ///< check shapes, label range, settings and finiteness (one pass over labels, none over logits)
+  /// fused_linear_sequence_log_probs only: logits columns computed at a time (0: about half of one
+  /// core's L2 cache per tile). Top-k / top-p settings always take the whole vocabulary.
+  int64_t vocab_tile = 0;
 };
 
 namespace detail {
@@ -207,8 +218,23 @@ inline at::Tensor plain_token_log_probs(const at::Tensor& logits, const token_se
 
 /// A device's implementation of sequence_log_probs (the reduced result, with autograd), for
 /// logits of that device; nullptr `sequence` declines (e.g. an unsupported dtype).
+struct device_log_probs;
+
+/// A device's per-row kernels for the fused path's token chunks (CUDA: brain::cuda's). forward:
+/// lse, log_prob and threshold [R] of logits [R, V] (float or double, contiguous) for labels [R]
+/// under the settings; backward: overwrites the logits with the gradient of
+/// Σ_r upstream_r · log p(label_r), given the forward's lse and threshold. Either returns false
+/// to decline (a dtype it lacks): ATen operations run instead.
+struct device_rows {
+  bool (*forward)(const at::Tensor& logits, const at::Tensor& labels, const sampling& s, at::Tensor& lse,
+                  at::Tensor& log_prob, at::Tensor& threshold);
+  bool (*backward)(at::Tensor& logits, const at::Tensor& labels, const sampling& s, const at::Tensor& lse,
+                   const at::Tensor& threshold, const at::Tensor& upstream);
+};
+
 struct device_log_probs {
   at::Tensor (*sequence)(const at::Tensor& logits, const token_selection& s, const log_prob_options& opt);
+  const device_rows* rows = nullptr;  ///< for fused_linear_sequence_log_probs; nullptr: ATen operations
 };
 
 /// The program-wide registry of device implementations, by device type.
@@ -344,59 +370,150 @@ inline std::vector<std::pair<int64_t, int64_t>> sequence_chunks(const at::Tensor
   return chunks;
 }
 
+/// The L2 cache of one core in bytes (sysconf, else sysfs), 1 MiB when neither says.
+inline int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+#if __has_include(<unistd.h>) && defined(_SC_LEVEL2_CACHE_SIZE)
+    if (const long b = ::sysconf(_SC_LEVEL2_CACHE_SIZE); b > 0) return static_cast<int64_t>(b);
+#endif
+    std::ifstream size("/sys/devices/system/cpu/cpu0/cache/index2/size");  // e.g. "2048K"
+    int64_t value = 0;
+    char unit = 0;
+    if (size >> value && value > 0) return (size >> unit && (unit == 'M' || unit == 'm')) ? value << 20 : value << 10;
+    return int64_t{1} << 20;
+  }();
+  return bytes;
+}
+
+/// Logits columns per vocabulary tile: a tile of `rows` x columns accumulation values about the
+/// size of one core's L2 cache (measured on 2048 x 50257 x 768 with 256 rows: 512, 1024, 2048
+/// and 4096 columns took 1.10, 1.05, 1.03 and 1.06x the time of 2048, which fills 2 MiB),
+/// a multiple of 64 in [256, V]; the whole vocabulary under top-k / top-p (their threshold needs
+/// the whole row).
+inline int64_t vocab_tile_columns(int64_t requested, int64_t rows, int64_t vocabulary, int64_t value_bytes,
+                                  const sampling& sample) {
+  if (sample.truncates()) return vocabulary;
+  if (requested > 0) return std::min(requested, vocabulary);
+  const int64_t columns = l2_cache_bytes() / (std::max<int64_t>(rows, 1) * value_bytes);
+  return std::min(vocabulary, std::max<int64_t>(256, columns / 64 * 64));
+}
+
+/// Calls f with the load of one row's logits under the settings (x / T, -inf below the
+/// threshold), or the plain load when the settings are the model's own distribution.
+template <class Acc, class F>
+void with_load(const sampling& sample, Acc threshold, F&& f) {
+  if (sample.is_plain())
+    f(kernels::detail::plain_load<Acc>{});
+  else
+    f(kernels::detail::sampled_load<Acc>{static_cast<Acc>(sample.temperature), threshold});
+}
+
+/// The rows of `hidden` [B, T, d] that score the label positions, in the accumulation dtype,
+/// contiguous: each chunk of tokens is then one block.
+inline at::Tensor scoring_rows(const at::Tensor& hidden, const at::Tensor& positions, int64_t shift, at::ScalarType type) {
+  return hidden.reshape({-1, hidden.size(2)}).index_select(0, positions - shift).to(type).contiguous();
+}
+
+/// Visits the logits tile by tile: for each vocabulary tile [start, start + columns) (outer, so
+/// that W's tile stays in cache) and each chunk of tokens [begin, end), computes
+/// logits = h[begin:end] · W[start:start+columns]ᵀ into one reused buffer and calls
+/// f(logits, start, begin, end).
+template <class F>
+void for_each_logits_tile(const at::Tensor& h, const at::Tensor& w, const std::vector<std::pair<int64_t, int64_t>>& chunks,
+                          int64_t chunk, int64_t tile, F&& f) {
+  const int64_t vocabulary = w.size(0), rows = std::min<int64_t>(chunk, h.size(0));
+  at::Tensor buffer = at::empty({rows * std::min(tile, vocabulary)}, h.options());
+  for (int64_t start = 0; start < vocabulary; start += tile) {
+    const int64_t columns = std::min(tile, vocabulary - start);
+    const at::Tensor w_tile = w.slice(0, start, start + columns);
+    for (const auto& [begin, end] : chunks) {
+      at::Tensor logits = buffer.narrow(0, 0, (end - begin) * columns).view({end - begin, columns});
+      at::mm_out(logits, h.slice(0, begin, end), w_tile.t());
+      f(logits, w_tile, start, begin, end);
+    }
+  }
+}
+
 struct fused_linear_function : ::torch::autograd::Function<fused_linear_function> {
-  // hidden [B, T, d], weight [V, d]; the logits exist chunk by chunk only, in forward and backward.
-  // `eager`: the weight needs no gradient but hidden does, so forward already turns each chunk's
-  // logits into d log p / d hidden (one product) and backward only scales it: 2 products in all
-  // instead of 4 (forward, recomputation, dH, dW).
+  // hidden [B, T, d], weight [V, d]. The logits exist a tile at a time ([chunk tokens, tile
+  // columns], consumed while in cache): forward keeps an online logsumexp per token across the
+  // vocabulary tiles; backward recomputes each tile and turns it into its gradient in place.
+  // `eager`: the weight needs no gradient but hidden does, so forward also accumulates
+  // Σ_j exp(v_j - m) W_j per token (rescaled whenever its running maximum m moves), which gives
+  // d log p / d hidden = (W_y - Σ_j p_j W_j) / T at the end: 2 products in all instead of 4
+  // (forward, recomputation, dH, dW).
   static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                             const at::Tensor& labels, const at::Tensor& active, int64_t shift, int64_t reduce,
-                            int64_t chunk, bool validate, bool eager, double temperature, int64_t top_k, double top_p) {
+                            int64_t chunk, int64_t tile, bool validate, bool eager, double temperature, int64_t top_k,
+                            double top_p) {
     const sampling sample{temperature, top_k, top_p};
     const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
     const auto acc_type = accumulate_type(hidden.scalar_type());
+    const auto options = hidden.options().dtype(acc_type);
     const at::Tensor positions = at::nonzero(active.reshape({-1})).reshape({-1});  // label positions, flat
-    const at::Tensor rows = positions - shift;                                   // hidden rows scoring them
     const at::Tensor token_labels = labels.reshape({-1}).index_select(0, positions).contiguous();
-    const at::Tensor flat_hidden = hidden.reshape({batch * time, width});
-    const at::Tensor w = weight.to(acc_type);
+    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
+    const at::Tensor w = weight.to(acc_type).contiguous();
     const int64_t count = positions.size(0);
-    at::Tensor lse = at::empty({count}, hidden.options().dtype(acc_type));
-    at::Tensor threshold = at::empty({count}, hidden.options().dtype(acc_type));
-    at::Tensor token = at::empty({count}, hidden.options().dtype(acc_type));
-    at::Tensor unit_grad_hidden = eager ? at::empty({count, width}, hidden.options().dtype(acc_type)) : at::Tensor();
-    for (const auto& [begin, end] : sequence_chunks(active, chunk)) {
-      const int64_t size = end - begin;
-      at::Tensor logits = at::mm(flat_hidden.index_select(0, rows.slice(0, begin, end)).to(acc_type), w.t());
-      AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs", [&] {
-        scalar_t* x = logits.data_ptr<scalar_t>();
-        const int64_t vocabulary = logits.size(1);
-        const int64_t* label_ptr = token_labels.data_ptr<int64_t>() + begin;
-        scalar_t* lse_ptr = lse.data_ptr<scalar_t>() + begin;
-        scalar_t* threshold_ptr = threshold.data_ptr<scalar_t>() + begin;
-        scalar_t* token_ptr = token.data_ptr<scalar_t>() + begin;
-        at::parallel_for(0, size, 1, [&](int64_t b, int64_t e) {
-          std::vector<scalar_t> scratch;
+    at::Tensor lse = at::empty({count}, options), threshold = at::empty({count}, options);
+    at::Tensor token = at::empty({count}, options), row_sum = at::empty({count}, options);
+    at::Tensor numerators = eager ? at::zeros({count, width}, options) : at::Tensor();  // Σ_j exp(v_j - m) W_j
+    AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs", [&] {
+      using acc = scalar_t;
+      std::vector<kernels::online_logsumexp<acc>> state(static_cast<std::size_t>(count));
+      std::vector<acc> label_value(static_cast<std::size_t>(count), -std::numeric_limits<acc>::infinity());
+      at::Tensor rescale = eager ? at::empty({count, 1}, options) : at::Tensor();
+      acc* threshold_ptr = threshold.data_ptr<acc>();
+      const int64_t* label_ptr = token_labels.data_ptr<int64_t>();
+      for_each_logits_tile(h, w, sequence_chunks(active, chunk), chunk, tile,
+                           [&](at::Tensor& logits, const at::Tensor& w_tile, int64_t start, int64_t begin, int64_t end) {
+        const int64_t columns = logits.size(1);
+        acc* x = logits.data_ptr<acc>();
+        acc* rescale_ptr = eager ? rescale.data_ptr<acc>() : nullptr;
+        at::parallel_for(begin, end, 1, [&](int64_t b, int64_t e) {
+          std::vector<acc> scratch;
           for (int64_t k = b; k < e; ++k) {
-            token_ptr[k] = token_forward(x + k * vocabulary, vocabulary, label_ptr[k], sample, scratch, lse_ptr[k],
-                                         threshold_ptr[k]);
-            if (eager)  // d log p / d logits with upstream 1, in place
-              kernels::sampled_token_log_prob_backward(x + k * vocabulary, vocabulary, label_ptr[k], sample,
-                                                       kernels::sampled_row<scalar_t>{lse_ptr[k], threshold_ptr[k]},
-                                                       scalar_t(1), x + k * vocabulary);
+            acc* row = x + (k - begin) * columns;
+            if (start == 0)  // under top-k / top-p the tile is the whole row
+              threshold_ptr[k] = kernels::truncation_threshold(row, columns, sample, scratch);
+            with_load(sample, threshold_ptr[k], [&](auto load) {
+              if (const int64_t label = label_ptr[k] - start; label >= 0 && label < columns) label_value[k] = load(row, label);
+              if (eager)
+                rescale_ptr[k] = kernels::add_tile<true>(state[k], row, columns, load, row);
+              else
+                kernels::add_tile<false>(state[k], row, columns, load);
+            });
           }
         });
+        if (eager) {
+          at::Tensor sums = numerators.slice(0, begin, end);
+          const acc* scale = rescale_ptr + begin;  // the maxima settle after a few tiles: skip the pass then
+          if (std::any_of(scale, scale + (end - begin), [](acc f) { return f != acc(1); }))
+            sums.mul_(rescale.slice(0, begin, end));
+          sums.addmm_(logits, w_tile);
+        }
       });
-      if (eager) unit_grad_hidden.slice(0, begin, end).copy_(at::mm(logits, w));
+      acc *lse_ptr = lse.data_ptr<acc>(), *token_ptr = token.data_ptr<acc>(), *sum_ptr = row_sum.data_ptr<acc>();
+      for (int64_t k = 0; k < count; ++k) {
+        lse_ptr[k] = state[k].value();
+        token_ptr[k] = label_value[k] - lse_ptr[k];
+        sum_ptr[k] = state[k].sum;
+      }
+    });
+    at::Tensor unit_grad_hidden;
+    if (eager) {  // (W_y - Σ_j p_j W_j) / T with p_j = exp(v_j - m) / sum; 0 for a label the settings drop
+      const at::Tensor kept = (token != -std::numeric_limits<double>::infinity()).to(acc_type).unsqueeze(1);
+      unit_grad_hidden = (w.index_select(0, token_labels) - numerators / row_sum.unsqueeze(1)) * (kept / temperature);
     }
     at::Tensor per_token = at::zeros({batch * time}, token.options());
     per_token.index_copy_(0, positions, token);
     per_token = per_token.view({batch, time});
     if (validate) check_finite_tokens("fused_linear_sequence_log_probs", per_token, active, shift, sample);
-    ctx->save_for_backward({hidden, weight, active, positions, token_labels, lse, threshold, unit_grad_hidden});
+    ctx->save_for_backward({hidden, weight, active, positions, token_labels, lse, threshold, unit_grad_hidden, token});
     ctx->saved_data["shift"] = shift;
     ctx->saved_data["reduce"] = reduce;
     ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["tile"] = tile;
     ctx->saved_data["eager"] = eager;
     save_sampling(ctx, sample);
     return reduce_tokens(per_token, active, static_cast<reduction>(reduce));
@@ -407,53 +524,186 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &hidden = saved[0], &weight = saved[1], &active = saved[2], &positions = saved[3];
     const at::Tensor &token_labels = saved[4], &lse = saved[5], &threshold = saved[6], &unit_grad_hidden = saved[7];
+    const at::Tensor& token = saved[8];
     const int64_t shift = ctx->saved_data["shift"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
+    const int64_t tile = ctx->saved_data["tile"].toInt();
     const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
     const sampling sample = load_sampling(ctx);
     const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
-    const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
     const auto acc_type = lse.scalar_type();
     const at::Tensor upstream =
         upstream_per_token(grad_outputs[0].to(acc_type), active, r).reshape({-1}).index_select(0, positions).contiguous();
-    const at::Tensor flat_hidden = hidden.reshape({batch * time, width});
-    const at::Tensor rows = positions - shift;
-    const at::Tensor w = weight.to(acc_type);
-    at::Tensor grad_hidden = need_hidden ? at::zeros({batch * time, width}, hidden.options().dtype(acc_type)) : at::Tensor();
-    at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();  // no buffer for a frozen head
-    ::torch::autograd::variable_list grads(12);  // one per input of forward
+    ::torch::autograd::variable_list grads(14);  // one per input of forward
+    const auto hidden_gradient = [&](const at::Tensor& rows) {  // [count, d] -> [B, T, d] in hidden's dtype
+      at::Tensor g = at::zeros({hidden.size(0) * hidden.size(1), hidden.size(2)}, rows.options());
+      g.index_add_(0, positions - shift, rows);
+      return g.view(hidden.sizes()).to(hidden.scalar_type());
+    };
     if (ctx->saved_data["eager"].toBool()) {
-      if (need_hidden) grad_hidden.index_add_(0, rows, unit_grad_hidden * upstream.unsqueeze(1));
-      grads[0] = need_hidden ? grad_hidden.view({batch, time, width}).to(hidden.scalar_type()) : at::Tensor();
+      if (need_hidden) grads[0] = hidden_gradient(unit_grad_hidden * upstream.unsqueeze(1));
       return grads;
     }
-    for (const auto& [begin, end] : sequence_chunks(active, chunk)) {
-      if (!need_hidden && !need_weight) break;
-      const int64_t size = end - begin;
-      const at::Tensor chunk_rows = rows.slice(0, begin, end);
-      const at::Tensor h = flat_hidden.index_select(0, chunk_rows).to(acc_type);
-      at::Tensor logits = at::mm(h, w.t());  // recomputed, then turned into its gradient in place
-      AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs_backward", [&] {
-        scalar_t* x = logits.data_ptr<scalar_t>();
-        const int64_t vocabulary = logits.size(1);
-        const int64_t* label_ptr = token_labels.data_ptr<int64_t>() + begin;
-        const scalar_t* lse_ptr = lse.data_ptr<scalar_t>() + begin;
-        const scalar_t* threshold_ptr = threshold.data_ptr<scalar_t>() + begin;
-        const scalar_t* up = upstream.data_ptr<scalar_t>() + begin;
-        at::parallel_for(0, size, 1, [&](int64_t b, int64_t e) {
-          for (int64_t k = b; k < e; ++k)
-            kernels::sampled_token_log_prob_backward(x + k * vocabulary, vocabulary, label_ptr[k], sample,
-                                                     kernels::sampled_row<scalar_t>{lse_ptr[k], threshold_ptr[k]}, up[k],
-                                                     x + k * vocabulary);
+    if (!need_hidden && !need_weight) return grads;
+    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
+    const at::Tensor w = weight.to(acc_type).contiguous();
+    // d/d v_j of upstream * log p'(y) scaled by d v / d x = 1 / T; 0 for a label the settings drop.
+    const at::Tensor scaled = sample.is_plain()
+                                  ? upstream
+                                  : (upstream * (token != -std::numeric_limits<double>::infinity()).to(acc_type) /
+                                     sample.temperature).contiguous();
+    at::Tensor grad_rows = need_hidden ? at::zeros_like(h) : at::Tensor();
+    at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();  // no buffer for a frozen head
+    AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs_backward", [&] {
+      using acc = scalar_t;
+      const int64_t* label_ptr = token_labels.data_ptr<int64_t>();
+      const acc *lse_ptr = lse.data_ptr<acc>(), *threshold_ptr = threshold.data_ptr<acc>(), *up = scaled.data_ptr<acc>();
+      for_each_logits_tile(h, w, sequence_chunks(active, chunk), chunk, tile,
+                           [&](at::Tensor& logits, const at::Tensor& w_tile, int64_t start, int64_t begin, int64_t end) {
+        const int64_t columns = logits.size(1);
+        acc* x = logits.data_ptr<acc>();
+        at::parallel_for(begin, end, 1, [&](int64_t b, int64_t e) {
+          for (int64_t k = b; k < e; ++k) {
+            acc* row = x + (k - begin) * columns;
+            const int64_t label = label_ptr[k] - start;
+            with_load(sample, threshold_ptr[k], [&](auto load) {
+              kernels::tile_log_prob_backward(row, columns, label >= 0 && label < columns ? label : -1, load, lse_ptr[k],
+                                              up[k], row);
+            });
+          }
         });
+        if (need_hidden) grad_rows.slice(0, begin, end).addmm_(logits, w_tile);
+        if (need_weight) grad_weight.slice(0, start, start + logits.size(1)).addmm_(logits.t(), h.slice(0, begin, end));
       });
-      if (need_hidden) grad_hidden.index_add_(0, chunk_rows, at::mm(logits, w));
-      if (need_weight) grad_weight.addmm_(logits.t(), h);
-    }
-    grads[0] = need_hidden ? grad_hidden.view({batch, time, width}).to(hidden.scalar_type()) : at::Tensor();
-    grads[1] = need_weight ? grad_weight.to(weight.scalar_type()) : at::Tensor();
+    });
+    if (need_hidden) grads[0] = hidden_gradient(grad_rows);
+    if (need_weight) grads[1] = grad_weight.to(weight.scalar_type());
     return grads;
   }
 };
+
+/// The fused path on other devices (CUDA): chunks of `chunk` tokens times the whole vocabulary,
+/// each chunk's logits one ATen product then the device's row kernels (`rows`; ATen operations
+/// when it has none or declines), so at most chunk x V logits exist, forward and backward; the
+/// backward recomputes them. Products run in the accumulation dtype (float32 for half and
+/// bfloat16), as on the CPU. `eager` as fused_linear_function.
+struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_function> {
+  // Rows forward: the device's kernels, else log_softmax (under the settings) and gather.
+  static void rows_forward(const device_rows* rows, const at::Tensor& logits, const at::Tensor& labels, const sampling& s,
+                           at::Tensor lse, at::Tensor log_prob, at::Tensor threshold) {
+    if (rows != nullptr && rows->forward(logits, labels, s, lse, log_prob, threshold)) return;
+    log_prob.copy_(sampled_log_softmax_unchecked(logits, s).gather(1, labels.unsqueeze(1)).squeeze(1));
+  }
+  // Rows backward: the gradient of Σ upstream_r log p(label_r) with respect to the logits
+  // (in place when the device's kernels run).
+  static at::Tensor rows_gradient(const device_rows* rows, at::Tensor& logits, const at::Tensor& labels, const sampling& s,
+                                  const at::Tensor& lse, const at::Tensor& threshold, const at::Tensor& upstream) {
+    if (rows != nullptr && rows->backward(logits, labels, s, lse, threshold, upstream)) return logits;
+    const at::Tensor log_p = sampled_log_softmax_unchecked(logits, s);
+    // ([j == y] - p'_j) / T for a kept label, 0 for one the settings drop (log p' = -inf).
+    const at::Tensor kept = log_p.gather(1, labels.unsqueeze(1)) != -std::numeric_limits<double>::infinity();
+    const at::Tensor up = upstream.unsqueeze(1) * kept.to(upstream.scalar_type()) / s.temperature;
+    return (-log_p.exp() * up).scatter_add_(1, labels.unsqueeze(1), up);
+  }
+
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+                            const at::Tensor& labels, const at::Tensor& active, int64_t shift, int64_t reduce,
+                            int64_t chunk, bool validate, bool eager, double temperature, int64_t top_k, double top_p,
+                            int64_t rows_address) {
+    const sampling sample{temperature, top_k, top_p};
+    const auto* rows = reinterpret_cast<const device_rows*>(static_cast<std::intptr_t>(rows_address));
+    const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
+    const auto acc_type = accumulate_type(hidden.scalar_type());
+    const auto options = hidden.options().dtype(acc_type);
+    const at::Tensor positions = at::nonzero(active.reshape({-1})).reshape({-1});
+    const at::Tensor token_labels = labels.reshape({-1}).index_select(0, positions).contiguous();
+    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
+    const at::Tensor w = weight.to(acc_type).contiguous();
+    const int64_t count = positions.size(0);
+    at::Tensor lse = at::zeros({count}, options), threshold = at::zeros({count}, options);
+    at::Tensor token = at::empty({count}, options);
+    at::Tensor unit_grad_hidden = eager ? at::empty({count, width}, options) : at::Tensor();
+    for (int64_t begin = 0; begin < count; begin += chunk) {
+      const int64_t end = std::min(count, begin + chunk);
+      at::Tensor logits = at::mm(h.slice(0, begin, end), w.t());
+      const at::Tensor chunk_labels = token_labels.slice(0, begin, end);
+      rows_forward(rows, logits, chunk_labels, sample, lse.slice(0, begin, end), token.slice(0, begin, end),
+                   threshold.slice(0, begin, end));
+      if (eager)
+        unit_grad_hidden.slice(0, begin, end)
+            .copy_(at::mm(rows_gradient(rows, logits, chunk_labels, sample, lse.slice(0, begin, end),
+                                        threshold.slice(0, begin, end), at::ones({end - begin}, options)),
+                          w));
+    }
+    at::Tensor per_token = at::zeros({batch * time}, options);
+    per_token.index_copy_(0, positions, token);
+    per_token = per_token.view({batch, time});
+    if (validate) check_finite_tokens("fused_linear_sequence_log_probs", per_token, active, shift, sample);
+    ctx->save_for_backward({hidden, weight, active, positions, token_labels, lse, threshold, unit_grad_hidden});
+    ctx->saved_data["shift"] = shift;
+    ctx->saved_data["reduce"] = reduce;
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["eager"] = eager;
+    ctx->saved_data["rows"] = rows_address;
+    save_sampling(ctx, sample);
+    return reduce_tokens(per_token, active, static_cast<reduction>(reduce));
+  }
+
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &hidden = saved[0], &weight = saved[1], &active = saved[2], &positions = saved[3];
+    const at::Tensor &token_labels = saved[4], &lse = saved[5], &threshold = saved[6], &unit_grad_hidden = saved[7];
+    const int64_t shift = ctx->saved_data["shift"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
+    const auto* rows = reinterpret_cast<const device_rows*>(static_cast<std::intptr_t>(ctx->saved_data["rows"].toInt()));
+    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
+    const sampling sample = load_sampling(ctx);
+    const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
+    const auto acc_type = lse.scalar_type();
+    const at::Tensor upstream =
+        upstream_per_token(grad_outputs[0].to(acc_type), active, r).reshape({-1}).index_select(0, positions).contiguous();
+    ::torch::autograd::variable_list grads(13);  // one per input of forward
+    const auto hidden_gradient = [&](const at::Tensor& per_row) {  // [count, d] -> [B, T, d] in hidden's dtype
+      at::Tensor g = at::zeros({hidden.size(0) * hidden.size(1), hidden.size(2)}, per_row.options());
+      g.index_add_(0, positions - shift, per_row);
+      return g.view(hidden.sizes()).to(hidden.scalar_type());
+    };
+    if (ctx->saved_data["eager"].toBool()) {
+      if (need_hidden) grads[0] = hidden_gradient(unit_grad_hidden * upstream.unsqueeze(1));
+      return grads;
+    }
+    if (!need_hidden && !need_weight) return grads;
+    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
+    const at::Tensor w = weight.to(acc_type).contiguous();
+    const int64_t count = positions.size(0);
+    at::Tensor grad_rows = need_hidden ? at::empty_like(h) : at::Tensor();
+    at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();
+    for (int64_t begin = 0; begin < count; begin += chunk) {
+      const int64_t end = std::min(count, begin + chunk);
+      at::Tensor logits = at::mm(h.slice(0, begin, end), w.t());  // recomputed
+      const at::Tensor g = rows_gradient(rows, logits, token_labels.slice(0, begin, end), sample, lse.slice(0, begin, end),
+                                         threshold.slice(0, begin, end), upstream.slice(0, begin, end));
+      if (need_hidden) {
+        at::Tensor out = grad_rows.slice(0, begin, end);
+        at::mm_out(out, g, w);
+      }
+      if (need_weight) grad_weight.addmm_(g.t(), h.slice(0, begin, end));
+    }
+    if (need_hidden) grads[0] = hidden_gradient(grad_rows);
+    if (need_weight) grads[1] = grad_weight.to(weight.scalar_type());
+    return grads;
+  }
+};
+
+/// fused_linear_sequence_log_probs off the CPU: chunked_linear_function with the device's row kernels.
+inline at::Tensor chunked_linear_log_probs(const at::Tensor& hidden, const at::Tensor& weight, const token_selection& s,
+                                           int64_t chunk, const log_prob_options& opt, const device_rows* rows) {
+  const bool eager = at::GradMode::is_enabled() && hidden.requires_grad() && !weight.requires_grad();
+  const sampling& sample = opt.sample;
+  return chunked_linear_function::apply(hidden, weight, s.labels.contiguous(), s.active.contiguous(), s.shift,
+                                        static_cast<int64_t>(opt.reduce), chunk, opt.validate, eager, sample.temperature,
+                                        sample.top_k, sample.top_p,
+                                        static_cast<int64_t>(reinterpret_cast<std::intptr_t>(rows)));
+}
 
 }  // namespace detail
 
@@ -496,12 +746,13 @@ inline at::Tensor sequence_log_probs(const at::Tensor& logits, const at::Tensor&
 }
 
 /// log q(y|x) from the last hidden states [B, T, d] and the output layer's weight [V, d]
-/// (logits = hidden · weightᵀ, no bias), processing at most `chunk_tokens` of one sequence's
-/// masked tokens at a time so that at most chunk_tokens x V logits exist, forward and backward
-/// (0: a default from V alone). The backward recomputes each chunk's logits and accumulates the
-/// gradients of hidden and, only if it requires one, of weight; with a frozen weight, forward
-/// computes the hidden gradient directly (two matrix products in all). Sampling settings and
-/// batch invariance as sequence_log_probs.
+/// (logits = hidden · weightᵀ, no bias), without the [tokens, V] logits: at most `chunk_tokens`
+/// of one sequence's masked tokens (0: a default from V alone) times `opt.vocab_tile` columns of
+/// logits exist at a time, forward and backward, each tile consumed while in cache (an online
+/// logsumexp across the tiles). The backward recomputes each tile and accumulates the gradients
+/// of hidden and, only if it requires one, of weight; with a frozen weight, forward computes the
+/// hidden gradient directly (two matrix products in all). Top-k / top-p settings need whole rows:
+/// their tiles are chunk_tokens x V. Sampling settings and batch invariance as sequence_log_probs.
 inline at::Tensor fused_linear_sequence_log_probs(const at::Tensor& hidden, const at::Tensor& weight,
                                                   const at::Tensor& labels, const at::Tensor& mask, alignment align,
                                                   int64_t chunk_tokens = 0, const log_prob_options& opt = {}) {
@@ -513,15 +764,22 @@ inline at::Tensor fused_linear_sequence_log_probs(const at::Tensor& hidden, cons
   if (weight.device() != hidden.device())
     detail::fail(where, "weight is on ", weight.device(), " but hidden is on ", hidden.device());
   if (chunk_tokens < 0) detail::fail(where, "chunk_tokens = ", chunk_tokens, " must be >= 0 (0: automatic)");
+  if (opt.vocab_tile < 0) detail::fail(where, "vocab_tile = ", opt.vocab_tile, " must be >= 0 (0: automatic)");
   const auto s = detail::select_tokens(where, labels, mask, hidden.size(0), hidden.size(1), weight.size(0), align, opt);
-  if (!hidden.device().is_cpu())
-    return sequence_log_probs(at::matmul(hidden, weight.t()), labels, mask, align, opt);
-  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : detail::default_chunk_tokens(weight.size(0));
+  const int64_t vocabulary = weight.size(0);
+  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : detail::default_chunk_tokens(vocabulary);
+  if (!hidden.device().is_cpu()) {
+    const detail::device_log_probs* device = detail::find_device_log_probs(hidden.device().type());
+    return detail::chunked_linear_log_probs(hidden, weight, s, chunk, opt, device != nullptr ? device->rows : nullptr);
+  }
+  const sampling& sample = opt.sample;
+  const int64_t tile = detail::vocab_tile_columns(
+      opt.vocab_tile, chunk, vocabulary, static_cast<int64_t>(c10::elementSize(detail::accumulate_type(hidden.scalar_type()))),
+      sample);
   // A frozen head (LoRA, a shared embedding kept fixed): compute d/d hidden during forward.
   const bool eager = at::GradMode::is_enabled() && hidden.requires_grad() && !weight.requires_grad();
-  const sampling& sample = opt.sample;
   return detail::fused_linear_function::apply(hidden, weight, s.labels.contiguous(), s.active.contiguous(), s.shift,
-                                              static_cast<int64_t>(opt.reduce), chunk, opt.validate, eager,
+                                              static_cast<int64_t>(opt.reduce), chunk, tile, opt.validate, eager,
                                               sample.temperature, sample.top_k, sample.top_p);
 }
 
@@ -616,7 +874,36 @@ inline at::Tensor cuda_sequence_log_probs(const at::Tensor& logits, const token_
                                                  opt.sample.top_k, opt.sample.top_p);
 }
 
-inline const device_log_probs cuda_log_probs{&cuda_sequence_log_probs};
+/// The fused path's row kernels on CUDA tensors (float32, float64): brain::cuda's, on the
+/// current stream, in place for the backward.
+inline bool cuda_rows_forward(const at::Tensor& logits, const at::Tensor& labels, const sampling& s, at::Tensor& lse,
+                              at::Tensor& log_prob, at::Tensor& threshold) {
+  if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble) return false;
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::fused_linear_sequence_log_probs (CUDA)", [&] {
+    brain::cuda::token_log_probs<scalar_t>(logits.data_ptr<scalar_t>(), logits.size(0), logits.size(1),
+                                           labels.data_ptr<int64_t>(), lse.data_ptr<scalar_t>(),
+                                           log_prob.data_ptr<scalar_t>(), stream, s, threshold.data_ptr<scalar_t>());
+  });
+  return true;
+}
+inline bool cuda_rows_backward(at::Tensor& logits, const at::Tensor& labels, const sampling& s, const at::Tensor& lse,
+                               const at::Tensor& threshold, const at::Tensor& upstream) {
+  if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble) return false;
+  const c10::cuda::CUDAGuard guard(logits.device());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(logits.device().index()).stream();
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::fused_linear_sequence_log_probs_backward (CUDA)", [&] {
+    brain::cuda::token_log_probs_backward<scalar_t>(logits.data_ptr<scalar_t>(), logits.size(0), logits.size(1),
+                                                    labels.data_ptr<int64_t>(), lse.data_ptr<scalar_t>(),
+                                                    upstream.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), stream, s,
+                                                    threshold.data_ptr<scalar_t>());
+  });
+  return true;
+}
+
+inline const device_rows cuda_rows{&cuda_rows_forward, &cuda_rows_backward};
+inline const device_log_probs cuda_log_probs{&cuda_sequence_log_probs, &cuda_rows};
 inline const bool cuda_log_probs_registered = register_device_log_probs(c10::DeviceType::CUDA, &cuda_log_probs);
 
 }  // namespace brain::inline v0::libtorch::detail
