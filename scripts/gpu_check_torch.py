@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The same computations as benchmarks/cuda/cuda_benchmark.cu, in PyTorch eager ops on the same
-GPU: one line per kernel, `name=<kernel> torch_time_us=<median>`. Called by scripts/gpu-check."""
+GPU: one line per kernel, `name=<kernel> torch_time_us=<median>`; for the fused linear log-probs
+also peak memory, and a Liger-style chunked reference. Called by scripts/gpu-check."""
 import sys
 
 import torch
@@ -59,7 +60,67 @@ def main():
 
     print(f"name=log_probs_forward torch_time_us={median_us(forward):.2f}")
     print(f"name=log_probs_backward torch_time_us={median_us(backward):.2f}")
+    del x
+    fused_linear(dev, g)
     return 0
+
+
+class LigerStyleLinearCrossEntropy(torch.autograd.Function):
+    """Liger-Kernel's fused linear cross-entropy scheme in plain PyTorch ops (no Triton): chunks of
+    tokens sized next_pow2(ceil(BT / ceil(V / H))); each chunk's logits, softmax gradient and the
+    input / weight gradients computed in forward; backward only scales them."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, labels):
+        tokens, width = hidden.shape
+        vocabulary = weight.shape[0]
+        chunk = 1 << max(0, (-(-tokens // -(-vocabulary // width)) - 1).bit_length())
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros_like(weight)
+        loss = hidden.new_zeros(())
+        for start in range(0, tokens, chunk):
+            h = hidden[start:start + chunk]
+            y = labels[start:start + chunk]
+            logits = h @ weight.T
+            lse = torch.logsumexp(logits, dim=1)
+            loss += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
+            grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            grad.scatter_add_(1, y[:, None], -torch.ones_like(lse)[:, None])
+            grad_hidden[start:start + chunk] = grad @ weight
+            grad_weight.addmm_(grad.T, h)
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return grad_hidden * grad_output, grad_weight * grad_output, None
+
+
+def measure(fn, hidden, weight, repeats=5):
+    """(median µs, peak MiB above what exists before) of one forward + backward."""
+    def step():
+        fn().backward()
+        hidden.grad = weight.grad = None
+    step()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    us = median_us(step, repeats)
+    return us, (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def fused_linear(dev, g):
+    # The shape of tests/cuda/torch_cuda_test.cpp's fused_memory(): 8192 tokens x 50257 x 768, float32.
+    tokens, vocabulary, width = 8192, 50257, 768
+    hidden = torch.randn(tokens, width, device=dev, generator=g).requires_grad_()
+    weight = (torch.randn(vocabulary, width, device=dev, generator=g) * 0.03).requires_grad_()
+    labels = torch.randint(0, vocabulary, (tokens,), device=dev, generator=g)
+    eager_us, eager_mib = measure(lambda: torch.log_softmax(hidden @ weight.T, -1).gather(1, labels[:, None]).sum(),
+                                  hidden, weight)
+    liger_us, liger_mib = measure(lambda: LigerStyleLinearCrossEntropy.apply(hidden, weight, labels), hidden, weight)
+    print(f"name=fused_linear torch_time_us={eager_us:.0f} torch_peak_mib={eager_mib:.1f} "
+          f"liger_time_us={liger_us:.0f} liger_peak_mib={liger_mib:.1f}")
 
 
 if __name__ == "__main__":

@@ -77,3 +77,25 @@ TEST(LossApi, MapsWorkWithEveryPublicFunction) {
 }
 
 }  // namespace
+
+// options::defer_validation is for asynchronous backends; Eigen validates in its one pass, so a
+// bad group throws at once with the message it always has (row-major and column-major).
+TEST(LossApi, DeferredValidationChangesNothingOnEigen) {
+  for (const bool row_major : {true, false}) {
+    Eigen::MatrixXd good = Eigen::MatrixXd::Zero(3, 4), bad = good;
+    bad(2, 1) = std::nan("");
+    const brain::options deferred{.defer_validation = true};
+    const auto message = [&](const brain::options& opt) {
+      return brain_test::error_message([&] {
+        if (row_major) {
+          using M = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+          (void)brain::brain_loss(brain::samples<M>{good, bad, good, good}, brain::bradley_terry{}, opt);
+        } else {
+          (void)brain::brain_loss(brain::samples<Eigen::MatrixXd>{good, bad, good, good}, brain::bradley_terry{}, opt);
+        }
+      });
+    };
+    EXPECT_EQ(message(deferred), message({}));
+    EXPECT_NE(message(deferred).find("log_proposal[2, 1] is NaN"), std::string::npos) << message(deferred);
+  }
+}

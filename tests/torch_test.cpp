@@ -108,15 +108,19 @@ TEST(TorchBackend, FusedPathTakesViewsMixedDtypesAndNamesBadInput) {
 // goodness.hpp (its parameters passed on), may decline (an empty list: the composed path runs),
 // and is never asked for another goodness model.
 namespace meta_device {
-int calls = 0;
+int calls = 0, deferred_checks = 0;
+bool last_validate = false, last_defer = false;
 torch::autograd::variable_list group_loss(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                          brain::detail::builtin_goodness goodness, bool, bool*) {
+                                          brain::detail::builtin_goodness goodness, bool validate, bool defer, bool*) {
   ++calls;
+  last_validate = validate;
+  last_defer = defer;
   if (goodness.kind == brain::detail::builtin_goodness::model::log_goodness) return {};
   const at::Tensor beta = at::full({}, goodness.beta, at::kDouble);  // recognisable, on the CPU
   return {beta, beta, beta, beta, beta};
 }
-const brain::detail::device_group_loss entry{&group_loss};
+void check_deferred() { ++deferred_checks; }
+const brain::detail::device_group_loss entry{&group_loss, &check_deferred};
 const bool registered = brain::detail::register_device_group_loss(c10::DeviceType::Meta, &entry);
 
 struct doubled_reward {  // a goodness model outside goodness.hpp
@@ -144,6 +148,36 @@ TEST(TorchBackend, OtherDevicesRunTheirRegisteredFusedLoss) {
   EXPECT_EQ(meta_device::calls, 2);
   EXPECT_THROW(brain::brain_loss(s, meta_device::doubled_reward{}, unchecked), c10::Error);
   EXPECT_EQ(meta_device::calls, 2);
+  // options::defer_validation reaches the device (only with validate), and
+  // check_deferred_validation() asks every registered device to read its pending checks.
+  EXPECT_FALSE(meta_device::last_validate);
+  EXPECT_FALSE(meta_device::last_defer);
+  (void)brain::brain_loss(s, brain::bradley_terry{}, {.validate = true, .defer_validation = true});
+  EXPECT_TRUE(meta_device::last_validate);
+  EXPECT_TRUE(meta_device::last_defer);
+  (void)brain::brain_loss(s, brain::bradley_terry{}, {.validate = false, .defer_validation = true});
+  EXPECT_FALSE(meta_device::last_defer);
+  (void)brain::brain_loss(s, brain::bradley_terry{});
+  EXPECT_TRUE(meta_device::last_validate);
+  EXPECT_FALSE(meta_device::last_defer);
+  meta_device::deferred_checks = 0;
+  brain::check_deferred_validation();
+  EXPECT_EQ(meta_device::deferred_checks, 1);
+}
+
+// On the CPU validation is synchronous anyway: defer_validation changes nothing, a bad group
+// throws at once with the usual message.
+TEST(TorchBackend, DeferredValidationOnTheCpuThrowsAtOnce) {
+  const at::Tensor good = at::zeros({2, 3}, at::kDouble);
+  at::Tensor bad = good.clone();
+  bad[1][2] = NAN;
+  const brain::samples<at::Tensor> s{good, good, good, bad};
+  const brain::options deferred{.defer_validation = true};
+  EXPECT_EQ(brain_test::error_message([&] { (void)brain::brain_loss(s, brain::bradley_terry{}, deferred); }),
+            brain_test::error_message([&] { (void)brain::brain_loss(s, brain::bradley_terry{}); }));
+  EXPECT_NE(brain_test::error_message([&] { (void)brain::brain_loss(s, brain::bradley_terry{}, deferred); }).find("reward[1, 2]"),
+            std::string::npos);
+  EXPECT_NO_THROW(brain::check_deferred_validation());
 }
 
 TEST(TorchBackend, FloatAgreesWithEigenDoubleTo1e5) {

@@ -76,7 +76,7 @@ concept libtorch_type = requires(const T& t) {
 ///   dims(a) (number of dimensions, for a clear error on non-2-D input),
 ///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
 ///   row_block(a, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp),
-///   group_loss(out, samples, goodness, validate) -> fused_result: the whole BRAIn loss of every
+///   group_loss(out, samples, goodness, options) -> fused_result: the whole BRAIn loss of every
 ///     group in one pass (the Eigen and LibTorch backends run kernels/group_loss.hpp's loops or
 ///     the CUDA kernel); brain_loss prefers it under the softmax target (see loss.hpp).
 ///

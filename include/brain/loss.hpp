@@ -129,7 +129,7 @@ void tiled_brain_loss(loss_result<T>& out, const samples<tensor_t<T>>& s, const 
 /// Backends with a fused group loss for goodness model G (backend.hpp's optional group_loss).
 template <class T, class G>
 concept FusedGroupLossBackend = requires(loss_result<T>& out, const samples<tensor_t<T>>& s, const G& goodness) {
-  { backend_traits<T>::group_loss(out, s, goodness, bool{}) } -> std::same_as<fused_result>;
+  { backend_traits<T>::group_loss(out, s, goodness, options{}) } -> std::same_as<fused_result>;
 };
 
 }  // namespace detail
@@ -145,7 +145,7 @@ void brain_loss_into(loss_result<T>& out, const samples<T>& input, const G& good
   const index prompts = ops::rows(s.log_policy), n = ops::cols(s.log_policy);
   if constexpr (detail::FusedGroupLossBackend<T, G>) {
     if (opt.target == target_rule::softmax) {  // the fused kernels implement the softmax target
-      const fused_result fused = ops::group_loss(out, s, goodness, opt.validate);
+      const fused_result fused = ops::group_loss(out, s, goodness, opt);
       if (fused == fused_result::done) return;
       if (fused == fused_result::bad_input) {
         // Name the bad input as the composed path does: it throws on the first bad value.

@@ -6,6 +6,7 @@
 
 #include <brain/backend.hpp>
 #include <brain/kernels/group_loss.hpp>
+#include <brain/options.hpp>
 
 #include <Eigen/Core>
 
@@ -155,7 +156,7 @@ struct backend_traits<X> {
   // the contiguous index: a group's row (row-major) or 256 groups at once (column-major). `out`'s
   // tensors are reused when their shapes match.
   template <class Out, class S, class G>
-  static fused_result group_loss(Out& out, const S& s, const G& goodness, bool validate) {
+  static fused_result group_loss(Out& out, const S& s, const G& goodness, const options& opt) {
     const index prompts = s.log_policy.rows(), n = s.log_policy.cols();
     for (tensor* t : {&out.target_weights, &out.baseline_weights, &out.grad_log_policy})
       if (t->rows() != prompts || t->cols() != n) t->resize(prompts, n);
@@ -168,7 +169,7 @@ struct backend_traits<X> {
                                                     out.grad_log_policy.data(), out.per_prompt.data(), &loss};
     const kernels::group_loss_report report = kernels::group_loss_rows(in, o, goodness);
     out.loss = loss;
-    return validate && report.row >= 0 ? fused_result::bad_input : fused_result::done;
+    return opt.validate && report.row >= 0 ? fused_result::bad_input : fused_result::done;
   }
 
   // Optional: validity as two vectorised reductions that propagate NaN.

@@ -14,6 +14,7 @@
 #include <brain/backend.hpp>
 #include <brain/goodness.hpp>
 #include <brain/kernels/group_loss.hpp>
+#include <brain/options.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -92,11 +93,14 @@ std::optional<builtin_goodness> as_builtin(const G& goodness) {
 
 /// A device's fused group loss: {loss, per_prompt, target, baseline, grad} (autograd as
 /// fused_group_loss_backward) from contiguous [prompts, n] tensors of one floating dtype on that
-/// device, or an empty list to decline. Sets *bad when validation found a bad group.
+/// device, or an empty list to decline. Sets *bad when validation found a bad group. With
+/// `defer`, validation does not wait: a bad group is reported by a later call or by
+/// check_deferred (which throws std::invalid_argument naming it).
 struct device_group_loss {
   torch::autograd::variable_list (*run)(const at::Tensor& log_policy, const at::Tensor& log_proposal,
                                         const at::Tensor& log_prior, const at::Tensor& reward, builtin_goodness goodness,
-                                        bool validate, bool* bad);
+                                        bool validate, bool defer, bool* bad);
+  void (*check_deferred)() = nullptr;  ///< waits for this thread's deferred checks on the device and throws if one failed
 };
 
 /// The program-wide registry of device implementations of the fused loss, by device type (one
@@ -199,7 +203,7 @@ struct backend_traits<at::Tensor> {
   /// them (brain::cuda's kernel for CUDA tensors, below), for the goodness models of
   /// brain/goodness.hpp. Otherwise it declines and brain_loss composes ATen operations.
   template <class Out, class S, class G>
-  static fused_result group_loss(Out& out, const S& s, const G& goodness, bool validate) {
+  static fused_result group_loss(Out& out, const S& s, const G& goodness, const options& opt) {
     const at::Tensor* inputs[] = {&s.log_policy, &s.log_proposal, &s.log_prior, &s.reward};
     at::ScalarType type = compute_type(s.log_policy);
     const c10::Device device = s.log_policy.device();
@@ -222,7 +226,7 @@ struct backend_traits<at::Tensor> {
       const std::optional<detail::builtin_goodness> model = detail::as_builtin(goodness);
       if (impl == nullptr || !model) return fused_result::declined;
       results = impl->run(prepare(s.log_policy), prepare(s.log_proposal).detach(), prepare(s.log_prior).detach(),
-                          prepare(s.reward).detach(), *model, validate, &bad);
+                          prepare(s.reward).detach(), *model, opt.validate, opt.validate && opt.defer_validation, &bad);
       if (results.empty()) return fused_result::declined;
     }
     out.loss = std::move(results[0]);
@@ -230,7 +234,7 @@ struct backend_traits<at::Tensor> {
     out.target_weights = std::move(results[2]);
     out.baseline_weights = std::move(results[3]);
     out.grad_log_policy = std::move(results[4]);
-    return validate && bad ? fused_result::bad_input : fused_result::done;
+    return opt.validate && bad ? fused_result::bad_input : fused_result::done;
   }
 
   // One reduction and one host read per check: max propagates NaN and +inf; a sum is finite only
@@ -253,6 +257,14 @@ struct backend_traits<at::Tensor> {
   }
 };
 
+/// Waits for the checks that brain_loss calls with options::defer_validation left pending on this
+/// thread (CUDA tensors), and throws std::invalid_argument for the first bad group they found,
+/// naming its row and check. Does nothing where nothing is pending or nothing runs asynchronously.
+inline void check_deferred_validation() {
+  for (const detail::device_group_loss* impl : detail::group_loss_registry())
+    if (impl != nullptr && impl->check_deferred != nullptr) impl->check_deferred();
+}
+
 }  // namespace brain::inline v0
 
 // brain::cuda's group-loss kernel for CUDA tensors, registered from every translation unit that
@@ -264,25 +276,40 @@ struct backend_traits<at::Tensor> {
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <map>
 #include <stdexcept>
 
 namespace brain::inline v0::detail {
 
+/// This thread's deferred checks of the fused loss, one per CUDA device (options::defer_validation).
+inline std::map<int, brain::cuda::deferred_check>& deferred_group_loss_checks() {
+  thread_local std::map<int, brain::cuda::deferred_check> checks;
+  return checks;
+}
+inline void cuda_check_deferred() {
+  for (auto& [device, check] : deferred_group_loss_checks()) check.check("brain_loss");
+}
+
 /// The fused loss on CUDA tensors: one launch of cuda::group_loss on the tensors' stream. With
 /// validation, the one device-to-host read of the call is the kernel's status word; a bad group
-/// sets *bad, and brain_loss names it.
+/// sets *bad, and brain_loss names it. With `defer`, nothing waits: the status is read by the next
+/// deferred call on this device and thread (first thing, so an earlier bad group throws before
+/// anything else runs) or by check_deferred_validation().
 struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_function> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& log_policy,
                                                 const at::Tensor& log_proposal, const at::Tensor& log_prior,
                                                 const at::Tensor& reward, int64_t model, double beta, bool validate,
-                                                bool* bad) {
+                                                bool defer, bool* bad) {
     const c10::cuda::CUDAGuard guard(log_policy.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(log_policy.device().index()).stream();
+    brain::cuda::deferred_check* deferred = defer ? &deferred_group_loss_checks()[log_policy.device().index()] : nullptr;
+    if (deferred != nullptr) deferred->check("brain_loss");  // an earlier call's bad group throws here
     fused_group_loss_tensors results(log_policy);
     const auto launch = [&]<class S, class G>(S, const G& goodness) {
+      const auto inputs = fused_group_loss_tensors::inputs<S>(log_policy, log_proposal, log_prior, reward);
+      if (deferred != nullptr) return brain::cuda::group_loss<S, G>(inputs, results.outputs<S>(), goodness, stream, *deferred);
       try {
-        brain::cuda::group_loss<S, G>(fused_group_loss_tensors::inputs<S>(log_policy, log_proposal, log_prior, reward),
-                                      results.outputs<S>(), goodness, stream, validate);
+        brain::cuda::group_loss<S, G>(inputs, results.outputs<S>(), goodness, stream, validate);
       } catch (const std::invalid_argument&) {  // a bad group: brain_loss names it in its own words
         *bad = true;
       }
@@ -302,18 +329,18 @@ struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_func
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list upstream) {
-    return fused_group_loss_backward(ctx, upstream, 8);
+    return fused_group_loss_backward(ctx, upstream, 9);
   }
 };
 
 inline torch::autograd::variable_list cuda_group_loss(const at::Tensor& log_policy, const at::Tensor& log_proposal,
                                                       const at::Tensor& log_prior, const at::Tensor& reward,
-                                                      builtin_goodness goodness, bool validate, bool* bad) {
+                                                      builtin_goodness goodness, bool validate, bool defer, bool* bad) {
   return cuda_group_loss_function::apply(log_policy, log_proposal, log_prior, reward,
-                                         static_cast<int64_t>(goodness.kind), goodness.beta, validate, bad);
+                                         static_cast<int64_t>(goodness.kind), goodness.beta, validate, defer, bad);
 }
 
-inline const device_group_loss cuda_group_loss_entry{&cuda_group_loss};
+inline const device_group_loss cuda_group_loss_entry{&cuda_group_loss, &cuda_check_deferred};
 inline const bool cuda_group_loss_registered = register_device_group_loss(c10::DeviceType::CUDA, &cuda_group_loss_entry);
 
 }  // namespace brain::inline v0::detail

@@ -15,8 +15,84 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
 
 namespace brain::inline v0::cuda {
+
+namespace detail {
+
+/// Throws std::runtime_error for a failed CUDA call (not bad input: the device or the driver).
+inline void check(cudaError_t e, std::string_view where, std::string_view what) {
+  if (e == cudaSuccess) return;
+  std::ostringstream os;
+  os << "brain::" << where << ": " << what << " failed: " << cudaGetErrorName(e) << " (" << cudaGetErrorString(e)
+     << ")";
+  throw std::runtime_error(os.str());
+}
+
+}  // namespace detail
+
+/// The validation of group_loss launches, deferred: the kernel's status word travels to pinned
+/// host memory on the stream behind the kernel and nothing waits. check() (and the next
+/// group_loss given this object) waits for that copy alone, then throws std::invalid_argument
+/// naming the launch's first bad row and its check, in brain_loss's words, but not the column:
+/// the inputs may have changed since. One object per stream; not thread-safe. Host code only.
+class deferred_check {
+ public:
+  deferred_check() = default;
+  deferred_check(const deferred_check&) = delete;
+  deferred_check& operator=(const deferred_check&) = delete;
+  ~deferred_check() {  // an unread status is dropped; errors here are not reported
+    if (event_ != nullptr) cudaEventDestroy(event_);
+    if (host_ != nullptr) cudaFreeHost(host_);
+    if (device_ != nullptr) cudaFree(device_);
+  }
+
+  /// A launch's status has not been read yet.
+  bool pending() const { return pending_; }
+
+  /// Waits for the last launch's status and throws if it found a bad group ("brain::<where>: row
+  /// r: <check> (found by a deferred check ...)"); nothing to do when none is pending.
+  void check(std::string_view where = "cuda::group_loss") {
+    if (!pending_) return;
+    pending_ = false;
+    detail::check(cudaEventSynchronize(event_), where, "waiting for a deferred check");
+    const unsigned long long status = *host_;
+    if (status == ~0ull) return;
+    brain::detail::fail(where, "row ", static_cast<index>(status >> 8), ": ",
+                        kernels::describe(static_cast<kernels::group_status>(status & 0xff)),
+                        " (found by the deferred check of an earlier call; its column is not known)");
+  }
+
+  /// For group_loss: checks the previous launch, then returns the device status word, reset, for
+  /// the next launch on `stream`.
+  unsigned long long* arm(cudaStream_t stream) {
+    check();
+    constexpr std::string_view where = "cuda::deferred_check";
+    if (device_ == nullptr) {
+      detail::check(cudaMalloc(reinterpret_cast<void**>(&device_), sizeof(*device_)), where, "cudaMalloc");
+      detail::check(cudaMallocHost(reinterpret_cast<void**>(&host_), sizeof(*host_)), where, "cudaMallocHost");
+      detail::check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), where, "cudaEventCreate");
+    }
+    detail::check(cudaMemsetAsync(device_, 0xff, sizeof(*device_), stream), where, "cudaMemsetAsync");
+    return device_;
+  }
+  /// For group_loss: queues the copy of the status word behind the launch.
+  void record(cudaStream_t stream) {
+    constexpr std::string_view where = "cuda::deferred_check";
+    detail::check(cudaMemcpyAsync(host_, device_, sizeof(*host_), cudaMemcpyDeviceToHost, stream), where, "cudaMemcpyAsync");
+    detail::check(cudaEventRecord(event_, stream), where, "cudaEventRecord");
+    pending_ = true;
+  }
+
+ private:
+  unsigned long long* device_ = nullptr;  // the kernel's first bad (row << 8 | status), ~0 when none
+  unsigned long long* host_ = nullptr;    // pinned
+  cudaEvent_t event_ = nullptr;
+  bool pending_ = false;
+};
 
 /// The BRAIn loss of [prompts, n] groups (eqs. 6, 11, 12, 14) in one kernel launch: a warp per
 /// group while n <= 1024, a block of 256 threads per group above. All pointers are device memory
@@ -27,6 +103,13 @@ namespace brain::inline v0::cuda {
 template <class T, class G>
 void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
                 const G& goodness, cudaStream_t stream, bool validate = true);
+
+/// group_loss with its validation deferred to `deferred` (see deferred_check): first checks the
+/// previous launch's status (throwing for its bad group), then queues the kernel and the copy of
+/// its status; nothing waits for this launch.
+template <class T, class G>
+void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+                const G& goodness, cudaStream_t stream, deferred_check& deferred);
 
 /// Per-row log-probabilities from logits [rows, vocabulary] (device memory, row-major):
 /// lse[r] = logsumexp(logits[r, :]) and log_probs[r] = logits[r, labels[r]] - lse[r], reading each

@@ -2,6 +2,7 @@
 // What the CUDA kernels share: error checks and warp/block all-reductions of merge-able states.
 // Include only in .cu files (nvcc).
 
+#include <brain/backends/cuda/api.hpp>
 #include <brain/errors.hpp>
 #include <brain/kernels/group_loss.hpp>
 
@@ -14,14 +15,7 @@
 
 namespace brain::inline v0::cuda::detail {
 
-/// Throws std::runtime_error for a failed CUDA call (not bad input: the device or the driver).
-inline void check(cudaError_t e, std::string_view where, std::string_view what) {
-  if (e == cudaSuccess) return;
-  std::ostringstream os;
-  os << "brain::" << where << ": " << what << " failed: " << cudaGetErrorName(e) << " (" << cudaGetErrorString(e)
-     << ")";
-  throw std::runtime_error(os.str());
-}
+// check(error, where, what): brain/backends/cuda/api.hpp.
 
 // combine(a, b): a becomes the state of a's and b's values together. shuffle_xor: the state of
 // the lane `mask` away. Every state type below has both.

@@ -88,7 +88,34 @@ __global__ void __launch_bounds__(group_block_threads)
     atomicMin(status, (static_cast<unsigned long long>(row) << 8) | static_cast<unsigned long long>(row_status));
 }
 
+/// Queues the kernel on `stream` (status: the first bad (row << 8 | check) goes there, or null).
+template <class T, class G>
+void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+                       const G& goodness, cudaStream_t stream, unsigned long long* status) {
+  constexpr std::string_view where = "cuda::group_loss";
+  if (out.loss != nullptr) check(cudaMemsetAsync(out.loss, 0, sizeof(T), stream), where, "cudaMemsetAsync");
+  constexpr int block = group_block_threads;
+  if (in.n <= warp_group_limit) {
+    constexpr index groups_per_block = block / 32;
+    const auto blocks = static_cast<unsigned>((in.prompts + groups_per_block - 1) / groups_per_block);
+    group_loss_kernel<32, T, G><<<blocks, block, 0, stream>>>(in, out, goodness, status);
+  } else {
+    group_loss_kernel<block, T, G><<<static_cast<unsigned>(in.prompts), block, 0, stream>>>(in, out, goodness, status);
+  }
+  check(cudaGetLastError(), where, "the kernel launch");
+}
+
 }  // namespace detail
+
+template <class T, class G>
+void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+                const G& goodness, cudaStream_t stream, deferred_check& deferred) {
+  kernels::check_group_loss_arguments("cuda::group_loss", in, out);
+  goodness.validate();
+  unsigned long long* status = deferred.arm(stream);  // throws for the previous launch's bad group
+  detail::launch_group_loss(in, out, goodness, stream, status);
+  deferred.record(stream);
+}
 
 template <class T, class G>
 void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
@@ -102,17 +129,7 @@ void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_lo
     check(cudaMallocAsync(reinterpret_cast<void**>(&status), sizeof(*status), stream), where, "cudaMallocAsync");
     check(cudaMemsetAsync(status, 0xff, sizeof(*status), stream), where, "cudaMemsetAsync");
   }
-  if (out.loss != nullptr) check(cudaMemsetAsync(out.loss, 0, sizeof(T), stream), where, "cudaMemsetAsync");
-  constexpr int block = detail::group_block_threads;
-  if (in.n <= detail::warp_group_limit) {
-    constexpr index groups_per_block = block / 32;
-    const auto blocks = static_cast<unsigned>((in.prompts + groups_per_block - 1) / groups_per_block);
-    detail::group_loss_kernel<32, T, G><<<blocks, block, 0, stream>>>(in, out, goodness, status);
-  } else {
-    detail::group_loss_kernel<block, T, G><<<static_cast<unsigned>(in.prompts), block, 0, stream>>>(in, out, goodness,
-                                                                                                   status);
-  }
-  check(cudaGetLastError(), where, "the kernel launch");
+  detail::launch_group_loss(in, out, goodness, stream, status);
   if (!validate) return;
   unsigned long long first_bad = 0;
   check(cudaMemcpyAsync(&first_bad, status, sizeof(first_bad), cudaMemcpyDeviceToHost, stream), where,
