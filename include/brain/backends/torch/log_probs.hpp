@@ -434,6 +434,79 @@ void for_each_logits_tile(const at::Tensor& h, const at::Tensor& w, const std::v
   }
 }
 
+/// What both fused forwards (CPU tiles, device chunks) start from: the scored label positions
+/// (flat), their labels, the hidden rows scoring them and the weight, in the accumulation dtype.
+struct fused_forward_inputs {
+  at::Tensor positions, labels, h, w;
+  at::TensorOptions options;
+  int64_t count;
+  fused_forward_inputs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& all_labels,
+                       const at::Tensor& active, int64_t shift)
+      : positions(at::nonzero(active.reshape({-1})).reshape({-1})),
+        labels(all_labels.reshape({-1}).index_select(0, positions).contiguous()),
+        h(scoring_rows(hidden, positions, shift, accumulate_type(hidden.scalar_type()))),
+        w(weight.to(accumulate_type(hidden.scalar_type())).contiguous()),
+        options(hidden.options().dtype(accumulate_type(hidden.scalar_type()))),
+        count(positions.size(0)) {}
+};
+
+/// The end both fused forwards share: the per-token log-probs [count] as [B, T], checked, saved
+/// for backward (hidden, weight, active, positions, labels, lse, threshold, unit_grad_hidden,
+/// token) with the settings, and reduced.
+inline at::Tensor finish_fused_forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
+                                       const at::Tensor& weight, const at::Tensor& active, const fused_forward_inputs& in,
+                                       const at::Tensor& token, const at::Tensor& lse, const at::Tensor& threshold,
+                                       const at::Tensor& unit_grad_hidden, int64_t shift, int64_t reduce, int64_t chunk,
+                                       bool validate, bool eager, const sampling& sample) {
+  at::Tensor per_token = at::zeros({hidden.size(0) * hidden.size(1)}, in.options);
+  per_token.index_copy_(0, in.positions, token);
+  per_token = per_token.view({hidden.size(0), hidden.size(1)});
+  if (validate) check_finite_tokens("fused_linear_sequence_log_probs", per_token, active, shift, sample);
+  ctx->save_for_backward({hidden, weight, active, in.positions, in.labels, lse, threshold, unit_grad_hidden, token});
+  ctx->saved_data["shift"] = shift;
+  ctx->saved_data["reduce"] = reduce;
+  ctx->saved_data["chunk"] = chunk;
+  ctx->saved_data["eager"] = eager;
+  save_sampling(ctx, sample);
+  return reduce_tokens(per_token, active, static_cast<reduction>(reduce));
+}
+
+/// What both fused backwards start from: finish_fused_forward's saved tensors and settings, and
+/// the upstream gradient per scored token.
+struct fused_backward_inputs {
+  at::Tensor hidden, weight, active, positions, labels, lse, threshold, unit_grad_hidden, token, upstream;
+  int64_t shift, chunk;
+  sampling sample;
+  bool need_hidden, need_weight, eager;
+  at::ScalarType acc_type;
+  fused_backward_inputs(::torch::autograd::AutogradContext* ctx, const ::torch::autograd::variable_list& grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    hidden = saved[0], weight = saved[1], active = saved[2], positions = saved[3], labels = saved[4];
+    lse = saved[5], threshold = saved[6], unit_grad_hidden = saved[7], token = saved[8];
+    shift = ctx->saved_data["shift"].toInt();
+    chunk = ctx->saved_data["chunk"].toInt();
+    sample = load_sampling(ctx);
+    need_hidden = ctx->needs_input_grad(0);
+    need_weight = ctx->needs_input_grad(1);
+    eager = ctx->saved_data["eager"].toBool();
+    acc_type = lse.scalar_type();
+    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
+    upstream = upstream_per_token(grad_outputs[0].to(acc_type), active, r).reshape({-1}).index_select(0, positions).contiguous();
+  }
+  /// A gradient per scored token [count, d] as hidden's [B, T, d], in hidden's dtype.
+  at::Tensor hidden_gradient(const at::Tensor& per_row) const {
+    at::Tensor g = at::zeros({hidden.size(0) * hidden.size(1), hidden.size(2)}, per_row.options());
+    g.index_add_(0, positions - shift, per_row);
+    return g.view(hidden.sizes()).to(hidden.scalar_type());
+  }
+  /// The frozen head's gradients, computed in forward (eager): hidden's alone.
+  ::torch::autograd::variable_list eager_gradients(std::size_t inputs) const {
+    ::torch::autograd::variable_list grads(inputs);
+    if (need_hidden) grads[0] = hidden_gradient(unit_grad_hidden * upstream.unsqueeze(1));
+    return grads;
+  }
+};
+
 struct fused_linear_function : ::torch::autograd::Function<fused_linear_function> {
   // hidden [B, T, d], weight [V, d]. The logits exist a tile at a time ([chunk tokens, tile
   // columns], consumed while in cache): forward keeps an online logsumexp per token across the
@@ -447,18 +520,14 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
                             int64_t chunk, int64_t tile, bool validate, bool eager, double temperature, int64_t top_k,
                             double top_p) {
     const sampling sample{temperature, top_k, top_p};
-    const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
-    const auto acc_type = accumulate_type(hidden.scalar_type());
-    const auto options = hidden.options().dtype(acc_type);
-    const at::Tensor positions = at::nonzero(active.reshape({-1})).reshape({-1});  // label positions, flat
-    const at::Tensor token_labels = labels.reshape({-1}).index_select(0, positions).contiguous();
-    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
-    const at::Tensor w = weight.to(acc_type).contiguous();
-    const int64_t count = positions.size(0);
+    const fused_forward_inputs in(hidden, weight, labels, active, shift);
+    const at::Tensor &token_labels = in.labels, &h = in.h, &w = in.w;
+    const int64_t count = in.count;
+    const auto options = in.options;
     at::Tensor lse = at::empty({count}, options), threshold = at::empty({count}, options);
     at::Tensor token = at::empty({count}, options), row_sum = at::empty({count}, options);
-    at::Tensor numerators = eager ? at::zeros({count, width}, options) : at::Tensor();  // Σ_j exp(v_j - m) W_j
-    AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs", [&] {
+    at::Tensor numerators = eager ? at::zeros({count, hidden.size(2)}, options) : at::Tensor();  // Σ_j exp(v_j - m) W_j
+    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "brain::fused_linear_sequence_log_probs", [&] {
       using acc = scalar_t;
       std::vector<kernels::online_logsumexp<acc>> state(static_cast<std::size_t>(count));
       std::vector<acc> label_value(static_cast<std::size_t>(count), -std::numeric_limits<acc>::infinity());
@@ -502,54 +571,30 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
     });
     at::Tensor unit_grad_hidden;
     if (eager) {  // (W_y - Σ_j p_j W_j) / T with p_j = exp(v_j - m) / sum; 0 for a label the settings drop
-      const at::Tensor kept = (token != -std::numeric_limits<double>::infinity()).to(acc_type).unsqueeze(1);
+      const at::Tensor kept = (token != -std::numeric_limits<double>::infinity()).to(w.scalar_type()).unsqueeze(1);
       unit_grad_hidden = (w.index_select(0, token_labels) - numerators / row_sum.unsqueeze(1)) * (kept / temperature);
     }
-    at::Tensor per_token = at::zeros({batch * time}, token.options());
-    per_token.index_copy_(0, positions, token);
-    per_token = per_token.view({batch, time});
-    if (validate) check_finite_tokens("fused_linear_sequence_log_probs", per_token, active, shift, sample);
-    ctx->save_for_backward({hidden, weight, active, positions, token_labels, lse, threshold, unit_grad_hidden, token});
-    ctx->saved_data["shift"] = shift;
-    ctx->saved_data["reduce"] = reduce;
-    ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["tile"] = tile;
-    ctx->saved_data["eager"] = eager;
-    save_sampling(ctx, sample);
-    return reduce_tokens(per_token, active, static_cast<reduction>(reduce));
+    return finish_fused_forward(ctx, hidden, weight, active, in, token, lse, threshold, unit_grad_hidden, shift, reduce,
+                                chunk, validate, eager, sample);
   }
 
   static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
                                                    ::torch::autograd::variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &weight = saved[1], &active = saved[2], &positions = saved[3];
-    const at::Tensor &token_labels = saved[4], &lse = saved[5], &threshold = saved[6], &unit_grad_hidden = saved[7];
-    const at::Tensor& token = saved[8];
-    const int64_t shift = ctx->saved_data["shift"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
+    const fused_backward_inputs in(ctx, grad_outputs);
+    constexpr std::size_t inputs = 14;  // of forward
+    if (in.eager || (!in.need_hidden && !in.need_weight)) return in.eager_gradients(inputs);
+    const at::Tensor &upstream = in.upstream, &token_labels = in.labels, &lse = in.lse, &threshold = in.threshold;
+    const sampling& sample = in.sample;
+    const bool need_hidden = in.need_hidden, need_weight = in.need_weight;
     const int64_t tile = ctx->saved_data["tile"].toInt();
-    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
-    const sampling sample = load_sampling(ctx);
-    const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
-    const auto acc_type = lse.scalar_type();
-    const at::Tensor upstream =
-        upstream_per_token(grad_outputs[0].to(acc_type), active, r).reshape({-1}).index_select(0, positions).contiguous();
-    ::torch::autograd::variable_list grads(14);  // one per input of forward
-    const auto hidden_gradient = [&](const at::Tensor& rows) {  // [count, d] -> [B, T, d] in hidden's dtype
-      at::Tensor g = at::zeros({hidden.size(0) * hidden.size(1), hidden.size(2)}, rows.options());
-      g.index_add_(0, positions - shift, rows);
-      return g.view(hidden.sizes()).to(hidden.scalar_type());
-    };
-    if (ctx->saved_data["eager"].toBool()) {
-      if (need_hidden) grads[0] = hidden_gradient(unit_grad_hidden * upstream.unsqueeze(1));
-      return grads;
-    }
-    if (!need_hidden && !need_weight) return grads;
-    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
-    const at::Tensor w = weight.to(acc_type).contiguous();
+    const auto acc_type = in.acc_type;
+    const at::Tensor h = scoring_rows(in.hidden, in.positions, in.shift, acc_type);
+    const at::Tensor w = in.weight.to(acc_type).contiguous();
     // d/d v_j of upstream * log p'(y) scaled by d v / d x = 1 / T; 0 for a label the settings drop.
     const at::Tensor scaled = sample.is_plain()
                                   ? upstream
-                                  : (upstream * (token != -std::numeric_limits<double>::infinity()).to(acc_type) /
+                                  : (upstream * (in.token != -std::numeric_limits<double>::infinity()).to(acc_type) /
                                      sample.temperature).contiguous();
     at::Tensor grad_rows = need_hidden ? at::zeros_like(h) : at::Tensor();
     at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();  // no buffer for a frozen head
@@ -557,7 +602,7 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
       using acc = scalar_t;
       const int64_t* label_ptr = token_labels.data_ptr<int64_t>();
       const acc *lse_ptr = lse.data_ptr<acc>(), *threshold_ptr = threshold.data_ptr<acc>(), *up = scaled.data_ptr<acc>();
-      for_each_logits_tile(h, w, sequence_chunks(active, chunk), chunk, tile,
+      for_each_logits_tile(h, w, sequence_chunks(in.active, in.chunk), in.chunk, tile,
                            [&](at::Tensor& logits, const at::Tensor& w_tile, int64_t start, int64_t begin, int64_t end) {
         const int64_t columns = logits.size(1);
         acc* x = logits.data_ptr<acc>();
@@ -575,8 +620,9 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
         if (need_weight) grad_weight.slice(0, start, start + logits.size(1)).addmm_(logits.t(), h.slice(0, begin, end));
       });
     });
-    if (need_hidden) grads[0] = hidden_gradient(grad_rows);
-    if (need_weight) grads[1] = grad_weight.to(weight.scalar_type());
+    ::torch::autograd::variable_list grads(inputs);
+    if (need_hidden) grads[0] = in.hidden_gradient(grad_rows);
+    if (need_weight) grads[1] = grad_weight.to(in.weight.scalar_type());
     return grads;
   }
 };
@@ -611,17 +657,13 @@ struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_func
                             int64_t rows_address) {
     const sampling sample{temperature, top_k, top_p};
     const auto* rows = reinterpret_cast<const device_rows*>(static_cast<std::intptr_t>(rows_address));
-    const int64_t batch = hidden.size(0), time = hidden.size(1), width = hidden.size(2);
-    const auto acc_type = accumulate_type(hidden.scalar_type());
-    const auto options = hidden.options().dtype(acc_type);
-    const at::Tensor positions = at::nonzero(active.reshape({-1})).reshape({-1});
-    const at::Tensor token_labels = labels.reshape({-1}).index_select(0, positions).contiguous();
-    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
-    const at::Tensor w = weight.to(acc_type).contiguous();
-    const int64_t count = positions.size(0);
+    const fused_forward_inputs in(hidden, weight, labels, active, shift);
+    const at::Tensor &token_labels = in.labels, &h = in.h, &w = in.w;
+    const int64_t count = in.count;
+    const auto options = in.options;
     at::Tensor lse = at::zeros({count}, options), threshold = at::zeros({count}, options);
     at::Tensor token = at::empty({count}, options);
-    at::Tensor unit_grad_hidden = eager ? at::empty({count, width}, options) : at::Tensor();
+    at::Tensor unit_grad_hidden = eager ? at::empty({count, hidden.size(2)}, options) : at::Tensor();
     for (int64_t begin = 0; begin < count; begin += chunk) {
       const int64_t end = std::min(count, begin + chunk);
       at::Tensor logits = at::mm(h.slice(0, begin, end), w.t());
@@ -634,47 +676,23 @@ struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_func
                                         threshold.slice(0, begin, end), at::ones({end - begin}, options)),
                           w));
     }
-    at::Tensor per_token = at::zeros({batch * time}, options);
-    per_token.index_copy_(0, positions, token);
-    per_token = per_token.view({batch, time});
-    if (validate) check_finite_tokens("fused_linear_sequence_log_probs", per_token, active, shift, sample);
-    ctx->save_for_backward({hidden, weight, active, positions, token_labels, lse, threshold, unit_grad_hidden});
-    ctx->saved_data["shift"] = shift;
-    ctx->saved_data["reduce"] = reduce;
-    ctx->saved_data["chunk"] = chunk;
-    ctx->saved_data["eager"] = eager;
     ctx->saved_data["rows"] = rows_address;
-    save_sampling(ctx, sample);
-    return reduce_tokens(per_token, active, static_cast<reduction>(reduce));
+    return finish_fused_forward(ctx, hidden, weight, active, in, token, lse, threshold, unit_grad_hidden, shift, reduce,
+                                chunk, validate, eager, sample);
   }
 
   static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
                                                    ::torch::autograd::variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &weight = saved[1], &active = saved[2], &positions = saved[3];
-    const at::Tensor &token_labels = saved[4], &lse = saved[5], &threshold = saved[6], &unit_grad_hidden = saved[7];
-    const int64_t shift = ctx->saved_data["shift"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
+    const fused_backward_inputs in(ctx, grad_outputs);
+    constexpr std::size_t inputs = 13;  // of forward
+    if (in.eager || (!in.need_hidden && !in.need_weight)) return in.eager_gradients(inputs);
     const auto* rows = reinterpret_cast<const device_rows*>(static_cast<std::intptr_t>(ctx->saved_data["rows"].toInt()));
-    const auto r = static_cast<reduction>(ctx->saved_data["reduce"].toInt());
-    const sampling sample = load_sampling(ctx);
-    const bool need_hidden = ctx->needs_input_grad(0), need_weight = ctx->needs_input_grad(1);
-    const auto acc_type = lse.scalar_type();
-    const at::Tensor upstream =
-        upstream_per_token(grad_outputs[0].to(acc_type), active, r).reshape({-1}).index_select(0, positions).contiguous();
-    ::torch::autograd::variable_list grads(13);  // one per input of forward
-    const auto hidden_gradient = [&](const at::Tensor& per_row) {  // [count, d] -> [B, T, d] in hidden's dtype
-      at::Tensor g = at::zeros({hidden.size(0) * hidden.size(1), hidden.size(2)}, per_row.options());
-      g.index_add_(0, positions - shift, per_row);
-      return g.view(hidden.sizes()).to(hidden.scalar_type());
-    };
-    if (ctx->saved_data["eager"].toBool()) {
-      if (need_hidden) grads[0] = hidden_gradient(unit_grad_hidden * upstream.unsqueeze(1));
-      return grads;
-    }
-    if (!need_hidden && !need_weight) return grads;
-    const at::Tensor h = scoring_rows(hidden, positions, shift, acc_type);
-    const at::Tensor w = weight.to(acc_type).contiguous();
-    const int64_t count = positions.size(0);
+    const at::Tensor &upstream = in.upstream, &token_labels = in.labels, &lse = in.lse, &threshold = in.threshold;
+    const sampling& sample = in.sample;
+    const bool need_hidden = in.need_hidden, need_weight = in.need_weight;
+    const int64_t chunk = in.chunk, count = in.positions.size(0);
+    const at::Tensor h = scoring_rows(in.hidden, in.positions, in.shift, in.acc_type);
+    const at::Tensor w = in.weight.to(in.acc_type).contiguous();
     at::Tensor grad_rows = need_hidden ? at::empty_like(h) : at::Tensor();
     at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();
     for (int64_t begin = 0; begin < count; begin += chunk) {
@@ -688,8 +706,9 @@ struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_func
       }
       if (need_weight) grad_weight.addmm_(g.t(), h.slice(0, begin, end));
     }
-    if (need_hidden) grads[0] = hidden_gradient(grad_rows);
-    if (need_weight) grads[1] = grad_weight.to(weight.scalar_type());
+    ::torch::autograd::variable_list grads(inputs);
+    if (need_hidden) grads[0] = in.hidden_gradient(grad_rows);
+    if (need_weight) grads[1] = grad_weight.to(in.weight.scalar_type());
     return grads;
   }
 };
