@@ -1,6 +1,7 @@
 #include "attacks.hpp"
 
 #include "hashing.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +12,8 @@
 namespace tldr {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+using text::is_space;
+using text::is_alnum;
 
 std::vector<std::string_view> pieces_of(std::string_view text) {
   std::vector<std::string_view> out;

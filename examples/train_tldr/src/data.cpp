@@ -1,6 +1,7 @@
 #include "data.hpp"
 
 #include "hashing.hpp"
+#include "text.hpp"
 
 #include <sys/wait.h>
 
@@ -24,8 +25,9 @@ namespace {
 
 constexpr std::string_view tldr_marker = "TL;DR:";
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-bool is_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+// Blanks that separate fields and words in the data files (not '\f' or '\v', unlike text::is_space).
+bool is_blank_or_newline(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+using text::is_alnum;
 char to_lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
 std::string lowercase(std::string_view s) {
@@ -35,8 +37,8 @@ std::string lowercase(std::string_view s) {
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  while (!s.empty() && is_blank_or_newline(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_blank_or_newline(s.back())) s.remove_suffix(1);
   return s;
 }
 
@@ -44,7 +46,7 @@ std::size_t count_words(std::string_view s) {
   std::size_t n = 0;
   bool in_word = false;
   for (char c : s) {
-    if (is_space(c)) {
+    if (is_blank_or_newline(c)) {
       in_word = false;
     } else if (!in_word) {
       in_word = true;
@@ -230,7 +232,7 @@ std::vector<package_description> parse_translation(std::istream& in, std::string
     }
     const std::size_t colon = raw.find(':');
     if (colon == std::string::npos || colon == 0 ||
-        std::any_of(raw.begin(), raw.begin() + static_cast<std::ptrdiff_t>(colon), is_space))
+        std::any_of(raw.begin(), raw.begin() + static_cast<std::ptrdiff_t>(colon), is_blank_or_newline))
       fail(line, "expected \"Field: value\" or a continuation line, got \"" + excerpt(raw) + "\"");
     if (stanza_line == 0) stanza_line = line;
     field = lowercase(std::string_view(raw).substr(0, colon));

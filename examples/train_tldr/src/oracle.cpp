@@ -1,6 +1,7 @@
 #include "oracle.hpp"
 
 #include "hashing.hpp"
+#include "text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -31,10 +32,10 @@ struct token {
   std::uint64_t surface = 0;    // FNV-1a of the lowercase word
 };
 
-bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+using text::is_alnum;
 bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+using text::is_space;
 
 std::uint64_t pair_key(std::uint64_t a, std::uint64_t b) {
   return a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL + (a << 6) + (a >> 2));
