@@ -21,6 +21,8 @@
 // the file (or the label given) and the tensor. Written files are atomic: a temporary file beside
 // the target, flushed and renamed.
 
+#include <brain/errors.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -130,12 +132,10 @@ inline std::uint16_t float_to_half(float f) {
 
 namespace detail {
 
+/// Throws std::invalid_argument "brain::io: <file>: <parts>".
 template <class... Parts>
 [[noreturn]] void fail_io(std::string_view file, const Parts&... parts) {
-  std::ostringstream os;
-  os << "brain::io: " << file << ": ";
-  (os << ... << parts);
-  throw std::invalid_argument(os.str());
+  brain::detail::fail("io", file, ": ", parts...);
 }
 
 inline bool parse_dtype(std::string_view s, dtype& out) {
