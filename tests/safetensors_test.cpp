@@ -124,6 +124,13 @@ TEST(Safetensors, WrittenFilesReadBackIdentically) {
   const std::vector<float> one(1);
   const std::vector<io::tensor_view> repeated = {{"w", io::dtype::f32, {}, bytes(one)}, {"w", io::dtype::f32, {}, bytes(one)}};
   EXPECT_THROW(io::write_safetensors(path, repeated), std::invalid_argument);
+  for (const std::string name : {"", "__metadata__"}) {
+    const std::vector<io::tensor_view> reserved = {{name, io::dtype::f32, {}, bytes(one)}};
+    EXPECT_THROW(io::write_safetensors(path, reserved), std::invalid_argument) << "'" << name << "'";
+  }
+  // A shape whose byte count wraps to the (empty) data's size: 2^62 x 4 floats is 2^66 bytes.
+  const std::vector<io::tensor_view> wraps = {{"w", io::dtype::f32, {std::int64_t{1} << 62, 4}, {}}};
+  EXPECT_THROW(io::write_safetensors(path, wraps), std::invalid_argument);
   EXPECT_EQ(io::safetensors(path).tensors().size(), 4u);  // a failed write leaves the file as it was
   std::filesystem::remove(path);
 }

@@ -199,6 +199,32 @@ TEST(FusedLinearSequenceLogProbs, FrozenWeightGetsNoGradient) {
     }
 }
 
+// The tile width: as asked (at most V), the whole vocabulary under top-k / top-p, and by default
+// the largest multiple of 64 columns whose [rows, columns] block fits one core's L2 cache, within
+// [256, V].
+TEST(FusedLinearSequenceLogProbs, VocabularyTilesFollowTheCacheRule) {
+  namespace d = bt::detail;
+  const bt::sampling plain{}, temperature{0.7, 0, 1.0}, top_k{1.0, 5, 1.0}, top_p{1.0, 0, 0.9};
+  EXPECT_EQ(d::vocab_tile_columns(100, 256, 50257, 4, plain), 100);
+  EXPECT_EQ(d::vocab_tile_columns(100, 256, 50257, 4, temperature), 100);
+  EXPECT_EQ(d::vocab_tile_columns(60000, 256, 50257, 4, plain), 50257);
+  EXPECT_EQ(d::vocab_tile_columns(100, 256, 50257, 4, top_k), 50257);
+  EXPECT_EQ(d::vocab_tile_columns(0, 256, 50257, 4, top_p), 50257);
+  EXPECT_EQ(d::vocab_tile_columns(0, 256, 100, 4, plain), 100);
+  const int64_t l2 = d::l2_cache_bytes();
+  ASSERT_GT(l2, 0);
+  for (const int64_t rows : {1, 64, 256, 2048})
+    for (const int64_t bytes : {4, 8}) {
+      const int64_t columns = d::vocab_tile_columns(0, rows, 1 << 22, bytes, plain);
+      EXPECT_EQ(columns % 64, 0) << rows;
+      EXPECT_GE(columns, 256) << rows;
+      if (columns > 256) {  // the largest multiple of 64 that fits
+        EXPECT_LE(rows * columns * bytes, l2) << rows;
+        EXPECT_GT(rows * (columns + 64) * bytes, l2) << rows;
+      }
+    }
+}
+
 TEST(FusedLinearSequenceLogProbs, FloatAgreesWithDoubleTo1e4) {
   const batch in = make_batch(5000, at::kFloat);
   at::manual_seed(9);

@@ -369,12 +369,13 @@ inline void write_safetensors(const std::filesystem::path& file, std::span<const
   for (const tensor_view& t : tensors) {
     if (t.name.empty() || t.name == "__metadata__" || header.contains(t.name))
       detail::fail_io(label, "tensor name '", t.name, "' is empty, reserved or repeated");
-    std::uint64_t elements = 1;
+    std::uint64_t elements = 1, bytes = 0;
     for (const std::int64_t d : t.shape) {
       if (d < 0) detail::fail_io(label, "tensor '", t.name, "': negative extent ", d);
-      elements *= static_cast<std::uint64_t>(d);
+      if (__builtin_mul_overflow(elements, static_cast<std::uint64_t>(d), &elements))
+        detail::fail_io(label, "tensor '", t.name, "': its shape has too many elements");
     }
-    if (elements * size_of(t.type) != t.data.size())
+    if (__builtin_mul_overflow(elements, size_of(t.type), &bytes) || bytes != t.data.size())
       detail::fail_io(label, "tensor '", t.name, "': ", t.data.size(), " bytes, but ", name_of(t.type), " of ", elements,
                       " elements needs ", elements * size_of(t.type));
     header[t.name] = {{"dtype", name_of(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};

@@ -84,8 +84,8 @@ struct log_prob_options {
   /// default is the model's own distribution.
   sampling sample = {};
   bool validate = true;  ///< check shapes, label range, settings and finiteness (one pass over labels, none over logits)
-  /// fused_linear_sequence_log_probs only: logits columns computed at a time (0: about half of one
-  /// core's L2 cache per tile). Top-k / top-p settings always take the whole vocabulary.
+  /// fused_linear_sequence_log_probs on the CPU only: logits columns computed at a time (0: a tile
+  /// of chunk x columns values about one core's L2 cache). Top-k / top-p take the whole vocabulary.
   int64_t vocab_tile = 0;
 };
 
@@ -216,10 +216,6 @@ inline at::Tensor plain_token_log_probs(const at::Tensor& logits, const token_se
   return out;
 }
 
-/// A device's implementation of sequence_log_probs (the reduced result, with autograd), for
-/// logits of that device; nullptr `sequence` declines (e.g. an unsupported dtype).
-struct device_log_probs;
-
 /// A device's per-row kernels for the fused path's token chunks (CUDA: brain::cuda's). forward:
 /// lse, log_prob and threshold [R] of logits [R, V] (float or double, contiguous) for labels [R]
 /// under the settings; backward: overwrites the logits with the gradient of
@@ -232,6 +228,8 @@ struct device_rows {
                    const at::Tensor& threshold, const at::Tensor& upstream);
 };
 
+/// A device's implementation of sequence_log_probs (the reduced result, with autograd), for
+/// logits of that device; nullptr `sequence` declines (e.g. an unsupported dtype).
 struct device_log_probs {
   at::Tensor (*sequence)(const at::Tensor& logits, const token_selection& s, const log_prob_options& opt);
   const device_rows* rows = nullptr;  ///< for fused_linear_sequence_log_probs; nullptr: ATen operations
@@ -386,10 +384,10 @@ inline int64_t l2_cache_bytes() {
 }
 
 /// Logits columns per vocabulary tile: a tile of `rows` x columns accumulation values about the
-/// size of one core's L2 cache (measured on 2048 x 50257 x 768 with 256 rows: 512, 1024, 2048
-/// and 4096 columns took 1.10, 1.05, 1.03 and 1.06x the time of 2048, which fills 2 MiB),
-/// a multiple of 64 in [256, V]; the whole vocabulary under top-k / top-p (their threshold needs
-/// the whole row).
+/// size of one core's L2 cache, a multiple of 64 in [256, V]; the whole vocabulary under top-k /
+/// top-p (their threshold needs the whole row). Chosen on log_probs_benchmark's 2048 x 50257 x 768
+/// shape with 256 rows, one run each: 512, 1024, 4096 columns took 1.07, 1.03, 1.03x the time of
+/// 2048, which fills this machine's 2 MiB.
 inline int64_t vocab_tile_columns(int64_t requested, int64_t rows, int64_t vocabulary, int64_t value_bytes,
                                   const sampling& sample) {
   if (sample.truncates()) return vocabulary;
@@ -417,7 +415,7 @@ inline at::Tensor scoring_rows(const at::Tensor& hidden, const at::Tensor& posit
 /// Visits the logits tile by tile: for each vocabulary tile [start, start + columns) (outer, so
 /// that W's tile stays in cache) and each chunk of tokens [begin, end), computes
 /// logits = h[begin:end] · W[start:start+columns]ᵀ into one reused buffer and calls
-/// f(logits, start, begin, end).
+/// f(logits, W's tile, start, begin, end).
 template <class F>
 void for_each_logits_tile(const at::Tensor& h, const at::Tensor& w, const std::vector<std::pair<int64_t, int64_t>>& chunks,
                           int64_t chunk, int64_t tile, F&& f) {
@@ -437,16 +435,18 @@ void for_each_logits_tile(const at::Tensor& h, const at::Tensor& w, const std::v
 /// What both fused forwards (CPU tiles, device chunks) start from: the scored label positions
 /// (flat), their labels, the hidden rows scoring them and the weight, in the accumulation dtype.
 struct fused_forward_inputs {
-  at::Tensor positions, labels, h, w;
+  at::ScalarType type;  // the accumulation dtype
   at::TensorOptions options;
+  at::Tensor positions, labels, h, w;
   int64_t count;
   fused_forward_inputs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& all_labels,
                        const at::Tensor& active, int64_t shift)
-      : positions(at::nonzero(active.reshape({-1})).reshape({-1})),
+      : type(accumulate_type(hidden.scalar_type())),
+        options(hidden.options().dtype(type)),
+        positions(at::nonzero(active.reshape({-1})).reshape({-1})),
         labels(all_labels.reshape({-1}).index_select(0, positions).contiguous()),
-        h(scoring_rows(hidden, positions, shift, accumulate_type(hidden.scalar_type()))),
-        w(weight.to(accumulate_type(hidden.scalar_type())).contiguous()),
-        options(hidden.options().dtype(accumulate_type(hidden.scalar_type()))),
+        h(scoring_rows(hidden, positions, shift, type)),
+        w(weight.to(type).contiguous()),
         count(positions.size(0)) {}
 };
 
@@ -499,8 +499,9 @@ struct fused_backward_inputs {
     g.index_add_(0, positions - shift, per_row);
     return g.view(hidden.sizes()).to(hidden.scalar_type());
   }
-  /// The frozen head's gradients, computed in forward (eager): hidden's alone.
-  ::torch::autograd::variable_list eager_gradients(std::size_t inputs) const {
+  /// The gradients forward already formed: hidden's on the frozen-head (eager) path; none when
+  /// nothing needs one.
+  ::torch::autograd::variable_list forward_gradients(std::size_t inputs) const {
     ::torch::autograd::variable_list grads(inputs);
     if (need_hidden) grads[0] = hidden_gradient(unit_grad_hidden * upstream.unsqueeze(1));
     return grads;
@@ -583,7 +584,7 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
                                                    ::torch::autograd::variable_list grad_outputs) {
     const fused_backward_inputs in(ctx, grad_outputs);
     constexpr std::size_t inputs = 14;  // of forward
-    if (in.eager || (!in.need_hidden && !in.need_weight)) return in.eager_gradients(inputs);
+    if (in.eager || (!in.need_hidden && !in.need_weight)) return in.forward_gradients(inputs);
     const at::Tensor &upstream = in.upstream, &token_labels = in.labels, &lse = in.lse, &threshold = in.threshold;
     const sampling& sample = in.sample;
     const bool need_hidden = in.need_hidden, need_weight = in.need_weight;
@@ -685,7 +686,7 @@ struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_func
                                                    ::torch::autograd::variable_list grad_outputs) {
     const fused_backward_inputs in(ctx, grad_outputs);
     constexpr std::size_t inputs = 13;  // of forward
-    if (in.eager || (!in.need_hidden && !in.need_weight)) return in.eager_gradients(inputs);
+    if (in.eager || (!in.need_hidden && !in.need_weight)) return in.forward_gradients(inputs);
     const auto* rows = reinterpret_cast<const device_rows*>(static_cast<std::intptr_t>(ctx->saved_data["rows"].toInt()));
     const at::Tensor &upstream = in.upstream, &token_labels = in.labels, &lse = in.lse, &threshold = in.threshold;
     const sampling& sample = in.sample;
