@@ -6,9 +6,13 @@
 //   train_tldr study                   # the sweep on validation, then every table with seeds
 //   train_tldr judge < in.jsonl        # score {"prompt", "summary"} lines with the oracle
 //   train_tldr sft                     # the shared stages up to one of them
+//   train_tldr --model-dir gpt2/       # start from a Hugging Face GPT-2 folder (its tokenizer too)
+//   train_tldr export --export-from runs/NAME/best.pt --export-to out/   # a Hugging Face folder
 //   train_tldr --config tldr.toml      # settings from a file (TOML/INI; CLI options override it)
 
 #include "checkpoint.hpp"
+#include "device.hpp"
+#include "hf_model.hpp"
 #include "oracle.hpp"
 #include "progress.hpp"
 #include "stages.hpp"
@@ -101,6 +105,11 @@ int main(int argc, char** argv) {
   app.add_option("--test-jsonl", c.test_jsonl);
   app.add_option("--apt-lists", c.apt_lists, "where apt keeps Translation-en")->capture_default_str();
   app.add_option("--tokenizer-model", c.tokenizer_model, "an existing SentencePiece model instead of training one");
+  app.add_option("--model-dir", c.model_dir,
+                 "a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json): SFT starts from its "
+                 "weights, with its tokenizer and config (the model-* options are ignored)")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--device", c.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--vocab", c.vocab)->capture_default_str();
   app.add_option("--max-prompt-tokens", c.max_prompt_tokens)->capture_default_str();
   app.add_option("--max-response-tokens", c.max_response_tokens)->capture_default_str();
@@ -142,6 +151,27 @@ int main(int argc, char** argv) {
   app.add_option("--eval-bootstrap", c.eval.bootstrap)->capture_default_str();
   app.add_option("--eval-valid-temperature", c.eval.valid_temperature, "decoding of the checkpoint-selecting validation")
       ->capture_default_str();
+  app.add_option("--judge", c.judge.kind,
+                 "oracle: win-rates under the reward model and the oracle; llm: also under an LLM judge "
+                 "(an OpenAI-compatible server, the paper's prompt, both orders; docs/train_tldr.md)")
+      ->check(CLI::IsMember({"oracle", "llm"}))
+      ->capture_default_str()
+      ->group("LLM judge");
+  app.add_option("--judge-url", c.judge.url, "the server, e.g. http://127.0.0.1:8080 (API key: $BRAIN_JUDGE_API_KEY)")
+      ->group("LLM judge");
+  app.add_option("--judge-model", c.judge.model, "the model name the server knows")->group("LLM judge");
+  app.add_option("--judge-timeout", c.judge.timeout, "seconds to wait for a reply")->capture_default_str()->group("LLM judge");
+  app.add_option("--judge-connect-timeout", c.judge.connect_timeout, "seconds to connect")
+      ->capture_default_str()
+      ->group("LLM judge");
+  app.add_option("--judge-retries", c.judge.retries, "retries after timeouts, connection errors, HTTP 429/5xx, malformed answers")
+      ->capture_default_str()
+      ->group("LLM judge");
+  app.add_option("--judge-backoff", c.judge.backoff, "seconds before the first retry, doubling (at most 60)")
+      ->capture_default_str()
+      ->group("LLM judge");
+  app.add_option("--judge-max-tokens", c.judge.max_tokens, "the reply's token limit")->capture_default_str()->group("LLM judge");
+  app.add_option("--judge-parallel", c.judge.parallel, "requests at once")->capture_default_str()->group("LLM judge");
   app.add_option("--study-seeds", c.study.seeds)->capture_default_str()->group("Study");
   app.add_option("--study-betas", c.study.betas, "the sweep's β grid")->capture_default_str()->delimiter(',')->group("Study");
   app.add_option("--study-lrs", c.study.lrs, "the sweep's learning rates")->capture_default_str()->delimiter(',')->group("Study");
@@ -155,12 +185,15 @@ int main(int argc, char** argv) {
       ->group("Study");
 
   std::string stage = "all";
-  const std::vector<std::string> stages{"all", "data", "tokenizer", "sft", "pairs", "rm", "study", "report", "judge"};
+  const std::vector<std::string> stages{"all",    "data",  "tokenizer", "sft",   "pairs",
+                                        "rm",     "study", "report",    "judge", "export"};
   app.add_option("stage", stage, "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
                                  "oracle), report (print the last table), or a shared stage: data, tokenizer, sft, pairs, rm")
       ->check(CLI::IsMember(stages))
       ->capture_default_str();
-  std::filesystem::path judge_input, judge_output;
+  std::filesystem::path judge_input, judge_output, export_from, export_to;
+  app.add_option("--export-from", export_from, "export: a checkpoint of the run (e.g. runs/NAME/best.pt, sft/model.pt)");
+  app.add_option("--export-to", export_to, "export: the Hugging Face folder to write");
   app.add_option("--input", judge_input, "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
   app.add_option("--output", judge_output, "judge: where the scored lines go (default: standard output)");
   bool print_config = false, check_blas = false;
@@ -179,6 +212,8 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (!c.model_dir.empty()) c.model = tldr::hf_model_config(c.model_dir);
+    tldr::select_device(c.device);
     c.validate();
     if (!worker_task.empty()) {
       set_threads(1);
@@ -196,6 +231,10 @@ int main(int argc, char** argv) {
       std::printf("\n%s\n", tldr::run_main(c, self_config, log).c_str());
     } else if (stage == "study") {
       std::printf("\n%s\n", tldr::run_study(c, self_config, log).c_str());
+    } else if (stage == "export") {
+      if (export_from.empty() || export_to.empty()) throw std::invalid_argument("export needs --export-from and --export-to");
+      const auto ctx = tldr::run_shared_stages(c, log, "tokenizer");
+      tldr::export_model(*ctx, export_from, export_to);
     } else if (stage == "report") {
       std::printf("%s\n", tldr::read_text(c.workdir / "eval/results.md").c_str());
     } else if (stage == "judge") {

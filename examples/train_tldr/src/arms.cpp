@@ -105,7 +105,7 @@ step_report minibatch_loss(method kind, const minibatch& batch, const torch::Ten
     fail("minibatch_loss: log_policy has shape ", log_policy.sizes(), " but the minibatch has ", cells, " cells");
   std::vector<std::int64_t> flat(batch.rows.size());
   for (std::size_t i = 0; i < flat.size(); ++i) flat[i] = batch.rows[i] * buffer.width + batch.cols[i];
-  const auto index = torch::tensor(flat, torch::kInt64);
+  const auto index = torch::tensor(flat, torch::kInt64).to(log_policy.device());
   const auto pick = [&](const torch::Tensor& t) { return t.reshape({-1}).index_select(0, index); };
   const auto lp = log_policy.to(torch::kFloat32);
   step_report report;

@@ -1,5 +1,7 @@
 #include "checkpoint.hpp"
 
+#include "device.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -74,7 +76,7 @@ void checkpoint_writer::save(const std::filesystem::path& path) {
 
 checkpoint_reader::checkpoint_reader(const std::filesystem::path& path) : path_(path) {
   try {
-    archive_.load_from(path.string());
+    archive_.load_from(path.string(), compute_device());  // straight to where the models live
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot read checkpoint " + path.string() + ": " + e.what());
   }

@@ -25,6 +25,10 @@ arm_settings align_config::settings_of(const std::string& arm_id) const {
 }
 
 void config::validate() const {
+  if (device != "cpu" && device != "cuda" && !device.starts_with("cuda:"))
+    fail("device = '", device, "' must be cpu, cuda or cuda:N");
+  if (!model_dir.empty() && !tokenizer_model.empty())
+    fail("model-dir and tokenizer-model both name a tokenizer: a model folder brings its tokenizer.json");
   if (model.context < max_prompt_tokens + max_response_tokens)
     fail("model-context = ", model.context, " must be >= max-prompt-tokens + max-response-tokens = ",
          max_prompt_tokens + max_response_tokens);
@@ -54,6 +58,20 @@ void config::validate() const {
     fail("study-samples-seeds = ", study.samples_seeds, " must be in [1, study-seeds = ", study.seeds, "]");
   if (study.betas.empty() || study.lrs.empty() || study.temperatures.empty())
     fail("study-betas, study-lrs and study-temperatures need at least one value each");
+  const auto& j = judge;
+  if (j.kind != "oracle" && j.kind != "llm") fail("judge = '", j.kind, "' must be oracle or llm");
+  if (j.kind == "llm" && (j.url.empty() || j.model.empty()))
+    fail("judge = llm needs judge-url (an OpenAI-compatible server, e.g. http://127.0.0.1:8080) and judge-model");
+  if (!(j.connect_timeout > 0) || !(j.timeout > 0))
+    fail("judge-connect-timeout = ", j.connect_timeout, " and judge-timeout = ", j.timeout, " must be > 0 seconds");
+  if (j.retries < 0) fail("judge-retries = ", j.retries, " must be >= 0");
+  if (!(j.backoff >= 0)) fail("judge-backoff = ", j.backoff, " must be >= 0 seconds");
+  if (j.max_tokens < 1) fail("judge-max-tokens = ", j.max_tokens, " must be >= 1");
+  if (j.parallel < 1) fail("judge-parallel = ", j.parallel, " must be >= 1");
+}
+
+std::filesystem::path config::tokenizer_file() const {
+  return workdir / (model_dir.empty() ? "tokenizer/spm.model" : "tokenizer/tokenizer.json");
 }
 
 json to_json(const config& c) {
@@ -67,6 +85,8 @@ json to_json(const config& c) {
                         {"max_examples", c.data.max_examples}, {"train_jsonl", c.train_jsonl.string()},
                         {"valid_jsonl", c.valid_jsonl.string()}, {"test_jsonl", c.test_jsonl.string()}}},
               {"vocab", c.vocab},
+              {"model_dir", c.model_dir.string()},
+              {"device", c.device},
               {"max_prompt_tokens", c.max_prompt_tokens},
               {"max_response_tokens", c.max_response_tokens},
               {"model", c.model.to_json()},

@@ -77,6 +77,21 @@ struct study_config {
   std::int64_t samples_seeds = 1;  ///< seeds of the n sweep's extra runs (the first ones); n = samples has all
 };
 
+/// The evaluation's LLM judge (src/llm_judge.hpp, docs/train_tldr.md): "oracle" (the default)
+/// reports the reward model and the oracle only; "llm" also asks an OpenAI-compatible server at
+/// `url` to judge every summary against gold with the paper's prompt, both orders.
+struct judge_config {
+  std::string kind = "oracle";  ///< "oracle" or "llm"
+  std::string url;              ///< e.g. http://127.0.0.1:8080 (POST {url}/v1/chat/completions)
+  std::string model;            ///< the server's model name, part of every cache key
+  double connect_timeout = 10;  ///< seconds
+  double timeout = 300;         ///< seconds to wait for a reply (read timeout)
+  std::int64_t retries = 4;     ///< extra attempts after timeouts, connection errors, 429, 5xx, malformed answers
+  double backoff = 2;           ///< seconds before the first retry, doubling after each (at most 60)
+  std::int64_t max_tokens = 1024;  ///< the reply's limit: room for the explanation before the verdict
+  std::int64_t parallel = 4;       ///< requests at once
+};
+
 struct config {
   std::filesystem::path workdir = "runs/tldr";
   std::uint64_t seed = 1;
@@ -87,6 +102,10 @@ struct config {
   std::filesystem::path train_jsonl, valid_jsonl, test_jsonl;
   std::filesystem::path apt_lists = "/var/lib/apt/lists";
   std::filesystem::path tokenizer_model;  ///< an existing SentencePiece model instead of training one
+  /// A Hugging Face model folder (config.json, model.safetensors, tokenizer.json): its tokenizer
+  /// replaces SentencePiece, its config the model-* settings, and SFT starts from its weights.
+  std::filesystem::path model_dir;
+  std::string device = "cpu";  ///< where models and their tensors live: cpu, cuda or cuda:N
   int vocab = 2000;
   std::int64_t max_prompt_tokens = 96, max_response_tokens = 24;
   gpt_config model;
@@ -96,9 +115,13 @@ struct config {
   align_config align;
   eval_config eval;
   study_config study;
+  judge_config judge;
 
   /// Throws std::invalid_argument naming the first inconsistent setting.
   void validate() const;
+  /// The tokenizer of the work directory: tokenizer/tokenizer.json with a model folder, else
+  /// tokenizer/spm.model.
+  [[nodiscard]] std::filesystem::path tokenizer_file() const;
 };
 
 nlohmann::json to_json(const config&);

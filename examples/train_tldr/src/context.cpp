@@ -1,6 +1,7 @@
 #include "context.hpp"
 
 #include "checkpoint.hpp"
+#include "fail.hpp"
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -38,8 +39,13 @@ std::vector<encoded_example> encode(const tokenizer& tok, const std::vector<exam
 run_context::run_context(config settings, std::shared_ptr<spdlog::logger> log, bool write_config)
     : cfg_(std::move(settings)), log_(std::move(log)) {
   cfg_.validate();
-  tok_.emplace(path("tokenizer/spm.model"));
-  cfg_.model.vocab = tok_->vocab_size();
+  tok_.emplace(cfg_.tokenizer_file());
+  if (cfg_.model_dir.empty()) {
+    cfg_.model.vocab = tok_->vocab_size();
+  } else if (tok_->vocab_size() > cfg_.model.vocab) {  // the model's rows may be padded beyond it
+    fail(cfg_.model_dir.string(), ": tokenizer.json has ", tok_->vocab_size(), " tokens but the model's vocab_size is ",
+         cfg_.model.vocab);
+  }
   cfg_.model.validate();
   const auto train = read_tldr_jsonl(path("data/train.jsonl"));
   oracle_.emplace(train);
@@ -60,7 +66,7 @@ sampling_options run_context::decoding(std::int64_t samples_per_prompt, double t
   so.samples_per_prompt = samples_per_prompt;
   so.max_new_tokens = cfg_.max_response_tokens;
   so.temperature = temperature;
-  so.eos_id = tokenizer::eos_id;
+  so.eos_id = tok_->eos_id();
   so.pad_id = tokenizer::pad_id;
   return so;
 }

@@ -214,11 +214,13 @@ torch::Tensor GptImpl::run_blocks(torch::Tensor x, const torch::Tensor& bias, kv
   return final_norm(x);
 }
 
-torch::Tensor GptImpl::hidden(const torch::Tensor& ids, const torch::Tensor& mask_in) {
-  check_tokens("Gpt::hidden", ids, mask_in);
-  const std::int64_t b = ids.size(0), t = ids.size(1);
+torch::Tensor GptImpl::hidden(const torch::Tensor& ids_in, const torch::Tensor& mask_in) {
+  check_tokens("Gpt::hidden", ids_in, mask_in);
+  const std::int64_t b = ids_in.size(0), t = ids_in.size(1);
   if (t > config_.context) fail("Gpt::hidden: ids has T = ", t, " tokens, more than context = ", config_.context);
-  const auto mask = mask_in.to(torch::kBool);
+  const auto device = token_embedding->weight.device();  // inputs follow the model (device.hpp)
+  const auto ids = ids_in.to(device);
+  const auto mask = mask_in.to(device, torch::kBool);
   // Positions count real tokens, so padding on either side does not shift them.
   const auto positions = (mask.cumsum(1) - 1).clamp_min(0);
   auto x = token_embedding(ids) + position_embedding(positions);
@@ -251,15 +253,16 @@ kv_cache GptImpl::make_cache(std::int64_t batch, std::int64_t capacity) const {
   return cache;
 }
 
-torch::Tensor GptImpl::step(const torch::Tensor& ids_new, const torch::Tensor& mask_in, kv_cache& cache) {
-  check_tokens("Gpt::step", ids_new, mask_in);
+torch::Tensor GptImpl::step(const torch::Tensor& ids_in, const torch::Tensor& mask_in, kv_cache& cache) {
+  check_tokens("Gpt::step", ids_in, mask_in);
+  const auto ids_new = ids_in.to(token_embedding->weight.device());
   const std::int64_t b = ids_new.size(0), t = ids_new.size(1);
   if (static_cast<std::int64_t>(cache.keys.size()) != config_.layers || !cache.key_mask.defined())
     fail("Gpt::step: cache has ", cache.keys.size(), " layers, expected ", config_.layers, " (use make_cache)");
   if (b != cache.batch_size()) fail("Gpt::step: ids_new has B = ", b, " rows but the cache has ", cache.batch_size());
   if (cache.length + t > cache.capacity())
     fail("Gpt::step: ", t, " new tokens after ", cache.length, " exceed the cache capacity = ", cache.capacity());
-  const auto mask = mask_in.to(torch::kBool);
+  const auto mask = mask_in.to(ids_new.device(), torch::kBool);
   const auto positions = (cache.real_count.unsqueeze(1) + mask.cumsum(1) - 1).clamp_min(0);
   cache.real_count.add_(mask.sum(1));
   cache.key_mask.narrow(1, cache.length, t).copy_(mask);
@@ -283,9 +286,10 @@ RewardModelImpl::RewardModelImpl(const gpt_config& config) {
   head->bias.zero_();
 }
 
-torch::Tensor RewardModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& mask_in) {
-  const auto h = backbone->hidden(ids, mask_in);  // validates
-  const auto mask = mask_in.to(torch::kBool);
+torch::Tensor RewardModelImpl::forward(const torch::Tensor& ids_in, const torch::Tensor& mask_in) {
+  const auto h = backbone->hidden(ids_in, mask_in);  // validates
+  const auto ids = ids_in.to(h.device());
+  const auto mask = mask_in.to(h.device(), torch::kBool);
   // Index of each row's last real token: the largest t with mask set (0 for padding only).
   const auto steps = torch::arange(ids.size(1), ids.options());
   const auto last = (steps * mask).amax(1);
@@ -340,6 +344,7 @@ void copy_state(const torch::nn::Module& from, torch::nn::Module& to) {
 
 Gpt clone(const Gpt& source) {
   Gpt copy(source->config());
+  copy->to(source->head_weight().device());
   copy_state(*source, *copy);
   copy->train(source->is_training());
   return copy;

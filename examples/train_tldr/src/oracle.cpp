@@ -197,7 +197,12 @@ std::vector<token> tokenize(std::string_view text, text_kind what) {
   return out;
 }
 
+}  // namespace
+
 // ---- an open-addressing hash table keyed by 64-bit hashes -------------------------------------
+// In a named namespace: oracle::model's fields are hash tables, and a class with external linkage
+// must not hold types of an anonymous namespace (GCC's -Wsubobject-linkage, seen in unity builds).
+namespace oracle_detail {
 
 template <class V>
 class hash_table {
@@ -237,7 +242,8 @@ class hash_table {
   std::size_t size_ = 0;
 };
 
-}  // namespace
+}  // namespace oracle_detail
+using oracle_detail::hash_table;
 
 // ---- the model learnt from the train split -------------------------------------------------------
 

@@ -50,7 +50,9 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
   const auto n = o.samples_per_prompt;
   const auto prompt_rows = static_cast<std::int64_t>(prompts.size());
   const std::int64_t rows = prompt_rows * n;
-  const auto input = left_pad(prompts, o.pad_id);
+  auto input = left_pad(prompts, o.pad_id);
+  const auto device = model->head_weight().device();
+  input = {input.ids.to(device), input.mask.to(device)};
   const std::int64_t prompt_length = input.ids.size(1);
 
   // Prefill each prompt once, then copy its cache to its n sample rows. The last generated token
@@ -93,7 +95,9 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       // u < the row's total, and a token of probability 0 adds nothing to the CDF, so it is
       // never the first index whose CDF exceeds u.
       const auto cdf = proposal.exp().cumsum(-1);
-      const auto u = torch::rand({active, 1}, generator, cdf.options()) * cdf.narrow(1, vocab - 1, 1);
+      // Drawn on the CPU (the generator's device), so a seed gives the same draws on every device.
+      const auto u = torch::rand({active, 1}, generator, cdf.options().device(torch::kCPU)).to(device) *
+                     cdf.narrow(1, vocab - 1, 1);
       token = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
       log_proposal.index_add_(0, row_of, proposal.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
     }
@@ -181,9 +185,12 @@ torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::i
   std::vector<torch::Tensor> parts;
   for (std::size_t first = 0; first < total; first += per_chunk) {
     const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id, config.context);
-    const auto hidden = model->hidden(b.input.ids, b.input.mask);
-    parts.push_back(brain::libtorch::fused_linear_sequence_log_probs(hidden, model->head_weight(), b.input.ids,
-                                                                  b.response_mask, brain::libtorch::alignment::next_token));
+    const auto device = model->head_weight().device();
+    const auto ids = b.input.ids.to(device);
+    const auto hidden = model->hidden(ids, b.input.mask);
+    parts.push_back(brain::libtorch::fused_linear_sequence_log_probs(hidden, model->head_weight(), ids,
+                                                                  b.response_mask.to(device),
+                                                                  brain::libtorch::alignment::next_token));
   }
   if (parts.empty()) return torch::zeros({0}, model->head_weight().options().dtype(torch::kFloat));
   return parts.size() == 1 ? parts.front() : torch::cat(parts);

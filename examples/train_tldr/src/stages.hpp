@@ -21,7 +21,8 @@ namespace tldr {
 // ---- shared stages (stages/data.cpp, sft.cpp, pairs.cpp, reward_model.cpp) ------------------
 
 void prepare_data(const config& settings, spdlog::logger& log);       ///< data/{train,valid,test}.jsonl
-void prepare_tokenizer(const config& settings, spdlog::logger& log);  ///< tokenizer/spm.model
+/// tokenizer/spm.model, or tokenizer/tokenizer.json copied from --model-dir.
+void prepare_tokenizer(const config& settings, spdlog::logger& log);
 void train_sft(const run_context& ctx);                                ///< sft/model.pt
 void make_pairs(const run_context& ctx);                               ///< pairs/{train,valid}.jsonl: rankings
 void train_reward_model(const run_context& ctx);                       ///< rm/model.pt
@@ -133,6 +134,9 @@ std::string run_main(const config& settings, const std::filesystem::path& self_c
 /// ablations and the n sweep, evaluated on the test split; returns the report's markdown.
 std::string run_study(const config& settings, const std::filesystem::path& self_config,
                       std::shared_ptr<spdlog::logger> log);
+/// `train_tldr export`: a checkpoint of the run (a policy: sft/model.pt, runs/NAME/best.pt) as a
+/// Hugging Face GPT-2 folder with the run's tokenizer.json (runs started from --model-dir only).
+void export_model(const run_context& ctx, const std::filesystem::path& checkpoint, const std::filesystem::path& folder);
 /// A worker process's task (JSON made by the commands above): "align", "evaluate" or "temperature".
 void run_worker(const config& settings, const std::string& task, std::shared_ptr<spdlog::logger> log);
 

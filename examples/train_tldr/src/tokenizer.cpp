@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -77,9 +78,49 @@ std::vector<std::string> read_lines(const fs::path& file) {
   return lines;
 }
 
+/// `bytes` with each byte that does not belong to a well-formed UTF-8 sequence replaced by U+FFFD
+/// (Hugging Face's decode replaces too, one U+FFFD per maximal ill-formed subsequence): a sampled
+/// summary may stop inside a character, and the pipeline's JSON files need valid UTF-8.
+std::string utf8_with_replacements(const std::string& bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (std::size_t i = 0; i < bytes.size();) {
+    const auto b0 = static_cast<unsigned char>(bytes[i]);
+    std::size_t length = b0 < 0x80 ? 1 : (b0 & 0xE0) == 0xC0 ? 2 : (b0 & 0xF0) == 0xE0 ? 3 : (b0 & 0xF8) == 0xF0 ? 4 : 0;
+    std::uint32_t code = length == 1 ? b0 : length == 2 ? b0 & 0x1Fu : length == 3 ? b0 & 0x0Fu : b0 & 0x07u;
+    bool valid = length > 0 && i + length <= bytes.size();
+    for (std::size_t k = 1; valid && k < length; ++k) {
+      const auto b = static_cast<unsigned char>(bytes[i + k]);
+      valid = (b & 0xC0) == 0x80;
+      code = (code << 6) | (b & 0x3Fu);
+    }
+    constexpr std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    valid = valid && code >= least[length] && code <= 0x10FFFF && (code < 0xD800 || code > 0xDFFF);
+    if (valid) {
+      out.append(bytes, i, length);
+      i += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 tokenizer::tokenizer(fs::path model_file) : model_(std::move(model_file)) {
+  if (model_.extension() == ".json") {
+    bpe_ = std::make_shared<const brain::io::bpe_tokenizer>(brain::io::bpe_tokenizer::from_file(model_));
+    std::optional<std::int64_t> end;
+    for (const char* name : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"})
+      if (!end) end = bpe_->token_id(name);
+    if (!end)
+      throw std::invalid_argument(model_.string() + ": no end-of-text token (\"<|endoftext|>\", \"</s>\", "
+                                  "\"<|end_of_text|>\" or \"<eos>\"), which the pipeline needs as bos and eos");
+    bos_ = eos_ = *end;
+    return;
+  }
   if (!fs::exists(model_)) throw std::runtime_error("SentencePiece model " + model_.string() + " does not exist");
   scratch s;
   run_tool({"spm_export_vocab", "--model=" + model_.string(), "--output=" + (s.dir / "vocab").string()}, s.dir / "log");
@@ -111,8 +152,18 @@ tokenizer tokenizer::train(std::span<const example> corpus, int vocab_size, cons
   return tokenizer(model_file);
 }
 
+std::int64_t tokenizer::vocab_size() const {
+  return bpe_ ? bpe_->vocab_size() : static_cast<std::int64_t>(pieces_.size());
+}
+
 std::vector<tokens> tokenizer::encode(std::span<const std::string> texts) const {
   if (texts.empty()) return {};
+  if (bpe_) {
+    std::vector<tokens> out;
+    out.reserve(texts.size());
+    for (const auto& t : texts) out.push_back(bpe_->encode(t));
+    return out;
+  }
   scratch s;
   write_lines(s.dir / "in", texts);
   run_tool({"spm_encode", "--model=" + model_.string(), "--output_format=id", "--input=" + (s.dir / "in").string(),
@@ -132,20 +183,33 @@ std::vector<tokens> tokenizer::encode(std::span<const std::string> texts) const 
 
 std::vector<std::string> tokenizer::decode(std::span<const tokens> sequences) const {
   if (sequences.empty()) return {};
+  if (bpe_) {
+    std::vector<std::string> out;
+    out.reserve(sequences.size());
+    for (const auto& seq : sequences) {
+      auto first = seq.begin();
+      if (first != seq.end() && *first == bos_) ++first;
+      const auto last = std::find(first, seq.end(), eos_);
+      std::string text = bpe_->decode(std::span<const std::int64_t>(&*first, static_cast<std::size_t>(last - first)));
+      if (text.starts_with(' ')) text.erase(0, 1);  // the space encode_responses adds
+      out.push_back(utf8_with_replacements(text));
+    }
+    return out;
+  }
   scratch s;
   std::vector<std::string> lines;
   std::vector<bool> empty;
   for (const auto& seq : sequences) {
     std::string line;
     for (const auto id : seq) {
-      if (id == eos_id) break;
-      if (id == pad_id || id == bos_id) continue;
+      if (id == eos_) break;
+      if (id == pad_id || id == bos_) continue;
       if (id < 0 || id >= vocab_size()) throw std::invalid_argument("tokenizer::decode: id " + std::to_string(id) + " out of range");
       if (!line.empty()) line += ' ';
       line += std::to_string(id);
     }
     empty.push_back(line.empty());
-    lines.push_back(line.empty() ? std::to_string(unk_id) : line);  // spm_decode skips empty lines
+    lines.push_back(line.empty() ? std::to_string(spm_unk_id) : line);  // spm_decode skips empty lines
   }
   write_lines(s.dir / "in", lines);
   run_tool({"spm_decode", "--model=" + model_.string(), "--input_format=id", "--input=" + (s.dir / "in").string(),
@@ -178,16 +242,24 @@ std::vector<tokens> tokenizer::encode_prompts(std::span<const std::string> promp
   for (std::size_t i = 0; i < out.size(); ++i) {
     auto& t = out[i];
     if (static_cast<std::int64_t>(t.size()) > room) t.resize(static_cast<std::size_t>(room));
-    t.insert(t.begin(), bos_id);
+    t.insert(t.begin(), bos_);
     if (has_tail[i]) t.insert(t.end(), tail_ids.begin(), tail_ids.end());
   }
   return out;
 }
 
 std::vector<tokens> tokenizer::encode_responses(std::span<const std::string> labels, std::int64_t max_tokens) const {
-  auto out = encode(labels);
+  std::vector<tokens> out;
+  if (bpe_) {  // a summary follows "TL;DR:" after a space, as in running text
+    std::vector<std::string> spaced;
+    spaced.reserve(labels.size());
+    for (const auto& l : labels) spaced.push_back(l.empty() || l.front() == ' ' ? l : " " + l);
+    out = encode(spaced);
+  } else {
+    out = encode(labels);
+  }
   for (auto& t : out) {
-    t.push_back(eos_id);
+    t.push_back(eos_);
     if (static_cast<std::int64_t>(t.size()) > max_tokens) t.resize(static_cast<std::size_t>(max_tokens));
   }
   return out;

@@ -96,20 +96,23 @@ class pipeline_tokenizer : public ::testing::Test {
 
 TEST_F(pipeline_tokenizer, special_ids_are_fixed_and_text_round_trips) {
   EXPECT_GT(tok_->vocab_size(), 50);
+  EXPECT_EQ(tok_->bos_id(), 2);
+  EXPECT_EQ(tok_->eos_id(), 3);
+  EXPECT_FALSE(tok_->is_byte_level());
   const std::vector<std::string> texts{"a library for reading compressed files", "", "the quick daemon"};
   const auto ids = tok_->encode(texts);
   ASSERT_EQ(ids.size(), 3u);
   EXPECT_TRUE(ids[1].empty());
   for (const auto& seq : ids)
-    for (auto id : seq) EXPECT_GT(id, tldr::tokenizer::eos_id);  // plain text never yields specials
+    for (auto id : seq) EXPECT_GT(id, tok_->eos_id());  // plain text never yields specials
   const auto back = tok_->decode(ids);
   EXPECT_EQ(back[0], texts[0]);
   EXPECT_EQ(back[1], "");
   EXPECT_EQ(back[2], texts[2]);
   // decode stops at eos and skips pad and bos.
   auto with_specials = ids[0];
-  with_specials.insert(with_specials.begin(), {tldr::tokenizer::bos_id, tldr::tokenizer::pad_id});
-  with_specials.push_back(tldr::tokenizer::eos_id);
+  with_specials.insert(with_specials.begin(), {tok_->bos_id(), tldr::tokenizer::pad_id});
+  with_specials.push_back(tok_->eos_id());
   with_specials.insert(with_specials.end(), ids[2].begin(), ids[2].end());
   EXPECT_EQ(tok_->decode(with_specials), texts[0]);
 }
@@ -118,15 +121,15 @@ TEST_F(pipeline_tokenizer, prompts_keep_their_tail_and_fit_the_budget) {
   const std::string prompt = "TITLE: x\nPOST: " + std::string(2000, 'a') + " b c d e f g\nTL;DR:";
   const auto ids = tok_->encode_prompts(std::vector<std::string>{prompt}, 24).front();
   EXPECT_EQ(static_cast<std::int64_t>(ids.size()), 24);
-  EXPECT_EQ(ids.front(), tldr::tokenizer::bos_id);
+  EXPECT_EQ(ids.front(), tok_->bos_id());
   const auto tail = tok_->encode(std::string("TL;DR:"));
   ASSERT_FALSE(tail.empty());
   EXPECT_TRUE(std::equal(tail.rbegin(), tail.rend(), ids.rbegin()));
   const auto label = tok_->encode_responses(std::vector<std::string>{" a short summary"}, 100).front();
-  EXPECT_EQ(label.back(), tldr::tokenizer::eos_id);
+  EXPECT_EQ(label.back(), tok_->eos_id());
   const auto cut = tok_->encode_responses(std::vector<std::string>{" a short summary"}, 2).front();
   EXPECT_EQ(cut.size(), 2u);
-  EXPECT_NE(cut.back(), tldr::tokenizer::eos_id);
+  EXPECT_NE(cut.back(), tok_->eos_id());
 }
 
 TEST_F(pipeline_tokenizer, an_existing_model_loads_through_the_same_class_and_bad_ones_are_named) {

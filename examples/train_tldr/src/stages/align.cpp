@@ -3,6 +3,7 @@
 // take K optimiser steps on minibatches of its units, refresh the proposal if the arm does, then
 // validate and keep the best checkpoint. State is saved after every refresh.
 
+#include "device.hpp"
 #include "checkpoint.hpp"
 #include "metrics.hpp"
 #include "progress.hpp"
@@ -146,7 +147,7 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
     }
     b.log_prior = sequence_log_prob(st.prior, prompts, b.responses, tokenizer::pad_id).view({m, n});
     b.log_proposal = b.log_prior;  // unused by DPO
-    b.reward = torch::tensor({1.0f, 0.0f}).repeat({m, n / 2});  // chosen first
+    b.reward = torch::tensor({1.0f, 0.0f}).repeat({m, n / 2}).to(b.log_prior.device());  // chosen first
     return b;
   }
   const auto order = permutation(train.size(), derive_seed(st.run.seed, purpose::align_prompts, refresh));
@@ -196,6 +197,9 @@ void align(const run_context& ctx, const run_spec& run) {
                                 " must be >= 2 (and even for pair methods)");
 
   run_state st{ctx, run, which, Gpt(c.model), Gpt(c.model), Gpt(nullptr), RewardModel(c.model)};
+  place(st.prior);
+  place(st.policy);
+  place(st.rm);
   load_model(ctx.path("sft/model.pt"), *st.prior);
   load_model(ctx.path("sft/model.pt"), *st.policy);
   for (auto& p : st.prior->parameters()) p.set_requires_grad(false);

@@ -2,7 +2,10 @@
 // then every arm with seeds) and the worker that runs one alignment or evaluation.
 
 #include "checkpoint.hpp"
+#include "fail.hpp"
+#include "hf_model.hpp"
 #include "jobs.hpp"
+#include "llm_judge.hpp"
 #include "progress.hpp"
 #include "stages.hpp"
 
@@ -78,6 +81,11 @@ void evaluate_all(const run_context& ctx, const std::vector<evaluation>& evals, 
   }
   if (!jobs.empty()) log.info("evaluation: {} model(s) on the test split", jobs.size());
   run_jobs(jobs, parallel_jobs(ctx.settings()), ctx.path("logs"), log);
+  if (ctx.settings().judge.kind == "llm") {  // in this process, after the workers: one cache, no writers racing
+    std::vector<std::string> names;
+    for (const auto& e : evals) names.push_back(e.name);
+    judge_evaluations(ctx, names);
+  }
 }
 
 double best_validation(const run_context& ctx, const run_spec& r) {
@@ -219,8 +227,23 @@ std::string run_main(const config& settings, const fs::path& self_config, std::s
   atomic_write_text(ctx->path("eval/results.json"), summary.dump(2));
   atomic_write_text(ctx->path("eval/results.md"), md);
   plot_frontier(summary, ctx->path("eval/frontier.png"), *log);
+  if (!c.model_dir.empty())  // started from a Hugging Face folder: each arm's policy goes back as one
+    for (const auto& r : runs) {
+      export_model(*ctx, run_dir(*ctx, r) / "best.pt", ctx->path("export/" + r.name()));
+      log->info("export: {} as a Hugging Face folder in {}", r.name(), ctx->path("export/" + r.name()).string());
+    }
   log->info("all stages finished in {}", format_duration(seconds_since(t0)));
   return md;
+}
+
+void export_model(const run_context& ctx, const fs::path& checkpoint, const fs::path& folder) {
+  const auto& c = ctx.settings();
+  if (!ctx.tok().is_byte_level())
+    fail("export: this run's tokenizer is a SentencePiece model; a Hugging Face folder needs the tokenizer.json of a "
+         "run started with --model-dir");
+  Gpt model(c.model);
+  load_model(checkpoint, *model);
+  save_hf_model(model, folder, c.tokenizer_file(), ctx.tok().eos_id());
 }
 
 std::string run_study(const config& settings, const fs::path& self_config, std::shared_ptr<spdlog::logger> log) {

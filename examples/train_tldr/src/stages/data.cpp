@@ -42,8 +42,14 @@ void prepare_data(const config& c, spdlog::logger& log) {
 }
 
 void prepare_tokenizer(const config& c, spdlog::logger&) {
-  const auto file = c.workdir / "tokenizer/spm.model";
+  const auto file = c.tokenizer_file();
   if (fs::exists(file)) return;
+  if (!c.model_dir.empty()) {  // the model folder's own (checked when the run context loads it)
+    atomic_write(file, [&](const fs::path& tmp) {
+      fs::copy_file(c.model_dir / "tokenizer.json", tmp, fs::copy_options::overwrite_existing);
+    });
+    return;
+  }
   if (!c.tokenizer_model.empty()) {
     atomic_write(file, [&](const fs::path& tmp) { fs::copy_file(c.tokenizer_model, tmp, fs::copy_options::overwrite_existing); });
     return;

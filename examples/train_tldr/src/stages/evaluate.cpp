@@ -2,6 +2,7 @@
 // the oracle and reference metrics the labels never saw (ROUGE-L, chrF against the gold summary),
 // with the model's KL from SFT on the same prompts. One file per (model, temperature, seed).
 
+#include "device.hpp"
 #include "checkpoint.hpp"
 #include "metrics.hpp"
 #include "progress.hpp"
@@ -25,6 +26,7 @@ std::size_t test_count(const run_context& ctx) {
 
 RewardModel load_rm(const run_context& ctx) {
   RewardModel rm(ctx.settings().model);
+  place(rm);
   load_model(ctx.path("rm/model.pt"), *rm);
   rm->eval();
   return rm;
@@ -32,6 +34,7 @@ RewardModel load_rm(const run_context& ctx) {
 
 Gpt load_gpt(const run_context& ctx, const fs::path& file) {
   Gpt model(ctx.settings().model);
+  place(model);
   load_model(file, *model);
   model->eval();
   return model;

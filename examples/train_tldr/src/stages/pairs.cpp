@@ -4,6 +4,7 @@
 // fixed judge. k(k-1)/2 comparisons per prompt, as InstructGPT's K-way rankings.
 // Written in chunks of prompts, each with its own seeds, so a killed run resumes at its chunk.
 
+#include "device.hpp"
 #include "checkpoint.hpp"
 #include "progress.hpp"
 #include "sampler.hpp"
@@ -141,6 +142,7 @@ void make_pairs(const run_context& ctx) {
   if (fs::exists(dir / "valid.jsonl")) return;
   fs::create_directories(dir);
   Gpt sft(ctx.settings().model);
+  place(sft);
   load_model(ctx.path("sft/model.pt"), *sft);
   if (!fs::exists(dir / "train.jsonl")) make_split(ctx, sft, ctx.train(), ctx.settings().pairs.train_prompts, "train", 0);
   make_split(ctx, sft, ctx.valid(), ctx.settings().pairs.valid_prompts, "valid", 1);

@@ -2,6 +2,7 @@
 // frontier. Every number is computed here from eval/*.jsonl; nothing is typed in by hand.
 
 #include "checkpoint.hpp"
+#include "llm_judge.hpp"
 #include "seeds.hpp"
 #include "stages.hpp"
 #include "stats.hpp"
@@ -47,6 +48,10 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
   const auto boot_seed = derive_seed(ctx.settings().seed, purpose::bootstrap);
   const auto gold = read_eval(ctx.path("eval/gold.jsonl"));
   json out{{"prompts", gold.rm.size()}, {"gold", {{"oracle", mean_of(gold.oracle)}, {"words", mean_of(gold.words)}}}};
+  const bool llm_judged = ctx.settings().judge.kind == "llm";
+  if (llm_judged)
+    out["llm_judge"] = {{"model", ctx.settings().judge.model}, {"url", ctx.settings().judge.url},
+                        {"rule", "both orders; win when both prefer the summary, loss when both prefer gold, else tie"}};
   std::map<std::string, std::vector<eval_columns>> columns;
   for (const auto& row : rows) {
     if (row.evals.empty()) throw std::invalid_argument("summarize: row " + row.id + " has no evaluation");
@@ -63,10 +68,18 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
       values["chrf"].push_back(c.chrf);
       values["kl"].push_back(c.kl);
       values["words"].push_back(c.words);
+      if (llm_judged) {  // --judge llm: the LLM judge's score against gold (1, 0.5 or 0 per prompt)
+        auto scores = read_llm_judge(ctx, name);
+        if (scores.size() != gold.rm.size())
+          throw std::runtime_error("eval/llm_judge/" + name + ".jsonl has " + std::to_string(scores.size()) +
+                                   " prompts, gold " + std::to_string(gold.rm.size()));
+        values["llm_win"].push_back(std::move(scores));
+      }
       columns[row.id].push_back(c);
     }
     json r{{"id", row.id}, {"label", row.label}, {"evals", row.evals}};
     for (const auto& [key, label] : metric_names()) r["metrics"][key] = metric(values.at(key), resamples, boot_seed);
+    if (llm_judged) r["metrics"]["llm_win"] = metric(values.at("llm_win"), resamples, boot_seed);
     out["rows"].push_back(r);
   }
   for (const auto& m : matchups) {
@@ -111,8 +124,11 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
 std::string rows_markdown(const json& summary) {
   std::string md = "| model | seeds |";
   for (const auto& [key, label] : metric_names()) md += " " + label + " |";
+  const bool llm_judged = summary.contains("llm_judge");  // a last column: win vs gold under the LLM judge
+  if (llm_judged) md += " win vs gold, LLM judge (%) |";
   md += "\n|---|---|";
   for (std::size_t i = 0; i < metric_names().size(); ++i) md += "---|";
+  if (llm_judged) md += "---|";
   md += "\n";
   for (const auto& r : summary.at("rows")) {
     const auto& m = r.at("metrics");
@@ -121,6 +137,7 @@ std::string rows_markdown(const json& summary) {
                       cell(m.at("oracle_win"), 100, 1, true), cell(m.at("oracle"), 1, 3, true),
                       cell(m.at("rouge_l"), 1, 3, false), cell(m.at("chrf"), 1, 1, false), cell(m.at("kl"), 1, 2, false),
                       cell(m.at("words"), 1, 1, false));
+    if (llm_judged) md.insert(md.size() - 1, " " + cell(m.at("llm_win"), 100, 1, true) + " |");
   }
   return md;
 }

@@ -2,6 +2,7 @@
 // initialised from the SFT model, then its held-out agreement with the labels and with the
 // noiseless oracle, and its calibration.
 
+#include "device.hpp"
 #include "checkpoint.hpp"
 #include "progress.hpp"
 #include "seeds.hpp"
@@ -126,6 +127,7 @@ void train_reward_model(const run_context& ctx) {
   const auto train = read_rankings(ctx.path("pairs/train.jsonl")), valid = read_rankings(ctx.path("pairs/valid.jsonl"));
   seed_global_generator(derive_seed(c.seed, purpose::rm_init));  // the head's initial weights
   RewardModel rm(c.model);
+  place(rm);
   {
     Gpt sft(c.model);
     load_model(ctx.path("sft/model.pt"), *sft);

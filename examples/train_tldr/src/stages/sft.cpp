@@ -1,6 +1,8 @@
 // Stage sft: maximum likelihood of the gold summary given the prompt (loss on the summary tokens).
 
 #include "checkpoint.hpp"
+#include "device.hpp"
+#include "hf_model.hpp"
 #include "progress.hpp"
 #include "sampler.hpp"
 #include "seeds.hpp"
@@ -28,7 +30,10 @@ void train_sft(const run_context& ctx) {
   if (fs::exists(dir / "model.pt")) return;
   fs::create_directories(dir);
   seed_global_generator(derive_seed(c.seed, purpose::sft_init));
-  Gpt model(c.model);
+  // From the model folder's weights when there is one (the reward model then starts from this
+  // SFT model, as in InstructGPT and the paper), else GPT-2's random initialisation.
+  Gpt model = c.model_dir.empty() ? Gpt(c.model) : load_hf_model(c.model_dir);
+  place(model);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(c.sft.lr).weight_decay(c.sft.weight_decay));
   const auto state = dir / "state.pt";
   std::int64_t step = resume_from(state, *model, opt);
