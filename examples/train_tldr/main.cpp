@@ -15,6 +15,7 @@
 #include "hf_model.hpp"
 #include "oracle.hpp"
 #include "progress.hpp"
+#include "ranks.hpp"
 #include "stages.hpp"
 
 #include <CLI/CLI.hpp>
@@ -109,7 +110,13 @@ int main(int argc, char** argv) {
                  "a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json): SFT starts from its "
                  "weights, with its tokenizer and config (the model-* options are ignored)")
       ->check(CLI::ExistingDirectory);
-  app.add_option("--device", c.device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--device", c.device, "cpu, cuda or cuda:N (data parallel: cuda is cuda:LOCAL_RANK)")->capture_default_str();
+  double dist_timeout = 300;
+  app.add_option("--dist-timeout", dist_timeout,
+                 "data parallel (torchrun's RANK, WORLD_SIZE, ... set): seconds a rank waits for the others before "
+                 "failing (a rank that died stops the run within it)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--vocab", c.vocab)->capture_default_str();
   app.add_option("--max-prompt-tokens", c.max_prompt_tokens)->capture_default_str();
   app.add_option("--max-response-tokens", c.max_response_tokens)->capture_default_str();
@@ -213,8 +220,16 @@ int main(int argc, char** argv) {
 
   try {
     if (!c.model_dir.empty()) c.model = tldr::hf_model_config(c.model_dir);
-    tldr::select_device(c.device);
+    // Data parallel when started torchrun-style (scripts/train-tldr-dp, torchrun, srun): every rank
+    // runs every stage on its share of the prompts (src/ranks.hpp); a CUDA rank takes its local GPU.
+    const auto where = tldr::dist::launch_from_env();
+    tldr::select_device(where.world > 1 && c.device == "cuda" ? "cuda:" + std::to_string(where.local_rank) : c.device);
     c.validate();
+    if (where.world > 1) {
+      if (!worker_task.empty()) throw std::invalid_argument("--worker-task is not for data-parallel ranks");
+      tldr::join_ranks(where, tldr::compute_device(),
+                       std::chrono::milliseconds(static_cast<std::int64_t>(dist_timeout * 1000)));
+    }
     if (!worker_task.empty()) {
       set_threads(1);
       auto log = std::make_shared<spdlog::logger>("tldr", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
@@ -227,10 +242,13 @@ int main(int argc, char** argv) {
     // The exact settings of this command, for its worker processes.
     const auto self_config = c.workdir / "worker.toml";
     tldr::atomic_write_text(self_config, app.config_to_str(false, false));  // what was set; defaults are shared
+    const bool report = tldr::ranks().is_main();  // data parallel: rank 0 prints
     if (stage == "all") {
-      std::printf("\n%s\n", tldr::run_main(c, self_config, log).c_str());
+      const auto md = tldr::run_main(c, self_config, log);
+      if (report) std::printf("\n%s\n", md.c_str());
     } else if (stage == "study") {
-      std::printf("\n%s\n", tldr::run_study(c, self_config, log).c_str());
+      const auto md = tldr::run_study(c, self_config, log);
+      if (report) std::printf("\n%s\n", md.c_str());
     } else if (stage == "export") {
       if (export_from.empty() || export_to.empty()) throw std::invalid_argument("export needs --export-from and --export-to");
       const auto ctx = tldr::run_shared_stages(c, log, "tokenizer");

@@ -1,6 +1,7 @@
 #include "checkpoint.hpp"
 
 #include "device.hpp"
+#include "ranks.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@ void fsync_path(const std::filesystem::path& path, int flags) {
 }  // namespace
 
 void atomic_write(const std::filesystem::path& path, const std::function<void(const std::filesystem::path&)>& write) {
+  if (!ranks().is_main()) return;  // data parallel: rank 0 writes, the others read after a barrier
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   std::filesystem::path tmp = path;
   tmp += ".tmp";

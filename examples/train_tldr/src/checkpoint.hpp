@@ -12,6 +12,7 @@
 namespace tldr {
 
 /// Calls write(tmp) to produce the file under a temporary name, then fsyncs and renames it to path.
+/// On data-parallel ranks other than 0 it does nothing (ranks.hpp).
 void atomic_write(const std::filesystem::path& path, const std::function<void(const std::filesystem::path&)>& write);
 /// atomic_write of a text file.
 void atomic_write_text(const std::filesystem::path& path, std::string_view text);

@@ -2,6 +2,7 @@
 
 #include "checkpoint.hpp"
 #include "fail.hpp"
+#include "ranks.hpp"
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -12,8 +13,13 @@ namespace fs = std::filesystem;
 std::shared_ptr<spdlog::logger> open_log(const fs::path& workdir, const std::string& file) {
   fs::create_directories(workdir);
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((workdir / file).string());
-  auto log = std::make_shared<spdlog::logger>("tldr", spdlog::sinks_init_list{console, sink});
+  // Data parallel: rank 0 reports to the console and the run's log, the others to their own files.
+  const bool main = ranks().is_main();
+  const auto path = main ? workdir / file : workdir / "logs" / ("rank-" + std::to_string(ranks().rank()) + ".log");
+  fs::create_directories(path.parent_path());
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string());
+  auto log = main ? std::make_shared<spdlog::logger>("tldr", spdlog::sinks_init_list{console, sink})
+                  : std::make_shared<spdlog::logger>("tldr", sink);
   log->set_pattern("[%H:%M:%S] %v");
   sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %v");
   log->flush_on(spdlog::level::info);

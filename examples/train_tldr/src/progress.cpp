@@ -1,5 +1,7 @@
 #include "progress.hpp"
 
+#include "ranks.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +53,7 @@ void progress::finish(const std::string& status) {
 
 void progress::draw(bool final) {
   last_draw_ = std::chrono::steady_clock::now();
+  if (!ranks().is_main()) return;  // data parallel: one bar, rank 0's
   const double elapsed = elapsed_seconds();
   // The rate counts only this session's work: a resumed stage starts at `start_`.
   const double rate = elapsed > 0 ? double(done_ - start_) / elapsed : 0.0;

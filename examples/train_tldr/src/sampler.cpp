@@ -1,10 +1,9 @@
 #include "sampler.hpp"
 
 #include "fail.hpp"
+#include "seeds.hpp"
 
 #include <brain/backends/torch/log_probs.hpp>
-
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
@@ -42,9 +41,18 @@ void check_options(const sampling_options& o, const gpt_config& c) {
   if (o.max_batch_rows < 1) fail("sample: max_batch_rows = ", o.max_batch_rows, " must be >= 1");
 }
 
+// The uniform in [0, 1) of draw `step` of sample `j` of the prompt with key `key` (24 bits, as
+// torch::rand gives a float).
+float sample_uniform(std::uint64_t seed, std::uint64_t key, std::int64_t j, std::int64_t step) {
+  const auto h = derive_seed(derive_seed(seed, purpose::sample_draw, key, static_cast<std::uint64_t>(j)),
+                             purpose::sample_draw, static_cast<std::uint64_t>(step));
+  return static_cast<float>(h >> 40) * 0x1p-24f;
+}
+
 // Decodes the prompts [first, last) into rows [first·n, last·n) of `out`.
 void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_prompts, std::size_t first,
-                  std::size_t last, const sampling_options& o, torch::Generator& generator, samples& out) {
+                  std::size_t last, const sampling_options& o, std::uint64_t seed, std::span<const std::uint64_t> keys,
+                  samples& out) {
   const std::vector<std::vector<std::int64_t>> prompts(all_prompts.begin() + static_cast<std::ptrdiff_t>(first),
                                                        all_prompts.begin() + static_cast<std::ptrdiff_t>(last));
   const auto n = o.samples_per_prompt;
@@ -95,9 +103,16 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       // u < the row's total, and a token of probability 0 adds nothing to the CDF, so it is
       // never the first index whose CDF exceeds u.
       const auto cdf = proposal.exp().cumsum(-1);
-      // Drawn on the CPU (the generator's device), so a seed gives the same draws on every device.
-      const auto u = torch::rand({active, 1}, generator, cdf.options().device(torch::kCPU)).to(device) *
-                     cdf.narrow(1, vocab - 1, 1);
+      // One uniform per row, from its prompt's key, its sample index and the step (on the CPU).
+      const auto rows_now = row_of.cpu();
+      const auto row_at = rows_now.accessor<std::int64_t, 1>();
+      auto uniforms = torch::empty({active, 1}, torch::kFloat);
+      auto* u_at = uniforms.data_ptr<float>();
+      for (std::int64_t a = 0; a < active; ++a) {
+        const auto prompt = first + static_cast<std::size_t>(row_at[a] / n);
+        u_at[a] = sample_uniform(seed, keys.empty() ? prompt : keys[prompt], row_at[a] % n, s);
+      }
+      const auto u = uniforms.to(device, cdf.scalar_type()) * cdf.narrow(1, vocab - 1, 1);
       token = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
       log_proposal.index_add_(0, row_of, proposal.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
     }
@@ -140,9 +155,11 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
 }  // namespace
 
 samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
-               torch::Generator& generator) {
+               std::uint64_t seed, std::span<const std::uint64_t> keys) {
   const auto& config = model->config();
   check_options(options, config);
+  if (!keys.empty() && keys.size() != prompts.size())
+    fail("sample: ", keys.size(), " keys for ", prompts.size(), " prompts (one per prompt, or none)");
   const std::int64_t longest = config.context - options.max_new_tokens;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto length = static_cast<std::int64_t>(prompts[i].size());
@@ -160,14 +177,8 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
               torch::zeros({rows}, float_options), torch::zeros({rows}, float_options)};
   const auto per_chunk = static_cast<std::size_t>(std::max<std::int64_t>(1, options.max_batch_rows / n));
   for (std::size_t first = 0; first < prompts.size(); first += per_chunk)
-    decode_chunk(model, prompts, first, std::min(prompts.size(), first + per_chunk), options, generator, out);
+    decode_chunk(model, prompts, first, std::min(prompts.size(), first + per_chunk), options, seed, keys, out);
   return out;
-}
-
-samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
-               std::uint64_t seed) {
-  auto generator = ::at::make_generator<::at::CPUGeneratorImpl>(seed);
-  return sample(model, prompts, options, generator);
 }
 
 torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,

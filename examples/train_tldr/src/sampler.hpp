@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace tldr {
@@ -33,15 +34,16 @@ struct samples {
   torch::Tensor log_model;
 };
 
-/// Samples options.samples_per_prompt responses per prompt. Deterministic given the generator's
-/// state (and max_batch_rows). Each prompt must be non-empty, with at most
-/// context - max_new_tokens tokens (the caller truncates). Runs without gradients, with the model
-/// in eval mode (its mode is restored afterwards).
+/// Samples options.samples_per_prompt responses per prompt. Each prompt must be non-empty, with at
+/// most context - max_new_tokens tokens (the caller truncates). Runs without gradients, with the
+/// model in eval mode (its mode is restored afterwards).
+///
+/// The uniform behind token t of sample j of prompt i is a hash of (seed, keys[i], j, t), drawn on
+/// the CPU: a prompt's samples do not depend on the other prompts beside it, on max_batch_rows or
+/// on the device, so data-parallel ranks that each sample a share of the prompts (keys: the
+/// prompts' indices in the whole set) draw what one process would. No keys: 0, 1, 2, ...
 samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
-               torch::Generator& generator);
-/// The same with a fresh CPU generator seeded with `seed`.
-samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts, const sampling_options& options,
-               std::uint64_t seed);
+               std::uint64_t seed, std::span<const std::uint64_t> keys = {});
 
 /// log p(responses[i] | prompts[i]) [N] float by a teacher-forced forward, through brain's fused
 /// log-prob kernel. Differentiable when grad mode is on (so usable as a training loss); rows are

@@ -139,5 +139,7 @@ std::string run_study(const config& settings, const std::filesystem::path& self_
 void export_model(const run_context& ctx, const std::filesystem::path& checkpoint, const std::filesystem::path& folder);
 /// A worker process's task (JSON made by the commands above): "align", "evaluate" or "temperature".
 void run_worker(const config& settings, const std::string& task, std::shared_ptr<spdlog::logger> log);
+/// The same task in this process, with its run context (data parallel: every rank runs it).
+void run_task(const run_context& ctx, const nlohmann::json& task);
 
 }  // namespace tldr

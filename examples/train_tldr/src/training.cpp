@@ -1,6 +1,7 @@
 #include "training.hpp"
 
 #include "checkpoint.hpp"
+#include "ranks.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +12,9 @@ void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& los
                     const std::vector<torch::Tensor>& parameters, double lr, double clip) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   optimizer.zero_grad();
-  loss.backward();
+  // A rank whose share of the minibatch is empty has no loss; it still joins the gradient sum.
+  if (loss.defined() && loss.requires_grad()) loss.backward();
+  ranks().sum_gradients(parameters);  // the loss is divided by the global count: sums give the whole batch's gradient
   torch::nn::utils::clip_grad_norm_(parameters, clip);
   optimizer.step();
 }

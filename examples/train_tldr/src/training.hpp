@@ -10,7 +10,10 @@
 
 namespace tldr {
 
-/// One AdamW step on `loss` at learning rate `lr`, gradients clipped to norm `clip`.
+/// One AdamW step on `loss` at learning rate `lr`, gradients clipped to norm `clip`. Data
+/// parallel (ranks.hpp): `loss` is this rank's share divided by the global count (undefined for an
+/// empty share), and the gradients are summed over the ranks before clipping, so every rank takes
+/// the same step as one process on the whole batch.
 void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& loss,
                     const std::vector<torch::Tensor>& parameters, double lr, double clip);
 

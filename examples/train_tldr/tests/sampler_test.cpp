@@ -185,8 +185,31 @@ TEST(sampler, seeded_generators_are_deterministic) {
   EXPECT_TRUE(a.log_proposal.equal(b.log_proposal));
   EXPECT_TRUE(a.log_model.equal(b.log_model));
   EXPECT_NE(a.responses, c.responses);
-  auto generator = ::at::make_generator<::at::CPUGeneratorImpl>(42);
-  EXPECT_EQ(tldr::sample(model, prompts, o, generator).responses, a.responses);
+}
+
+TEST(sampler, a_prompts_samples_depend_on_its_key_alone) {
+  // What data parallelism needs: a prompt sampled alone, in another batch, in other chunks or in
+  // another order draws the same responses when it keeps its key.
+  auto model = tiny_model();
+  auto o = options_with(1.0);
+  o.samples_per_prompt = 3;
+  const std::vector<std::uint64_t> keys{10, 11, 12};
+  const auto all = tldr::sample(model, prompts, o, 5, keys);
+  const std::vector<std::vector<std::int64_t>> reversed(prompts.rbegin(), prompts.rend());
+  const std::vector<std::uint64_t> reversed_keys(keys.rbegin(), keys.rend());
+  o.max_batch_rows = 3;  // one prompt per chunk
+  const auto back = tldr::sample(model, reversed, o, 5, reversed_keys);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto alone = tldr::sample(model, {prompts[i]}, o, 5, std::vector<std::uint64_t>{keys[i]});
+    for (std::size_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(alone.responses[j], all.responses[i * 3 + j]) << "prompt " << i << " sample " << j;
+      EXPECT_EQ(back.responses[(prompts.size() - 1 - i) * 3 + j], all.responses[i * 3 + j]);
+      EXPECT_NEAR(alone.log_model[long(j)].item<double>(), all.log_model[long(i * 3 + j)].item<double>(), 1e-4);
+    }
+  }
+  // Another key, other draws; a key count that does not match the prompts is named.
+  EXPECT_NE(tldr::sample(model, prompts, o, 5, std::vector<std::uint64_t>{20, 21, 22}).responses, all.responses);
+  EXPECT_THROW(tldr::sample(model, prompts, o, 5, std::vector<std::uint64_t>{1}), std::invalid_argument);
 }
 
 // Pearson's statistic of `counts` against probabilities `p`, over tokens expected >= 5 times.

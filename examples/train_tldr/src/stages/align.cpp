@@ -7,6 +7,7 @@
 #include "checkpoint.hpp"
 #include "metrics.hpp"
 #include "progress.hpp"
+#include "ranks.hpp"
 #include "sampler.hpp"
 #include "seeds.hpp"
 #include "stages.hpp"
@@ -16,6 +17,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <numeric>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -59,6 +61,19 @@ std::string tensor_text(const torch::Tensor& t) {
 }
 
 
+/// Rows [begin, end) of `all` (a rank's share).
+std::vector<tokens> rows_of(const std::vector<tokens>& all, std::size_t begin, std::size_t end) {
+  return {all.begin() + static_cast<std::ptrdiff_t>(begin), all.begin() + static_cast<std::ptrdiff_t>(end)};
+}
+
+/// Every rank's [rows] float values, in rank order, as one float tensor on the compute device.
+torch::Tensor gather_floats(const torch::Tensor& mine) {
+  const auto cpu = mine.to(torch::kCPU, torch::kFloat).contiguous();
+  std::vector<float> values(cpu.data_ptr<float>(), cpu.data_ptr<float>() + cpu.numel());
+  auto all = gather_shares(values);
+  return torch::tensor(all, torch::kFloat).to(compute_device());
+}
+
 json spec_json(const run_spec& r) {
   return {{"arm", r.arm}, {"samples", r.samples}, {"seed", r.seed}, {"beta", r.settings.beta}, {"lr", r.settings.lr}};
 }
@@ -83,30 +98,39 @@ class validator {
     for (std::size_t i = 0; i < count; ++i) gold_oracle_.push_back(ctx.oracle().score(ctx.valid()[i].post, ctx.valid()[i].gold_text));
   }
 
+  /// Each rank validates its share of the prompts (samples keyed by the prompt's index); the
+  /// metrics are sums over ranks of per-prompt terms.
   validation_point operator()(Gpt& policy, Gpt& prior, RewardModel& rm, std::uint64_t seed) const {
     torch::NoGradGuard no_grad;
     validation_point v;
-    auto gen = cpu_generator(derive_seed(seed, purpose::valid_sampling));
-    const auto s = sample(policy, prompts_, ctx_.decoding(1, ctx_.settings().eval.valid_temperature), gen);
-    const auto r = rm->score(prompts_, s.responses, tokenizer::pad_id).to(torch::kFloat64);
-    const auto texts = ctx_.tok().decode(s.responses);
+    const auto [begin, end] = my_share(prompts_.size());
+    const auto mine = rows_of(prompts_, begin, end);
+    std::vector<std::uint64_t> keys(end - begin);
+    std::iota(keys.begin(), keys.end(), std::uint64_t(begin));
     const auto n = double(prompts_.size());
-    for (std::size_t i = 0; i < prompts_.size(); ++i) {
-      const double ri = r[long(i)].item<double>(), gi = gold_rm_[long(i)].item<double>();
-      v.rm_win += (ri > gi ? 1.0 : ri == gi ? 0.5 : 0.0) / n;
-      const double oi = ctx_.oracle().score(ctx_.valid()[i].post, texts[i]);
-      v.oracle_win += (oi > gold_oracle_[i] ? 1.0 : oi == gold_oracle_[i] ? 0.5 : 0.0) / n;
-      v.oracle_mean += oi / n;
-      v.words += double(word_count(texts[i])) / n;
+    if (begin < end) {
+      const auto s = sample(policy, mine, ctx_.decoding(1, ctx_.settings().eval.valid_temperature),
+                            derive_seed(seed, purpose::valid_sampling), keys);
+      const auto r = rm->score(mine, s.responses, tokenizer::pad_id).to(torch::kFloat64).cpu();
+      const auto texts = ctx_.tok().decode(s.responses);
+      for (std::size_t i = begin; i < end; ++i) {
+        const double ri = r[long(i - begin)].item<double>(), gi = gold_rm_[long(i)].item<double>();
+        v.rm_win += (ri > gi ? 1.0 : ri == gi ? 0.5 : 0.0) / n;
+        const double oi = ctx_.oracle().score(ctx_.valid()[i].post, texts[i - begin]);
+        v.oracle_win += (oi > gold_oracle_[i] ? 1.0 : oi == gold_oracle_[i] ? 0.5 : 0.0) / n;
+        v.oracle_mean += oi / n;
+        v.words += double(word_count(texts[i - begin])) / n;
+      }
+      v.rm_mean = r.sum().item<double>() / n;
+      // KL(policy ‖ SFT) = E_{y∼policy}[log policy(y) − log p(y)], from samples at temperature 1.
+      const auto t1 = sample(policy, mine, ctx_.decoding(1, 1.0), derive_seed(seed, purpose::valid_sampling, 1), keys);
+      v.kl = (t1.log_model.to(torch::kFloat64) -
+              sequence_log_prob(prior, mine, t1.responses, tokenizer::pad_id).to(torch::kFloat64))
+                 .sum()
+                 .item<double>() /
+             n;
     }
-    v.rm_mean = r.mean().item<double>();
-    // KL(policy ‖ SFT) = E_{y∼policy}[log policy(y) − log p(y)], from samples at temperature 1.
-    auto kl_gen = cpu_generator(derive_seed(seed, purpose::valid_sampling, 1));
-    const auto t1 = sample(policy, prompts_, ctx_.decoding(1, 1.0), kl_gen);
-    v.kl = (t1.log_model.to(torch::kFloat64) -
-            sequence_log_prob(prior, prompts_, t1.responses, tokenizer::pad_id).to(torch::kFloat64))
-               .mean()
-               .item<double>();
+    for (double* metric : {&v.rm_win, &v.oracle_win, &v.oracle_mean, &v.words, &v.rm_mean, &v.kl}) *metric = ranks().sum(*metric);
     return v;
   }
 
@@ -145,29 +169,46 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
         prompts.push_back(train[p.index].prompt);
       }
     }
-    b.log_prior = sequence_log_prob(st.prior, prompts, b.responses, tokenizer::pad_id).view({m, n});
+    // Each rank scores its share of the rows.
+    const auto [begin, end] = my_share(b.responses.size());
+    const auto mine = begin < end ? sequence_log_prob(st.prior, rows_of(prompts, begin, end),
+                                                      rows_of(b.responses, begin, end), tokenizer::pad_id)
+                                  : torch::zeros({0}, torch::kFloat);
+    b.log_prior = gather_floats(mine).view({m, n});
     b.log_proposal = b.log_prior;  // unused by DPO
     b.reward = torch::tensor({1.0f, 0.0f}).repeat({m, n / 2}).to(b.log_prior.device());  // chosen first
     return b;
   }
   const auto order = permutation(train.size(), derive_seed(st.run.seed, purpose::align_prompts, refresh));
+  // Each rank draws and scores the groups of its share of the m prompts (samples keyed by the
+  // prompt's place in this refresh), then every rank gathers the whole buffer.
+  const auto [begin, end] = my_share(std::size_t(m));
   std::vector<tokens> prompts;
-  for (std::int64_t i = 0; i < m; ++i) prompts.push_back(train[order[std::size_t(i)]].prompt);
+  std::vector<std::uint64_t> keys;
+  for (std::size_t i = begin; i < end; ++i) {
+    prompts.push_back(train[order[i]].prompt);
+    keys.push_back(i);
+  }
   const bool from_prior = st.which.proposal == proposal_rule::prior || refresh == 0;
   Gpt& q = from_prior ? st.prior : st.proposal;
-  auto gen = cpu_generator(derive_seed(st.run.seed, purpose::align_sampling, refresh));
-  auto drawn = sample(q, prompts, st.ctx.decoding(n, 1.0), gen);
   std::vector<tokens> row_prompts;
-  for (std::int64_t i = 0; i < m * n; ++i) {
-    b.prompt_of.push_back(order[std::size_t(i / n)]);
-    row_prompts.push_back(prompts[std::size_t(i / n)]);
+  for (std::size_t i = 0; i < prompts.size() * std::size_t(n); ++i) row_prompts.push_back(prompts[i / std::size_t(n)]);
+  torch::Tensor reward = torch::zeros({0}, torch::kFloat), log_proposal = reward, log_prior = reward;
+  std::vector<tokens> responses;
+  if (!prompts.empty()) {
+    auto drawn =
+        sample(q, prompts, st.ctx.decoding(n, 1.0), derive_seed(st.run.seed, purpose::align_sampling, refresh), keys);
+    responses = std::move(drawn.responses);
+    // Algorithm 1 records r(x, y), log p(y|x) and log q(y|x) with each group.
+    reward = st.rm->score(row_prompts, responses, tokenizer::pad_id);
+    log_proposal = drawn.log_proposal;
+    log_prior = from_prior ? drawn.log_model : sequence_log_prob(st.prior, row_prompts, responses, tokenizer::pad_id);
   }
-  b.responses = std::move(drawn.responses);
-  // Algorithm 1 records r(x, y), log p(y|x) and log q(y|x) with each group.
-  b.reward = st.rm->score(row_prompts, b.responses, tokenizer::pad_id).view({m, n});
-  b.log_proposal = drawn.log_proposal.view({m, n});
-  b.log_prior = from_prior ? drawn.log_model.view({m, n})
-                           : sequence_log_prob(st.prior, row_prompts, b.responses, tokenizer::pad_id).view({m, n});
+  for (std::int64_t i = 0; i < m * n; ++i) b.prompt_of.push_back(order[std::size_t(i / n)]);
+  b.responses = gather_shares(responses);
+  b.reward = gather_floats(reward).view({m, n});
+  b.log_proposal = gather_floats(log_proposal).view({m, n});
+  b.log_prior = gather_floats(log_prior).view({m, n});
   return b;
 }
 
@@ -186,7 +227,7 @@ void align(const run_context& ctx, const run_spec& run) {
   const auto& a = c.align;
   const arm& which = find_arm(run.arm);
   const auto dir = run_dir(ctx, run);
-  if (fs::exists(dir / "history.json")) return;
+  if (main_has(dir / "history.json")) return;
   fs::create_directories(dir);
   const auto spec = spec_json(run).dump(2);
   if (fs::exists(dir / "run.json") && read_text(dir / "run.json") != spec)
@@ -221,7 +262,7 @@ void align(const run_context& ctx, const run_spec& run) {
   std::vector<validation_point> history;
   double best = -1e300;
   const auto state = dir / "state.pt";
-  if (fs::exists(state)) {
+  if (main_has(state)) {
     checkpoint_reader r(state);
     r.load("model", *st.policy);
     r.load("optimizer", opt);
@@ -262,17 +303,30 @@ void align(const run_context& ctx, const run_spec& run) {
         ++v.skipped_steps;
         continue;
       }
-      std::vector<tokens> prompts, responses;
-      for (std::size_t i = 0; i < batch.rows.size(); ++i) {
-        const auto cell = std::size_t(batch.rows[i] * buffer.width + batch.cols[i]);
-        prompts.push_back(ctx.train()[buffer.prompt_of[cell]].prompt);
-        responses.push_back(buffer.responses[cell]);
+      // This rank's share of the minibatch's units; the losses average over units (groups) or
+      // pairs, so a share's loss is weighted by its share of them.
+      const auto [begin, end] = my_share(chosen.size());
+      const std::vector<std::int64_t> my_units(chosen.begin() + long(begin), chosen.begin() + long(end));
+      const auto mine = plan_minibatch(which.kind, my_units, buffer.width, pairs);
+      const double weight = which.pairs() ? double(mine.rows.size()) / double(batch.rows.size())
+                                          : double(my_units.size()) / double(chosen.size());
+      torch::Tensor loss;
+      double ess = 0;
+      if (!mine.rows.empty()) {
+        std::vector<tokens> prompts, responses;
+        for (std::size_t i = 0; i < mine.rows.size(); ++i) {
+          const auto cell = std::size_t(mine.rows[i] * buffer.width + mine.cols[i]);
+          prompts.push_back(ctx.train()[buffer.prompt_of[cell]].prompt);
+          responses.push_back(buffer.responses[cell]);
+        }
+        const auto lp = sequence_log_prob(st.policy, prompts, responses, tokenizer::pad_id, 0);
+        const auto out = minibatch_loss(which.kind, mine, lp, buffer, run.settings.beta);
+        loss = out.loss * weight;
+        ess = out.target_ess * weight;
       }
-      const auto lp = sequence_log_prob(st.policy, prompts, responses, tokenizer::pad_id, 0);
-      const auto out = minibatch_loss(which.kind, batch, lp, buffer, run.settings.beta);
-      optimizer_step(opt, out.loss, st.policy->parameters(), run.settings.lr, a.clip);
-      v.loss += out.loss.item<double>();
-      v.target_ess += out.target_ess;
+      optimizer_step(opt, loss, st.policy->parameters(), run.settings.lr, a.clip);
+      v.loss += ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
+      v.target_ess += ranks().sum(ess);
       ++trained;
     }
     v.loss /= double(std::max<std::int64_t>(trained, 1));
@@ -307,7 +361,8 @@ void align(const run_context& ctx, const run_spec& run) {
   }
   bar.finish();
   atomic_write_text(dir / "history.json", history_json(history).dump(2));
-  fs::remove(state);
+  if (ranks().is_main()) fs::remove(state);
+  ranks().barrier();
 }
 
 }  // namespace tldr

@@ -7,6 +7,7 @@
 #include "jobs.hpp"
 #include "llm_judge.hpp"
 #include "progress.hpp"
+#include "ranks.hpp"
 #include "stages.hpp"
 
 #include <spdlog/fmt/fmt.h>
@@ -41,18 +42,28 @@ job worker_job(const std::string& name, const json& task, const fs::path& self_c
 
 int parallel_jobs(const config& c) { return c.jobs > 0 ? c.jobs : c.threads; }
 
+/// The runs as worker processes, --jobs at once; data parallel, one after another in this process,
+/// each spread over the ranks (a worker per rank would need a group per run).
+void run_all(const run_context& ctx, const std::vector<job>& jobs, spdlog::logger& log) {
+  if (ranks().world() == 1) return run_jobs(jobs, parallel_jobs(ctx.settings()), ctx.path("logs"), log);
+  for (const auto& j : jobs) {
+    log.info("{}: on {} ranks", j.name, ranks().world());
+    run_task(ctx, json::parse(j.args.back()));
+  }
+}
+
 /// Trains the runs not trained yet, as workers.
 void align_all(const run_context& ctx, const std::vector<run_spec>& runs, const fs::path& self_config,
                spdlog::logger& log) {
   std::vector<job> jobs;
   for (const auto& r : runs) {
-    if (fs::exists(run_dir(ctx, r) / "history.json")) continue;
+    if (main_has(run_dir(ctx, r) / "history.json")) continue;
     jobs.push_back(worker_job(r.name(), {{"task", "align"}, {"arm", r.arm}, {"samples", r.samples}, {"seed", r.seed},
                                          {"beta", r.settings.beta}, {"lr", r.settings.lr}},
                               self_config));
   }
   if (!jobs.empty()) log.info("alignment: {} run(s), {} at a time", jobs.size(), parallel_jobs(ctx.settings()));
-  run_jobs(jobs, parallel_jobs(ctx.settings()), ctx.path("logs"), log);
+  run_all(ctx, jobs, log);
 }
 
 /// What an evaluation worker needs: a name, a model file, a temperature and a seed.
@@ -74,18 +85,19 @@ void evaluate_all(const run_context& ctx, const std::vector<evaluation>& evals, 
   evaluate_gold(ctx);
   std::vector<job> jobs;
   for (const auto& e : evals) {
-    if (fs::exists(ctx.path("eval/" + e.name + ".jsonl"))) continue;
+    if (main_has(ctx.path("eval/" + e.name + ".jsonl"))) continue;
     jobs.push_back(worker_job("eval-" + e.name, {{"task", "evaluate"}, {"name", e.name}, {"model", e.model.string()},
                                                  {"temperature", e.temperature}, {"seed", e.seed}},
                               self_config));
   }
   if (!jobs.empty()) log.info("evaluation: {} model(s) on the test split", jobs.size());
-  run_jobs(jobs, parallel_jobs(ctx.settings()), ctx.path("logs"), log);
-  if (ctx.settings().judge.kind == "llm") {  // in this process, after the workers: one cache, no writers racing
+  run_all(ctx, jobs, log);
+  if (ctx.settings().judge.kind == "llm" && ranks().is_main()) {  // in this process, after the workers: one cache
     std::vector<std::string> names;
     for (const auto& e : evals) names.push_back(e.name);
     judge_evaluations(ctx, names);
   }
+  ranks().barrier();
 }
 
 double best_validation(const run_context& ctx, const run_spec& r) {
@@ -112,7 +124,7 @@ std::string sections(const std::vector<std::pair<std::string, json>>& parts) {
 json sweep(const run_context& ctx, const fs::path& self_config, spdlog::logger& log) {
   const auto& c = ctx.settings();
   const auto file = ctx.path("sweep/choice.json");
-  json choice = fs::exists(file) ? json::parse(read_text(file))
+  json choice = main_has(file) ? json::parse(read_text(file))
                                  : json{{"seed", c.seed},
                                         {"samples", c.align.samples},
                                         {"selection", "best checkpoint's mean oracle score on the validation prompts"}};
@@ -140,11 +152,11 @@ json sweep(const run_context& ctx, const fs::path& self_config, spdlog::logger& 
   if (!chosen("sft"))
     for (double t : c.study.temperatures) trials.emplace_back("sft", ctx.path("sft/model.pt"), t, sft_eval_name(t, c.seed));
   for (const auto& [arm, model, t, name] : trials)
-    if (!fs::exists(ctx.path("sweep/temperature/" + name + ".json")))
+    if (!main_has(ctx.path("sweep/temperature/" + name + ".json")))
       jobs.push_back(worker_job("valid-" + name, {{"task", "temperature"}, {"name", name}, {"model", model.string()},
                                                   {"temperature", t}, {"seed", c.seed}},
                                 self_config));
-  run_jobs(jobs, parallel_jobs(c), ctx.path("logs"), log);
+  run_all(ctx, jobs, log);
   std::map<std::string, std::pair<double, double>> best_t;  // arm → (temperature, score)
   for (const auto& [arm, model, t, name] : trials) {
     const double v = validate_temperature(ctx, name, model, t, c.seed);
@@ -188,9 +200,12 @@ std::unique_ptr<run_context> run_shared_stages(const config& settings, std::shar
   const auto last = std::find(order.begin(), order.end(), until);
   if (last == order.end()) throw std::invalid_argument("run_shared_stages: unknown stage '" + until + "'");
   const auto wanted = [&](const char* stage) { return std::find(order.begin(), last + 1, stage) != last + 1; };
-  timed(*log, "data", [&] { prepare_data(settings, *log); });
+  // Data parallel: rank 0 alone prepares the data and the tokenizer; the others wait, then read.
+  if (ranks().is_main()) timed(*log, "data", [&] { prepare_data(settings, *log); });
+  ranks().barrier();
   if (!wanted("tokenizer")) return nullptr;
-  timed(*log, "tokenizer", [&] { prepare_tokenizer(settings, *log); });
+  if (ranks().is_main()) timed(*log, "tokenizer", [&] { prepare_tokenizer(settings, *log); });
+  ranks().barrier();
   auto ctx = std::make_unique<run_context>(settings, log);
   if (wanted("sft")) timed(*log, "sft", [&] { train_sft(*ctx); });
   if (wanted("pairs")) timed(*log, "pairs", [&] { make_pairs(*ctx); });
@@ -243,7 +258,8 @@ void export_model(const run_context& ctx, const fs::path& checkpoint, const fs::
          "run started with --model-dir");
   Gpt model(c.model);
   load_model(checkpoint, *model);
-  save_hf_model(model, folder, c.tokenizer_file(), ctx.tok().eos_id());
+  if (ranks().is_main()) save_hf_model(model, folder, c.tokenizer_file(), ctx.tok().eos_id());
+  ranks().barrier();
 }
 
 std::string run_study(const config& settings, const fs::path& self_config, std::shared_ptr<spdlog::logger> log) {
@@ -346,9 +362,7 @@ std::string run_study(const config& settings, const fs::path& self_config, std::
   return md;
 }
 
-void run_worker(const config& settings, const std::string& task, std::shared_ptr<spdlog::logger> log) {
-  const auto j = json::parse(task);
-  const run_context ctx(settings, log, /*write_config=*/false);
+void run_task(const run_context& ctx, const json& j) {
   const auto kind = j.at("task").get<std::string>();
   if (kind == "align") {
     align(ctx, run_spec{j.at("arm"), j.at("samples"), j.at("seed"), {j.at("beta"), j.at("lr"), 0.0}});
@@ -359,6 +373,11 @@ void run_worker(const config& settings, const std::string& task, std::shared_ptr
   } else {
     throw std::invalid_argument("worker: unknown task '" + kind + "'");
   }
+}
+
+void run_worker(const config& settings, const std::string& task, std::shared_ptr<spdlog::logger> log) {
+  const run_context ctx(settings, log, /*write_config=*/false);
+  run_task(ctx, json::parse(task));
 }
 
 }  // namespace tldr

@@ -3,6 +3,7 @@
 // with the model's KL from SFT on the same prompts. One file per (model, temperature, seed).
 
 #include "device.hpp"
+#include "ranks.hpp"
 #include "checkpoint.hpp"
 #include "metrics.hpp"
 #include "progress.hpp"
@@ -12,6 +13,7 @@
 #include "training.hpp"
 
 #include <fstream>
+#include <numeric>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -43,68 +45,98 @@ Gpt load_gpt(const run_context& ctx, const fs::path& file) {
 
 void evaluate_gold(const run_context& ctx) {
   const auto file = ctx.path("eval/gold.jsonl");
-  if (fs::exists(file)) return;
+  if (main_has(file)) return;
   torch::NoGradGuard no_grad;
-  const auto count = test_count(ctx);
+  const auto [begin, end] = my_share(test_count(ctx));  // data parallel: each rank its share of the prompts
   auto rm = load_rm(ctx);
-  const auto r = rm->score(run_context::prompts_of(ctx.test(), count), run_context::golds_of(ctx.test(), count),
-                           tokenizer::pad_id);
-  std::string out;
-  for (std::size_t i = 0; i < count; ++i) {
-    const auto& e = ctx.test()[i];
-    out += json{{"id", e.id}, {"gold", e.gold_text}, {"rm", r[long(i)].item<double>()},
-                {"oracle", ctx.oracle().score(e.post, e.gold_text)}, {"words", word_count(e.gold_text)}}.dump() + "\n";
+  std::vector<std::string> lines;
+  if (begin < end) {
+    const auto prompts = run_context::prompts_of(ctx.test(), end), golds = run_context::golds_of(ctx.test(), end);
+    const auto r = rm->score({prompts.begin() + long(begin), prompts.end()}, {golds.begin() + long(begin), golds.end()},
+                             tokenizer::pad_id)
+                       .cpu();
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto& e = ctx.test()[i];
+      lines.push_back(json{{"id", e.id}, {"gold", e.gold_text}, {"rm", r[long(i - begin)].item<double>()},
+                           {"oracle", ctx.oracle().score(e.post, e.gold_text)}, {"words", word_count(e.gold_text)}}
+                          .dump() +
+                      "\n");
+    }
   }
+  std::string out;
+  for (const auto& line : gather_shares(lines)) out += line;
   atomic_write_text(file, out);
+  ranks().barrier();
 }
 
 void evaluate_model(const run_context& ctx, const std::string& name, const fs::path& model_file, double temperature,
                     std::uint64_t seed) {
   const auto file = ctx.path("eval/" + name + ".jsonl");
-  if (fs::exists(file)) return;
+  if (main_has(file)) return;
   torch::NoGradGuard no_grad;
-  const auto count = test_count(ctx);
+  // Data parallel: each rank its share of the prompts, samples keyed by the prompt's index.
+  const auto [begin, end] = my_share(test_count(ctx));
   auto rm = load_rm(ctx);
   auto policy = load_gpt(ctx, model_file);
   auto prior = load_gpt(ctx, ctx.path("sft/model.pt"));
-  const auto prompts = run_context::prompts_of(ctx.test(), count);
+  const auto all_prompts = run_context::prompts_of(ctx.test(), end);
+  const std::vector<tokens> prompts(all_prompts.begin() + long(begin), all_prompts.end());
+  std::vector<std::uint64_t> keys(prompts.size());
+  std::iota(keys.begin(), keys.end(), std::uint64_t(begin));
   progress bar("eval/" + name, 3, "passes");
-  auto gen = cpu_generator(derive_seed(seed, purpose::test_sampling));
-  const auto drawn = sample(policy, prompts, ctx.decoding(1, temperature), gen);
-  const auto texts = ctx.tok().decode(drawn.responses);
-  const auto reward = rm->score(prompts, drawn.responses, tokenizer::pad_id);
-  bar.advance();
-  // KL(policy ‖ SFT) per prompt from one sample of the policy itself (temperature 1).
-  auto kl_gen = cpu_generator(derive_seed(seed, purpose::test_kl_sampling));
-  const auto own = sample(policy, prompts, ctx.decoding(1, 1.0), kl_gen);
-  const auto kl = (own.log_model.to(torch::kFloat64) -
-                   sequence_log_prob(prior, prompts, own.responses, tokenizer::pad_id).to(torch::kFloat64));
-  bar.advance();
-  std::string out;
-  for (std::size_t i = 0; i < count; ++i) {
-    const auto& e = ctx.test()[i];
-    out += json{{"id", e.id}, {"summary", texts[i]}, {"rm", reward[long(i)].item<double>()},
-                {"oracle", ctx.oracle().score(e.post, texts[i])}, {"rouge_l", rouge_l_f1(texts[i], e.gold_text)},
-                {"chrf", chrf(texts[i], e.gold_text)}, {"words", word_count(texts[i])},
-                {"kl", kl[long(i)].item<double>()}}.dump() + "\n";
+  std::vector<std::string> lines;
+  if (!prompts.empty()) {
+    const auto drawn =
+        sample(policy, prompts, ctx.decoding(1, temperature), derive_seed(seed, purpose::test_sampling), keys);
+    const auto texts = ctx.tok().decode(drawn.responses);
+    const auto reward = rm->score(prompts, drawn.responses, tokenizer::pad_id).cpu();
+    bar.advance();
+    // KL(policy ‖ SFT) per prompt from one sample of the policy itself (temperature 1).
+    const auto own = sample(policy, prompts, ctx.decoding(1, 1.0), derive_seed(seed, purpose::test_kl_sampling), keys);
+    const auto kl = (own.log_model.to(torch::kFloat64) -
+                     sequence_log_prob(prior, prompts, own.responses, tokenizer::pad_id).to(torch::kFloat64))
+                        .cpu();
+    bar.advance();
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto& e = ctx.test()[i];
+      const auto& text = texts[i - begin];
+      lines.push_back(json{{"id", e.id}, {"summary", text}, {"rm", reward[long(i - begin)].item<double>()},
+                           {"oracle", ctx.oracle().score(e.post, text)}, {"rouge_l", rouge_l_f1(text, e.gold_text)},
+                           {"chrf", chrf(text, e.gold_text)}, {"words", word_count(text)},
+                           {"kl", kl[long(i - begin)].item<double>()}}
+                          .dump() +
+                      "\n");
+    }
   }
+  std::string out;
+  for (const auto& line : gather_shares(lines)) out += line;
   atomic_write_text(file, out);
   bar.finish();
+  ranks().barrier();
 }
 
 double validate_temperature(const run_context& ctx, const std::string& name, const fs::path& model_file,
                             double temperature, std::uint64_t seed) {
   const auto file = ctx.path("sweep/temperature/" + name + ".json");
-  if (fs::exists(file)) return json::parse(read_text(file)).at("oracle_mean").get<double>();
+  if (main_has(file)) return json::parse(read_text(file)).at("oracle_mean").get<double>();
   torch::NoGradGuard no_grad;
   auto policy = load_gpt(ctx, model_file);
   const auto count = std::min<std::size_t>(ctx.valid().size(), std::size_t(ctx.settings().eval.valid_prompts));
-  auto gen = cpu_generator(derive_seed(seed, purpose::valid_sampling, 2));
-  const auto drawn = sample(policy, run_context::prompts_of(ctx.valid(), count), ctx.decoding(1, temperature), gen);
-  const auto texts = ctx.tok().decode(drawn.responses);
+  const auto [begin, end] = my_share(count);  // data parallel: each rank its share, keyed by index
   double mean = 0;
-  for (std::size_t i = 0; i < count; ++i) mean += ctx.oracle().score(ctx.valid()[i].post, texts[i]) / double(count);
+  if (begin < end) {
+    const auto all = run_context::prompts_of(ctx.valid(), end);
+    std::vector<std::uint64_t> keys(end - begin);
+    std::iota(keys.begin(), keys.end(), std::uint64_t(begin));
+    const auto drawn = sample(policy, {all.begin() + long(begin), all.end()}, ctx.decoding(1, temperature),
+                              derive_seed(seed, purpose::valid_sampling, 2), keys);
+    const auto texts = ctx.tok().decode(drawn.responses);
+    for (std::size_t i = begin; i < end; ++i)
+      mean += ctx.oracle().score(ctx.valid()[i].post, texts[i - begin]) / double(count);
+  }
+  mean = ranks().sum(mean);
   atomic_write_text(file, json{{"model", model_file.string()}, {"temperature", temperature}, {"oracle_mean", mean}}.dump(2));
+  ranks().barrier();
   return mean;
 }
 

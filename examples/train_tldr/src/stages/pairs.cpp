@@ -5,6 +5,7 @@
 // Written in chunks of prompts, each with its own seeds, so a killed run resumes at its chunk.
 
 #include "device.hpp"
+#include "ranks.hpp"
 #include "checkpoint.hpp"
 #include "progress.hpp"
 #include "sampler.hpp"
@@ -86,21 +87,27 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
   const auto chunks = (prompts_total + chunk_prompts - 1) / chunk_prompts;
   const auto part = [&](std::size_t i) { return dir / (name + ".part" + std::to_string(i) + ".jsonl"); };
   std::size_t done = 0;
-  while (done < chunks && fs::exists(part(done))) ++done;
+  while (done < chunks && main_has(part(done))) ++done;
   progress bar("pairs/" + name, static_cast<std::int64_t>(prompts_total), "prompts",
                static_cast<std::int64_t>(std::min(prompts_total, done * chunk_prompts)));
   for (std::size_t chunk = done; chunk < chunks; ++chunk) {
-    const auto first = chunk * chunk_prompts, last = std::min(prompts_total, first + chunk_prompts);
+    const auto chunk_first = chunk * chunk_prompts, chunk_last = std::min(prompts_total, chunk_first + chunk_prompts);
+    // This rank's share of the chunk; samples and labels are keyed by the prompt's place in the
+    // order, so they are the same whatever the chunk size and whichever rank draws them.
+    const auto [share_begin, share_end] = my_share(chunk_last - chunk_first);
+    const auto first = chunk_first + share_begin, last = chunk_first + share_end;
     std::vector<tokens> prompts;
     for (std::size_t i = first; i < last; ++i) prompts.push_back(split[order[i]].prompt);
-    auto gen = cpu_generator(derive_seed(c.seed, purpose::pairs_sampling, stream, chunk));
-    const auto drawn = sample(sft, prompts, ctx.decoding(std::int64_t(k), 1.0), gen);
+    std::vector<std::uint64_t> keys;
+    for (std::size_t i = first; i < last; ++i) keys.push_back(i);
+    const auto drawn = prompts.empty() ? samples{} : sample(sft, prompts, ctx.decoding(std::int64_t(k), 1.0),
+                                                            derive_seed(c.seed, purpose::pairs_sampling, stream), keys);
     const auto texts = ctx.tok().decode(drawn.responses);
-    std::mt19937_64 rng(derive_seed(c.seed, purpose::pairs_labels, stream, chunk));
     std::uniform_real_distribution<double> u(0.0, 1.0);
-    std::string out;
+    std::vector<std::string> lines;
     for (std::size_t i = first; i < last; ++i) {
       const auto& e = split[order[i]];
+      std::mt19937_64 rng(derive_seed(c.seed, purpose::pairs_labels, stream, i));
       ranking_record r{order[i], {}, {}, {}, -1};
       for (std::size_t j = 0; j < k; ++j) {
         r.responses.push_back(drawn.responses[(i - first) * k + j]);
@@ -112,17 +119,23 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
         r.oracle.back() = ctx.oracle().score(e.post, e.gold_text);
       }
       r.order = noisy_ranking(r.oracle, c.pairs.label_temperature, rng());
-      out += json{{"example", e.id}, {"index", r.index}, {"responses", r.responses}, {"oracle", r.oracle},
-                  {"order", r.order}, {"gold", r.gold}}.dump() + "\n";
+      lines.push_back(json{{"example", e.id}, {"index", r.index}, {"responses", r.responses}, {"oracle", r.oracle},
+                           {"order", r.order}, {"gold", r.gold}}.dump() + "\n");
     }
+    std::string out;
+    for (const auto& line : gather_shares(lines)) out += line;
     atomic_write_text(part(chunk), out);
-    bar.advance(static_cast<std::int64_t>(last - first));
+    bar.advance(static_cast<std::int64_t>(chunk_last - chunk_first));
   }
   bar.finish();
-  std::string all;
-  for (std::size_t chunk = 0; chunk < chunks; ++chunk) all += read_text(part(chunk));
-  atomic_write_text(dir / (name + ".jsonl"), all);
-  for (std::size_t chunk = 0; chunk < chunks; ++chunk) fs::remove(part(chunk));
+  ranks().barrier();  // every part on disk
+  if (ranks().is_main()) {
+    std::string all;
+    for (std::size_t chunk = 0; chunk < chunks; ++chunk) all += read_text(part(chunk));
+    atomic_write_text(dir / (name + ".jsonl"), all);
+    for (std::size_t chunk = 0; chunk < chunks; ++chunk) fs::remove(part(chunk));
+  }
+  ranks().barrier();
   std::size_t agree = 0, pairs = 0;
   for (const auto& r : read_rankings(dir / (name + ".jsonl")))
     for (const auto& p : pairs_of(r))
@@ -139,12 +152,12 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
 
 void make_pairs(const run_context& ctx) {
   const auto dir = ctx.path("pairs");
-  if (fs::exists(dir / "valid.jsonl")) return;
+  if (main_has(dir / "valid.jsonl")) return;
   fs::create_directories(dir);
   Gpt sft(ctx.settings().model);
   place(sft);
   load_model(ctx.path("sft/model.pt"), *sft);
-  if (!fs::exists(dir / "train.jsonl")) make_split(ctx, sft, ctx.train(), ctx.settings().pairs.train_prompts, "train", 0);
+  if (!main_has(dir / "train.jsonl")) make_split(ctx, sft, ctx.train(), ctx.settings().pairs.train_prompts, "train", 0);
   make_split(ctx, sft, ctx.valid(), ctx.settings().pairs.valid_prompts, "valid", 1);
 }
 

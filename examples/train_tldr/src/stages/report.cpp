@@ -132,12 +132,13 @@ std::string rows_markdown(const json& summary) {
   md += "\n";
   for (const auto& r : summary.at("rows")) {
     const auto& m = r.at("metrics");
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.at("label").get<std::string>(),
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |", r.at("label").get<std::string>(),
                       m.at("oracle").at("per_seed").size(), cell(m.at("rm_win"), 100, 1, true),
                       cell(m.at("oracle_win"), 100, 1, true), cell(m.at("oracle"), 1, 3, true),
                       cell(m.at("rouge_l"), 1, 3, false), cell(m.at("chrf"), 1, 1, false), cell(m.at("kl"), 1, 2, false),
                       cell(m.at("words"), 1, 1, false));
-    if (llm_judged) md.insert(md.size() - 1, " " + cell(m.at("llm_win"), 100, 1, true) + " |");
+    if (llm_judged) md += fmt::format(" {} |", cell(m.at("llm_win"), 100, 1, true));
+    md += "\n";
   }
   return md;
 }

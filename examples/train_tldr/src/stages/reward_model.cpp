@@ -3,6 +3,7 @@
 // noiseless oracle, and its calibration.
 
 #include "device.hpp"
+#include "ranks.hpp"
 #include "checkpoint.hpp"
 #include "progress.hpp"
 #include "seeds.hpp"
@@ -122,7 +123,7 @@ agreement held_out(RewardModel& rm, const run_context& ctx, const std::vector<ra
 void train_reward_model(const run_context& ctx) {
   const auto& c = ctx.settings();
   const auto dir = ctx.path("rm");
-  if (fs::exists(dir / "model.pt")) return;
+  if (main_has(dir / "model.pt")) return;
   fs::create_directories(dir);
   const auto train = read_rankings(ctx.path("pairs/train.jsonl")), valid = read_rankings(ctx.path("pairs/valid.jsonl"));
   seed_global_generator(derive_seed(c.seed, purpose::rm_init));  // the head's initial weights
@@ -147,11 +148,22 @@ void train_reward_model(const run_context& ctx) {
     const auto epoch = step / per_epoch;
     const auto within = static_cast<std::size_t>(step % per_epoch);
     const auto order = permutation(train.size(), derive_seed(c.seed, purpose::rm_order, static_cast<std::uint64_t>(epoch)));
-    const auto first = within * batch;
-    const auto r = ranking_rewards(rm, ctx.train(), train, order, first, std::min(train.size(), first + batch));
-    const auto [loss, acc] = ranking_loss(r, train, order, first);
+    const auto first = within * batch, last = std::min(train.size(), first + batch);
+    // This rank's share of the batch's rankings; each ranking has k(k-1)/2 comparisons, so the
+    // batch's mean is the share's mean weighted by its share of the rankings.
+    const auto [begin, end] = my_share(last - first);
+    const double weight = double(end - begin) / double(last - first);
+    torch::Tensor loss;
+    double acc = 0;
+    if (begin < end) {
+      const auto r = ranking_rewards(rm, ctx.train(), train, order, first + begin, first + end);
+      const auto [share_loss, share_acc] = ranking_loss(r, train, order, first + begin);
+      loss = share_loss * weight;
+      acc = share_acc * weight;
+    }
     optimizer_step(opt, loss, rm->parameters(), warmup_cosine(c.rm.lr, step, total), 1.0);
-    const double l = loss.item<double>();
+    const double l = ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
+    acc = ranks().sum(acc);
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     smoothed_acc = std::isnan(smoothed_acc) ? acc : 0.95 * smoothed_acc + 0.05 * acc;
     char status[80];
@@ -170,7 +182,8 @@ void train_reward_model(const run_context& ctx) {
                                                 {"agreement_with_oracle_samples_only", a.with_oracle_samples_only},
                                                 {"calibration_error", a.calibration_error}, {"calibration", a.bins},
                                                 {"seconds", bar.elapsed_seconds()}}.dump(2));
-  fs::remove(state);
+  if (ranks().is_main()) fs::remove(state);
+  ranks().barrier();
 }
 
 }  // namespace tldr

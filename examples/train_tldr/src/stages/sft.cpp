@@ -4,6 +4,7 @@
 #include "device.hpp"
 #include "hf_model.hpp"
 #include "progress.hpp"
+#include "ranks.hpp"
 #include "sampler.hpp"
 #include "seeds.hpp"
 #include "stages.hpp"
@@ -27,7 +28,7 @@ std::int64_t token_count(const std::vector<tokens>& responses) {
 void train_sft(const run_context& ctx) {
   const auto& c = ctx.settings();
   const auto dir = ctx.path("sft");
-  if (fs::exists(dir / "model.pt")) return;
+  if (main_has(dir / "model.pt")) return;
   fs::create_directories(dir);
   seed_global_generator(derive_seed(c.seed, purpose::sft_init));
   // From the model folder's weights when there is one (the reward model then starts from this
@@ -59,10 +60,16 @@ void train_sft(const run_context& ctx) {
       prompts.push_back(e.prompt);
       responses.push_back(e.gold);
     }
-    const auto loss = -sequence_log_prob(model, prompts, responses, tokenizer::pad_id, 0).sum() /
-                      double(token_count(responses));
+    // This rank's share of the batch, its summed log-likelihood over the whole batch's tokens.
+    const auto [begin, end] = my_share(batch);
+    const std::vector<tokens> my_prompts(prompts.begin() + long(begin), prompts.begin() + long(end)),
+        my_responses(responses.begin() + long(begin), responses.begin() + long(end));
+    torch::Tensor loss;
+    if (begin < end)
+      loss = -sequence_log_prob(model, my_prompts, my_responses, tokenizer::pad_id, 0).sum() /
+             double(token_count(responses));
     optimizer_step(opt, loss, model->parameters(), warmup_cosine(c.sft.lr, step, c.sft.steps), 1.0);
-    const double l = loss.item<double>();
+    const double l = ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     char status[64];
     std::snprintf(status, sizeof status, "loss/token %.3f", smoothed);
@@ -78,7 +85,11 @@ void train_sft(const run_context& ctx) {
     torch::NoGradGuard no_grad;
     const auto k = std::min<std::size_t>(ctx.valid().size(), 512);
     const auto prompts = run_context::prompts_of(ctx.valid(), k), golds = run_context::golds_of(ctx.valid(), k);
-    nll = -sequence_log_prob(model, prompts, golds, tokenizer::pad_id, 64).sum().item<double>();
+    const auto [begin, end] = my_share(k);
+    const std::vector<tokens> my_prompts(prompts.begin() + long(begin), prompts.begin() + long(end)),
+        my_golds(golds.begin() + long(begin), golds.begin() + long(end));
+    if (begin < end) nll = -sequence_log_prob(model, my_prompts, my_golds, tokenizer::pad_id, 64).sum().item<double>();
+    nll = ranks().sum(nll);
     count = token_count(golds);
   }
   const double per_token = nll / double(std::max<std::int64_t>(count, 1));
@@ -87,7 +98,8 @@ void train_sft(const run_context& ctx) {
   atomic_write_text(dir / "metrics.json", json{{"valid_loss_per_token", per_token},
                                                 {"parameters", parameter_count(*model)},
                                                 {"seconds", bar.elapsed_seconds()}}.dump(2));
-  fs::remove(state);
+  if (ranks().is_main()) fs::remove(state);
+  ranks().barrier();  // the model is on disk before any rank reads it
 }
 
 }  // namespace tldr
