@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <mutex>
 #include <exception>
 #include <optional>
 #include <sstream>
@@ -404,6 +405,124 @@ void group::broadcast(std::vector<torch::Tensor>& tensors, int root) {
 void group::barrier() {
   if (!state_) return;
   dist_checked(*this, "barrier", [&] { state_->pg->barrier()->wait(); });
+}
+
+// ---- overlap with backward -----------------------------------------------------------------
+
+struct overlapped_gradients::impl {
+  struct bucket {
+    std::vector<std::size_t> members;    // indices into parameters_
+    std::vector<std::int64_t> offsets;   // each member's place in flat
+    torch::Tensor flat;                  // float32, zeroed before each step
+    std::size_t pending = 0;             // members whose gradient has not arrived this step
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::mutex mutex;
+  std::vector<bucket> buckets;
+  std::vector<std::size_t> bucket_of, place_in_bucket;
+  std::vector<bool> arrived;
+  std::size_t next = 0;   // the first bucket not launched yet
+  std::size_t early = 0;  // launched by hooks this step
+  std::vector<std::pair<torch::Tensor, unsigned>> hooks;
+};
+
+overlapped_gradients::overlapped_gradients(group& g, std::vector<torch::Tensor> parameters) : group_(g) {
+  for (auto& p : parameters)
+    if (p.defined() && p.requires_grad()) parameters_.push_back(std::move(p));
+  if (!g.state_ || !g.state_->gloo || parameters_.empty()) return;
+  for (const auto& p : parameters_)
+    if (p.scalar_type() != torch::kFloat || !p.device().is_cpu()) return;  // sum_gradients handles the rest
+  impl_ = std::make_unique<impl>();
+  auto& in = *impl_;
+  const std::size_t n = parameters_.size();
+  in.bucket_of.resize(n);
+  in.place_in_bucket.resize(n);
+  in.arrived.assign(n, false);
+  std::size_t bytes = 0;
+  for (std::size_t k = n; k-- > 0;) {  // reverse order: the last layers' gradients come first
+    const auto size = static_cast<std::size_t>(parameters_[k].numel()) * sizeof(float);
+    if (in.buckets.empty() || (bytes > 0 && bytes + size > g.bucket_bytes())) {
+      in.buckets.emplace_back();
+      bytes = 0;
+    }
+    auto& b = in.buckets.back();
+    in.bucket_of[k] = in.buckets.size() - 1;
+    in.place_in_bucket[k] = b.members.size();
+    b.offsets.push_back(b.members.empty() ? 0 : b.offsets.back() + parameters_[b.members.back()].numel());
+    b.members.push_back(k);
+    bytes += size;
+  }
+  for (auto& b : in.buckets) {
+    const auto total = b.offsets.back() + parameters_[b.members.back()].numel();
+    b.flat = torch::zeros({total}, torch::kFloat);
+    b.pending = b.members.size();
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    auto& p = parameters_[k];
+    const unsigned id = p.register_hook([this, k](const torch::Tensor& grad) {
+      auto& state = *impl_;
+      std::lock_guard<std::mutex> lock(state.mutex);
+      auto& b = state.buckets[state.bucket_of[k]];
+      torch::NoGradGuard no_grad;
+      auto slice = b.flat.narrow(0, b.offsets[state.place_in_bucket[k]], grad.numel());
+      if (state.arrived[k]) {  // a second gradient for the same parameter this step: add it
+        slice.add_(grad.reshape({-1}));
+        return;
+      }
+      slice.copy_(grad.reshape({-1}));
+      state.arrived[k] = true;
+      --b.pending;
+      // Launch, in bucket order, every bucket that is complete.
+      while (state.next < state.buckets.size() && state.buckets[state.next].pending == 0) {
+        auto& ready = state.buckets[state.next];
+        std::vector<torch::Tensor> one{ready.flat};
+        ready.work = dist_checked(group_, "overlapped all-reduce", [&] { return group_.state_->pg->allreduce(one); });
+        ++state.next;
+        ++state.early;
+      }
+    });
+    in.hooks.emplace_back(p, id);
+  }
+}
+
+overlapped_gradients::~overlapped_gradients() {
+  if (!impl_) return;
+  for (auto& [p, id] : impl_->hooks) p.remove_hook(id);
+}
+
+std::size_t overlapped_gradients::bucket_count() const { return impl_ ? impl_->buckets.size() : 0; }
+
+void overlapped_gradients::finish(double scale) {
+  if (!impl_) {
+    group_.sum_gradients(parameters_, scale);
+    return;
+  }
+  auto& in = *impl_;
+  std::lock_guard<std::mutex> lock(in.mutex);
+  torch::NoGradGuard no_grad;
+  dist_checked(group_, "overlapped all-reduce", [&] {
+    for (; in.next < in.buckets.size(); ++in.next) {  // what backward did not complete (zeros stand in)
+      std::vector<torch::Tensor> one{in.buckets[in.next].flat};
+      in.buckets[in.next].work = group_.state_->pg->allreduce(one);
+    }
+    for (auto& b : in.buckets) b.work->wait();
+  });
+  for (auto& b : in.buckets) {
+    for (std::size_t j = 0; j < b.members.size(); ++j) {
+      auto& p = parameters_[b.members[j]];
+      const auto sum = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+      auto& grad = p.mutable_grad();
+      if (grad.defined()) grad.copy_(sum);
+      else grad = sum.clone();
+      if (scale != 1.0) grad.mul_(scale);
+    }
+    b.flat.zero_();  // ready for the next step
+    b.pending = b.members.size();
+    b.work.reset();
+  }
+  std::fill(in.arrived.begin(), in.arrived.end(), false);
+  in.next = 0;
+  launched_early_ = std::exchange(in.early, 0);
 }
 
 }  // namespace tldr::dist

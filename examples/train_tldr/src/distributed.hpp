@@ -105,12 +105,47 @@ class group {
   void barrier();
 
  private:
+  friend class overlapped_gradients;
   struct state;
   launch where_;
   torch::Device device_;
   std::chrono::milliseconds timeout_;
   std::size_t bucket_bytes_ = default_bucket_bytes;
   std::unique_ptr<state> state_;  // null in a world of one
+};
+
+/// DistributedDataParallel's overlap of communication with backward, for one model: its parameters
+/// in buckets (in reverse order, roughly the order backward produces their gradients; at most
+/// bucket_bytes() each), a hook on each parameter copying its gradient into its bucket, and a
+/// bucket's all-reduce launched as soon as all its gradients are in, while backward goes on.
+/// Buckets are launched in the same order on every rank (a bucket waits for those before it), so
+/// a rank whose backward produced no gradient at all (an empty share) still matches the others.
+/// finish() after backward launches what is left, waits, and sets every parameter's .grad to the
+/// sum over ranks times `scale` — zeros where no rank had a gradient (unlike sum_gradients, which
+/// leaves those undefined). In a world of one, or for parameters that are not all float32 on the
+/// CPU (Gloo's case), it installs no hooks and finish() is sum_gradients. No rank may call another
+/// collective between the backward that fires the hooks and finish(): the order of collectives
+/// must be the same on every rank.
+class overlapped_gradients {
+ public:
+  overlapped_gradients(group& g, std::vector<torch::Tensor> parameters);
+  ~overlapped_gradients();
+  overlapped_gradients(const overlapped_gradients&) = delete;
+  overlapped_gradients& operator=(const overlapped_gradients&) = delete;
+
+  /// After backward (or in its place on a rank with nothing to back-propagate).
+  void finish(double scale = 1.0);
+  /// Buckets the gradients go in; 0 when not overlapping.
+  [[nodiscard]] std::size_t bucket_count() const;
+  /// Buckets whose all-reduce started before finish() in the last step (during backward).
+  [[nodiscard]] std::size_t launched_during_backward() const { return launched_early_; }
+
+ private:
+  struct impl;
+  group& group_;
+  std::vector<torch::Tensor> parameters_;
+  std::unique_ptr<impl> impl_;  // null when not overlapping
+  std::size_t launched_early_ = 0;
 };
 
 }  // namespace tldr::dist

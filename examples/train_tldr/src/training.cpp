@@ -9,12 +9,15 @@
 namespace tldr {
 
 void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& loss,
-                    const std::vector<torch::Tensor>& parameters, double lr, double clip) {
+                    const std::vector<torch::Tensor>& parameters, double lr, double clip,
+                    dist::overlapped_gradients* overlap) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   optimizer.zero_grad();
   // A rank whose share of the minibatch is empty has no loss; it still joins the gradient sum.
   if (loss.defined() && loss.requires_grad()) loss.backward();
-  ranks().sum_gradients(parameters);  // the loss is divided by the global count: sums give the whole batch's gradient
+  // The loss is divided by the global count: sums give the whole batch's gradient.
+  if (overlap != nullptr) overlap->finish();
+  else ranks().sum_gradients(parameters);
   torch::nn::utils::clip_grad_norm_(parameters, clip);
   optimizer.step();
 }

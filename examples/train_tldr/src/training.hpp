@@ -2,6 +2,8 @@
 // What every training stage (SFT, reward model, alignment) does the same way: AdamW steps with
 // gradient clipping, a learning-rate schedule, and resumable state.
 
+#include "distributed.hpp"
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -14,8 +16,11 @@ namespace tldr {
 /// parallel (ranks.hpp): `loss` is this rank's share divided by the global count (undefined for an
 /// empty share), and the gradients are summed over the ranks before clipping, so every rank takes
 /// the same step as one process on the whole batch.
+/// With `overlap` (made once per model), the gradients are summed bucket by bucket while backward
+/// runs (dist::overlapped_gradients) instead of after it.
 void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& loss,
-                    const std::vector<torch::Tensor>& parameters, double lr, double clip);
+                    const std::vector<torch::Tensor>& parameters, double lr, double clip,
+                    dist::overlapped_gradients* overlap = nullptr);
 
 /// Linear warm-up over the first 5% of `total` steps, then cosine decay to 10% of `peak`.
 double warmup_cosine(double peak, std::int64_t step, std::int64_t total);

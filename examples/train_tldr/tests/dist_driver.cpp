@@ -35,6 +35,9 @@ void check(bool ok, const std::string& what) {
   }
 }
 
+// Forward declaration: defined below check_all_reduce's helpers.
+void check_overlapped_gradients(tldr::dist::group& g);
+
 // A tensor whose value on rank r is rank_value(r); integer-valued, so every sum is exact.
 torch::Tensor rank_tensor(int r, torch::IntArrayRef shape, torch::ScalarType dtype) {
   const auto n = c10::multiply_integers(shape);
@@ -170,6 +173,54 @@ void check_broadcast(tldr::dist::group& g) {
   check(g.sum(std::int64_t{1}) == g.world(), "the group works after a refused broadcast");
 }
 
+// Overlap with backward: two copies of a small model, the same per-rank loss (different on each
+// rank; rank 1 has an empty share and runs no backward at all), one summed by sum_gradients after
+// backward, one by overlapped_gradients during it with buckets of a few parameters; the sums must
+// be equal bit for bit, buckets must have started during backward on ranks that ran one, and
+// the hooks must keep working over several steps and leave no gradient behind.
+void check_overlapped_gradients(tldr::dist::group& g) {
+  g.set_bucket_bytes(600);  // a few parameters per bucket: several buckets
+  torch::manual_seed(3);
+  auto a = torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::Tanh(), torch::nn::Linear(16, 16),
+                                 torch::nn::Tanh(), torch::nn::Linear(16, 4));
+  auto b = torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::Tanh(), torch::nn::Linear(16, 16),
+                                 torch::nn::Tanh(), torch::nn::Linear(16, 4));
+  {
+    torch::NoGradGuard no_grad;
+    const auto pa = a->parameters(), pb = b->parameters();
+    for (std::size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
+  }
+  tldr::dist::overlapped_gradients overlap(g, b->parameters());
+  // A world of one has nothing to overlap: no hooks, finish() is sum_gradients.
+  const bool overlapping = g.world() > 1;
+  check(overlapping ? overlap.bucket_count() > 1 : overlap.bucket_count() == 0,
+        "overlapped_gradients: bucket count " + std::to_string(overlap.bucket_count()));
+  for (int step = 0; step < 3; ++step) {
+    for (auto& p : a->parameters()) p.mutable_grad() = torch::Tensor();
+    for (auto& p : b->parameters()) p.mutable_grad() = torch::Tensor();
+    const bool empty_share = g.rank() == 1;
+    torch::manual_seed(100 * step + g.rank());
+    const auto x = torch::randn({5, 8});
+    // No other collective may run between a backward with hooks and finish(): b first, then a.
+    if (!empty_share) b->forward(x).pow(2).sum().backward();
+    overlap.finish(0.5);
+    if (!empty_share) a->forward(x).pow(2).sum().backward();
+    g.sum_gradients(a->parameters(), 0.5);
+    const auto pa = a->parameters(), pb = b->parameters();
+    for (std::size_t i = 0; i < pa.size(); ++i) {
+      const auto ga = pa[i].grad().defined() ? pa[i].grad() : torch::zeros_like(pa[i]);
+      check(pb[i].grad().defined() && ga.equal(pb[i].grad()),
+            "overlapped_gradients: step " + std::to_string(step) + ", parameter " + std::to_string(i) +
+                " equals sum_gradients'");
+    }
+    if (!empty_share && overlapping)
+      check(overlap.launched_during_backward() > 0, "overlapped_gradients: buckets launched during backward");
+    else
+      check(overlap.launched_during_backward() == 0, "overlapped_gradients: nothing launched without backward");
+  }
+  g.set_bucket_bytes(tldr::dist::group::default_bucket_bytes);
+}
+
 int run_collectives(const tldr::dist::launch& where, std::chrono::milliseconds timeout) {
   tldr::dist::group g(where, torch::kCPU, timeout);
   check(g.rank() == where.rank && g.world() == where.world && g.is_main() == (where.rank == 0), "rank and world");
@@ -177,6 +228,7 @@ int run_collectives(const tldr::dist::launch& where, std::chrono::milliseconds t
   check_all_reduce(g, 256);  // several buckets per dtype, some of several tensors
   check_all_reduce(g, tldr::dist::group::default_bucket_bytes);
   check_sum_gradients(g);
+  check_overlapped_gradients(g);
   check_scalars_and_strings(g);
   check_broadcast(g);
   g.barrier();

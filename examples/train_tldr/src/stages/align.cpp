@@ -283,6 +283,7 @@ void align(const run_context& ctx, const run_spec& run) {
   // that only got worse must show it, not fall back to SFT).
   if (history.empty()) history.push_back(validate(st.policy, st.prior, st.rm, run.seed));
 
+  dist::overlapped_gradients overlap(ranks(), st.policy->parameters());
   const auto m = a.prompts, G = a.groups_per_step;
   const auto K = a.epochs * m / G;
   st.policy->train();
@@ -324,7 +325,7 @@ void align(const run_context& ctx, const run_spec& run) {
         loss = out.loss * weight;
         ess = out.target_ess * weight;
       }
-      optimizer_step(opt, loss, st.policy->parameters(), run.settings.lr, a.clip);
+      optimizer_step(opt, loss, st.policy->parameters(), run.settings.lr, a.clip, &overlap);
       v.loss += ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
       v.target_ess += ranks().sum(ess);
       ++trained;

@@ -140,6 +140,7 @@ void train_reward_model(const run_context& ctx) {
   const auto total = per_epoch * c.rm.epochs;
   const auto state = dir / "state.pt";
   std::int64_t step = resume_from(state, *rm, opt);
+  dist::overlapped_gradients overlap(ranks(), rm->parameters());
   if (step > 0) ctx.log().info("rm: resuming at step {}", step);
   rm->train();
   progress bar("reward model", total, "steps", step);
@@ -161,7 +162,7 @@ void train_reward_model(const run_context& ctx) {
       loss = share_loss * weight;
       acc = share_acc * weight;
     }
-    optimizer_step(opt, loss, rm->parameters(), warmup_cosine(c.rm.lr, step, total), 1.0);
+    optimizer_step(opt, loss, rm->parameters(), warmup_cosine(c.rm.lr, step, total), 1.0, &overlap);
     const double l = ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
     acc = ranks().sum(acc);
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;

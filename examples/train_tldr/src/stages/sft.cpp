@@ -38,6 +38,7 @@ void train_sft(const run_context& ctx) {
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(c.sft.lr).weight_decay(c.sft.weight_decay));
   const auto state = dir / "state.pt";
   std::int64_t step = resume_from(state, *model, opt);
+  dist::overlapped_gradients overlap(ranks(), model->parameters());
   if (step > 0) ctx.log().info("sft: resuming at step {}", step);
   else ctx.log().info("sft: GPT with {} parameters, {} training examples", parameter_count(*model), ctx.train().size());
   model->train();
@@ -68,7 +69,7 @@ void train_sft(const run_context& ctx) {
     if (begin < end)
       loss = -sequence_log_prob(model, my_prompts, my_responses, tokenizer::pad_id, 0).sum() /
              double(token_count(responses));
-    optimizer_step(opt, loss, model->parameters(), warmup_cosine(c.sft.lr, step, c.sft.steps), 1.0);
+    optimizer_step(opt, loss, model->parameters(), warmup_cosine(c.sft.lr, step, c.sft.steps), 1.0, &overlap);
     const double l = ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     char status[64];
