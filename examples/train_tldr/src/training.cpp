@@ -31,7 +31,7 @@ double warmup_cosine(double peak, std::int64_t step, std::int64_t total) {
 
 std::int64_t resume_from(const std::filesystem::path& state, torch::nn::Module& model,
                          torch::optim::Optimizer& optimizer) {
-  if (!std::filesystem::exists(state)) return 0;
+  if (!main_has(state)) return 0;  // rank 0's view: every data-parallel rank resumes alike
   checkpoint_reader r(state);
   r.load("model", model);
   r.load("optimizer", optimizer);
