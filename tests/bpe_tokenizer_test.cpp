@@ -432,6 +432,20 @@ TEST(BpeTokenizer, RejectsUnsupportedAndMalformedFiles) {
 // most words are new to the cache), with an empty and a warm cache. Not run by default (timing);
 // docs/io.md quotes it:
 //   build/bpe/tests/brain_io_tests --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'
+TEST(BpeTokenizer, ValidUtf8ReplacesEachIllFormedByte) {
+  using brain::io::valid_utf8;
+  const std::string r = "\xEF\xBF\xBD";  // U+FFFD
+  EXPECT_EQ(valid_utf8(""), "");
+  EXPECT_EQ(valid_utf8("plain \xC3\xA9 \xF0\x9F\x98\x80"), "plain \xC3\xA9 \xF0\x9F\x98\x80");  // é, 😀 kept
+  EXPECT_EQ(valid_utf8("a\xC3"), "a" + r);                             // truncated at the end
+  EXPECT_EQ(valid_utf8("\xE2\x82" "b"), r + r + "b");                  // truncated before ASCII: each byte
+  EXPECT_EQ(valid_utf8("\x80x"), r + "x");                              // stray continuation byte
+  EXPECT_EQ(valid_utf8("\xC0\xAF"), r + r);                             // overlong '/'
+  EXPECT_EQ(valid_utf8("\xED\xA0\x80"), r + r + r);                     // a surrogate
+  EXPECT_EQ(valid_utf8("\xF4\x90\x80\x80"), r + r + r + r);             // beyond U+10FFFF
+  EXPECT_EQ(valid_utf8("\xFF"), r);
+}
+
 TEST(BpeTokenizer, DISABLED_Gpt2EncodeThroughput) {
   const json expected = json::parse(read_text(BRAIN_GPT2_EXPECTED));
   std::string corpus;

@@ -72,9 +72,8 @@ std::vector<weight_name> gpt2_names(std::int64_t layers) {
 }
 
 torch::Tensor read_tensor(const brain::io::safetensors& file, const std::string& name) {
-  const auto& entry = file.at(name);
-  auto values = file.floats(name);
-  return torch::from_blob(values.data(), entry.shape, torch::kFloat).clone();
+  auto* values = new std::vector<float>(file.floats(name));  // owned by the tensor: no second copy
+  return torch::from_blob(values->data(), file.at(name).shape, [values](void*) { delete values; }, torch::kFloat);
 }
 
 bool is_mask_buffer(const std::string& name) {
@@ -196,13 +195,11 @@ nlohmann::json read_hf_config(const fs::path& dir) {
 
 const std::map<std::string, hf_architecture>& architectures() {
   static const std::map<std::string, hf_architecture> known{
-      {"gpt2", {"gpt2", gpt2_config_from_hf, load_gpt2_weights, save_gpt2_weights, gpt2_config_to_hf}}};
+      {"gpt2", {gpt2_config_from_hf, load_gpt2_weights, save_gpt2_weights, gpt2_config_to_hf}}};
   return known;
 }
 
-const hf_architecture& architecture_of(const fs::path& dir) {
-  const auto hf = read_hf_config(dir);
-  const std::string label = (dir / "config.json").string();
+const hf_architecture& architecture_of(const nlohmann::json& hf, const std::string& label) {
   const auto* type = hf.is_object() ? hf_field(hf, "model_type") : nullptr;
   if (type == nullptr || !type->is_string()) fail(label, ": no string \"model_type\"");
   const auto it = architectures().find(type->get<std::string>());
@@ -215,12 +212,16 @@ const hf_architecture& architecture_of(const fs::path& dir) {
 }
 
 gpt_config hf_model_config(const fs::path& dir) {
-  return architecture_of(dir).config(read_hf_config(dir), (dir / "config.json").string());
+  const auto hf = read_hf_config(dir);
+  const auto label = (dir / "config.json").string();
+  return architecture_of(hf, label).config(hf, label);
 }
 
 void load_hf_weights(const fs::path& dir, Gpt& model) {
-  const auto& arch = architecture_of(dir);
-  const auto config = arch.config(read_hf_config(dir), (dir / "config.json").string());
+  const auto hf = read_hf_config(dir);
+  const auto label = (dir / "config.json").string();
+  const auto& arch = architecture_of(hf, label);
+  const auto config = arch.config(hf, label);
   if (!(config == model->config()))
     fail(dir.string(), ": the folder's model ", config.to_json().dump(), " differs from the Gpt's ",
          model->config().to_json().dump());
@@ -228,7 +229,7 @@ void load_hf_weights(const fs::path& dir, Gpt& model) {
 }
 
 Gpt load_hf_model(const fs::path& dir) {
-  Gpt model(hf_model_config(dir));
+  Gpt model(hf_model_config(dir));  // config.json is read twice (here and to check it): a few hundred bytes
   load_hf_weights(dir, model);
   return model;
 }

@@ -41,7 +41,6 @@ nlohmann::json read_hf_config(const std::filesystem::path& dir);
 
 /// A model folder's architecture: how to read its config and weights into a Gpt and write one back.
 struct hf_architecture {
-  std::string model_type;
   std::function<gpt_config(const nlohmann::json& hf, const std::string& label)> config;
   std::function<void(const std::filesystem::path& weights, Gpt& model)> load_weights;
   std::function<void(const Gpt& model, const std::filesystem::path& weights)> save_weights;
@@ -49,8 +48,9 @@ struct hf_architecture {
 };
 /// The known architectures by model_type ("gpt2").
 const std::map<std::string, hf_architecture>& architectures();
-/// The entry for `dir`'s config.json "model_type" (error listing the supported ones otherwise).
-const hf_architecture& architecture_of(const std::filesystem::path& dir);
+/// The entry for a config.json's "model_type" (error naming `label` and listing the supported
+/// ones otherwise).
+const hf_architecture& architecture_of(const nlohmann::json& hf, const std::string& label);
 
 /// The model config of a folder (architecture_of(dir).config on its config.json).
 gpt_config hf_model_config(const std::filesystem::path& dir);

@@ -30,10 +30,26 @@ std::pair<std::size_t, std::size_t> share_of(std::size_t n, int rank, int world)
 
 std::pair<std::size_t, std::size_t> my_share(std::size_t n) { return share_of(n, ranks().rank(), ranks().world()); }
 
+std::vector<std::uint64_t> indices(std::size_t begin, std::size_t end) {
+  std::vector<std::uint64_t> out;
+  for (std::size_t i = begin; i < end; ++i) out.push_back(i);
+  return out;
+}
+
+void sum_over_ranks(std::initializer_list<double*> values) {
+  if (ranks().world() == 1) return;
+  std::vector<torch::Tensor> one{torch::empty({static_cast<std::int64_t>(values.size())}, torch::kDouble)};
+  auto* data = one[0].data_ptr<double>();
+  for (double* v : values) *data++ = *v;
+  ranks().all_reduce_sum(one);
+  data = one[0].data_ptr<double>();
+  for (double* v : values) *v = *data++;
+}
+
 bool main_has(const std::filesystem::path& path) {
   const bool mine = std::filesystem::exists(path);
   if (ranks().world() == 1) return mine;
-  return ranks().all_gather(mine ? "1" : "0").front() == "1";
+  return ranks().sum(std::int64_t(ranks().is_main() && mine)) == 1;  // rank 0's answer, on every rank
 }
 
 }  // namespace tldr

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <initializer_list>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -31,6 +33,16 @@ void join_ranks(const dist::launch& where, torch::Device device, std::chrono::mi
 [[nodiscard]] std::pair<std::size_t, std::size_t> share_of(std::size_t n, int rank, int world);
 /// This process's share of n items.
 [[nodiscard]] std::pair<std::size_t, std::size_t> my_share(std::size_t n);
+
+/// Elements [begin, end) of `all` (a share of it).
+template <class T>
+[[nodiscard]] std::vector<T> slice(const std::vector<T>& all, std::size_t begin, std::size_t end) {
+  return {all.begin() + static_cast<std::ptrdiff_t>(begin), all.begin() + static_cast<std::ptrdiff_t>(end)};
+}
+/// begin, begin + 1, ..., end - 1: a share's global indices, the sampler's keys (sampler.hpp).
+[[nodiscard]] std::vector<std::uint64_t> indices(std::size_t begin, std::size_t end);
+/// Each value replaced by its sum over the ranks, in one all-reduce.
+void sum_over_ranks(std::initializer_list<double*> values);
 
 /// Every rank's share, concatenated in rank order (each element through nlohmann json).
 template <class T>

@@ -78,35 +78,6 @@ std::vector<std::string> read_lines(const fs::path& file) {
   return lines;
 }
 
-/// `bytes` with each byte that does not belong to a well-formed UTF-8 sequence replaced by U+FFFD
-/// (Hugging Face's decode replaces too, one U+FFFD per maximal ill-formed subsequence): a sampled
-/// summary may stop inside a character, and the pipeline's JSON files need valid UTF-8.
-std::string utf8_with_replacements(const std::string& bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  for (std::size_t i = 0; i < bytes.size();) {
-    const auto b0 = static_cast<unsigned char>(bytes[i]);
-    std::size_t length = b0 < 0x80 ? 1 : (b0 & 0xE0) == 0xC0 ? 2 : (b0 & 0xF0) == 0xE0 ? 3 : (b0 & 0xF8) == 0xF0 ? 4 : 0;
-    std::uint32_t code = length == 1 ? b0 : length == 2 ? b0 & 0x1Fu : length == 3 ? b0 & 0x0Fu : b0 & 0x07u;
-    bool valid = length > 0 && i + length <= bytes.size();
-    for (std::size_t k = 1; valid && k < length; ++k) {
-      const auto b = static_cast<unsigned char>(bytes[i + k]);
-      valid = (b & 0xC0) == 0x80;
-      code = (code << 6) | (b & 0x3Fu);
-    }
-    constexpr std::uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-    valid = valid && code >= least[length] && code <= 0x10FFFF && (code < 0xD800 || code > 0xDFFF);
-    if (valid) {
-      out.append(bytes, i, length);
-      i += length;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 tokenizer::tokenizer(fs::path model_file) : model_(std::move(model_file)) {
@@ -192,7 +163,7 @@ std::vector<std::string> tokenizer::decode(std::span<const tokens> sequences) co
       const auto last = std::find(first, seq.end(), eos_);
       std::string text = bpe_->decode(std::span<const std::int64_t>(&*first, static_cast<std::size_t>(last - first)));
       if (text.starts_with(' ')) text.erase(0, 1);  // the space encode_responses adds
-      out.push_back(utf8_with_replacements(text));
+      out.push_back(brain::io::valid_utf8(text));  // samples may stop inside a character
     }
     return out;
   }

@@ -10,14 +10,12 @@ namespace tldr {
 
 void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& loss,
                     const std::vector<torch::Tensor>& parameters, double lr, double clip,
-                    dist::overlapped_gradients* overlap) {
+                    dist::overlapped_gradients& gradients) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   optimizer.zero_grad();
   // A rank whose share of the minibatch is empty has no loss; it still joins the gradient sum.
   if (loss.defined() && loss.requires_grad()) loss.backward();
-  // The loss is divided by the global count: sums give the whole batch's gradient.
-  if (overlap != nullptr) overlap->finish();
-  else ranks().sum_gradients(parameters);
+  gradients.finish();  // the loss is divided by the global count: sums give the whole batch's gradient
   torch::nn::utils::clip_grad_norm_(parameters, clip);
   optimizer.step();
 }

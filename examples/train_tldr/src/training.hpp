@@ -14,13 +14,12 @@ namespace tldr {
 
 /// One AdamW step on `loss` at learning rate `lr`, gradients clipped to norm `clip`. Data
 /// parallel (ranks.hpp): `loss` is this rank's share divided by the global count (undefined for an
-/// empty share), and the gradients are summed over the ranks before clipping, so every rank takes
-/// the same step as one process on the whole batch.
-/// With `overlap` (made once per model), the gradients are summed bucket by bucket while backward
-/// runs (dist::overlapped_gradients) instead of after it.
+/// empty share), and `gradients` (made once per model over `parameters`) sums them over the ranks
+/// while backward runs, before clipping, so every rank takes the step one process would take on
+/// the whole batch. In a world of one the sum is the identity.
 void optimizer_step(torch::optim::Optimizer& optimizer, const torch::Tensor& loss,
                     const std::vector<torch::Tensor>& parameters, double lr, double clip,
-                    dist::overlapped_gradients* overlap = nullptr);
+                    dist::overlapped_gradients& gradients);
 
 /// Linear warm-up over the first 5% of `total` steps, then cosine decay to 10% of `peak`.
 double warmup_cosine(double peak, std::int64_t step, std::int64_t total);

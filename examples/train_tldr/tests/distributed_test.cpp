@@ -1,6 +1,7 @@
 // src/distributed.hpp within one process: torchrun's environment protocol and a world of one.
 // Several processes: tests/distributed_test.sh with tests/dist_driver.cpp.
 #include "distributed.hpp"
+#include "ranks.hpp"
 
 #include <gtest/gtest.h>
 
@@ -125,5 +126,38 @@ TEST(distributed, cuda_without_nccl_says_what_is_missing) {
   }
 }
 #endif
+
+}  // namespace
+
+namespace {
+
+// The pipeline's shares (src/ranks.hpp): contiguous, covering, in rank order, the first n % world
+// ranks one larger, empty ranks when n < world. A share that overlapped or skipped an item would
+// train on a prompt twice or never, which the 2-rank pipeline test (even counts) could not see.
+TEST(distributed, shares_are_contiguous_blocks_in_rank_order) {
+  for (std::size_t n : {0u, 1u, 2u, 5u, 7u, 64u})
+    for (int world : {1, 2, 3, 8}) {
+      std::size_t next = 0;
+      for (int r = 0; r < world; ++r) {
+        const auto [begin, end] = tldr::share_of(n, r, world);
+        EXPECT_EQ(begin, next) << n << " items, rank " << r << " of " << world;
+        const std::size_t size = n / std::size_t(world) + (std::size_t(r) < n % std::size_t(world) ? 1 : 0);
+        EXPECT_EQ(end - begin, size) << n << " items, rank " << r << " of " << world;
+        next = end;
+      }
+      EXPECT_EQ(next, n) << n << " items over " << world;
+    }
+  EXPECT_THROW((void)tldr::share_of(5, 2, 2), std::invalid_argument);
+  EXPECT_THROW((void)tldr::share_of(5, 0, 0), std::invalid_argument);
+  // A world of one: the whole, and every helper the identity.
+  EXPECT_EQ(tldr::my_share(9), (std::pair<std::size_t, std::size_t>{0, 9}));
+  EXPECT_EQ(tldr::slice(std::vector<int>{1, 2, 3, 4}, 1, 3), (std::vector<int>{2, 3}));
+  EXPECT_EQ(tldr::indices(3, 6), (std::vector<std::uint64_t>{3, 4, 5}));
+  double a = 1.5, b = -2;
+  tldr::sum_over_ranks({&a, &b});
+  EXPECT_EQ(a, 1.5);
+  EXPECT_EQ(b, -2);
+  EXPECT_EQ(tldr::gather_shares(std::vector<std::string>{"x", "y"}), (std::vector<std::string>{"x", "y"}));
+}
 
 }  // namespace

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel train_tldr (src/ranks.hpp) on 127.0.0.1:
-#  - the miniature pipeline (BRAIn and DPO) on 2 ranks trains what one process trains with the
-#    same global batches: SFT and policy parameters within 1e-4, the reward model within 2e-3 (its
+#  - the miniature pipeline (BRAIn and DPO) on 2 ranks, with uneven and empty shares, trains what
+#    one process trains with the same global batches: SFT and policy parameters within 1e-4, the reward model within 2e-3 (its
 #    head bias has no gradient, r_w - r_l cancels it, so Adam turns rounding noise of either run
 #    into its steps), the same preference rankings and the same test summaries;
 #  - rank 1 killed with SIGKILL inside an arm makes rank 0 stop with an error within the timeout;
@@ -14,7 +14,11 @@ bin=$1 diff_tool=$2 launcher=$3 sample=$4 config=$5 root=$6
 rm -rf "$root"
 mkdir -p "$root/lists"
 cp "$sample" "$root/lists/sample_i18n_Translation-en"
-args=(--config "$config" --threads 1 --apt-lists "$root/lists" --arms brain,dpo --dist-timeout 20)
+# Odd batches split unevenly (SFT 4 + 3 examples, reward model 4 + 3 rankings, validation 4 + 3
+# prompts), and minibatches of one unit leave rank 1 with an empty share at every alignment step
+# (no loss, no backward: it still joins the gradient sums).
+args=(--config "$config" --threads 1 --apt-lists "$root/lists" --arms brain,dpo --dist-timeout 20
+      --sft-batch 7 --rm-batch 7 --eval-valid-prompts 7 --align-groups-per-step 1)
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 echo "== one process"

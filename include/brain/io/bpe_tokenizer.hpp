@@ -249,6 +249,22 @@ inline std::string describe_json(const nlohmann::json& v) {
 
 }  // namespace detail
 
+/// `bytes` as valid UTF-8: each byte that is not part of a well-formed sequence (a stray
+/// continuation byte, a truncated, overlong or surrogate sequence) becomes U+FFFD. What a trainer
+/// needs for decoded samples, which may stop inside a character; Hugging Face's decode also
+/// replaces, but one U+FFFD per maximal ill-formed subsequence rather than per byte.
+inline std::string valid_utf8(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (std::size_t i = 0; i < bytes.size();) {
+    const detail::utf8_unit u = detail::decode_utf8(bytes, i);
+    if (u.valid) out.append(bytes.substr(i, u.length));
+    else detail::append_utf8(out, U'\uFFFD');
+    i += u.length;
+  }
+  return out;
+}
+
 /// Splits `text` with GPT-2's pre-tokenisation pattern (see the top of this header), calling
 /// emit(std::string_view) for each piece in order; the pieces concatenate to `text`.
 template <class Emit>

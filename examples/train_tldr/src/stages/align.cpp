@@ -17,7 +17,6 @@
 
 #include <cstring>
 #include <fstream>
-#include <numeric>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -61,11 +60,6 @@ std::string tensor_text(const torch::Tensor& t) {
 }
 
 
-/// Rows [begin, end) of `all` (a rank's share).
-std::vector<tokens> rows_of(const std::vector<tokens>& all, std::size_t begin, std::size_t end) {
-  return {all.begin() + static_cast<std::ptrdiff_t>(begin), all.begin() + static_cast<std::ptrdiff_t>(end)};
-}
-
 /// Every rank's [rows] float values, in rank order, as one float tensor on the compute device.
 torch::Tensor gather_floats(const torch::Tensor& mine) {
   const auto cpu = mine.to(torch::kCPU, torch::kFloat).contiguous();
@@ -104,9 +98,8 @@ class validator {
     torch::NoGradGuard no_grad;
     validation_point v;
     const auto [begin, end] = my_share(prompts_.size());
-    const auto mine = rows_of(prompts_, begin, end);
-    std::vector<std::uint64_t> keys(end - begin);
-    std::iota(keys.begin(), keys.end(), std::uint64_t(begin));
+    const auto mine = slice(prompts_, begin, end);
+    const auto keys = indices(begin, end);
     const auto n = double(prompts_.size());
     if (begin < end) {
       const auto s = sample(policy, mine, ctx_.decoding(1, ctx_.settings().eval.valid_temperature),
@@ -130,7 +123,7 @@ class validator {
                  .item<double>() /
              n;
     }
-    for (double* metric : {&v.rm_win, &v.oracle_win, &v.oracle_mean, &v.words, &v.rm_mean, &v.kl}) *metric = ranks().sum(*metric);
+    sum_over_ranks({&v.rm_win, &v.oracle_win, &v.oracle_mean, &v.words, &v.rm_mean, &v.kl});
     return v;
   }
 
@@ -171,8 +164,8 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
     }
     // Each rank scores its share of the rows.
     const auto [begin, end] = my_share(b.responses.size());
-    const auto mine = begin < end ? sequence_log_prob(st.prior, rows_of(prompts, begin, end),
-                                                      rows_of(b.responses, begin, end), tokenizer::pad_id)
+    const auto mine = begin < end ? sequence_log_prob(st.prior, slice(prompts, begin, end),
+                                                      slice(b.responses, begin, end), tokenizer::pad_id)
                                   : torch::zeros({0}, torch::kFloat);
     b.log_prior = gather_floats(mine).view({m, n});
     b.log_proposal = b.log_prior;  // unused by DPO
@@ -184,11 +177,8 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
   // prompt's place in this refresh), then every rank gathers the whole buffer.
   const auto [begin, end] = my_share(std::size_t(m));
   std::vector<tokens> prompts;
-  std::vector<std::uint64_t> keys;
-  for (std::size_t i = begin; i < end; ++i) {
-    prompts.push_back(train[order[i]].prompt);
-    keys.push_back(i);
-  }
+  for (std::size_t i = begin; i < end; ++i) prompts.push_back(train[order[i]].prompt);
+  const auto keys = indices(begin, end);
   const bool from_prior = st.which.proposal == proposal_rule::prior || refresh == 0;
   Gpt& q = from_prior ? st.prior : st.proposal;
   std::vector<tokens> row_prompts;
@@ -325,9 +315,11 @@ void align(const run_context& ctx, const run_spec& run) {
         loss = out.loss * weight;
         ess = out.target_ess * weight;
       }
-      optimizer_step(opt, loss, st.policy->parameters(), run.settings.lr, a.clip, &overlap);
-      v.loss += ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
-      v.target_ess += ranks().sum(ess);
+      optimizer_step(opt, loss, st.policy->parameters(), run.settings.lr, a.clip, overlap);
+      double step_loss = loss.defined() ? loss.item<double>() : 0.0;
+      sum_over_ranks({&step_loss, &ess});
+      v.loss += step_loss;
+      v.target_ess += ess;
       ++trained;
     }
     v.loss /= double(std::max<std::int64_t>(trained, 1));

@@ -13,7 +13,6 @@
 #include "training.hpp"
 
 #include <fstream>
-#include <numeric>
 
 namespace tldr {
 namespace fs = std::filesystem;
@@ -52,9 +51,7 @@ void evaluate_gold(const run_context& ctx) {
   std::vector<std::string> lines;
   if (begin < end) {
     const auto prompts = run_context::prompts_of(ctx.test(), end), golds = run_context::golds_of(ctx.test(), end);
-    const auto r = rm->score({prompts.begin() + long(begin), prompts.end()}, {golds.begin() + long(begin), golds.end()},
-                             tokenizer::pad_id)
-                       .cpu();
+    const auto r = rm->score(slice(prompts, begin, end), slice(golds, begin, end), tokenizer::pad_id).cpu();
     for (std::size_t i = begin; i < end; ++i) {
       const auto& e = ctx.test()[i];
       lines.push_back(json{{"id", e.id}, {"gold", e.gold_text}, {"rm", r[long(i - begin)].item<double>()},
@@ -79,10 +76,8 @@ void evaluate_model(const run_context& ctx, const std::string& name, const fs::p
   auto rm = load_rm(ctx);
   auto policy = load_gpt(ctx, model_file);
   auto prior = load_gpt(ctx, ctx.path("sft/model.pt"));
-  const auto all_prompts = run_context::prompts_of(ctx.test(), end);
-  const std::vector<tokens> prompts(all_prompts.begin() + long(begin), all_prompts.end());
-  std::vector<std::uint64_t> keys(prompts.size());
-  std::iota(keys.begin(), keys.end(), std::uint64_t(begin));
+  const auto prompts = slice(run_context::prompts_of(ctx.test(), end), begin, end);
+  const auto keys = indices(begin, end);
   progress bar("eval/" + name, 3, "passes");
   std::vector<std::string> lines;
   if (!prompts.empty()) {
@@ -125,11 +120,9 @@ double validate_temperature(const run_context& ctx, const std::string& name, con
   const auto [begin, end] = my_share(count);  // data parallel: each rank its share, keyed by index
   double mean = 0;
   if (begin < end) {
-    const auto all = run_context::prompts_of(ctx.valid(), end);
-    std::vector<std::uint64_t> keys(end - begin);
-    std::iota(keys.begin(), keys.end(), std::uint64_t(begin));
-    const auto drawn = sample(policy, {all.begin() + long(begin), all.end()}, ctx.decoding(1, temperature),
-                              derive_seed(seed, purpose::valid_sampling, 2), keys);
+    const auto drawn = sample(policy, slice(run_context::prompts_of(ctx.valid(), end), begin, end),
+                              ctx.decoding(1, temperature), derive_seed(seed, purpose::valid_sampling, 2),
+                              indices(begin, end));
     const auto texts = ctx.tok().decode(drawn.responses);
     for (std::size_t i = begin; i < end; ++i)
       mean += ctx.oracle().score(ctx.valid()[i].post, texts[i - begin]) / double(count);

@@ -98,8 +98,7 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
     const auto first = chunk_first + share_begin, last = chunk_first + share_end;
     std::vector<tokens> prompts;
     for (std::size_t i = first; i < last; ++i) prompts.push_back(split[order[i]].prompt);
-    std::vector<std::uint64_t> keys;
-    for (std::size_t i = first; i < last; ++i) keys.push_back(i);
+    const auto keys = indices(first, last);
     const auto drawn = prompts.empty() ? samples{} : sample(sft, prompts, ctx.decoding(std::int64_t(k), 1.0),
                                                             derive_seed(c.seed, purpose::pairs_sampling, stream), keys);
     const auto texts = ctx.tok().decode(drawn.responses);

@@ -162,9 +162,9 @@ void train_reward_model(const run_context& ctx) {
       loss = share_loss * weight;
       acc = share_acc * weight;
     }
-    optimizer_step(opt, loss, rm->parameters(), warmup_cosine(c.rm.lr, step, total), 1.0, &overlap);
-    const double l = ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
-    acc = ranks().sum(acc);
+    optimizer_step(opt, loss, rm->parameters(), warmup_cosine(c.rm.lr, step, total), 1.0, overlap);
+    double l = loss.defined() ? loss.item<double>() : 0.0;
+    sum_over_ranks({&l, &acc});
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     smoothed_acc = std::isnan(smoothed_acc) ? acc : 0.95 * smoothed_acc + 0.05 * acc;
     char status[80];

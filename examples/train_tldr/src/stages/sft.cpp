@@ -63,13 +63,12 @@ void train_sft(const run_context& ctx) {
     }
     // This rank's share of the batch, its summed log-likelihood over the whole batch's tokens.
     const auto [begin, end] = my_share(batch);
-    const std::vector<tokens> my_prompts(prompts.begin() + long(begin), prompts.begin() + long(end)),
-        my_responses(responses.begin() + long(begin), responses.begin() + long(end));
     torch::Tensor loss;
     if (begin < end)
-      loss = -sequence_log_prob(model, my_prompts, my_responses, tokenizer::pad_id, 0).sum() /
+      loss = -sequence_log_prob(model, slice(prompts, begin, end), slice(responses, begin, end), tokenizer::pad_id, 0)
+                  .sum() /
              double(token_count(responses));
-    optimizer_step(opt, loss, model->parameters(), warmup_cosine(c.sft.lr, step, c.sft.steps), 1.0, &overlap);
+    optimizer_step(opt, loss, model->parameters(), warmup_cosine(c.sft.lr, step, c.sft.steps), 1.0, overlap);
     const double l = ranks().sum(loss.defined() ? loss.item<double>() : 0.0);
     smoothed = std::isnan(smoothed) ? l : 0.95 * smoothed + 0.05 * l;
     char status[64];
@@ -87,9 +86,10 @@ void train_sft(const run_context& ctx) {
     const auto k = std::min<std::size_t>(ctx.valid().size(), 512);
     const auto prompts = run_context::prompts_of(ctx.valid(), k), golds = run_context::golds_of(ctx.valid(), k);
     const auto [begin, end] = my_share(k);
-    const std::vector<tokens> my_prompts(prompts.begin() + long(begin), prompts.begin() + long(end)),
-        my_golds(golds.begin() + long(begin), golds.begin() + long(end));
-    if (begin < end) nll = -sequence_log_prob(model, my_prompts, my_golds, tokenizer::pad_id, 64).sum().item<double>();
+    if (begin < end)
+      nll = -sequence_log_prob(model, slice(prompts, begin, end), slice(golds, begin, end), tokenizer::pad_id, 64)
+                 .sum()
+                 .item<double>();
     nll = ranks().sum(nll);
     count = token_count(golds);
   }
