@@ -8,6 +8,8 @@
 
 #include <brain/loss.hpp>  // link brain::torch
 
+#include "machine_info.hpp"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -38,6 +40,9 @@ batch make_batch(int64_t prompts, int64_t n) {
 
 void brain_loss_fwd_bwd(benchmark::State& state, bool validate) {
   const batch b = make_batch(state.range(0), state.range(1));
+  (void)torch::autograd::grad({brain::brain_loss(brain::samples<at::Tensor>{b.log_policy, b.log_proposal, b.log_prior,
+                                                                             b.reward}).loss},
+                              {b.log_policy});  // warm-up, as plain_torch_fwd_bwd's
   for (auto _ : state) {
     const auto out = brain::brain_loss(brain::samples<at::Tensor>{b.log_policy, b.log_proposal, b.log_prior, b.reward},
                                        brain::bradley_terry{}, {.validate = validate});
@@ -47,13 +52,16 @@ void brain_loss_fwd_bwd(benchmark::State& state, bool validate) {
 }
 
 // The loss as one writes it by hand: detached softmax targets, log-softmax baseline, KL.
+at::Tensor plain_loss(const batch& b) {
+  const auto target = at::softmax(b.reward + b.log_prior - b.log_proposal, 1).detach();
+  const auto log_baseline = at::log_softmax(b.log_policy - b.log_proposal, 1);
+  return (at::xlogy(target, target) - target * log_baseline).sum(1).mean();
+}
 void plain_torch_fwd_bwd(benchmark::State& state) {
   const batch b = make_batch(state.range(0), state.range(1));
+  (void)torch::autograd::grad({plain_loss(b)}, {b.log_policy});  // warm-up
   for (auto _ : state) {
-    const auto target = at::softmax(b.reward + b.log_prior - b.log_proposal, 1).detach();
-    const auto log_baseline = at::log_softmax(b.log_policy - b.log_proposal, 1);
-    const auto loss = (at::xlogy(target, target) - target * log_baseline).sum(1).mean();
-    auto grad = torch::autograd::grad({loss}, {b.log_policy});
+    auto grad = torch::autograd::grad({plain_loss(b)}, {b.log_policy});
     benchmark::DoNotOptimize(grad[0].data_ptr());
   }
 }
@@ -147,6 +155,7 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
   std::printf("\nforward + backward, float32, microseconds per call (%d torch thread(s))\n", at::get_num_threads());
+  brain_bench::print_machine();
   std::printf("%-9s %16s %18s %12s %16s %18s\n", "size", "brain_loss", "(no validation)", "plain ops", "brain/plain",
               "unvalidated/plain");
   for (const char* size : {"64/32", "4096/32"}) {

@@ -74,13 +74,13 @@ void expect_matches_brain_loss(int prompts, int n, const G& goodness, double tol
     cols target(prompts, n), baseline(prompts, n), grad(prompts, n);
     results<S> got(prompts, n);
     if (column_major) {
-      k::group_loss(k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
+      k::cpu_group_loss(k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
                     k::group_loss_outputs<S>{target.data(), baseline.data(), grad.data(), got.per_prompt.data(),
                                              &got.loss},
                     goodness);
       got.target = target, got.baseline = baseline, got.grad = grad;
     } else {
-      k::group_loss(b.inputs(), got.outputs(), goodness);
+      k::cpu_group_loss(b.inputs(), got.outputs(), goodness);
     }
     for (int i = 0; i < prompts; ++i) {
       ASSERT_TRUE(close(got.per_prompt(i), want.per_prompt[i])) << "row " << i << " seed " << seed << " " << column_major;
@@ -112,12 +112,48 @@ TEST(GroupKernel, MatchesBrainLossInFloatWithin1e5) {
     }
 }
 
+// The column-major traversal (tiles of rows, packs of rows, remainder rows one by one) gives the
+// row-major traversal's results, at tile boundaries and past them, and with n that is not a
+// multiple of the pack width (the row-major loop's scalar tail).
+template <class S>
+void expect_layouts_agree(double tol) {
+  constexpr brain::index W = brain::kernels::simd::width<S>;
+  for (int n : {3, 32, 100}) {
+    const brain::index tile = k::detail::column_major_tile_rows<S>(n);
+    ASSERT_EQ(tile % W, 0);
+    for (brain::index prompts : {tile - 1, tile, tile + 1, 2 * tile + W + 1}) {
+      const batch<S> b(int(prompts), n, unsigned(prompts + n));
+      results<S> row(int(prompts), n);
+      k::cpu_group_loss(b.inputs(), row.outputs(), brain::bradley_terry{.beta = 0.5});
+      using cols = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+      const cols lp = b.lp, lq = b.lq, l0 = b.l0, r = b.r;
+      cols target(prompts, n), baseline(prompts, n), grad(prompts, n);
+      Eigen::Matrix<S, Eigen::Dynamic, 1> per_prompt(prompts);
+      S loss = 0;
+      k::cpu_group_loss(k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
+                        k::group_loss_outputs<S>{target.data(), baseline.data(), grad.data(), per_prompt.data(), &loss},
+                        brain::bradley_terry{.beta = 0.5});
+      const auto diff = [](const auto& a, const auto& b) { return (a.template cast<double>() - b.template cast<double>()).cwiseAbs().maxCoeff(); };
+      EXPECT_LE(diff(target, cols(row.target)), tol) << "n " << n << " prompts " << prompts;
+      EXPECT_LE(diff(baseline, cols(row.baseline)), tol) << "n " << n << " prompts " << prompts;
+      EXPECT_LE(diff(grad, cols(row.grad)), tol) << "n " << n << " prompts " << prompts;
+      const double kl_scale = std::max(1.0, double(row.per_prompt.cwiseAbs().maxCoeff()));  // KLs reach ~20 here
+      EXPECT_LE(diff(per_prompt, row.per_prompt), tol * kl_scale) << "n " << n << " prompts " << prompts;
+    }
+  }
+}
+
+TEST(GroupKernel, ColumnMajorTilesMatchRowMajor) {
+  expect_layouts_agree<double>(1e-13);
+  expect_layouts_agree<float>(1e-5);
+}
+
 // Two samples, q = p = q_theta, rewards (0, log 3): alpha-bar = (1/4, 3/4), beta-bar = (1/2, 1/2)
 // (eqs. 11, 21), KL = 1/4 log(1/2) + 3/4 log(3/2) (eq. 14), grad = beta-bar - alpha-bar (eq. 12).
 TEST(GroupKernel, HandComputedTwoSamples) {
   const double zero[2] = {0, 0}, r[2] = {0, std::log(3.0)};
   double target[2], baseline[2], grad[2], per_prompt[1], loss = -1;
-  k::group_loss(k::group_loss_inputs<double>{zero, zero, zero, r, 1, 2},
+  k::cpu_group_loss(k::group_loss_inputs<double>{zero, zero, zero, r, 1, 2},
                 k::group_loss_outputs<double>{target, baseline, grad, per_prompt, &loss}, brain::bradley_terry{});
   EXPECT_NEAR(target[0], 0.25, 1e-15);
   EXPECT_NEAR(target[1], 0.75, 1e-15);
@@ -132,14 +168,14 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
   results<double> out(4, 3);
   const auto message = [&] {
     try {
-      k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{});
+      k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{});
     } catch (const std::invalid_argument& e) {
       return std::string(e.what());
     }
     return std::string("no exception");
   };
   b.lp(2, 1) = NAN;
-  EXPECT_NE(message().find("kernels::group_loss: log_policy[2, 1] is NaN (must be finite)"), std::string::npos) << message();
+  EXPECT_NE(message().find("kernels::cpu_group_loss: log_policy[2, 1] is NaN (must be finite)"), std::string::npos) << message();
   b.lp(2, 1) = 0;
   b.lq(1, 0) = INFINITY;
   EXPECT_NE(message().find("log_proposal[1, 0] is +inf (must be finite)"), std::string::npos) << message();
@@ -156,17 +192,17 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
   EXPECT_EQ(message(), "no exception");
   // Without validation bad rows give NaN, and the others stay right.
   b.lp(2, 1) = NAN;
-  k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}, false);
+  k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}, false);
   EXPECT_TRUE(std::isnan(out.baseline(2, 0)));
   EXPECT_FALSE(std::isnan(out.baseline(1, 0)));
   results<double> empty(1, 1);
-  EXPECT_THROW(k::group_loss(k::group_loss_inputs<double>{b.lp.data(), b.lq.data(), b.l0.data(), b.r.data(), 0, 3},
+  EXPECT_THROW(k::cpu_group_loss(k::group_loss_inputs<double>{b.lp.data(), b.lq.data(), b.l0.data(), b.r.data(), 0, 3},
                              empty.outputs(), brain::bradley_terry{}),
                std::invalid_argument);
-  EXPECT_THROW(k::group_loss(k::group_loss_inputs<double>{nullptr, b.lq.data(), b.l0.data(), b.r.data(), 4, 3},
+  EXPECT_THROW(k::cpu_group_loss(k::group_loss_inputs<double>{nullptr, b.lq.data(), b.l0.data(), b.r.data(), 4, 3},
                              out.outputs(), brain::bradley_terry{}),
                std::invalid_argument);
-  EXPECT_THROW(k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{.beta = -1}), std::invalid_argument);
+  EXPECT_THROW(k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{.beta = -1}), std::invalid_argument);
 }
 
 // The raw kernel rejects what brain_loss rejects: a reward of +inf is an error even where its log
@@ -176,7 +212,7 @@ TEST(GroupKernel, RejectsWhatBrainLossRejects) {
   results<double> out(2, 3);
   b.r(1, 2) = INFINITY;
   try {
-    k::group_loss(b.inputs(), out.outputs(), brain::logistic{});
+    k::cpu_group_loss(b.inputs(), out.outputs(), brain::logistic{});
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("reward[1, 2] is +inf (must be finite)"), std::string::npos) << e.what();
@@ -187,7 +223,7 @@ TEST(GroupKernel, RejectsWhatBrainLossRejects) {
   b.lp(0, 1) = 1e308;
   b.lq(0, 1) = -1e308;
   try {
-    k::group_loss(b.inputs(), out.outputs(), brain::logistic{});
+    k::cpu_group_loss(b.inputs(), out.outputs(), brain::logistic{});
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("row 0, column 1: log_policy - log_proposal = 1e+308 - -1e+308 overflowed to +inf"),
@@ -246,33 +282,6 @@ TEST(GroupKernel, LogitGradientIsTheBackwardElement) {
 
 }  // namespace
 
-// The CPU loops' exponential against std::exp: within 2 ulp over the whole range, denormal
-// results included, exactly 0 at and below log(denorm_min) and for -inf, +inf above log(max),
-// NaN for NaN. A wrong coefficient, reduction or power-of-two split fails it.
-TEST(GroupKernel, VectorisableExpIsWithinTwoUlpOfStdExp) {
-  namespace d = brain::kernels::detail;
-  std::mt19937_64 rng(7);
-  std::uniform_real_distribution<double> wide(-746.0, 710.0), narrow(-1.0, 1.0);
-  const auto check = [](double x) {
-    const double got = d::exp_vectorisable(x), want = std::exp(x);
-    if (want == 0.0 || std::isinf(want)) {
-      EXPECT_EQ(got, want) << x;
-      return;
-    }
-    const double ulp = std::nextafter(want, INFINITY) - want;
-    EXPECT_LE(std::abs(got - want), 2 * ulp) << "x = " << x << ": " << got << " vs " << want;
-  };
-  for (int k = 0; k < 200000; ++k) check(k % 2 ? wide(rng) : narrow(rng));
-  for (double x : {0.0, -0.0, 1.0, -1.0, 0.5 * std::log(2.0), -708.4, -708.39641853226408, -720.0, -744.0, -745.0,
-                   -745.13321910194110, 709.0, 709.78, 709.782712893384})
-    check(x);
-  EXPECT_EQ(d::exp_vectorisable(-INFINITY), 0.0);
-  EXPECT_EQ(d::exp_vectorisable(-746.0), 0.0);
-  EXPECT_EQ(d::exp_vectorisable(INFINITY), INFINITY);
-  EXPECT_EQ(d::exp_vectorisable(710.0), INFINITY);
-  EXPECT_TRUE(std::isnan(d::exp_vectorisable(NAN)));
-}
-
 // One vocabulary: for each kind of bad input, the raw kernel, brain_loss on Eigen (the fused
 // path, both layouts) and brain_loss composed from backend operations (the user backend) throw
 // the same message, up to the function's name.
@@ -292,8 +301,8 @@ TEST(GroupKernel, ErrorsReadTheSameOnEveryPath) {
     batch<double> b(4, 3, 11);
     cases[c](b);
     results<double> out(4, 3);
-    std::string kernel = brain_test::error_message([&] { k::group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
-    kernel.replace(kernel.find("kernels::group_loss"), 19, "brain_loss");
+    std::string kernel = brain_test::error_message([&] { k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
+    kernel.replace(kernel.find("kernels::cpu_group_loss"), 23, "brain_loss");
     const std::string composed = brain_test::error_message([&] {
       brain::brain_loss(brain::samples<user::matrix>{to_user(b.lp), to_user(b.lq), to_user(b.l0), to_user(b.r)});
     });
@@ -307,15 +316,15 @@ TEST(GroupKernel, ErrorsReadTheSameOnEveryPath) {
   }
 }
 
-// group_loss_rows reports the first bad row and what is wrong with it, in either layout (the
+// cpu_group_loss_unchecked reports the first bad row and what is wrong with it, in either layout (the
 // loops' branch-free probe only knows that a sample is bad; the code names which check failed).
 TEST(GroupKernel, ReportNamesTheFirstBadRowAndItsCheck) {
   const auto report_of = [](batch<double>& b, bool column_major) {
     const Eigen::MatrixXd lp = b.lp, lq = b.lq, l0 = b.l0, r = b.r;
     results<double> out(4, 3);
-    if (!column_major) return k::group_loss_rows(b.inputs(), out.outputs(), brain::logistic{});
+    if (!column_major) return k::cpu_group_loss_unchecked(b.inputs(), out.outputs(), brain::logistic{});
     Eigen::MatrixXd t(4, 3), a(4, 3), g(4, 3);
-    return k::group_loss_rows(k::group_loss_inputs<double>{lp.data(), lq.data(), l0.data(), r.data(), 4, 3, true},
+    return k::cpu_group_loss_unchecked(k::group_loss_inputs<double>{lp.data(), lq.data(), l0.data(), r.data(), 4, 3, true},
                               k::group_loss_outputs<double>{t.data(), a.data(), g.data(), out.per_prompt.data(), nullptr},
                               brain::logistic{});
   };

@@ -215,11 +215,12 @@ TYPED_TEST(LossTest, ExtremeButLegalInputsStayFinite) {
   }
 }
 
-// Large batches are computed tile by tile on backends with row blocks (Eigen): the result equals
-// the reference, reused output tensors are overwritten, and errors name the row in the whole batch.
+// Large batches (on Eigen, the CPU kernel's column-major tiles of rows, the last one partial, with
+// remainder rows past the last whole pack): the result equals the reference, reused output
+// tensors are overwritten, and errors name the row in the whole batch.
 TYPED_TEST(LossTest, LargeBatchesAreComputedCorrectlyAndReportAbsoluteRows) {
   using T = TypeParam;
-  const brain::index prompts = 1999, n = 24;  // several tiles, the last one partial
+  const brain::index prompts = 1999, n = 24;  // 512-row tiles: three, then 463 rows
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<double> logp(-40, 0), reward(-4, 4);
   host_samples h{host(prompts, n), host(prompts, n), host(prompts, n), host(prompts, n)};

@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
       cuda_ok(cudaMalloc(&loss, sizeof(float)));
       const brain::kernels::group_loss_inputs<float> in{lp, lq, l0, r, prompts, n};
       const brain::kernels::group_loss_outputs<float> out{a, b, g, pp, loss};
-      const double us = median_us([&] { brain::cuda::group_loss(in, out, brain::bradley_terry{}, nullptr, false); },
+      const double us = median_us([&] { brain::cuda::launch_group_loss(in, out, brain::bradley_terry{}, nullptr, false); },
                                   repeats);
       report("group_loss", prompts, n, us, (4.0 + 3.0) * size * sizeof(float) + prompts * sizeof(float), peak);
       for (float* p : {lp, lq, l0, r, a, b, g, pp, loss}) cudaFree(p);

@@ -8,7 +8,7 @@
 // prompt) is a [rows, 1] tensor. Every public function converts its inputs to the result type
 // tensor_t<T> once, at entry, and computes on tensors only: the operations below are asked of
 // tensors, never of inputs. tests/support/vector_backend.hpp is a complete backend over a
-// std::vector<double> in under 80 lines; tests/support/view_backend.hpp adds a view input type.
+// std::vector<double> in 80 lines; tests/support/view_backend.hpp adds a view input type.
 
 #include <brain/config.hpp>
 
@@ -75,10 +75,9 @@ concept libtorch_type = requires(const T& t) {
 ///   is_positive(a) (1 where a_ij > 0, else 0: the clipped estimators' masks),
 ///   dims(a) (number of dimensions, for a clear error on non-2-D input),
 ///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
-///   row_block(a, begin, count) with assign_rows(dst, begin, src) (cache tiling, see loss.hpp),
-///   group_loss(out, samples, goodness, options) -> fused_result: the whole BRAIn loss of every
-///     group in one pass (the Eigen and LibTorch backends run kernels/group_loss.hpp's loops or
-///     the CUDA kernel); brain_loss prefers it under the softmax target (see loss.hpp).
+///   fused_group_loss(out, samples, goodness, options) -> fused_result: the whole BRAIn loss of
+///     every group in one pass (the Eigen and LibTorch backends run kernels::cpu_group_loss or the
+///     CUDA kernel); brain_loss prefers it under the softmax target (see loss.hpp).
 ///
 /// The primary template is no backend. For a type of Eigen, xtensor or LibTorch it fails to
 /// compile with a message naming the backend header to include (or CMake target to link).
@@ -298,6 +297,52 @@ tensor_t<T> is_positive(const X& a) {
     const tensor_t<T> zero_or_large = ops<T>::affine(ops<T>::clamp_min(log_positive_part, -800.0), 1.0, 800.0);
     return ops<T>::affine(ops<T>::exp(ops<T>::affine(zero_or_large, -1e38, 0.0)), -1.0, 1.0);
   }
+}
+
+/// A backend tensor with the arithmetic operators that formula.hpp's functions use, so that each
+/// formula written for one value applies to whole tensors: +, -, * map to add, sub, mul, and * by a
+/// double to affine. It owns its tensor (a result) or refers to one (value_of, an operand that
+/// outlives the expression). weighted() keeps its weight and value apart until a row sum, which
+/// is the backend's row_weighted_sum (0 where the weight is 0: the one elementwise choice there is).
+template <class T, bool Owned>
+struct tensor_value {
+  std::conditional_t<Owned, tensor_t<T>, const tensor_t<T>&> t;
+};
+template <class T>
+using tensor_result = tensor_value<T, true>;
+template <class T, bool A, bool B>
+tensor_result<T> operator+(const tensor_value<T, A>& a, const tensor_value<T, B>& b) {
+  return {ops<T>::add(a.t, b.t)};
+}
+template <class T, bool A, bool B>
+tensor_result<T> operator-(const tensor_value<T, A>& a, const tensor_value<T, B>& b) {
+  return {ops<T>::sub(a.t, b.t)};
+}
+template <class T, bool A, bool B>
+tensor_result<T> operator*(const tensor_value<T, A>& a, const tensor_value<T, B>& b) {
+  return {ops<T>::mul(a.t, b.t)};
+}
+template <class T, bool A>
+tensor_result<T> operator*(const tensor_value<T, A>& a, double s) {
+  return {ops<T>::affine(a.t, s, 0.0)};
+}
+template <class T>
+struct weighted_tensor {
+  tensor_t<T> weight, value;
+};
+template <class T, bool A, bool B>
+weighted_tensor<T> weighted(const tensor_value<T, A>& w, const tensor_value<T, B>& x) {
+  return {w.t, x.t};
+}
+/// sum_j w_ij x_ij per row, [rows, 1], 0 where w_ij = 0.
+template <class T>
+tensor_t<T> row_sum(const weighted_tensor<T>& w) {
+  return ops<T>::row_weighted_sum(w.weight, w.value);
+}
+/// A tensor as an operand of formula.hpp (by reference: it must outlive the expression).
+template <class T>
+tensor_value<T, false> value_of(const tensor_t<T>& x) {
+  return {x};
 }
 
 /// The sum of all elements as a [1, 1] tensor.

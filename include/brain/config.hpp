@@ -12,9 +12,10 @@
 #define BRAIN_HOST_DEVICE
 #endif
 
-// Small element functions inside loops that must vectorise (exp_approx, logit_gradient): in a
-// large translation unit GCC's inliner otherwise runs out of budget and leaves a call per element,
-// which keeps the loop scalar (measured: fused_linear_sequence_log_probs' backward pass ~4x slower).
+// Small element functions inside hot loops (exp_branchless, the kernels' pass bodies, logit_gradient):
+// in a large translation unit GCC's inliner otherwise runs out of budget and leaves a call per
+// element (measured: fused_linear_sequence_log_probs' backward pass ~4x slower; the group loss's
+// loop bodies were left out-of-line in the LibTorch benchmark on the AMD machines, ~10x slower).
 #if defined(__CUDACC__)
 #define BRAIN_INLINE_ELEMENT __forceinline__
 #elif defined(__GNUC__) || defined(__clang__)
@@ -23,6 +24,13 @@
 #define BRAIN_INLINE_ELEMENT __forceinline
 #else
 #define BRAIN_INLINE_ELEMENT inline
+#endif
+
+// The same for a lambda inside a hot loop: `[&](...) BRAIN_INLINE_LAMBDA { ... }`.
+#if !defined(__CUDACC__) && (defined(__GNUC__) || defined(__clang__))
+#define BRAIN_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define BRAIN_INLINE_LAMBDA
 #endif
 
 #include <cstddef>

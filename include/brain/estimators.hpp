@@ -226,20 +226,22 @@ estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, 
     return out;
   }
 
-  // The distillation estimators: log alpha of eq. 6.
+  if (kind == estimator::brain) {  // alpha-bar - beta-bar (eq. 12) and the KL (eq. 14): brain_loss's composed path, detached
+    struct {
+      const tensor_t<T>&log_policy, &log_proposal, &log_prior, &reward;
+    } const detached{lp, lq, l0, s.reward};
+    auto parts = composed_group_loss<T>(where, detached, goodness, opt, -1.0, /*values_checked=*/true);
+    out.coefficients = std::move(parts.grad_log_policy);
+    if (want_value) out.per_prompt = std::move(parts.per_prompt);
+    return out;
+  }
+  // The other distillation estimators: log alpha of eq. 6.
   const tensor_t<T> log_alpha = log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);
   switch (kind) {
-    case estimator::brain:
     case estimator::no_baseline: {
       const row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);  // eqs. 6, 21 (or argmax)
-      if (kind == estimator::no_baseline) {
-        out.coefficients = target.p;  // eq. 7
-        if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(target.p, lp), -1.0, 0.0);  // eq. 5
-      } else {
-        const tensor_t<T> log_baseline = row_log_softmax<T>(log_baseline_importance<T>(where, lp, lq, opt.validate));
-        out.coefficients = ops<T>::sub(target.p, ops<T>::exp(log_baseline));  // eq. 12
-        if (want_value) out.per_prompt = ops<T>::row_weighted_sum(target.p, ops<T>::sub(target.log_p, log_baseline));  // eq. 14
-      }
+      out.coefficients = target.p;  // eq. 7
+      if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(target.p, lp), -1.0, 0.0);  // eq. 5
       return out;
     }
     default: {  // gdc_pp, dpg

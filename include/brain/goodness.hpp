@@ -5,6 +5,7 @@
 
 #include <brain/backend.hpp>
 #include <brain/errors.hpp>
+#include <brain/kernels/simd.hpp>
 
 #include <cmath>
 #include <concepts>
@@ -27,6 +28,13 @@ struct bradley_terry {
   }
   /// r * (1 / beta): the same rounding as to_log_goodness, and no division in the kernels' loops.
   BRAIN_HOST_DEVICE double operator()(double reward) const { return reward * (1.0 / beta); }
+  /// The same for a kernel value V (a float, double or SIMD pack), in V's precision as
+  /// to_log_goodness in the tensor's.
+  template <class V>
+  BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V log_goodness_value(V reward) const {
+    using E = kernels::simd::element_t<V>;
+    return reward * kernels::simd::broadcast<V>(static_cast<E>(1.0 / beta));
+  }
 };
 
 /// Logistic reward model, a classifier of good outputs (eq. 15): log g = log sigmoid(r).
@@ -50,6 +58,10 @@ struct log_goodness {
     return backend_traits<T>::affine(reward, 1.0, 0.0);
   }
   BRAIN_HOST_DEVICE double operator()(double reward) const { return reward; }
+  template <class V>
+  BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V log_goodness_value(V reward) const {
+    return reward;
+  }
 };
 
 /// A goodness model usable with backend T: validates its parameters, maps a reward tensor to

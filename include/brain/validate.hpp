@@ -60,9 +60,7 @@ void check_values(std::string_view where, std::string_view name, const X& x,
                   index row_offset = 0) {
   const bool allow = negative_infinity == allow_negative_infinity::yes;
   if (const auto at = find_invalid<T>(x, allow))
-    fail(where, name, "[", at->first + row_offset, ", ", at->second, "] is ",
-         describe_value(ops<T>::value_at(x, at->first, at->second)),
-         allow ? " (must be a number below +inf)" : " (must be finite)");
+    fail_value(where, name, at->first + row_offset, at->second, ops<T>::value_at(x, at->first, at->second), allow);
 }
 
 /// The largest element of a [rows, 1] column as a double: one host read whatever the backend.

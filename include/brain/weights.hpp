@@ -3,6 +3,7 @@
 // domain. Both are self-normalised over each row (one prompt's group of n samples).
 
 #include <brain/backend.hpp>
+#include <brain/formula.hpp>
 #include <brain/goodness.hpp>
 #include <brain/samples.hpp>
 #include <brain/validate.hpp>
@@ -21,12 +22,8 @@ void check_groups_possible(std::string_view where, const X& log_alpha, index row
   if (all_valid<T>(row_max, false)) return;
   for (index i = 0; i < ops<T>::rows(row_max); ++i) {
     const double v = ops<T>::value_at(row_max, i, 0);
-    if (v == -INFINITY)
-      fail(where, "row ", i + row_offset, ": every target weight is zero (log_prior + log goodness is -inf for all ",
-           ops<T>::cols(log_alpha), " samples); the posterior gives this group no support");
-    if (!(v < INFINITY))
-      fail(where, "row ", i + row_offset, ": the largest log importance weight is ", describe_value(v),
-           " (log goodness + log_prior - log_proposal overflowed)");
+    if (v == -INFINITY) fail_no_target_support(where, i + row_offset, ops<T>::cols(log_alpha));
+    if (!(v < INFINITY)) fail_weight_overflow(where, i + row_offset, v);
   }
 }
 
@@ -37,9 +34,8 @@ void check_baseline_possible(std::string_view where, const X& log_beta, const P&
                              index row_offset) {
   if (const auto at = find_invalid<T>(log_beta, false)) {
     const auto [i, j] = *at;
-    fail(where, "row ", i + row_offset, ", column ", j, ": log_policy - log_proposal = ",
-         describe_value(ops<T>::value_at(log_policy, i, j)), " - ", describe_value(ops<T>::value_at(log_proposal, i, j)),
-         " overflowed to ", describe_value(ops<T>::value_at(log_beta, i, j)), " (baseline weight, eq. 11)");
+    fail_baseline_overflow(where, i + row_offset, j, ops<T>::value_at(log_policy, i, j),
+                           ops<T>::value_at(log_proposal, i, j), ops<T>::value_at(log_beta, i, j));
   }
 }
 
@@ -51,7 +47,9 @@ tensor_t<T> log_importance_weights(std::string_view where, const X& log_prior, c
                                    const G& goodness, bool validate, index row_offset = 0) {
   const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(reward));
   if (validate) check_values<T>(where, "log goodness of reward", log_g, allow_negative_infinity::no, row_offset);
-  tensor_t<T> log_alpha = ops<T>::sub(ops<T>::add(log_g, detach<T>(log_prior)), detach<T>(log_proposal));
+  tensor_t<T> log_alpha =
+      formula::log_target_weight(value_of<T>(log_g), value_of<T>(detach<T>(log_prior)), value_of<T>(detach<T>(log_proposal)))
+          .t;
   if (validate) check_groups_possible<T>(where, log_alpha, row_offset);
   return log_alpha;
 }
@@ -72,9 +70,36 @@ row_softmax_result<T> normalize_target(const X& log_alpha, target_rule rule) {
 template <class T, class X>
 tensor_t<T> log_baseline_importance(std::string_view where, const X& log_policy, const X& log_proposal, bool validate,
                                     index row_offset = 0) {
-  tensor_t<T> log_beta = ops<T>::sub(log_policy, detach<T>(log_proposal));
+  tensor_t<T> log_beta = formula::log_baseline_weight(value_of<T>(log_policy), value_of<T>(detach<T>(log_proposal))).t;
   if (validate) check_baseline_possible<T>(where, log_beta, log_policy, log_proposal, row_offset);
   return log_beta;
+}
+
+/// What the composed path computes: per-prompt KLs [prompts, 1] and the [prompts, n] results.
+template <class T>
+struct composed_parts {
+  tensor_t<T> per_prompt, target_weights, baseline_weights, grad_log_policy;
+};
+
+/// brain_loss composed from backend operations (formula.hpp's functions on whole tensors): for
+/// backends without a fused group loss and for the argmax target; estimator::brain's coefficients
+/// are its gradient at gradient_scale = -1. With opt.validate, checks the samples' values unless
+/// the caller did (values_checked) and the weights' overflow.
+template <class T, class S, class G>
+composed_parts<T> composed_group_loss(std::string_view where, const S& s, const G& goodness, const options& opt,
+                                      double gradient_scale, bool values_checked = false) {
+  if (opt.validate && !values_checked) check_sample_values<T>(where, s, 0);
+  const tensor_t<T> log_alpha =
+      log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);
+  // alpha-bar (eqs. 6, 21) and beta-bar (eq. 11), each in both domains.
+  row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);
+  const row_softmax_result<T> baseline =
+      row_softmax<T>(log_baseline_importance<T>(where, s.log_policy, s.log_proposal, opt.validate));
+  tensor_t<T> baseline_weights = detach<T>(baseline.p);
+  // eq. 12 with alpha-bar the target actually used (one-hot under target_rule::argmax), and eq. 14.
+  tensor_t<T> grad = formula::loss_gradient(value_of<T>(target.p), value_of<T>(baseline_weights), gradient_scale).t;
+  tensor_t<T> kl = row_sum(formula::kl_summand(value_of<T>(target.p), value_of<T>(target.log_p), value_of<T>(baseline.log_p)));
+  return {std::move(kl), std::move(target.p), std::move(baseline_weights), std::move(grad)};
 }
 
 }  // namespace detail

@@ -1,5 +1,5 @@
 // The CUDA kernels (brain::cuda, through the compiled API of brain/backends/cuda.hpp) against the
-// CPU path on the same inputs: kernels::group_loss (itself tested against Eigen's brain_loss in
+// CPU path on the same inputs: kernels::cpu_group_loss (itself tested against Eigen's brain_loss in
 // tests/group_kernel_test.cpp) and the CPU token kernels. Results must agree within 1e-5
 // relative in float (the issue's target), 1e-12 in double.
 //
@@ -90,13 +90,13 @@ void group_loss_matches_cpu(index prompts, index n, const G& goodness, unsigned 
     for (index row = 0; row < prompts; row += 3) l0[row * n + row % n] = -INFINITY;  // zero target weight
   std::vector<T> target(size), baseline(size), grad(size), per_prompt(prompts);
   T loss = 0;
-  k::group_loss(k::group_loss_inputs<T>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n},
+  k::cpu_group_loss(k::group_loss_inputs<T>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n},
                 k::group_loss_outputs<T>{target.data(), baseline.data(), grad.data(), per_prompt.data(), &loss},
                 goodness);
 
   device_array<T> d_lp(lp), d_lq(lq), d_l0(l0), d_r(r), d_target(size), d_baseline(size), d_grad(size),
       d_per_prompt(prompts), d_loss(1);
-  brain::cuda::group_loss(k::group_loss_inputs<T>{d_lp.ptr, d_lq.ptr, d_l0.ptr, d_r.ptr, prompts, n},
+  brain::cuda::launch_group_loss(k::group_loss_inputs<T>{d_lp.ptr, d_lq.ptr, d_l0.ptr, d_r.ptr, prompts, n},
                           k::group_loss_outputs<T>{d_target.ptr, d_baseline.ptr, d_grad.ptr, d_per_prompt.ptr, d_loss.ptr},
                           goodness, nullptr);
   cuda_ok(cudaDeviceSynchronize());
@@ -120,7 +120,7 @@ void group_loss_rejects_bad_rows() {
   device_array<T> z(zeros), l0(prior), lp(policy), a(zeros.size()), b(zeros.size()), g(zeros.size()), pp(prompts);
   std::string message = "no exception";
   try {
-    brain::cuda::group_loss(k::group_loss_inputs<T>{lp.ptr, z.ptr, l0.ptr, z.ptr, prompts, n},
+    brain::cuda::launch_group_loss(k::group_loss_inputs<T>{lp.ptr, z.ptr, l0.ptr, z.ptr, prompts, n},
                             k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr}, brain::bradley_terry{},
                             nullptr);
   } catch (const std::invalid_argument& e) {
@@ -133,7 +133,7 @@ void group_loss_rejects_bad_rows() {
   l0.upload(prior);
   message = "no exception";
   try {
-    brain::cuda::group_loss(k::group_loss_inputs<T>{lp.ptr, z.ptr, l0.ptr, z.ptr, prompts, n},
+    brain::cuda::launch_group_loss(k::group_loss_inputs<T>{lp.ptr, z.ptr, l0.ptr, z.ptr, prompts, n},
                             k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr}, brain::bradley_terry{},
                             nullptr);
   } catch (const std::invalid_argument& e) {
@@ -142,7 +142,7 @@ void group_loss_rejects_bad_rows() {
   CHECK(message == "no exception", "%s", message.c_str());
   message = "no exception";
   try {
-    brain::cuda::group_loss(k::group_loss_inputs<T>{nullptr, z.ptr, l0.ptr, z.ptr, prompts, n},
+    brain::cuda::launch_group_loss(k::group_loss_inputs<T>{nullptr, z.ptr, l0.ptr, z.ptr, prompts, n},
                             k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr}, brain::bradley_terry{},
                             nullptr);
   } catch (const std::invalid_argument& e) {

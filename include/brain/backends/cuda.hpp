@@ -12,22 +12,22 @@
 namespace brain::inline v0::cuda {
 
 #define BRAIN_CUDA_INSTANTIATE(prefix, T)                                                                          \
-  prefix template void group_loss<T, bradley_terry>(const kernels::group_loss_inputs<T>&,                          \
+  prefix template void launch_group_loss<T, bradley_terry>(const kernels::group_loss_inputs<T>&,                          \
                                                     const kernels::group_loss_outputs<T>&, const bradley_terry&,   \
                                                     cudaStream_t, bool);                                           \
-  prefix template void group_loss<T, logistic>(const kernels::group_loss_inputs<T>&,                               \
+  prefix template void launch_group_loss<T, logistic>(const kernels::group_loss_inputs<T>&,                               \
                                                const kernels::group_loss_outputs<T>&, const logistic&, cudaStream_t, \
                                                bool);                                                              \
-  prefix template void group_loss<T, log_goodness>(const kernels::group_loss_inputs<T>&,                           \
+  prefix template void launch_group_loss<T, log_goodness>(const kernels::group_loss_inputs<T>&,                           \
                                                    const kernels::group_loss_outputs<T>&, const log_goodness&,     \
                                                    cudaStream_t, bool);                                            \
-  prefix template void group_loss<T, bradley_terry>(const kernels::group_loss_inputs<T>&,                          \
+  prefix template void launch_group_loss<T, bradley_terry>(const kernels::group_loss_inputs<T>&,                          \
                                                     const kernels::group_loss_outputs<T>&, const bradley_terry&,   \
                                                     cudaStream_t, deferred_check&);                                \
-  prefix template void group_loss<T, logistic>(const kernels::group_loss_inputs<T>&,                               \
+  prefix template void launch_group_loss<T, logistic>(const kernels::group_loss_inputs<T>&,                               \
                                                const kernels::group_loss_outputs<T>&, const logistic&, cudaStream_t, \
                                                deferred_check&);                                                   \
-  prefix template void group_loss<T, log_goodness>(const kernels::group_loss_inputs<T>&,                           \
+  prefix template void launch_group_loss<T, log_goodness>(const kernels::group_loss_inputs<T>&,                           \
                                                    const kernels::group_loss_outputs<T>&, const log_goodness&,     \
                                                    cudaStream_t, deferred_check&);                                 \
   prefix template void token_log_probs<T>(const T*, index, index, const std::int64_t*, kernels::accumulate_t<T>*,  \

@@ -144,19 +144,15 @@ struct backend_traits<X> {
   template <class V>
   static scalar mean(const V& v) { return v.array().mean(); }
 
-  // Optional: a comparison mask, and row blocks, so that brain_loss works through a large batch tile by tile in cache.
+  // Optional: a comparison mask.
   template <class A>
   static tensor is_positive(const A& a) { return make((a.array() > value_type(0)).template cast<value_type>()); }
-  template <class A>
-  static auto row_block(const A& a, index begin, index count) { return a.middleRows(begin, count); }
-  template <class Src>
-  static void assign_rows(tensor& dst, index begin, const Src& src) { dst.middleRows(begin, src.rows()) = src; }
 
-  // Optional: the whole loss in one pass over memory (kernels/group_loss.hpp), vectorised along
-  // the contiguous index: a group's row (row-major) or 256 groups at once (column-major). `out`'s
-  // tensors are reused when their shapes match.
+  // Optional: the whole loss in three passes over each group in cache (kernels::cpu_group_loss),
+  // in SIMD packs along a group's row (row-major) or across a tile of groups (column-major).
+  // `out`'s tensors are reused when their shapes match.
   template <class Out, class S, class G>
-  static fused_result group_loss(Out& out, const S& s, const G& goodness, const options& opt) {
+  static fused_result fused_group_loss(Out& out, const S& s, const G& goodness, const options& opt) {
     const index prompts = s.log_policy.rows(), n = s.log_policy.cols();
     for (tensor* t : {&out.target_weights, &out.baseline_weights, &out.grad_log_policy})
       if (t->rows() != prompts || t->cols() != n) t->resize(prompts, n);
@@ -167,7 +163,7 @@ struct backend_traits<X> {
     value_type loss = 0;
     const kernels::group_loss_outputs<value_type> o{out.target_weights.data(), out.baseline_weights.data(),
                                                     out.grad_log_policy.data(), out.per_prompt.data(), &loss};
-    const kernels::group_loss_report report = kernels::group_loss_rows(in, o, goodness);
+    const kernels::group_loss_report report = kernels::cpu_group_loss_unchecked(in, o, goodness);
     out.loss = loss;
     return opt.validate && report.row >= 0 ? fused_result::bad_input : fused_result::done;
   }

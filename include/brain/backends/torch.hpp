@@ -115,8 +115,8 @@ inline bool register_device_group_loss(c10::DeviceType type, const device_group_
   return true;
 }
 
-/// brain_loss of CPU tensors as one autograd node. Forward: kernels/group_loss.hpp's loops write
-/// the loss, per-prompt KLs, both weights and the gradient (eqs. 6, 11, 12, 14) in one pass.
+/// brain_loss of CPU tensors as one autograd node. Forward: kernels::cpu_group_loss writes the loss,
+/// per-prompt KLs, both weights and the gradient (eqs. 6, 11, 12, 14).
 /// Inputs: contiguous tensors of one dtype, float or double.
 template <class G>
 struct fused_group_loss_function : torch::autograd::Function<fused_group_loss_function<G>> {
@@ -126,7 +126,7 @@ struct fused_group_loss_function : torch::autograd::Function<fused_group_loss_fu
                                                 kernels::group_loss_report* report) {
     fused_group_loss_tensors results(log_policy);
     const auto run = [&]<class S>(S) {
-      *report = kernels::group_loss_rows(
+      *report = kernels::cpu_group_loss_unchecked(
           fused_group_loss_tensors::inputs<S>(log_policy, log_proposal, log_prior, reward), results.outputs<S>(),
           goodness);
     };
@@ -198,12 +198,12 @@ struct backend_traits<at::Tensor> {
   static at::Tensor log_sigmoid(const at::Tensor& a) { return at::log_sigmoid(in(a)); }
   static at::Tensor div_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a) / in(v); }
   static at::Tensor is_positive(const at::Tensor& a) { return (in(a).detach() > 0).to(compute_type(a)); }
-  /// Optional: the fused loss as one autograd node: on CPU tensors kernels/group_loss.hpp's loops
+  /// Optional: the fused loss as one autograd node: on CPU tensors kernels::cpu_group_loss
   /// (detail::fused_group_loss_function); on other devices the implementation registered for
   /// them (brain::cuda's kernel for CUDA tensors, below), for the goodness models of
   /// brain/goodness.hpp. Otherwise it declines and brain_loss composes ATen operations.
   template <class Out, class S, class G>
-  static fused_result group_loss(Out& out, const S& s, const G& goodness, const options& opt) {
+  static fused_result fused_group_loss(Out& out, const S& s, const G& goodness, const options& opt) {
     const at::Tensor* inputs[] = {&s.log_policy, &s.log_proposal, &s.log_prior, &s.reward};
     at::ScalarType type = compute_type(s.log_policy);
     const c10::Device device = s.log_policy.device();
@@ -290,7 +290,7 @@ inline void cuda_check_deferred() {
   for (auto& [device, check] : deferred_group_loss_checks()) check.check("brain_loss");
 }
 
-/// The fused loss on CUDA tensors: one launch of cuda::group_loss on the tensors' stream. With
+/// The fused loss on CUDA tensors: one launch_group_loss on the tensors' stream. With
 /// validation, the one device-to-host read of the call is the kernel's status word; a bad group
 /// sets *bad, and brain_loss names it. With `defer`, nothing waits: the status is read by the next
 /// deferred call on this device and thread (first thing, so an earlier bad group throws before
@@ -307,9 +307,10 @@ struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_func
     fused_group_loss_tensors results(log_policy);
     const auto launch = [&]<class S, class G>(S, const G& goodness) {
       const auto inputs = fused_group_loss_tensors::inputs<S>(log_policy, log_proposal, log_prior, reward);
-      if (deferred != nullptr) return brain::cuda::group_loss<S, G>(inputs, results.outputs<S>(), goodness, stream, *deferred);
+      if (deferred != nullptr)
+        return brain::cuda::launch_group_loss<S, G>(inputs, results.outputs<S>(), goodness, stream, *deferred);
       try {
-        brain::cuda::group_loss<S, G>(inputs, results.outputs<S>(), goodness, stream, validate);
+        brain::cuda::launch_group_loss<S, G>(inputs, results.outputs<S>(), goodness, stream, validate);
       } catch (const std::invalid_argument&) {  // a bad group: brain_loss names it in its own words
         *bad = true;
       }

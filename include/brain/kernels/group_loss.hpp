@@ -1,46 +1,32 @@
 #pragma once
-// The BRAIn loss of one group (one prompt's n samples) over raw memory, from BRAIN_HOST_DEVICE
-// pieces (checks, log weights, per-sample outputs) that the CPU loops below and the CUDA kernels
-// (brain/backends/cuda/group_loss.cuh) share. brain_loss runs the CPU loops for Eigen matrices and
-// CPU tensors of LibTorch, the CUDA kernel for CUDA tensors.
+// The BRAIn loss of [prompts, n] groups over raw memory on the CPU (cpu_group_loss), and what the
+// CUDA kernel (brain/backends/cuda/group_loss.cuh) shares with it: the raw-memory arguments, the
+// per-sample checks and their error messages. The arithmetic is formula.hpp's.
 //
-// Per group, with g the goodness model (§4) and i over the n samples:
-//   log alpha_i = log g(r_i) + log p_i - log q_i                                 (eq. 6)
-//   log beta_i  = log q_theta,i - log q_i                                        (eq. 11)
-//   log alpha-bar_i = log alpha_i - logsumexp(log alpha),  likewise beta-bar     (eqs. 6, 11, 21)
-//   KL(alpha-bar || beta-bar) = sum_i alpha-bar_i (log alpha-bar_i - log beta-bar_i)  (eq. 14)
-//   d loss / d log q_theta,i = (beta-bar_i - alpha-bar_i) / prompts              (eq. 12, Theorem 4.2)
-// On the GPU the logsumexps are online (running max and sum), so a group takes one pass for them
-// and one for the outputs, split across a warp or a block. On the CPU (group_loss_rows) a group's
-// values stay in cache, and three passes (maxima, exponentials and sums, outputs) vectorise: the
-// exponential is a branch-free polynomial, the reductions run in independent lanes.
-//
-// A bad group is reported in brain_loss's words (validate.hpp, weights.hpp): whichever path runs,
-// an error names the function, argument, row, column and value the same way.
+// Three passes over each group, while its values are in cache (n of a row, or a tile of rows):
+//   1. log alpha and log beta of every sample (eqs. 6, 11), written to the target and baseline
+//      outputs as scratch; the group's maxima; a validity probe (NaN once any input is bad);
+//   2. e = exp(log alpha - max), f = exp(log beta - max) over the scratch; their sums and the sum
+//      of kl_summand(e, ...) (eq. 14, formula::group_kl);
+//   3. alpha-bar = e / sum e, beta-bar = f / sum f (eqs. 6, 11, 21) and the gradient (eq. 12).
+// The passes' bodies are written once, for a value V that is a SIMD pack (kernels/simd.hpp) or a
+// scalar, and two traversals call them: row-major arrays along each row (a group's samples are
+// the lanes, reduced across lanes at the end; the groups' KLs then a pack at a time),
+// column-major arrays a tile of rows at a time (the rows are the lanes: every group's running
+// values stay in its lane). Scalar tails and the remainder rows of a tile run the same bodies
+// with V = T.
 
 #include <brain/config.hpp>
 #include <brain/errors.hpp>
+#include <brain/formula.hpp>
+#include <brain/kernels/simd.hpp>
 #include <brain/kernels/token_log_probs.hpp>
 
 #include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <string_view>
 #include <vector>
-
-// Before a CPU loop whose iterations touch distinct elements: the compiler may vectorise it
-// without run-time alias checks (GCC gives up past 10 pairs of pointers, and ignores __restrict on
-// local pointers). Not under nvcc, whose device passes never see these host-only loops.
-#if defined(__clang__)
-#define BRAIN_INDEPENDENT_ITERATIONS _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__) && !defined(__CUDACC__)
-#define BRAIN_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
-#else
-#define BRAIN_INDEPENDENT_ITERATIONS
-#endif
 
 namespace brain::inline v0::kernels {
 
@@ -66,16 +52,13 @@ inline std::string_view describe(group_status s) {
     case group_status::bad_reward: return "reward (or its log goodness) holds NaN or an infinity";
     case group_status::baseline_overflow:
       return "log_policy - log_proposal overflowed (the log baseline weight of eq. 11 is not finite)";
-    case group_status::no_target_support:
-      return "every target weight is zero (log_prior + log goodness is -inf for all samples); the posterior gives "
-             "this group no support";
-    case group_status::weight_overflow:
-      return "the largest log importance weight overflowed (log goodness + log_prior - log_proposal)";
+    case group_status::no_target_support: return brain::detail::no_target_support_text;
+    case group_status::weight_overflow: return brain::detail::weight_overflow_text;
   }
   return "unknown status";
 }
 
-/// Pointers to [prompts, n] row-major arrays (host or device memory, as the caller says).
+/// Pointers to [prompts, n] arrays (host or device memory, as the caller says).
 template <class T>
 struct group_loss_inputs {
   const T* log_policy;    ///< log q_theta(y|x): the policy being trained
@@ -90,6 +73,7 @@ struct group_loss_inputs {
 };
 
 /// Where the results go: [prompts, n] arrays, per_prompt [prompts]; loss (one value) may be null.
+/// The outputs must not overlap the inputs (the CPU passes use target and baseline as scratch).
 template <class T>
 struct group_loss_outputs {
   T* target_weights;    ///< alpha-bar, rows sum to 1
@@ -98,6 +82,23 @@ struct group_loss_outputs {
   T* per_prompt;        ///< KL(alpha-bar || beta-bar) per group (eq. 14)
   T* loss;              ///< mean of per_prompt; nullptr to skip
 };
+
+/// log g(r) for a value V of the kernels (a float, double or SIMD pack): the goodness model's own
+/// log_goodness_value<V> when it has one (bradley_terry and log_goodness: the arithmetic of their
+/// to_log_goodness in V's precision), else its operator()(double) lane by lane.
+template <class V, class G>
+BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V log_goodness_value(const G& goodness, V reward) {
+  if constexpr (requires { goodness.template log_goodness_value<V>(reward); }) {
+    return goodness.template log_goodness_value<V>(reward);
+  } else if constexpr (simd::traits<V>::width == 1) {
+    return static_cast<V>(goodness(static_cast<double>(reward)));
+  } else {
+    V out{};
+    for (int l = 0; l < simd::traits<V>::width; ++l)
+      out[l] = static_cast<simd::element_t<V>>(goodness(static_cast<double>(reward[l])));
+    return out;
+  }
+}
 
 /// The first bad input among one sample's values, or ok: the reward itself must be finite (as in
 /// brain_loss), not only its log goodness (logistic goodness maps +inf to a finite 0).
@@ -111,331 +112,57 @@ BRAIN_HOST_DEVICE group_status check_sample(Acc log_policy, Acc log_proposal, Ac
   if (!(log_prior < inf)) return group_status::bad_log_prior;
   if (!(reward - reward == Acc(0))) return group_status::bad_reward;
   if (!(log_goodness - log_goodness == Acc(0))) return group_status::bad_reward;
-  const Acc log_beta = log_policy - log_proposal;
+  const Acc log_beta = formula::log_baseline_weight(log_policy, log_proposal);
   if (!(log_beta - log_beta == Acc(0))) return group_status::baseline_overflow;
   return group_status::ok;
 }
 
-/// log g(r) in the accumulation type, for a goodness model of brain/goodness.hpp (its
-/// operator() is BRAIN_HOST_DEVICE).
-template <class Acc, class G>
-BRAIN_HOST_DEVICE Acc log_goodness_value(const G& goodness, Acc reward) {
-  return static_cast<Acc>(goodness(static_cast<double>(reward)));
-}
-
-/// log alpha_i (eq. 6, unnormalised).
+/// A group's status from the largest of its log alpha, or its logsumexp (-inf: every weight is zero;
+/// +inf or NaN: overflow).
 template <class Acc>
-BRAIN_HOST_DEVICE Acc log_importance_weight(Acc log_goodness, Acc log_prior, Acc log_proposal) {
-  return log_goodness + log_prior - log_proposal;
-}
-
-/// log beta_i (eq. 11, unnormalised).
-template <class Acc>
-BRAIN_HOST_DEVICE Acc log_baseline_weight(Acc log_policy, Acc log_proposal) {
-  return log_policy - log_proposal;
-}
-
-/// A group's status once its log-sum-exps are known.
-template <class Acc>
-BRAIN_HOST_DEVICE group_status check_group(Acc lse_alpha) {
-  if (lse_alpha == -std::numeric_limits<Acc>::infinity()) return group_status::no_target_support;
-  if (!(lse_alpha < std::numeric_limits<Acc>::infinity())) return group_status::weight_overflow;
+BRAIN_HOST_DEVICE group_status check_group(Acc max_log_alpha) {
+  if (max_log_alpha == -std::numeric_limits<Acc>::infinity()) return group_status::no_target_support;
+  if (!(max_log_alpha < std::numeric_limits<Acc>::infinity())) return group_status::weight_overflow;
   return group_status::ok;
 }
 
-/// One sample's outputs given its group's log-sum-exps.
-template <class Acc>
-struct sample_terms {
-  Acc target;    // alpha-bar_i
-  Acc baseline;  // beta-bar_i
-  Acc kl;        // alpha-bar_i (log alpha-bar_i - log beta-bar_i), 0 where alpha-bar_i = 0 (eq. 14)
-  Acc grad;      // (beta-bar_i - alpha-bar_i) * inv_prompts (eq. 12)
-};
-
-template <class Acc>
-BRAIN_HOST_DEVICE sample_terms<Acc> sample_outputs(Acc log_alpha, Acc log_beta, Acc lse_alpha, Acc lse_beta,
-                                                   Acc inv_prompts) {
-  const Acc log_target = log_alpha - lse_alpha, log_baseline = log_beta - lse_beta;
-  const Acc target = exp_approx(log_target), baseline = exp_approx(log_baseline);
-  const Acc kl = target == Acc(0) ? Acc(0) : target * (log_target - log_baseline);  // 0 log 0 = 0
-  return {target, baseline, kl, (baseline - target) * inv_prompts};
-}
-
-/// Throws for group `row`, whose status is `status`, in brain_loss's words (validate.hpp,
-/// weights.hpp): the argument, row, column and value of the row's first bad sample, or the row
-/// alone for a status of the whole group (no support, overflow of the largest weight). The
-/// arguments hold the row's n values of each input, in host memory.
+/// Throws for group `row`, whose status is `status`, in brain_loss's words (errors.hpp): the
+/// argument, row, column and value of the row's first bad sample, or the row alone for a status
+/// of the whole group (no support, overflow of the largest weight). The arguments hold the row's
+/// n values of each input, in host memory.
 template <class T, class G>
 [[noreturn]] void fail_group(std::string_view where, index row, group_status status, const T* log_policy,
                              const T* log_proposal, const T* log_prior, const T* reward, index n, const G& goodness) {
   using acc = accumulate_t<T>;
-  using brain::detail::describe_value;
-  using brain::detail::fail;
+  namespace d = brain::detail;
   for (index j = 0; j < n; ++j) {
     const acc lp = log_policy[j], lq = log_proposal[j], l0 = log_prior[j], r = reward[j];
     const acc lg = log_goodness_value<acc>(goodness, r);
     switch (check_sample(lp, lq, l0, r, lg)) {
       case group_status::ok: continue;
-      case group_status::bad_log_policy: fail(where, "log_policy[", row, ", ", j, "] is ", describe_value(lp), " (must be finite)");
-      case group_status::bad_log_proposal:
-        fail(where, "log_proposal[", row, ", ", j, "] is ", describe_value(lq), " (must be finite)");
-      case group_status::bad_log_prior:
-        fail(where, "log_prior[", row, ", ", j, "] is ", describe_value(l0), " (must be a number below +inf)");
+      case group_status::bad_log_policy: d::fail_value(where, "log_policy", row, j, lp);
+      case group_status::bad_log_proposal: d::fail_value(where, "log_proposal", row, j, lq);
+      case group_status::bad_log_prior: d::fail_value(where, "log_prior", row, j, l0, true);
       case group_status::bad_reward:
-        if (!(r - r == acc(0))) fail(where, "reward[", row, ", ", j, "] is ", describe_value(r), " (must be finite)");
-        fail(where, "log goodness of reward[", row, ", ", j, "] is ", describe_value(lg), " (must be finite)");
-      default:
-        fail(where, "row ", row, ", column ", j, ": log_policy - log_proposal = ", describe_value(lp), " - ",
-             describe_value(lq), " overflowed to ", describe_value(log_baseline_weight(lp, lq)),
-             " (baseline weight, eq. 11)");
+        if (!(r - r == acc(0))) d::fail_value(where, "reward", row, j, r);
+        d::fail_value(where, "log goodness of reward", row, j, lg);
+      default: d::fail_baseline_overflow(where, row, j, lp, lq, formula::log_baseline_weight(lp, lq));
     }
   }
-  if (status == group_status::no_target_support)
-    fail(where, "row ", row, ": every target weight is zero (log_prior + log goodness is -inf for all ", n,
-         " samples); the posterior gives this group no support");
+  if (status == group_status::no_target_support) d::fail_no_target_support(where, row, n);
   if (status == group_status::weight_overflow) {
     acc largest = -std::numeric_limits<acc>::infinity();
     for (index j = 0; j < n; ++j) {
-      const acc la = log_importance_weight(log_goodness_value<acc>(goodness, static_cast<acc>(reward[j])),
-                                           static_cast<acc>(log_prior[j]), static_cast<acc>(log_proposal[j]));
+      const acc la = formula::log_target_weight(log_goodness_value<acc>(goodness, static_cast<acc>(reward[j])),
+                                                static_cast<acc>(log_prior[j]), static_cast<acc>(log_proposal[j]));
       if (!(la <= largest)) largest = la;  // NaN and +inf win
     }
-    fail(where, "row ", row, ": the largest log importance weight is ", describe_value(largest),
-         " (log goodness + log_prior - log_proposal overflowed)");
+    d::fail_weight_overflow(where, row, largest);
   }
-  fail(where, "row ", row, ": ", describe(status));
+  d::fail(where, "row ", row, ": ", describe(status));
 }
 
-namespace detail {
-
-/// exp(x) in double without a library call, so that the CPU loops below vectorise: x = k ln 2 + r
-/// with |r| <= ln 2 / 2 (Cody and Waite's two-part ln 2), exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2))
-/// with Cephes' coefficients (about 1 ulp; a division-free Taylor polynomial to r^13 measured no
-/// faster here), times 2^k applied as two powers of two so that denormal results are
-/// right. Exactly 0 below log(denorm_min) (so exp(-inf) = 0, as the Eigen backend's exp), +inf
-/// above log(max), NaN for NaN.
-BRAIN_INLINE_ELEMENT double exp_vectorisable(double x) {
-  constexpr double log2e = 1.4426950408889634, ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
-  constexpr double lo = -745.13321910194122, hi = 709.78271289338397;
-  constexpr double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  const double clamped = select(x < lo, lo, select(x > hi, hi, x));
-  const double k = (clamped * log2e + shifter) - shifter;
-  const double r = (clamped - k * ln2_hi) - k * ln2_lo, r2 = r * r;
-  const double p = r * ((1.26177193074810590878e-4 * r2 + 3.02994407707441961300e-2) * r2 + 9.99999999999999999910e-1);
-  const double q = ((3.00198505138664455042e-6 * r2 + 2.52448340349684104192e-3) * r2 + 2.27265548208155028766e-1) * r2 +
-                   2.00000000000000000009e0;
-  const double e = 1.0 + 2.0 * p / (q - p);
-  // 2^k as 2^k1 * 2^k2, k1 = round(k / 2): each factor's exponent stays normal for k in [-1075, 1024].
-  const double k1 = (k * 0.5 + shifter) - shifter, k2 = k - k1;
-  constexpr std::uint64_t shifter_bits = std::bit_cast<std::uint64_t>(shifter);
-  const auto bits_of = [](double integer) {  // the integer's two's complement, read off the shifted bits
-    return std::bit_cast<std::uint64_t>(integer + 6755399441055744.0) - shifter_bits;
-  };
-  const double scale1 = std::bit_cast<double>((bits_of(k1) + 1023u) << 52);
-  const double scale2 = std::bit_cast<double>((bits_of(k2) + 1023u) << 52);
-  const double value = e * scale1 * scale2;
-  return select(x < lo, 0.0, select(x > hi, std::numeric_limits<double>::infinity(), select(x != x, x, value)));
-}
-BRAIN_INLINE_ELEMENT float exp_vectorisable(float x) { return exp_approx(x); }
-
-template <class Acc>
-Acc larger(Acc a, Acc b) { return select(b > a, b, a); }  // NaN never wins: the checks catch it
-
-/// Independent accumulators of the reductions along a contiguous row, so the compiler can keep
-/// them in vector registers without reordering a sum itself.
-inline constexpr index group_lanes = 8;
-
-/// v - v: 0 for finite v, NaN for NaN and infinities; summed, a row's "all finite" in one add each.
-template <class Acc>
-Acc finite_probe(Acc v) { return v - v; }
-/// 0 when v may be a log prior (below +inf, -inf allowed), else NaN.
-template <class Acc>
-Acc prior_probe(Acc v) { return select(v < std::numeric_limits<Acc>::infinity(), Acc(0), std::numeric_limits<Acc>::quiet_NaN()); }
-
-/// One sample's unnormalised log weights and its validity probe (0 when the sample is good, NaN
-/// otherwise: the checks of check_sample as arithmetic, so that the loops stay branch-free).
-template <class Acc>
-struct sample_weights {
-  Acc log_alpha, log_beta, probe;
-};
-template <class Acc, class G, class T>
-sample_weights<Acc> weigh_sample(const G& model, T policy, T proposal, T prior, T reward) {
-  const Acc lp = policy, lq = proposal, l0 = prior, r = reward;
-  const Acc lg = log_goodness_value<Acc>(model, r);
-  const Acc a = log_importance_weight(lg, l0, lq), b = log_baseline_weight(lp, lq);  // eqs. 6, 11
-  return {a, b, finite_probe(lp) + finite_probe(lq) + prior_probe(l0) + finite_probe(r) + finite_probe(lg) + finite_probe(b)};
-}
-
-/// The first bad input among row `row`'s samples (check_sample's code), or ok: the loops below
-/// only know that some sample of a row is bad, and call this on that (error) path.
-template <class T, class G>
-group_status first_bad_sample(const group_loss_inputs<T>& in, const G& goodness, index row) {
-  using acc = accumulate_t<T>;
-  for (index j = 0; j < in.n; ++j) {
-    const index at = in.column_major ? row + j * in.prompts : row * in.n + j;
-    const acc r = in.reward[at];
-    const group_status s = check_sample<acc>(in.log_policy[at], in.log_proposal[at], in.log_prior[at], r,
-                                             log_goodness_value<acc>(goodness, r));
-    if (s != group_status::ok) return s;
-  }
-  return group_status::ok;
-}
-
-/// Scratch for one row (row-major) or one tile of rows (column-major): log alpha, log beta and
-/// their exponentials, in the accumulation type.
-template <class Acc>
-struct group_scratch {
-  std::unique_ptr<Acc[]> values;  // uninitialised: every element is written before it is read
-  Acc *log_alpha = nullptr, *log_beta = nullptr, *alpha = nullptr, *beta = nullptr;
-  explicit group_scratch(index size) : values(std::make_unique_for_overwrite<Acc[]>(static_cast<std::size_t>(4 * size))) {
-    log_alpha = values.get(), log_beta = log_alpha + size, alpha = log_beta + size, beta = alpha + size;
-  }
-};
-
-/// The loss of row `row` of row-major arrays: three passes over the row's n values in cache
-/// (weights and maxima, exponentials and sums, outputs), each a vectorisable loop. Returns
-/// the row's status; writes its outputs and per_prompt[row] (NaN where the status is not ok).
-template <class T, class G>
-group_status group_loss_row_major(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
-                                  index row, group_scratch<accumulate_t<T>>& scratch) {
-  using acc = accumulate_t<T>;
-  constexpr acc inf = std::numeric_limits<acc>::infinity();
-  const index n = in.n, at = row * n, whole = n - n % group_lanes;
-  // A local copy of the model: a store to the scratch could otherwise change it (its beta is a
-  // double), and the loops would reload it and not vectorise.
-  const G model = goodness;
-  const T *const policy = in.log_policy + at, *const proposal = in.log_proposal + at,
-                           *const prior = in.log_prior + at, *const reward = in.reward + at;
-  acc *const la = scratch.log_alpha, *const lb = scratch.log_beta, *const ea = scratch.alpha, *const eb = scratch.beta;
-  acc max_a[group_lanes], max_b[group_lanes], probe[group_lanes];
-  for (index l = 0; l < group_lanes; ++l) max_a[l] = max_b[l] = -inf, probe[l] = 0;
-  const auto weigh = [&](index j, index l) {
-    const sample_weights<acc> w = weigh_sample<acc>(model, policy[j], proposal[j], prior[j], reward[j]);
-    la[j] = w.log_alpha;
-    lb[j] = w.log_beta;
-    max_a[l] = larger(max_a[l], w.log_alpha);
-    max_b[l] = larger(max_b[l], w.log_beta);
-    probe[l] += w.probe;
-  };
-  for (index j = 0; j < whole; j += group_lanes) {
-    BRAIN_INDEPENDENT_ITERATIONS
-    for (index l = 0; l < group_lanes; ++l) weigh(j + l, l);
-  }
-  for (index j = whole; j < n; ++j) weigh(j, 0);
-  acc ma = -inf, mb = -inf, bad = 0;
-  for (index l = 0; l < group_lanes; ++l) ma = larger(ma, max_a[l]), mb = larger(mb, max_b[l]), bad += probe[l];
-
-  acc sum_a[group_lanes], sum_b[group_lanes];
-  for (index l = 0; l < group_lanes; ++l) sum_a[l] = sum_b[l] = 0;
-  const auto exponentiate = [&](index j, index l) {
-    sum_a[l] += ea[j] = exp_vectorisable(la[j] - ma);
-    sum_b[l] += eb[j] = exp_vectorisable(lb[j] - mb);
-  };
-  for (index j = 0; j < whole; j += group_lanes) {
-    BRAIN_INDEPENDENT_ITERATIONS
-    for (index l = 0; l < group_lanes; ++l) exponentiate(j + l, l);
-  }
-  for (index j = whole; j < n; ++j) exponentiate(j, 0);
-  acc sa = 0, sb = 0;
-  for (index l = 0; l < group_lanes; ++l) sa += sum_a[l], sb += sum_b[l];
-
-  // alpha-bar = alpha / sum alpha, log alpha-bar = log alpha - logsumexp (eqs. 6, 21); likewise beta-bar (eq. 11).
-  const acc lse_a = ma + std::log(sa), lse_b = mb + std::log(sb);
-  const acc inv_a = acc(1) / sa, inv_b = acc(1) / sb, inv_prompts = acc(1) / static_cast<acc>(in.prompts);
-  acc kl[group_lanes];
-  for (index l = 0; l < group_lanes; ++l) kl[l] = 0;
-  T *const target_out = out.target_weights + at, *const baseline_out = out.baseline_weights + at,
-                     *const grad_out = out.grad_log_policy + at;
-  const auto emit = [&](index j, index l) {
-    const acc target = ea[j] * inv_a, baseline = eb[j] * inv_b;
-    kl[l] += select(target == acc(0), acc(0), target * ((la[j] - lse_a) - (lb[j] - lse_b)));  // eq. 14, 0 log 0 = 0
-    target_out[j] = static_cast<T>(target);
-    baseline_out[j] = static_cast<T>(baseline);
-    grad_out[j] = static_cast<T>((baseline - target) * inv_prompts);  // eq. 12
-  };
-  for (index j = 0; j < whole; j += group_lanes) {
-    BRAIN_INDEPENDENT_ITERATIONS
-    for (index l = 0; l < group_lanes; ++l) emit(j + l, l);
-  }
-  for (index j = whole; j < n; ++j) emit(j, 0);
-  acc total = 0;
-  for (index l = 0; l < group_lanes; ++l) total += kl[l];
-  out.per_prompt[row] = static_cast<T>(total);
-  if (!(bad == acc(0))) return first_bad_sample(in, goodness, row);
-  return check_group(ma == -inf ? ma : lse_a);  // all -inf: lse_a is NaN, not -inf
-}
-
-/// Rows per tile of column-major arrays: the tile's rows are the vector lanes. 256 rows read each
-/// column as 2 KiB runs (double), which the prefetchers follow: 64 measured 1.6x slower at 65536x64.
-inline constexpr index column_major_tile = 256;
-
-/// The loss of rows [begin, begin + count) of column-major arrays (element (i, j) at i + j * prompts):
-/// the same three passes, each over the tile's columns with the rows as the contiguous, vectorised
-/// index. Writes statuses[0..count).
-template <class T, class G>
-void group_loss_column_major(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
-                             index begin, index count, group_scratch<accumulate_t<T>>& scratch,
-                             group_status* statuses) {
-  using acc = accumulate_t<T>;
-  constexpr acc inf = std::numeric_limits<acc>::infinity();
-  constexpr index B = column_major_tile;
-  const index n = in.n, stride = in.prompts;
-  acc *const la = scratch.log_alpha, *const lb = scratch.log_beta, *const ea = scratch.alpha, *const eb = scratch.beta;
-  const G model = goodness;  // a local copy: stores through the scratch pointers cannot change it
-  acc ma[B], mb[B], bad[B], sa[B], sb[B], kl[B];
-  for (index b = 0; b < count; ++b) ma[b] = mb[b] = -inf, bad[b] = sa[b] = sb[b] = kl[b] = 0;
-  for (index j = 0; j < n; ++j) {
-    const index src = begin + j * stride;
-    const T *const policy = in.log_policy + src, *const proposal = in.log_proposal + src,
-                             *const prior = in.log_prior + src, *const reward = in.reward + src;
-    acc *const log_alpha = la + j * B, *const log_beta = lb + j * B;
-    BRAIN_INDEPENDENT_ITERATIONS
-    for (index b = 0; b < count; ++b) {
-      const sample_weights<acc> w = weigh_sample<acc>(model, policy[b], proposal[b], prior[b], reward[b]);
-      log_alpha[b] = w.log_alpha;
-      log_beta[b] = w.log_beta;
-      ma[b] = larger(ma[b], w.log_alpha);
-      mb[b] = larger(mb[b], w.log_beta);
-      bad[b] += w.probe;
-    }
-  }
-  for (index j = 0; j < n; ++j) {
-    BRAIN_INDEPENDENT_ITERATIONS
-    for (index b = 0; b < count; ++b) {
-      sa[b] += ea[j * B + b] = exp_vectorisable(la[j * B + b] - ma[b]);
-      sb[b] += eb[j * B + b] = exp_vectorisable(lb[j * B + b] - mb[b]);
-    }
-  }
-  acc lse_a[B], lse_b[B], inv_a[B], inv_b[B];
-  for (index b = 0; b < count; ++b) {
-    lse_a[b] = ma[b] + std::log(sa[b]), lse_b[b] = mb[b] + std::log(sb[b]);
-    inv_a[b] = acc(1) / sa[b], inv_b[b] = acc(1) / sb[b];
-  }
-  const acc inv_prompts = acc(1) / static_cast<acc>(in.prompts);
-  for (index j = 0; j < n; ++j) {
-    const index o = begin + j * stride;
-    const acc *const log_alpha = la + j * B, *const log_beta = lb + j * B,
-                                *const alpha = ea + j * B, *const beta = eb + j * B;
-    T *const target_out = out.target_weights + o, *const baseline_out = out.baseline_weights + o,
-                       *const grad_out = out.grad_log_policy + o;
-    BRAIN_INDEPENDENT_ITERATIONS
-    for (index b = 0; b < count; ++b) {
-      const acc target = alpha[b] * inv_a[b], baseline = beta[b] * inv_b[b];
-      kl[b] += select(target == acc(0), acc(0), target * ((log_alpha[b] - lse_a[b]) - (log_beta[b] - lse_b[b])));  // eq. 14
-      target_out[b] = static_cast<T>(target);
-      baseline_out[b] = static_cast<T>(baseline);
-      grad_out[b] = static_cast<T>((baseline - target) * inv_prompts);  // eq. 12
-    }
-  }
-  for (index b = 0; b < count; ++b) {
-    out.per_prompt[begin + b] = static_cast<T>(kl[b]);
-    statuses[b] = bad[b] == acc(0) ? check_group(ma[b] == -inf ? ma[b] : lse_a[b]) : first_bad_sample(in, goodness, begin + b);
-  }
-}
-
-}  // namespace detail
-
-/// Throws std::invalid_argument for a group_loss call whose sizes or pointers are unusable.
+/// Throws std::invalid_argument for a group-loss call whose sizes or pointers are unusable.
 template <class T>
 void check_group_loss_arguments(std::string_view where, const group_loss_inputs<T>& in,
                                 const group_loss_outputs<T>& out) {
@@ -449,53 +176,279 @@ void check_group_loss_arguments(std::string_view where, const group_loss_inputs<
     if (pointers[k] == nullptr) brain::detail::fail(where, names[k], " is a null pointer");
 }
 
-/// The first bad group of a group_loss_rows call (row -1 and ok when every group is good).
+/// The first bad group of a cpu_group_loss_unchecked call (row -1 and ok when every group is good).
 struct group_loss_report {
   index row = -1;
   group_status status = group_status::ok;
 };
 
-/// The BRAIn loss of [prompts, n] groups on the CPU, one group (row-major) or one tile of 256
-/// groups (column-major, in.column_major) after another, vectorised along the contiguous index.
-/// Every row is computed (bad ones give NaN); returns the first bad row, without throwing, for
-/// callers that explain it in their own words (brain_loss). out.loss, when not null, gets the mean.
+namespace detail {
+
+using simd::broadcast;
+
+/// A group's running values, one per lane of V (a pack's lanes are samples of one row in the
+/// row-major traversal, rows of a tile in the column-major one).
+template <class V>
+struct group_state {
+  V max_alpha = broadcast<V>(-std::numeric_limits<simd::element_t<V>>::infinity());  // pass 1
+  V max_beta = max_alpha;
+  V bad = broadcast<V>(0);  // pass 1: 0 while every sample is good, NaN after a bad one
+  V sum_alpha = broadcast<V>(0), sum_beta = broadcast<V>(0), kl = broadcast<V>(0);  // pass 2
+};
+
+/// v - v: 0 for finite v, NaN for NaN and infinities; summed, "all finite" in one add each.
+template <class V>
+BRAIN_INLINE_ELEMENT V finite_probe(V v) {
+  return v - v;
+}
+/// 0 where v is below +inf (-inf allowed), else NaN (for NaN too).
+template <class V>
+BRAIN_INLINE_ELEMENT V prior_probe(V v) {
+  using E = simd::element_t<V>;
+  return simd::select<V>(v < broadcast<V>(std::numeric_limits<E>::infinity()), broadcast<V>(0),
+                         broadcast<V>(std::numeric_limits<E>::quiet_NaN()));
+}
+
+/// Pass 1 for the V-wide samples at offset `at`: log alpha (eq. 6) and log beta (eq. 11), stored
+/// in the target and baseline outputs; the maxima and the validity probe: check_sample's checks
+/// as arithmetic, so the loops stay branch-free (log beta is finite exactly when log_policy and
+/// log_proposal are and their difference did not overflow; log alpha is below +inf and not NaN
+/// exactly when log_prior is, or the weight overflowed, which check_group reports).
+template <class V, class T, class G>
+BRAIN_INLINE_ELEMENT void weigh(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
+                                index at, group_state<V>& s) {
+  const V lp = simd::load<V>(in.log_policy + at), lq = simd::load<V>(in.log_proposal + at);
+  const V l0 = simd::load<V>(in.log_prior + at), r = simd::load<V>(in.reward + at);
+  const V lg = log_goodness_value<V>(goodness, r);
+  const V log_alpha = formula::log_target_weight(lg, l0, lq), log_beta = formula::log_baseline_weight(lp, lq);
+  simd::store(out.target_weights + at, log_alpha);
+  simd::store(out.baseline_weights + at, log_beta);
+  s.max_alpha = simd::larger(s.max_alpha, log_alpha);
+  s.max_beta = simd::larger(s.max_beta, log_beta);
+  s.bad += finite_probe(log_beta) + finite_probe(r) + finite_probe(lg) + prior_probe(log_alpha);
+}
+
+/// Pass 2: the exponentials of the shifted log weights (replacing them in the outputs), their sums
+/// and eq. 14's summands.
+template <class V, class T>
+BRAIN_INLINE_ELEMENT void exponentiate(const group_loss_outputs<T>& out, index at, V max_alpha, V max_beta,
+                                       group_state<V>& s) {
+  const V a = simd::load<V>(out.target_weights + at) - max_alpha, b = simd::load<V>(out.baseline_weights + at) - max_beta;
+  const V e = simd::exp_branchless(a), f = simd::exp_branchless(b);
+  simd::store(out.target_weights + at, e);
+  simd::store(out.baseline_weights + at, f);
+  s.sum_alpha += e;
+  s.sum_beta += f;
+  s.kl += formula::kl_summand(e, a, b);
+}
+
+/// Pass 3: alpha-bar and beta-bar (eqs. 6, 11, 21) and the gradient (eq. 12).
+template <class V, class T>
+BRAIN_INLINE_ELEMENT void normalise(const group_loss_outputs<T>& out, index at, V inv_alpha, V inv_beta, V scale) {
+  const V target = simd::load<V>(out.target_weights + at) * inv_alpha;
+  const V baseline = simd::load<V>(out.baseline_weights + at) * inv_beta;
+  simd::store(out.target_weights + at, target);
+  simd::store(out.baseline_weights + at, baseline);
+  simd::store(out.grad_log_policy + at, formula::loss_gradient(target, baseline, scale));
+}
+
+/// The first bad input among row `row`'s samples (check_sample's code), or ok: the passes only
+/// know that some sample of a row is bad, and the error path calls this.
 template <class T, class G>
-group_loss_report group_loss_rows(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness) {
+group_status first_bad_sample(const group_loss_inputs<T>& in, const G& goodness, index row) {
   using acc = accumulate_t<T>;
+  for (index j = 0; j < in.n; ++j) {
+    const index at = in.column_major ? row + j * in.prompts : row * in.n + j;
+    const acc r = in.reward[at];
+    const group_status s = check_sample<acc>(in.log_policy[at], in.log_proposal[at], in.log_prior[at], r,
+                                             log_goodness_value<acc>(goodness, r));
+    if (s != group_status::ok) return s;
+  }
+  return group_status::ok;
+}
+
+/// The status of a group whose probe and largest log alpha the passes found: a bad input names
+/// itself; otherwise an all-zero or overflowing target weight.
+template <class T, class G>
+group_status status_of(const group_loss_inputs<T>& in, const G& goodness, index row, T bad, T max_alpha) {
+  const group_status input = bad == T(0) ? group_status::ok : first_bad_sample(in, goodness, row);
+  return input != group_status::ok ? input : check_group(max_alpha);
+}
+
+/// What a group leaves for eq. 14 (formula::group_kl, computed a pack of groups at a time) and its status.
+template <class T>
+struct group_result {
+  T kl_summands, sum_alpha, sum_beta;
+  group_status status;
+};
+
+/// Row `row` of row-major arrays: each pass over its n samples in packs, then a scalar tail; the
+/// lanes' running values are reduced to the group's at the end of passes 1 and 2.
+template <class T, class G>
+group_result<T> row_major_group(const group_loss_inputs<T>& in_ref, const group_loss_outputs<T>& out_ref,
+                                const G& goodness_ref, index row) {
+  using P = simd::pack<T>;
+  constexpr index W = simd::width<T>;
+  // Local copies: the compiler keeps them in registers (stores to the outputs cannot change them).
+  const group_loss_inputs<T> in = in_ref;
+  const group_loss_outputs<T> out = out_ref;
+  const G goodness = goodness_ref;
+  const index at = row * in.n, end = at + in.n, whole = at + (in.n - in.n % W);
+  group_state<P> packs;
+  group_state<T> tail;
+  for (index i = at; i < whole; i += W) weigh<P>(in, out, goodness, i, packs);
+  for (index i = whole; i < end; ++i) weigh<T>(in, out, goodness, i, tail);
+  const T max_alpha = simd::larger(tail.max_alpha, simd::max_lanes(packs.max_alpha));
+  const T max_beta = simd::larger(tail.max_beta, simd::max_lanes(packs.max_beta));
+  const T bad = tail.bad + simd::sum_lanes(packs.bad);
+
+  for (index i = at; i < whole; i += W) exponentiate<P>(out, i, broadcast<P>(max_alpha), broadcast<P>(max_beta), packs);
+  for (index i = whole; i < end; ++i) exponentiate<T>(out, i, max_alpha, max_beta, tail);
+  const T sum_alpha = tail.sum_alpha + simd::sum_lanes(packs.sum_alpha);
+  const T sum_beta = tail.sum_beta + simd::sum_lanes(packs.sum_beta);
+
+  const T inv_alpha = T(1) / sum_alpha, inv_beta = T(1) / sum_beta, scale = T(1) / static_cast<T>(in.prompts);
+  for (index i = at; i < whole; i += W)
+    normalise<P>(out, i, broadcast<P>(inv_alpha), broadcast<P>(inv_beta), broadcast<P>(scale));
+  for (index i = whole; i < end; ++i) normalise<T>(out, i, inv_alpha, inv_beta, scale);
+  return {tail.kl + simd::sum_lanes(packs.kl), sum_alpha, sum_beta, status_of(in, goodness, row, bad, max_alpha)};
+}
+
+/// Rows [begin, begin + count) of row-major arrays, count <= the pack width: each group alone,
+/// then their KLs (eq. 14) as one pack. Writes statuses[0..count).
+template <class T, class G>
+void row_major_groups(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
+                      index begin, index count, group_status* statuses) {
+  using P = simd::pack<T>;
+  constexpr index W = simd::width<T>;
+  T summands[W], sum_alpha[W], sum_beta[W], kl[W];
+  for (index r = 0; r < W; ++r) summands[r] = 0, sum_alpha[r] = sum_beta[r] = 1;  // lanes past count: log 1
+  for (index r = 0; r < count; ++r) {
+    const group_result<T> g = row_major_group(in, out, goodness, begin + r);
+    summands[r] = g.kl_summands, sum_alpha[r] = g.sum_alpha, sum_beta[r] = g.sum_beta, statuses[r] = g.status;
+  }
+  simd::store(kl, formula::group_kl(simd::load<P>(summands), simd::load<P>(sum_alpha), simd::load<P>(sum_beta)));
+  for (index r = 0; r < count; ++r) out.per_prompt[begin + r] = kl[r];
+}
+
+/// Largest column-major tile, in rows: its running values (six per row) stay in L1.
+inline constexpr index column_major_max_tile = 512;
+/// Elements per column-major tile: its target and baseline columns (the scratch of passes 1-3,
+/// 128 KiB each in double) stay in a core's L2 cache between the passes.
+inline constexpr index column_major_tile_elements = 16384;
+
+/// Rows per column-major tile for groups of n: a multiple of the pack width.
+template <class T>
+constexpr index column_major_tile_rows(index n) {
+  constexpr index W = simd::width<T>;
+  const index rows = std::clamp<index>(column_major_tile_elements / std::max<index>(n, 1), W, column_major_max_tile);
+  return rows - rows % W;
+}
+
+/// Rows [begin, begin + count) of column-major arrays (element (i, j) at i + j * prompts): each
+/// pass over the tile's columns, every pack holding `width` rows (the remainder rows one by one),
+/// so that each group's running values stay in its own lane. Writes statuses[0..count).
+template <class T, class G>
+void column_major_tile(const group_loss_inputs<T>& in_ref, const group_loss_outputs<T>& out_ref, const G& goodness_ref,
+                       index begin, index count, group_status* statuses) {
+  using P = simd::pack<T>;
+  constexpr index W = simd::width<T>;
+  const group_loss_inputs<T> in = in_ref;  // local copies, as in row_major_group
+  const group_loss_outputs<T> out = out_ref;
+  const G goodness = goodness_ref;
+  const index packs = count / W, rest = count % W, stride = in.prompts;
+  group_state<P> lanes[column_major_max_tile / W];
+  group_state<T> rows[W];
+  for (index b = 0; b < packs; ++b) lanes[b] = group_state<P>{};
+  for (index r = 0; r < rest; ++r) rows[r] = group_state<T>{};
+  const auto each = [&](auto&& on_pack, auto&& on_row) BRAIN_INLINE_LAMBDA {
+    for (index j = 0; j < in.n; ++j) {
+      const index column = begin + j * stride;
+      for (index b = 0; b < packs; ++b) on_pack(column + b * W, lanes[b]);
+      for (index r = 0; r < rest; ++r) on_row(column + packs * W + r, rows[r]);
+    }
+  };
+  each([&](index at, group_state<P>& s) BRAIN_INLINE_LAMBDA { weigh<P>(in, out, goodness, at, s); },
+       [&](index at, group_state<T>& s) BRAIN_INLINE_LAMBDA { weigh<T>(in, out, goodness, at, s); });
+  each([&](index at, group_state<P>& s) BRAIN_INLINE_LAMBDA { exponentiate<P>(out, at, s.max_alpha, s.max_beta, s); },
+       [&](index at, group_state<T>& s) BRAIN_INLINE_LAMBDA { exponentiate<T>(out, at, s.max_alpha, s.max_beta, s); });
+  const T scale = T(1) / static_cast<T>(in.prompts);
+  P inv_alpha[column_major_max_tile / W], inv_beta[column_major_max_tile / W];
+  T row_inv_alpha[W], row_inv_beta[W];
+  for (index b = 0; b < packs; ++b) {
+    inv_alpha[b] = broadcast<P>(1) / lanes[b].sum_alpha;
+    inv_beta[b] = broadcast<P>(1) / lanes[b].sum_beta;
+    simd::store(out.per_prompt + begin + b * W, formula::group_kl(lanes[b].kl, lanes[b].sum_alpha, lanes[b].sum_beta));
+  }
+  for (index r = 0; r < rest; ++r) {
+    row_inv_alpha[r] = T(1) / rows[r].sum_alpha;
+    row_inv_beta[r] = T(1) / rows[r].sum_beta;
+    out.per_prompt[begin + packs * W + r] = formula::group_kl(rows[r].kl, rows[r].sum_alpha, rows[r].sum_beta);
+  }
+  const P pack_scale = broadcast<P>(scale);
+  each([&](index at, group_state<P>& s) BRAIN_INLINE_LAMBDA {
+         normalise<P>(out, at, inv_alpha[&s - lanes], inv_beta[&s - lanes], pack_scale);
+       },
+       [&](index at, group_state<T>& s) BRAIN_INLINE_LAMBDA {
+         normalise<T>(out, at, row_inv_alpha[&s - rows], row_inv_beta[&s - rows], scale);
+       });
+  for (index b = 0; b < packs; ++b)
+    for (index l = 0; l < W; ++l)
+      statuses[b * W + l] = status_of(in, goodness, begin + b * W + l, simd::lane(lanes[b].bad, int(l)),
+                                      simd::lane(lanes[b].max_alpha, int(l)));
+  for (index r = 0; r < rest; ++r)
+    statuses[packs * W + r] = status_of(in, goodness, begin + packs * W + r, rows[r].bad, rows[r].max_alpha);
+}
+
+}  // namespace detail
+
+/// The BRAIn loss of [prompts, n] groups on the CPU (eqs. 6, 11, 12, 14): every output written,
+/// bad groups with NaN, and the first bad group returned without throwing, for callers that
+/// explain it in their own words (brain_loss). out.loss, when not null, gets the mean. Float and
+/// double; the outputs must not overlap the inputs.
+template <class T, class G>
+group_loss_report cpu_group_loss_unchecked(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out,
+                                           const G& goodness) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "the CPU kernel takes float or double");
   group_loss_report first;
   const auto note = [&](index row, group_status s) {
     if (s != group_status::ok && first.row < 0) first = {row, s};
   };
   if (in.column_major) {
-    constexpr index tile = detail::column_major_tile;
-    detail::group_scratch<acc> scratch(tile * in.n);
-    group_status statuses[tile];
+    const index tile = detail::column_major_tile_rows<T>(in.n);
+    group_status statuses[detail::column_major_max_tile];
     for (index begin = 0; begin < in.prompts; begin += tile) {
       const index count = std::min(tile, in.prompts - begin);
-      detail::group_loss_column_major(in, out, goodness, begin, count, scratch, statuses);
+      detail::column_major_tile(in, out, goodness, begin, count, statuses);
       for (index b = 0; b < count; ++b) note(begin + b, statuses[b]);
     }
   } else {
-    detail::group_scratch<acc> scratch(in.n);
-    for (index row = 0; row < in.prompts; ++row) note(row, detail::group_loss_row_major(in, out, goodness, row, scratch));
+    constexpr index W = simd::width<T>;
+    group_status statuses[W];
+    for (index begin = 0; begin < in.prompts; begin += W) {
+      const index count = std::min(W, in.prompts - begin);
+      detail::row_major_groups(in, out, goodness, begin, count, statuses);
+      for (index b = 0; b < count; ++b) note(begin + b, statuses[b]);
+    }
   }
   if (out.loss != nullptr) {
-    acc total = 0;
+    T total = 0;
     for (index row = 0; row < in.prompts; ++row) total += out.per_prompt[row];
-    *out.loss = static_cast<T>(total / static_cast<acc>(in.prompts));
+    *out.loss = total / static_cast<T>(in.prompts);
   }
   return first;
 }
 
-/// group_loss_rows, then, when `validate`, std::invalid_argument for the first bad row naming
-/// its argument, column and value in brain_loss's words (else bad rows give NaN).
+/// cpu_group_loss_unchecked after checking the arguments and the goodness model; then, when
+/// `validate`, std::invalid_argument for the first bad group naming its argument, column and value
+/// in brain_loss's words (else bad groups give NaN).
 template <class T, class G>
-void group_loss(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
-                bool validate = true) {
-  constexpr std::string_view where = "kernels::group_loss";
+void cpu_group_loss(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
+                    bool validate = true) {
+  constexpr std::string_view where = "kernels::cpu_group_loss";
   check_group_loss_arguments(where, in, out);
   goodness.validate();
-  const group_loss_report bad = group_loss_rows(in, out, goodness);
+  const group_loss_report bad = cpu_group_loss_unchecked(in, out, goodness);
   if (!validate || bad.row < 0) return;
   std::vector<T> values(static_cast<std::size_t>(4 * in.n));  // the bad row's inputs, gathered
   for (index j = 0; j < in.n; ++j) {

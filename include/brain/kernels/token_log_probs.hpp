@@ -18,6 +18,7 @@
 // Accumulation is in float for float, float16 and bfloat16 inputs, in double for double.
 
 #include <brain/config.hpp>
+#include <brain/kernels/simd.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -34,38 +35,7 @@ namespace brain::inline v0::kernels {
 template <class In>
 using accumulate_t = std::conditional_t<std::is_same_v<In, double>, double, float>;
 
-namespace detail {
-
-/// mask ? a : b on the bits, with the comparison computed unconditionally: GCC will not
-/// if-convert a floating-point ?: under the default -ftrapping-math, and then cannot vectorise.
-BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT float select(bool mask, float a, float b) {
-  const std::uint32_t m = 0u - static_cast<std::uint32_t>(mask);
-  return std::bit_cast<float>((std::bit_cast<std::uint32_t>(a) & m) | (std::bit_cast<std::uint32_t>(b) & ~m));
-}
-BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT double select(bool mask, double a, double b) {
-  const std::uint64_t m = 0u - static_cast<std::uint64_t>(mask);
-  return std::bit_cast<double>((std::bit_cast<std::uint64_t>(a) & m) | (std::bit_cast<std::uint64_t>(b) & ~m));
-}
-
-}  // namespace detail
-
-/// exp(x) in float without a library call, so that loops around it vectorise (a libm call per
-/// element costs ~5 ns here, more than the memory traffic). Cephes' expf: relative error below
-/// 1e-7 on [-87.3, 88.3]; exactly 0 below -87.3 (so exp(-inf) = 0), +inf above 88.3, NaN for NaN.
-BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT float exp_approx(float x) {
-  constexpr float lo = -87.3f, hi = 88.3f;
-  constexpr float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-  const bool below = x < lo, above = x > hi, nan = x != x;
-  const float clamped = detail::select(below || nan, lo, detail::select(above, hi, x));
-  const float scaled = clamped * log2e;
-  const int n = static_cast<int>(scaled + std::copysign(0.5f, scaled));  // round to nearest
-  const float r = clamped - static_cast<float>(n) * ln2_hi - static_cast<float>(n) * ln2_lo;
-  const float poly = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
-                      1.6666665459e-1f) * r + 5.0000001201e-1f;
-  const float e = (poly * r * r + r + 1.0f) * std::bit_cast<float>((n + 127) << 23);
-  return detail::select(below, 0.0f, detail::select(above, std::numeric_limits<float>::infinity(), detail::select(nan, x, e)));
-}
-BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT double exp_approx(double x) { return std::exp(x); }
+using simd::exp_branchless;
 
 namespace detail {
 
@@ -105,7 +75,7 @@ struct sampled_load {
   accumulate_t<In> threshold;  // in units of x / T; -inf when nothing is truncated
   BRAIN_HOST_DEVICE accumulate_t<In> operator()(const In* p, std::int64_t j) const {
     const accumulate_t<In> v = load(p, j) / temperature;
-    return select(v < threshold, -std::numeric_limits<accumulate_t<In>>::infinity(), v);
+    return simd::select<accumulate_t<In>>(v < threshold, -std::numeric_limits<accumulate_t<In>>::infinity(), v);
   }
 };
 
@@ -124,10 +94,10 @@ struct online_logsumexp {
     poisoned = poisoned || !(x == x) || x == std::numeric_limits<Acc>::infinity();
     if (poisoned || x == -std::numeric_limits<Acc>::infinity()) return;
     if (x > max) {
-      sum = sum * exp_approx(max - x) + Acc(1);
+      sum = sum * exp_branchless(max - x) + Acc(1);
       max = x;
     } else {
-      sum += exp_approx(x - max);
+      sum += exp_branchless(x - max);
     }
   }
   BRAIN_HOST_DEVICE void merge(const online_logsumexp& other) {
@@ -139,7 +109,7 @@ struct online_logsumexp {
       return;
     }
     const Acc m = max > other.max ? max : other.max;
-    sum = sum * exp_approx(max - m) + other.sum * exp_approx(other.max - m);
+    sum = sum * exp_branchless(max - m) + other.sum * exp_branchless(other.max - m);
     max = m;
   }
   BRAIN_HOST_DEVICE Acc value() const {
@@ -176,14 +146,14 @@ BRAIN_HOST_DEVICE accumulate_t<In> row_logsumexp(const In* x, std::int64_t n, Lo
       continue;
     }
     const acc new_max = std::max(running_max, block_max);
-    for (std::int64_t j = 0; j < len; ++j) exps[j] = exp_approx(load(p, j) - new_max);
+    for (std::int64_t j = 0; j < len; ++j) exps[j] = exp_branchless(load(p, j) - new_max);
     for (int l = 0; l < detail::lanes; ++l) lane[l] = 0;
     for (std::int64_t j = 0; j < whole; j += detail::lanes)
       for (int l = 0; l < detail::lanes; ++l) lane[l] += exps[j + l];
     acc block_sum = 0;
     for (int l = 0; l < detail::lanes; ++l) block_sum += lane[l];
     for (std::int64_t j = whole; j < len; ++j) block_sum += exps[j];
-    running_sum = running_sum * exp_approx(running_max - new_max) + block_sum;
+    running_sum = running_sum * exp_branchless(running_max - new_max) + block_sum;
     running_max = new_max;
     poisoned = poisoned || !(block_sum == block_sum) || new_max == std::numeric_limits<acc>::infinity();
   }
@@ -218,14 +188,14 @@ accumulate_t<In> exp_shifted_sum(const In* x, std::int64_t n, Load load, accumul
   const std::int64_t whole = n - n % lanes;
   for (std::int64_t j = 0; j < whole; j += lanes)
     for (int l = 0; l < lanes; ++l) {
-      const acc e = exp_approx(load(x, j + l) - shift);
+      const acc e = exp_branchless(load(x, j + l) - shift);
       if constexpr (Write) out[j + l] = static_cast<Out>(e);
       lane[l] += e;
     }
   acc sum = 0;
   for (int l = 0; l < lanes; ++l) sum += lane[l];
   for (std::int64_t j = whole; j < n; ++j) {
-    const acc e = exp_approx(load(x, j) - shift);
+    const acc e = exp_branchless(load(x, j) - shift);
     if constexpr (Write) out[j] = static_cast<Out>(e);
     sum += e;
   }
@@ -255,7 +225,7 @@ accumulate_t<In> add_tile(online_logsumexp<accumulate_t<In>>& state, const In* x
     return acc(1);
   }
   const acc sum = detail::exp_shifted_sum<Write>(x, n, load, m, numerators);
-  const acc scale = state.max == m ? acc(1) : exp_approx(state.max - m);
+  const acc scale = state.max == m ? acc(1) : exp_branchless(state.max - m);
   state.sum = state.sum * scale + sum;
   state.max = m;
   state.poisoned = state.poisoned || !(sum == sum) || m == std::numeric_limits<acc>::infinity();
@@ -272,7 +242,7 @@ BRAIN_HOST_DEVICE accumulate_t<In> token_log_prob(const In* x, std::int64_t n, s
 /// given its row's logsumexp: the element the CPU loop below and the CUDA backward kernel share.
 template <class Acc>
 BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT Acc logit_gradient(Acc x, Acc lse, Acc upstream, bool is_label) {
-  return upstream * ((is_label ? Acc(1) : Acc(0)) - exp_approx(x - lse));
+  return upstream * ((is_label ? Acc(1) : Acc(0)) - exp_branchless(x - lse));
 }
 
 /// grad[j] = upstream * ([j == label] - exp(v_j - lse)) for one row, or one tile of a row, of

@@ -34,9 +34,9 @@ inline void check(cudaError_t e, std::string_view where, std::string_view what) 
 
 }  // namespace detail
 
-/// The validation of group_loss launches, deferred: the kernel's status word travels to pinned
+/// The validation of launch_group_loss calls, deferred: the kernel's status word travels to pinned
 /// host memory on the stream behind the kernel and nothing waits. check() (and the next
-/// group_loss given this object) waits for that copy alone, then throws std::invalid_argument
+/// launch_group_loss given this object) waits for that copy alone, then throws std::invalid_argument
 /// naming the launch's first bad row and its check, in brain_loss's words, but not the column:
 /// the inputs may have changed since. One object per stream; not thread-safe. Host code only.
 class deferred_check {
@@ -55,7 +55,7 @@ class deferred_check {
 
   /// Waits for the last launch's status and throws if it found a bad group ("brain::<where>: row
   /// r: <check> (found by a deferred check ...)"); nothing to do when none is pending.
-  void check(std::string_view where = "cuda::group_loss") {
+  void check(std::string_view where = "cuda::launch_group_loss") {
     if (!pending_) return;
     pending_ = false;
     detail::check(cudaEventSynchronize(event_), where, "waiting for a deferred check");
@@ -66,7 +66,7 @@ class deferred_check {
                         " (found by the deferred check of an earlier call; its column is not known)");
   }
 
-  /// For group_loss: checks the previous launch, then returns the device status word, reset, for
+  /// For launch_group_loss: checks the previous launch, then returns the device status word, reset, for
   /// the next launch on `stream`.
   unsigned long long* arm(cudaStream_t stream) {
     check();
@@ -79,7 +79,7 @@ class deferred_check {
     detail::check(cudaMemsetAsync(device_, 0xff, sizeof(*device_), stream), where, "cudaMemsetAsync");
     return device_;
   }
-  /// For group_loss: queues the copy of the status word behind the launch.
+  /// For launch_group_loss: queues the copy of the status word behind the launch.
   void record(cudaStream_t stream) {
     constexpr std::string_view where = "cuda::deferred_check";
     detail::check(cudaMemcpyAsync(host_, device_, sizeof(*host_), cudaMemcpyDeviceToHost, stream), where, "cudaMemcpyAsync");
@@ -101,14 +101,14 @@ class deferred_check {
 /// throws std::invalid_argument naming the first bad row (as brain_loss does); without, bad rows
 /// give NaN and nothing waits.
 template <class T, class G>
-void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
                 const G& goodness, cudaStream_t stream, bool validate = true);
 
-/// group_loss with its validation deferred to `deferred` (see deferred_check): first checks the
+/// launch_group_loss with its validation deferred to `deferred` (see deferred_check): first checks the
 /// previous launch's status (throwing for its bad group), then queues the kernel and the copy of
 /// its status; nothing waits for this launch.
 template <class T, class G>
-void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
                 const G& goodness, cudaStream_t stream, deferred_check& deferred);
 
 /// Per-row log-probabilities from logits [rows, vocabulary] (device memory, row-major):

@@ -1,12 +1,16 @@
 #pragma once
 // The group-loss kernel (declared in brain/backends/cuda/api.hpp). Include only in .cu files.
-// Each group's arithmetic is kernels/group_loss.hpp's, the same functions the CPU path runs:
-// pass 1 builds each thread's online logsumexps of log alpha and log beta (eqs. 6, 11) and the
-// first bad input, an all-reduce merges them; pass 2 re-reads the group (from cache) and writes
-// alpha-bar, beta-bar, the gradient (eq. 12), and the group's KL (eq. 14) after a second reduce.
+// Each sample's arithmetic is formula.hpp's, the functions the CPU kernel (kernels/group_loss.hpp)
+// and brain_loss's composed path call, with the same exponential (kernels::simd::exp_branchless)
+// and checks: pass 1 builds each thread's online logsumexps of log alpha and log beta (eqs. 6, 11)
+// and the first bad input, an all-reduce merges them; pass 2 re-reads the group (from cache) and
+// writes alpha-bar, beta-bar, the gradient (eq. 12), and the group's KL (eq. 14) after a second
+// reduce. (The CPU kernel stores the shifted exponentials instead of recomputing them; the
+// formulas are the same.)
 
 #include <brain/backends/cuda/api.hpp>
 #include <brain/backends/cuda/common.cuh>
+#include <brain/formula.hpp>
 #include <brain/kernels/group_loss.hpp>
 
 #include <cstdint>
@@ -59,8 +63,8 @@ __global__ void __launch_bounds__(group_block_threads)
     const acc lp = in.log_policy[i], lq = in.log_proposal[i], l0 = in.log_prior[i], r = in.reward[i];
     const acc lg = kernels::log_goodness_value<acc>(goodness, r);
     p.status = first_status(p.status, static_cast<int>(kernels::check_sample(lp, lq, l0, r, lg)));
-    p.alpha.add(kernels::log_importance_weight(lg, l0, lq));  // eq. 6
-    p.beta.add(kernels::log_baseline_weight(lp, lq));         // eq. 11
+    p.alpha.add(formula::log_target_weight(lg, l0, lq));  // eq. 6
+    p.beta.add(formula::log_baseline_weight(lp, lq));     // eq. 11
   }
   p = group_all_reduce<Threads>(p);
   const acc lse_alpha = p.alpha.value(), lse_beta = p.beta.value();
@@ -71,14 +75,13 @@ __global__ void __launch_bounds__(group_block_threads)
   for (index i = begin + lane; i < end; i += Threads) {
     const acc lq = in.log_proposal[i];
     const acc lg = kernels::log_goodness_value<acc>(goodness, static_cast<acc>(in.reward[i]));
-    const kernels::sample_terms<acc> t =
-        kernels::sample_outputs(kernels::log_importance_weight(lg, static_cast<acc>(in.log_prior[i]), lq),
-                                kernels::log_baseline_weight(static_cast<acc>(in.log_policy[i]), lq), lse_alpha,
-                                lse_beta, inv_prompts);
-    out.target_weights[i] = static_cast<T>(t.target);
-    out.baseline_weights[i] = static_cast<T>(t.baseline);
-    out.grad_log_policy[i] = static_cast<T>(t.grad);
-    kl.value += t.kl;
+    const acc log_target = formula::log_target_weight(lg, static_cast<acc>(in.log_prior[i]), lq) - lse_alpha;
+    const acc log_baseline = formula::log_baseline_weight(static_cast<acc>(in.log_policy[i]), lq) - lse_beta;
+    const acc target = kernels::exp_branchless(log_target), baseline = kernels::exp_branchless(log_baseline);
+    out.target_weights[i] = static_cast<T>(target);
+    out.baseline_weights[i] = static_cast<T>(baseline);
+    out.grad_log_policy[i] = static_cast<T>(formula::loss_gradient(target, baseline, inv_prompts));
+    kl.value += formula::kl_summand(target, log_target, log_baseline);
   }
   kl = group_all_reduce<Threads>(kl);  // eq. 14
   if (lane != 0) return;
@@ -90,9 +93,9 @@ __global__ void __launch_bounds__(group_block_threads)
 
 /// Queues the kernel on `stream` (status: the first bad (row << 8 | check) goes there, or null).
 template <class T, class G>
-void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+void enqueue_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
                        const G& goodness, cudaStream_t stream, unsigned long long* status) {
-  constexpr std::string_view where = "cuda::group_loss";
+  constexpr std::string_view where = "cuda::launch_group_loss";
   if (out.loss != nullptr) check(cudaMemsetAsync(out.loss, 0, sizeof(T), stream), where, "cudaMemsetAsync");
   constexpr int block = group_block_threads;
   if (in.n <= warp_group_limit) {
@@ -108,19 +111,19 @@ void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::g
 }  // namespace detail
 
 template <class T, class G>
-void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
-                const G& goodness, cudaStream_t stream, deferred_check& deferred) {
-  kernels::check_group_loss_arguments("cuda::group_loss", in, out);
+void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+                       const G& goodness, cudaStream_t stream, deferred_check& deferred) {
+  kernels::check_group_loss_arguments("cuda::launch_group_loss", in, out);
   goodness.validate();
   unsigned long long* status = deferred.arm(stream);  // throws for the previous launch's bad group
-  detail::launch_group_loss(in, out, goodness, stream, status);
+  detail::enqueue_group_loss(in, out, goodness, stream, status);
   deferred.record(stream);
 }
 
 template <class T, class G>
-void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
-                const G& goodness, cudaStream_t stream, bool validate) {
-  constexpr std::string_view where = "cuda::group_loss";
+void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
+                       const G& goodness, cudaStream_t stream, bool validate) {
+  constexpr std::string_view where = "cuda::launch_group_loss";
   kernels::check_group_loss_arguments(where, in, out);
   goodness.validate();
   using detail::check;
@@ -129,7 +132,7 @@ void group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_lo
     check(cudaMallocAsync(reinterpret_cast<void**>(&status), sizeof(*status), stream), where, "cudaMallocAsync");
     check(cudaMemsetAsync(status, 0xff, sizeof(*status), stream), where, "cudaMemsetAsync");
   }
-  detail::launch_group_loss(in, out, goodness, stream, status);
+  detail::enqueue_group_loss(in, out, goodness, stream, status);
   if (!validate) return;
   unsigned long long first_bad = 0;
   check(cudaMemcpyAsync(&first_bad, status, sizeof(first_bad), cudaMemcpyDeviceToHost, stream), where,
