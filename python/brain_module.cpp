@@ -161,20 +161,10 @@ void def_estimator_function(py::module_& m, const char* name, const std::string&
       py::call_guard<py::gil_scoped_release>());
 }
 
-}  // namespace
+using release = py::call_guard<py::gil_scoped_release>;
 
-PYBIND11_MODULE(_brain, m) {
-  m.doc() = "BRAIn: Bayesian Reward-conditioned Amortized Inference (the C++ library's LibTorch backend)";
-  m.attr("__version__") = std::to_string(BRAIN_VERSION_MAJOR) + "." + std::to_string(BRAIN_VERSION_MINOR) + "." +
-                          std::to_string(BRAIN_VERSION_PATCH);
-  using release = py::call_guard<py::gil_scoped_release>;
-  static const std::string coefficients_doc =
-      std::string("Per-sample ascent coefficients w [prompts, n] of an estimator (sum_i w_i grad log "
-                  "q_theta(y_i|x)), detached.") + estimator_doc;
-  static const std::string surrogate_doc =
-      std::string("The estimator's surrogate loss: mean over prompts of its objective, negated; "
-                  "d loss / d log_policy = -coefficients / prompts. Returns SurrogateResult.") + estimator_doc;
-
+// What brain_loss, surrogate_loss and dpo_loss return: read-only Python classes.
+void bind_result_types(py::module_& m) {
   py::class_<brain::loss_result<Tensor>>(m, "LossResult", "What brain_loss returns")
       .def_readonly("loss", &brain::loss_result<Tensor>::loss)
       .def_readonly("per_prompt", &brain::loss_result<Tensor>::per_prompt)
@@ -196,7 +186,10 @@ PYBIND11_MODULE(_brain, m) {
       .def_readonly("per_pair", &brain::dpo_result<Tensor>::per_pair)
       .def_readonly("grad_chosen", &brain::dpo_result<Tensor>::grad_chosen)
       .def_readonly("grad_rejected", &brain::dpo_result<Tensor>::grad_rejected);
+}
 
+// The losses: brain_loss (the paper's, eqs. 13-14) and dpo_loss (its pairwise reduction, Theorem 6.1).
+void bind_losses(py::module_& m) {
   m.def(
       "brain_loss",
       [](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
@@ -210,6 +203,32 @@ PYBIND11_MODULE(_brain, m) {
       py::kw_only(), py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry", py::arg("target") = "softmax",
       py::arg("validate") = true, release());
 
+  m.def(
+      "dpo_loss",
+      [](const Tensor& chosen_log_policy, const Tensor& rejected_log_policy, const Tensor& chosen_log_reference,
+         const Tensor& rejected_log_reference, double beta, double label_smoothing, bool validate) {
+        return brain::dpo_loss(chosen_log_policy, rejected_log_policy, chosen_log_reference, rejected_log_reference,
+                               brain::dpo_options{.beta = beta, .label_smoothing = label_smoothing},
+                               brain::options{.validate = validate});
+      },
+      "DPO (Rafailov et al. 2023, eq. 7) of pairs: -(1-eps) log sigmoid(beta h) - eps log sigmoid(-beta h), "
+      "h = [log pi(y_w) - log ref(y_w)] - [log pi(y_l) - log ref(y_l)]. With beta = 1 and the prior as "
+      "reference it equals brain_loss with target=\"argmax\" on pairs (Theorem 6.1). Returns DpoResult.",
+      py::arg("chosen_log_policy"), py::arg("rejected_log_policy"), py::arg("chosen_log_reference"),
+      py::arg("rejected_log_reference"), py::kw_only(), py::arg("beta") = 0.1, py::arg("label_smoothing") = 0.0,
+      py::arg("validate") = true, release());
+}
+
+// The estimators: gradient_coefficients and surrogate_loss, any of the seven by name, one binding for both.
+void bind_estimators(py::module_& m) {
+  // Static: def_estimator_function hands their c_str() to pybind11.
+  static const std::string coefficients_doc =
+      std::string("Per-sample ascent coefficients w [prompts, n] of an estimator (sum_i w_i grad log "
+                  "q_theta(y_i|x)), detached.") + estimator_doc;
+  static const std::string surrogate_doc =
+      std::string("The estimator's surrogate loss: mean over prompts of its objective, negated; "
+                  "d loss / d log_policy = -coefficients / prompts. Returns SurrogateResult.") + estimator_doc;
+
   def_estimator_function(m, "gradient_coefficients", coefficients_doc,
                          [](const samples& s, const estimator_arguments& a, const auto& model,
                             const std::optional<Tensor>& log_partition) {
@@ -222,7 +241,10 @@ PYBIND11_MODULE(_brain, m) {
                            return log_partition ? brain::surrogate_loss(s, a.kind, model, *log_partition, a.opt)
                                                 : brain::surrogate_loss(s, a.kind, model, a.pg, a.opt);
                          });
+}
 
+// What the weights are made of: log goodness of rewards, and the effective sample size of weights.
+void bind_weight_helpers(py::module_& m) {
   m.def(
       "log_goodness",
       [](const Tensor& reward, double beta, const std::string& goodness) {
@@ -239,26 +261,14 @@ PYBIND11_MODULE(_brain, m) {
       },
       "Kish's effective sample size (sum w)^2 / sum w^2 of each row of weights [prompts, n]", py::arg("weights"),
       py::kw_only(), py::arg("validate") = true, release());
+}
 
-  m.def(
-      "dpo_loss",
-      [](const Tensor& chosen_log_policy, const Tensor& rejected_log_policy, const Tensor& chosen_log_reference,
-         const Tensor& rejected_log_reference, double beta, double label_smoothing, bool validate) {
-        return brain::dpo_loss(chosen_log_policy, rejected_log_policy, chosen_log_reference, rejected_log_reference,
-                               brain::dpo_options{.beta = beta, .label_smoothing = label_smoothing},
-                               brain::options{.validate = validate});
-      },
-      "DPO (Rafailov et al. 2023, eq. 7) of pairs: -(1-eps) log sigmoid(beta h) - eps log sigmoid(-beta h), "
-      "h = [log pi(y_w) - log ref(y_w)] - [log pi(y_l) - log ref(y_l)]. With beta = 1 and the prior as "
-      "reference it equals brain_loss with target=\"argmax\" on pairs (Theorem 6.1). Returns DpoResult.",
-      py::arg("chosen_log_policy"), py::arg("rejected_log_policy"), py::arg("chosen_log_reference"),
-      py::arg("rejected_log_reference"), py::kw_only(), py::arg("beta") = 0.1, py::arg("label_smoothing") = 0.0,
-      py::arg("validate") = true, release());
-
+// Groupings of a batch: regroup into groups of k, pairwise (k = 2), and RSO's rejection sampling and pairs.
+void bind_groupings(py::module_& m) {
   const auto regroup = [](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior,
                           const Tensor& reward, int64_t k, bool validate) {
-    const samples g =
-        brain::regroup(make_samples(log_policy, log_proposal, log_prior, reward), k, brain::options{.validate = validate});
+    const samples g = brain::regroup(make_samples(log_policy, log_proposal, log_prior, reward), k,
+                                     brain::options{.validate = validate});
     return std::make_tuple(g.log_policy, g.log_proposal, g.log_prior, g.reward);
   };
   m.def("regroup", regroup,
@@ -302,7 +312,11 @@ PYBIND11_MODULE(_brain, m) {
       "RSO's pairs from rso_select's result: consecutive accepted samples, as (row, chosen, rejected) with the "
       "higher reward chosen (the earlier one on ties)",
       py::arg("reward"), py::arg("accepted"), release());
+}
 
+// Sequence log-probs from a model's outputs (logits, or hidden states and the output layer), and the
+// distribution a sampler draws from.
+void bind_log_probs(py::module_& m) {
   m.def(
       "sequence_log_probs",
       [](const Tensor& logits, const Tensor& labels, const Tensor& mask, const std::string& alignment,
@@ -327,7 +341,8 @@ PYBIND11_MODULE(_brain, m) {
          const std::string& alignment, int64_t chunk_tokens, int64_t vocab_tile, const std::string& reduce,
          double temperature, int64_t top_k, double top_p, bool validate) {
         constexpr const char* where = "fused_linear_sequence_log_probs";
-        brain::libtorch::log_prob_options opt = make_log_prob_options(where, reduce, temperature, top_k, top_p, validate);
+        brain::libtorch::log_prob_options opt =
+            make_log_prob_options(where, reduce, temperature, top_k, top_p, validate);
         opt.vocab_tile = vocab_tile;
         return brain::libtorch::fused_linear_sequence_log_probs(hidden, weight, labels, mask,
                                                                 make_alignment(where, alignment), chunk_tokens, opt);
@@ -350,4 +365,18 @@ PYBIND11_MODULE(_brain, m) {
       "logits / temperature, then top_k, then top_p; -inf outside. Sample from its exp().",
       py::arg("logits"), py::kw_only(), py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
       release());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_brain, m) {
+  m.doc() = "BRAIn: Bayesian Reward-conditioned Amortized Inference (the C++ library's LibTorch backend)";
+  m.attr("__version__") = std::to_string(BRAIN_VERSION_MAJOR) + "." + std::to_string(BRAIN_VERSION_MINOR) + "." +
+                          std::to_string(BRAIN_VERSION_PATCH);
+  bind_result_types(m);
+  bind_losses(m);
+  bind_estimators(m);
+  bind_weight_helpers(m);
+  bind_groupings(m);
+  bind_log_probs(m);
 }

@@ -6,6 +6,11 @@ foreach(header IN LISTS headers)
   get_filename_component(name ${header} NAME_WE)
   if(header MATCHES "^backends/cuda")
     set(test cuda/cuda_kernels_test.cu)
+  elseif(header MATCHES "^backends/torch/detail/")
+    # The stages of backends/torch/log_probs.hpp (and the device registry it shares with
+    # backends/torch.hpp) are not headers to include on their own: they are tested through the
+    # public header that includes them, in its test file.
+    set(test torch_log_probs_test.cpp)
   elseif(header MATCHES "^backends/torch/")
     set(test torch_${name}_test.cpp)
   elseif(header MATCHES "^kernels/")

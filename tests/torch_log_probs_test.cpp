@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -602,6 +603,34 @@ TEST(DeviceRegistry, EveryTranslationUnitUsesTheProgramsRegistrations) {
   EXPECT_EQ(here.item<double>(), 42.0);
   EXPECT_EQ(there.item<double>(), 42.0);
   EXPECT_EQ(bt::detail::find_device_log_probs(c10::DeviceType::CPU), nullptr);
+}
+
+// The registry template both registries are made of (this header's and backends/torch.hpp's
+// group loss): one table per entry type, empty until something registers, the last registration
+// wins, and a registration is seen through find, all and the named wrappers alike.
+struct test_entry {
+  int id;
+};
+TEST(DeviceRegistry, TheTemplateKeepsOneTablePerEntryType) {
+  using registry = brain::detail::device_registry<test_entry>;
+  constexpr c10::DeviceType type = c10::DeviceType::PrivateUse1;
+  const test_entry first{1}, second{2};
+  EXPECT_EQ(registry::find(type), nullptr);
+  EXPECT_EQ(std::count(registry::all().begin(), registry::all().end(), nullptr),
+            static_cast<std::ptrdiff_t>(registry::all().size()));
+  EXPECT_TRUE(registry::add(type, &first));
+  EXPECT_TRUE(registry::add(type, &second));
+  EXPECT_EQ(registry::find(type), &second);
+  EXPECT_EQ(registry::all()[static_cast<std::size_t>(type)], &second);
+  EXPECT_EQ(registry::find(c10::DeviceType::Meta), nullptr);
+  EXPECT_EQ(bt::detail::find_device_log_probs(type), nullptr);  // another entry type: another table
+  registry::add(type, nullptr);
+  EXPECT_EQ(registry::find(type), nullptr);
+
+  const bt::detail::device_log_probs* meta = bt::detail::find_device_log_probs(c10::DeviceType::Meta);
+  ASSERT_NE(meta, nullptr);  // registered by odr_torch_registry_test.cpp
+  EXPECT_EQ(bt::detail::log_probs_registry::find(c10::DeviceType::Meta), meta);
+  EXPECT_EQ(bt::detail::log_probs_registry::all()[static_cast<std::size_t>(c10::DeviceType::Meta)], meta);
 }
 
 }  // namespace

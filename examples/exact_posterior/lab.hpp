@@ -1,7 +1,7 @@
 #pragma once
 // The exact-posterior lab: an output space small enough to enumerate (all sequences of `length`
 // tokens over `vocab`), so the posterior p(y|x,G=1) ∝ p(y|x) exp(r(x,y)/β) is exact and every
-// estimator can be measured against it (brain-math.md §6–7).
+// estimator can be measured against it (docs/math.md §6–7).
 //
 // Priors, policies and proposals are tabular autoregressive models: a logit per (prompt, prefix,
 // next token). Training uses the library's per-sample gradient coefficients times
@@ -218,7 +218,7 @@ inline std::vector<double> direction(const space& s, const std::vector<double>& 
 }
 
 // ---------------------------------------------------------------------------------------------
-// The arms: every estimator and reduction of brain-math.md §5 and §7.
+// The arms: every estimator and reduction of docs/math.md §5 and §7.
 
 enum class method { brain, no_baseline, gdc_pp, dpg, dpo_sft, dpo_sft_iw, rso_dpo };
 
@@ -410,7 +410,7 @@ struct direction_stats {
   double top_share;            ///< max_b ||g_b − ḡ||² / Σ_b ||g_b − ḡ||²: how much one batch dominates
 };
 
-/// The four estimators of brain-math.md §7 (BRAIn, no baseline, GDC++, DPG; the last two with the
+/// The four estimators of docs/math.md §7 (BRAIn, no baseline, GDC++, DPG; the last two with the
 /// exact Z) for a policy (its logits) and a proposal (log-probs, [prompts, outputs]); every
 /// estimator sees the same `repeats` batches (drawn with `seed`).
 inline std::vector<direction_stats> direction_variance(const space& s, const std::vector<double>& policy_logits,

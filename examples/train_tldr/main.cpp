@@ -1,4 +1,4 @@
-// train_tldr: the paper's summarisation experiment (brain-math.md §9) end to end on this machine:
+// train_tldr: the paper's summarisation experiment (docs/math.md §9) end to end on this machine:
 // data → tokenizer → SFT → preference pairs → reward model → every arm of src/arms.hpp →
 // evaluation. Every stage is cached in --workdir; a command runs what is missing.
 //
@@ -72,20 +72,22 @@ int blas_check() {
   return ok ? 0 : 2;
 }
 
-/// `--<arm>-beta`, `--<arm>-lr`, `--<arm>-temperature` for every entry of the settings table.
+/// `--<arm>-beta`, `--<arm>-lr`, `--<arm>-temperature` for every swept arm of the method table.
 void add_arm_options(CLI::App& app, tldr::config& c) {
   for (auto& [id, s] : c.align.settings) {
     std::string flag = id;
     std::replace(flag.begin(), flag.end(), '_', '-');
-    const std::string what = id == "sft" ? "SFT" : tldr::find_arm(id).label;
-    if (id != "sft") {
-      app.add_option("--" + flag + "-beta", s.beta, what + ": KL coefficient β")->capture_default_str()->group("Arms");
-      app.add_option("--" + flag + "-lr", s.lr, what + ": learning rate")->capture_default_str()->group("Arms");
-    }
-    app.add_option("--" + flag + "-temperature", s.temperature, what + ": decoding temperature of the test summaries (0: greedy)")
+    const std::string what = tldr::find_arm(id).label;
+    app.add_option("--" + flag + "-beta", s.beta, what + ": KL coefficient β")->capture_default_str()->group("Arms");
+    app.add_option("--" + flag + "-lr", s.lr, what + ": learning rate")->capture_default_str()->group("Arms");
+    app.add_option("--" + flag + "-temperature", s.temperature,
+                   what + ": decoding temperature of the test summaries (0: greedy)")
         ->capture_default_str()
         ->group("Arms");
   }
+  app.add_option("--sft-temperature", c.align.sft_temperature, "SFT: decoding temperature of the test summaries")
+      ->capture_default_str()
+      ->group("Arms");
 }
 
 }  // namespace
@@ -104,7 +106,12 @@ int main(int argc, char** argv) {
   app.add_option("--train-jsonl", c.train_jsonl, "real TL;DR data (CarperAI's format) instead of Debian's");
   app.add_option("--valid-jsonl", c.valid_jsonl);
   app.add_option("--test-jsonl", c.test_jsonl);
-  app.add_option("--apt-lists", c.apt_lists, "where apt keeps Translation-en")->capture_default_str();
+  app.add_option("--data-snapshot", c.data_snapshot,
+                 "Debian's descriptions from this snapshot (default: the repository's, "
+                 "data/debian-descriptions.jsonl.xz)");
+  app.add_option("--apt-lists", c.apt_lists,
+                 "Debian's descriptions from the Translation-en lists in this folder (e.g. /var/lib/apt/lists) instead "
+                 "of the snapshot; snapshot: the lists to take it from (default: /var/lib/apt/lists)");
   app.add_option("--tokenizer-model", c.tokenizer_model, "an existing SentencePiece model instead of training one");
   app.add_option("--model-dir", c.model_dir,
                  "a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json): SFT starts from its "
@@ -151,6 +158,9 @@ int main(int argc, char** argv) {
   app.add_option("--align-groups-per-step", c.align.groups_per_step, "units (prompts) per minibatch")->capture_default_str();
   app.add_option("--align-clip", c.align.clip)->capture_default_str();
   app.add_option("--align-validate-every", c.align.validate_every)->capture_default_str();
+  app.add_option("--align-patience", c.align.patience,
+                 "stop a run after this many validations without a better validation reward (0: never)")
+      ->capture_default_str();
   app.add_option("--arms", c.align.arms, "the arms the main command trains")->capture_default_str()->delimiter(',');
   add_arm_options(app, c);
   app.add_option("--eval-valid-prompts", c.eval.valid_prompts)->capture_default_str();
@@ -161,7 +171,8 @@ int main(int argc, char** argv) {
   app.add_option("--judge", c.judge.kind,
                  "oracle: win-rates under the reward model and the oracle; llm: also under an LLM judge "
                  "(an OpenAI-compatible server, the paper's prompt, both orders; docs/train_tldr.md)")
-      ->check(CLI::IsMember({"oracle", "llm"}))
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, tldr::judge_kind>{{"oracle", tldr::judge_kind::oracle}, {"llm", tldr::judge_kind::llm}}))
       ->capture_default_str()
       ->group("LLM judge");
   app.add_option("--judge-url", c.judge.url, "the server, e.g. http://127.0.0.1:8080 (API key: $BRAIN_JUDGE_API_KEY)")
@@ -179,30 +190,47 @@ int main(int argc, char** argv) {
       ->group("LLM judge");
   app.add_option("--judge-max-tokens", c.judge.max_tokens, "the reply's token limit")->capture_default_str()->group("LLM judge");
   app.add_option("--judge-parallel", c.judge.parallel, "requests at once")->capture_default_str()->group("LLM judge");
-  app.add_option("--study-seeds", c.study.seeds)->capture_default_str()->group("Study");
-  app.add_option("--study-betas", c.study.betas, "the sweep's β grid")->capture_default_str()->delimiter(',')->group("Study");
-  app.add_option("--study-lrs", c.study.lrs, "the sweep's learning rates")->capture_default_str()->delimiter(',')->group("Study");
-  app.add_option("--study-temperatures", c.study.temperatures, "the sweep's decoding temperatures")
-      ->capture_default_str()
-      ->delimiter(',')
-      ->group("Study");
-  app.add_option("--study-samples", c.study.samples, "the n sweep")->capture_default_str()->delimiter(',')->group("Study");
-  app.add_option("--study-samples-seeds", c.study.samples_seeds, "seeds of the n sweep's runs at n other than --align-samples")
-      ->capture_default_str()
-      ->group("Study");
+  // The study (docs/train_tldr.md, "The protocol").
+  const auto study_option = [&](const std::string& name, auto& field, const std::string& what) {
+    return app.add_option("--study-" + name, field, what)->capture_default_str()->group("Study");
+  };
+  study_option("seeds", c.study.seeds, "seeds of every row in a primary comparison (and SFT)");
+  study_option("other-seeds", c.study.other_seeds, "seeds of the other rows");
+  study_option("first-seed", c.study.first_seed, "the first study seed (then +1, +2, ...)");
+  study_option("sweep-seed", c.study.sweep_seed, "the sweep's seed: never one of the study's seeds");
+  study_option("betas", c.study.betas, "the sweep's starting β grid")->delimiter(',');
+  study_option("beta-min", c.study.beta_min, "the edge rule's lower limit of β");
+  study_option("beta-max", c.study.beta_max, "the edge rule's upper limit of β");
+  study_option("lrs", c.study.lrs, "the sweep's starting learning rates")->delimiter(',');
+  study_option("lr-min", c.study.lr_min, "the edge rule's lower limit of the learning rate");
+  study_option("lr-max", c.study.lr_max, "the edge rule's upper limit of the learning rate");
+  study_option("trials", c.study.trials, "runs per swept arm at most (β and learning rate together)");
+  study_option("temperatures", c.study.temperatures, "the decoding temperatures tried on validation")->delimiter(',');
+  study_option("primaries", c.study.primaries, "pre-registered comparisons, ours:theirs by row id (arm or arm@other)")
+      ->delimiter(',');
+  study_option("secondaries", c.study.secondaries, "comparisons reported at 95% without correction")->delimiter(',');
+  study_option("margin", c.study.margin, "verdict 'level': the interval inside ±margin of oracle score");
+  study_option("samples", c.study.samples, "the n sweep")->delimiter(',');
+  study_option("samples-seeds", c.study.samples_seeds, "seeds of the n sweep's runs at n other than --align-samples");
+  study_option("curve-seeds", c.study.curve_seeds, "seeds whose every checkpoint is evaluated for the curves");
+  study_option("curve-prompts", c.study.curve_prompts, "test prompts per curve point");
+  study_option("refreshes", c.study.refreshes, "the most refreshes of a study run");
+  study_option("patience", c.study.patience, "a study run stops after this many validations without improvement");
 
   std::string stage = "all";
   const std::vector<std::string> stages{"all",    "data",  "tokenizer", "sft",   "pairs",
-                                        "rm",     "study", "report",    "judge", "export"};
+                                        "rm",     "study", "report",    "judge", "export", "snapshot"};
   app.add_option("stage", stage, "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
-                                 "oracle), report (print the last table), or a shared stage: data, tokenizer, sft, pairs, rm")
+                                 "oracle), report (print the last table), snapshot (write the pinned data from apt's "
+                                 "lists to --output), or a shared stage: data, tokenizer, sft, pairs, rm")
       ->check(CLI::IsMember(stages))
       ->capture_default_str();
   std::filesystem::path judge_input, judge_output, export_from, export_to;
   app.add_option("--export-from", export_from, "export: a checkpoint of the run (e.g. runs/NAME/best.pt, sft/model.pt)");
   app.add_option("--export-to", export_to, "export: the Hugging Face folder to write");
   app.add_option("--input", judge_input, "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
-  app.add_option("--output", judge_output, "judge: where the scored lines go (default: standard output)");
+  app.add_option("--output", judge_output,
+                 "judge: where the scored lines go (default: standard output); snapshot: the file to write");
   bool print_config = false, check_blas = false;
   std::string worker_task;
   app.add_flag("--blas-check", check_blas, "time and check the BLAS kernels under LibTorch, then exit");
@@ -219,6 +247,15 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (stage == "snapshot") {  // the pinned data, regenerated from this host's lists (docs/train_tldr.md)
+      if (judge_output.empty())
+        throw std::invalid_argument(
+            "snapshot needs --output FILE, e.g. examples/train_tldr/data/debian-descriptions.jsonl.xz");
+      const auto manifest = tldr::write_snapshot_from_apt(
+          judge_output, c.apt_lists.empty() ? std::filesystem::path("/var/lib/apt/lists") : c.apt_lists, c.data);
+      std::printf("%s", manifest.c_str());
+      return 0;
+    }
     if (!c.model_dir.empty()) c.model = tldr::hf_model_config(c.model_dir);
     // Data parallel when started torchrun-style (scripts/train-tldr-dp, torchrun, srun): every rank
     // runs every stage on its share of the prompts (src/ranks.hpp); a CUDA rank takes its local GPU.
@@ -251,12 +288,12 @@ int main(int argc, char** argv) {
       if (report) std::printf("\n%s\n", md.c_str());
     } else if (stage == "export") {
       if (export_from.empty() || export_to.empty()) throw std::invalid_argument("export needs --export-from and --export-to");
-      const auto ctx = tldr::run_shared_stages(c, log, "tokenizer");
+      const auto ctx = tldr::run_shared_stages(c, log, tldr::shared_stage::tokenizer);
       tldr::export_model(*ctx, export_from, export_to);
     } else if (stage == "report") {
       std::printf("%s\n", tldr::read_text(c.workdir / "eval/results.md").c_str());
     } else if (stage == "judge") {
-      (void)tldr::run_shared_stages(c, log, "data");
+      (void)tldr::run_shared_stages(c, log, tldr::shared_stage::data);
       const tldr::oracle oracle(tldr::read_tldr_jsonl(c.workdir / "data/train.jsonl"));
       std::ifstream in_file;
       std::ofstream out_file;
@@ -267,7 +304,7 @@ int main(int argc, char** argv) {
       tldr::score_jsonl(oracle, judge_input.empty() ? std::cin : in_file, judge_output.empty() ? std::cout : out_file,
                         judge_input.empty() ? "standard input" : judge_input.string());
     } else {
-      (void)tldr::run_shared_stages(c, log, stage);
+      (void)tldr::run_shared_stages(c, log, *tldr::shared_stage_of(stage));  // CLI11 checked the name
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_tldr: error: %s\n", e.what());

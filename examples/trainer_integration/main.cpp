@@ -1,12 +1,12 @@
 // A LibTorch trainer that aligns a small autoregressive policy with brain::brain_loss: the code a
-// user copies into an existing trainer (Algorithm 1 of the paper, brain-math.md §8).
+// user copies into an existing trainer (Algorithm 1 of the paper, docs/math.md §8).
 //
 // Task: for prompt x (an integer), write L tokens over a vocabulary of V. The reward counts the
 // positions t where y_t == (x + 3t) mod V, less a penalty for repeating the previous token. The
 // prior p is the policy's frozen initialisation; the target is p(y|x) exp(r(x,y) / beta).
 //
 //   trainer_integration [refreshes] [seed]
-// Prints the mean reward of fresh samples per refresh; exits 1 unless it rose.
+// Prints the mean reward of fresh samples per refresh; exits 1 unless it rose by more than 0.5.
 
 #include <brain/loss.hpp>  // link brain::torch
 

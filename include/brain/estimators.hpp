@@ -1,5 +1,5 @@
 #pragma once
-// The family of gradient estimators (brain-math.md §7) as per-sample coefficients w_i of the
+// The family of gradient estimators (docs/math.md §7) as per-sample coefficients w_i of the
 // ascent direction sum_i w_i grad log q_theta(y_i|x), all from the same n samples per prompt:
 //
 //   distillation of the posterior p(y|x, G=1) (eq. 3):  brain, no_baseline, gdc_pp, dpg
@@ -142,137 +142,212 @@ void check_coefficients(std::string_view where, estimator kind, const tensor_t<T
        ", log_prior = ", describe_value(l0));
 }
 
+/// Rejects samples estimator `kind` cannot use: shapes, values, and too few samples for its
+/// baseline (rloo, grpo) or its batch whitening (ppo_clip).
+template <class T, class S>
+void check_estimator_input(std::string_view where, const S& s, estimator kind, const policy_gradient_options& pg) {
+  const index prompts = ops<T>::rows(s.log_policy), n = ops<T>::cols(s.log_policy);
+  check_sample_shapes<T>(where, s);
+  // L = log g + log p - log q_theta needs a finite prior; so does GRPO's KL term.
+  const bool prior_in_reward = kind == estimator::rloo || kind == estimator::ppo_clip ||
+                               (kind == estimator::grpo && pg.kl_coef > 0.0);
+  check_sample_values<T>(where, s, 0, prior_in_reward ? allow_negative_infinity::no : allow_negative_infinity::yes);
+  if ((kind == estimator::rloo || kind == estimator::grpo) && n < 2)
+    fail(where, "estimator ", name_of(kind), " needs n >= 2 samples per prompt (a baseline from the others), got ", n);
+  if (kind == estimator::ppo_clip && prompts * n < 2)
+    fail(where, "estimator ppo_clip whitens advantages over the batch and needs at least 2 samples, got 1");
+}
+
+// --- the policy-gradient family (rloo, grpo, ppo_clip): advantages, then rho A ---------------
+
+/// rloo: L_i = log g_i + log p_i - log q_theta,i; A_i = L_i - mean_{j!=i} L_j = n / (n - 1) (L_i - mean L);
+/// w = rho A / n, value -sum rho A / n.
+template <class T>
+estimate_result<T> rloo_estimate(const tensor_t<T>& log_g, const tensor_t<T>& rho, const tensor_t<T>& lp,
+                                 const tensor_t<T>& l0, double nd, bool want_value) {
+  const tensor_t<T> L = ops<T>::sub(ops<T>::add(log_g, l0), lp);
+  const tensor_t<T> centred = ops<T>::sub_per_row(L, ops<T>::affine(ops<T>::row_sum(L), 1.0 / nd, 0.0));
+  const tensor_t<T> advantage = ops<T>::affine(centred, nd / (nd - 1.0), 0.0);
+  estimate_result<T> out;
+  out.coefficients = ops<T>::affine(ops<T>::mul(rho, advantage), 1.0 / nd, 0.0);
+  if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_sum(out.coefficients), -1.0, 0.0);
+  return out;
+}
+
+/// grpo's advantages: log g centred within each group, scaled as TRL's scale_rewards says.
+template <class T>
+tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling, index prompts, double nd) {
+  const tensor_t<T> centred = ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
+  if (scaling == advantage_scaling::group) {
+    const tensor_t<T> variance =
+        ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / (nd - 1.0), 0.0);
+    const tensor_t<T> sd = ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0));
+    return div_per_row<T>(centred, ops<T>::affine(sd, 1.0, 1e-4));
+  }
+  if (scaling == advantage_scaling::batch) {
+    const double count = nd * static_cast<double>(prompts);
+    const double mean = scalar_of<T>(total<T>(log_g)) / count;
+    const tensor_t<T> d = ops<T>::affine(log_g, 1.0, -mean);
+    const double sd = std::sqrt(scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0));
+    return ops<T>::affine(centred, 1.0 / (sd + 1e-4), 0.0);
+  }
+  return centred;
+}
+
+/// ppo_clip's advantages: A = whiten(log g + log p - log q) over the batch (TRL's masked_whiten).
+template <class T>
+tensor_t<T> ppo_advantages(const tensor_t<T>& log_g, const tensor_t<T>& lq, const tensor_t<T>& l0, index prompts,
+                           double nd) {
+  const tensor_t<T> reward = ops<T>::sub(ops<T>::add(log_g, l0), lq);
+  const double count = nd * static_cast<double>(prompts);
+  const double mean = scalar_of<T>(total<T>(reward)) / count;
+  const tensor_t<T> d = ops<T>::affine(reward, 1.0, -mean);
+  const double variance = scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0);
+  return ops<T>::affine(d, 1.0 / std::sqrt(variance + 1e-8), 0.0);
+}
+
+/// grpo and ppo_clip: PPO's clipped term of rho A, plus grpo's k3 KL term to the prior when
+/// kl_coef > 0; coefficients and value divided by n.
+template <class T>
+estimate_result<T> clipped_estimate(estimator kind, const tensor_t<T>& rho, const tensor_t<T>& advantage,
+                                    const tensor_t<T>& lp, const tensor_t<T>& l0, const policy_gradient_options& pg,
+                                    double nd, bool want_value) {
+  const clipped_terms<T> terms = clipped_surrogate<T>(rho, advantage, pg);
+  tensor_t<T> w = terms.coefficient;
+  tensor_t<T> loss = terms.loss;
+  if (kind == estimator::grpo && pg.kl_coef > 0.0) {
+    // k3 = p/q_theta - log(p/q_theta) - 1; d k3 / d log q_theta = 1 - p/q_theta.
+    const tensor_t<T> log_p_over_q = ops<T>::sub(l0, lp);
+    const tensor_t<T> p_over_q = ops<T>::exp(log_p_over_q);
+    w = ops<T>::add(w, ops<T>::affine(p_over_q, pg.kl_coef, -pg.kl_coef));
+    if (want_value)
+      loss = ops<T>::add(loss, ops<T>::affine(ops<T>::sub(p_over_q, log_p_over_q), pg.kl_coef, -pg.kl_coef));
+  }
+  estimate_result<T> out;
+  out.coefficients = ops<T>::affine(w, 1.0 / nd, 0.0);
+  if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_sum(loss), 1.0 / nd, 0.0);
+  return out;
+}
+
+/// rloo, grpo, ppo_clip: log g and the importance ratio rho = q_theta / q, the estimator's
+/// advantages and coefficients, then the checks that name an overflow.
+template <class T, class S, class G>
+estimate_result<T> policy_gradient_estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
+                                            const tensor_t<T>& lp, const tensor_t<T>& lq, const tensor_t<T>& l0,
+                                            const policy_gradient_options& pg, const options& opt, bool want_value) {
+  const index prompts = ops<T>::rows(s.log_policy);
+  const double nd = static_cast<double>(ops<T>::cols(s.log_policy));
+  const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(s.reward));
+  if (opt.validate) check_values<T>(where, "log goodness of reward", log_g);
+  const tensor_t<T> log_ratio = log_baseline_importance<T>(where, lp, lq, opt.validate);
+  const tensor_t<T> rho = ops<T>::exp(log_ratio);
+  estimate_result<T> out;
+  if (kind == estimator::rloo) {
+    out = rloo_estimate<T>(log_g, rho, lp, l0, nd, want_value);
+  } else {
+    const tensor_t<T> advantage = kind == estimator::grpo
+                                      ? grpo_advantages<T>(log_g, pg.scale_rewards, prompts, nd)
+                                      : ppo_advantages<T>(log_g, lq, l0, prompts, nd);
+    out = clipped_estimate<T>(kind, rho, advantage, lp, l0, pg, nd, want_value);
+  }
+  if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, nullptr);
+  if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
+  return out;
+}
+
+// --- the distillation family (brain, no_baseline, gdc_pp, dpg): weights of the posterior -----
+
+/// brain: alpha-bar - beta-bar (eq. 12) and the KL (eq. 14): brain_loss's composed path, detached.
+template <class T, class S, class G>
+estimate_result<T> brain_estimate(std::string_view where, const S& s, const G& goodness, const tensor_t<T>& lp,
+                                  const tensor_t<T>& lq, const tensor_t<T>& l0, const options& opt, bool want_value) {
+  struct {
+    const tensor_t<T>&log_policy, &log_proposal, &log_prior, &reward;
+  } const detached{lp, lq, l0, s.reward};
+  auto parts = composed_group_loss<T>(where, detached, goodness, opt, -1.0, /*values_checked=*/true);
+  estimate_result<T> out;
+  out.coefficients = std::move(parts.grad_log_policy);
+  if (want_value) out.per_prompt = std::move(parts.per_prompt);
+  return out;
+}
+
+/// no_baseline: the target weights alpha-bar (eqs. 6, 21, or argmax; eq. 7); value eq. 5.
+template <class T, class S, class G>
+estimate_result<T> no_baseline_estimate(std::string_view where, const S& s, const G& goodness, const tensor_t<T>& lp,
+                                        const options& opt, bool want_value) {
+  const tensor_t<T> log_alpha =
+      log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);  // eq. 6
+  const row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);
+  estimate_result<T> out;
+  out.coefficients = target.p;
+  if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(target.p, lp), -1.0, 0.0);
+  return out;
+}
+
+/// log Z per prompt, Z = p(G=1|x) = E_q[alpha] the posterior's normaliser: the given one (checked),
+/// or else the same samples' estimate log(sum alpha / n) (then DPG's coefficients equal alpha-bar).
+template <class T>
+tensor_t<T> log_normaliser(std::string_view where, const tensor_t<T>& log_alpha, const tensor_t<T>* log_partition,
+                           index prompts, double nd, bool validate) {
+  if (log_partition != nullptr && validate) {
+    if (ops<T>::rows(*log_partition) != prompts || ops<T>::cols(*log_partition) != 1)
+      fail(where, "shape mismatch: log_partition is ", ops<T>::rows(*log_partition), "x",
+           ops<T>::cols(*log_partition), " but must be ", prompts, "x1 (one value per prompt)");
+    check_values<T>(where, "log_partition", *log_partition);
+  }
+  return log_partition != nullptr ? *log_partition : ops<T>::affine(row_logsumexp<T>(log_alpha), 1.0, -std::log(nd));
+}
+
+/// gdc_pp and dpg: alpha_i / (n Z) (DPG, eq. 4), less GDC++'s baseline beta_i / n (eq. 9).
+template <class T, class S, class G>
+estimate_result<T> normalised_estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
+                                       const tensor_t<T>* log_partition, const tensor_t<T>& lp, const tensor_t<T>& lq,
+                                       const options& opt, bool want_value) {
+  const index prompts = ops<T>::rows(s.log_policy);
+  const double nd = static_cast<double>(ops<T>::cols(s.log_policy));
+  const tensor_t<T> log_alpha =
+      log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);  // eq. 6
+  const tensor_t<T> log_z = log_normaliser<T>(where, log_alpha, log_partition, prompts, nd, opt.validate);
+  const tensor_t<T> log_alpha_over_z = ops<T>::sub_per_row(log_alpha, log_z);
+  const tensor_t<T> alpha_over_nz = ops<T>::affine(ops<T>::exp(log_alpha_over_z), 1.0 / nd, 0.0);
+  estimate_result<T> out;
+  if (kind == estimator::dpg) {
+    out.coefficients = alpha_over_nz;
+    if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(alpha_over_nz, lp), -1.0, 0.0);
+  } else {
+    // The baseline term of eq. 9: sum beta_i / n has gradient beta_i / n and expectation 1.
+    const tensor_t<T> beta_over_n =
+        ops<T>::affine(ops<T>::exp(log_baseline_importance<T>(where, lp, lq, opt.validate)), 1.0 / nd, 0.0);
+    out.coefficients = ops<T>::sub(alpha_over_nz, beta_over_n);
+    if (want_value)
+      out.per_prompt = ops<T>::sub(ops<T>::row_sum(beta_over_n), ops<T>::row_weighted_sum(alpha_over_nz, lp));
+  }
+  if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, &log_alpha_over_z);
+  if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
+  return out;
+}
+
 /// The coefficients (and surrogate values) of every estimator, from samples already converted to
-/// tensors. Everything is detached: w is a constant of the backward pass.
+/// tensors: checks the input, then hands it to the estimator's family. Everything is detached: w
+/// is a constant of the backward pass.
 template <class T, class S, class G>
 estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
                             const tensor_t<T>* log_partition, const policy_gradient_options& pg, const options& opt,
                             bool want_value) {
   goodness.validate();
   pg.validate();
-  const index prompts = ops<T>::rows(s.log_policy), n = ops<T>::cols(s.log_policy);
-  const bool policy_gradient = kind == estimator::rloo || kind == estimator::grpo || kind == estimator::ppo_clip;
-  if (opt.validate) {
-    check_sample_shapes<T>(where, s);
-    // L = log g + log p - log q_theta needs a finite prior; so does GRPO's KL term.
-    const bool prior_in_reward = kind == estimator::rloo || kind == estimator::ppo_clip ||
-                                 (kind == estimator::grpo && pg.kl_coef > 0.0);
-    check_sample_values<T>(where, s, 0, prior_in_reward ? allow_negative_infinity::no : allow_negative_infinity::yes);
-    if ((kind == estimator::rloo || kind == estimator::grpo) && n < 2)
-      fail(where, "estimator ", name_of(kind), " needs n >= 2 samples per prompt (a baseline from the others), got ", n);
-    if (kind == estimator::ppo_clip && prompts * n < 2)
-      fail(where, "estimator ppo_clip whitens advantages over the batch and needs at least 2 samples, got 1");
-  }
+  if (opt.validate) check_estimator_input<T>(where, s, kind, pg);
   const auto& lp = detach<T>(s.log_policy);
   const auto& lq = detach<T>(s.log_proposal);
   const auto& l0 = detach<T>(s.log_prior);
-  const double nd = static_cast<double>(n);
-  const auto per_row = [&](const tensor_t<T>& x) { return ops<T>::row_sum(x); };
-  estimate_result<T> out;
-
-  if (policy_gradient) {
-    const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(s.reward));
-    if (opt.validate) check_values<T>(where, "log goodness of reward", log_g);
-    const tensor_t<T> log_ratio = log_baseline_importance<T>(where, lp, lq, opt.validate);
-    const tensor_t<T> rho = ops<T>::exp(log_ratio);
-    if (kind == estimator::rloo) {
-      // L_i = log g_i + log p_i - log q_theta,i; A_i = L_i - mean_{j!=i} L_j = n / (n - 1) (L_i - mean L).
-      const tensor_t<T> L = ops<T>::sub(ops<T>::add(log_g, l0), lp);
-      const tensor_t<T> centred = ops<T>::sub_per_row(L, ops<T>::affine(ops<T>::row_sum(L), 1.0 / nd, 0.0));
-      const tensor_t<T> advantage = ops<T>::affine(centred, nd / (nd - 1.0), 0.0);
-      out.coefficients = ops<T>::affine(ops<T>::mul(rho, advantage), 1.0 / nd, 0.0);
-      if (want_value) out.per_prompt = ops<T>::affine(per_row(out.coefficients), -1.0, 0.0);  // -sum rho A / n
-    } else {
-      tensor_t<T> advantage;
-      if (kind == estimator::grpo) {
-        const tensor_t<T> centred = ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
-        if (pg.scale_rewards == advantage_scaling::group) {
-          const tensor_t<T> variance = ops<T>::affine(per_row(ops<T>::mul(centred, centred)), 1.0 / (nd - 1.0), 0.0);
-          const tensor_t<T> sd = ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0));
-          advantage = div_per_row<T>(centred, ops<T>::affine(sd, 1.0, 1e-4));
-        } else if (pg.scale_rewards == advantage_scaling::batch) {
-          const double count = nd * static_cast<double>(prompts);
-          const double mean = scalar_of<T>(total<T>(log_g)) / count;
-          const tensor_t<T> d = ops<T>::affine(log_g, 1.0, -mean);
-          const double sd = std::sqrt(scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0));
-          advantage = ops<T>::affine(centred, 1.0 / (sd + 1e-4), 0.0);
-        } else {
-          advantage = centred;
-        }
-      } else {  // ppo_clip: A = whiten(log g + log p - log q) over the batch (TRL's masked_whiten)
-        const tensor_t<T> reward = ops<T>::sub(ops<T>::add(log_g, l0), lq);
-        const double count = nd * static_cast<double>(prompts);
-        const double mean = scalar_of<T>(total<T>(reward)) / count;
-        const tensor_t<T> d = ops<T>::affine(reward, 1.0, -mean);
-        const double variance = scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0);
-        advantage = ops<T>::affine(d, 1.0 / std::sqrt(variance + 1e-8), 0.0);
-      }
-      const clipped_terms<T> terms = clipped_surrogate<T>(rho, advantage, pg);
-      tensor_t<T> w = terms.coefficient;
-      tensor_t<T> loss = terms.loss;
-      if (kind == estimator::grpo && pg.kl_coef > 0.0) {
-        // k3 = p/q_theta - log(p/q_theta) - 1; d k3 / d log q_theta = 1 - p/q_theta.
-        const tensor_t<T> log_p_over_q = ops<T>::sub(l0, lp);
-        const tensor_t<T> p_over_q = ops<T>::exp(log_p_over_q);
-        w = ops<T>::add(w, ops<T>::affine(p_over_q, pg.kl_coef, -pg.kl_coef));
-        if (want_value)
-          loss = ops<T>::add(loss, ops<T>::affine(ops<T>::sub(p_over_q, log_p_over_q), pg.kl_coef, -pg.kl_coef));
-      }
-      out.coefficients = ops<T>::affine(w, 1.0 / nd, 0.0);
-      if (want_value) out.per_prompt = ops<T>::affine(per_row(loss), 1.0 / nd, 0.0);
-    }
-    if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, nullptr);
-    if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
-    return out;
-  }
-
-  if (kind == estimator::brain) {  // alpha-bar - beta-bar (eq. 12) and the KL (eq. 14): brain_loss's composed path, detached
-    struct {
-      const tensor_t<T>&log_policy, &log_proposal, &log_prior, &reward;
-    } const detached{lp, lq, l0, s.reward};
-    auto parts = composed_group_loss<T>(where, detached, goodness, opt, -1.0, /*values_checked=*/true);
-    out.coefficients = std::move(parts.grad_log_policy);
-    if (want_value) out.per_prompt = std::move(parts.per_prompt);
-    return out;
-  }
-  // The other distillation estimators: log alpha of eq. 6.
-  const tensor_t<T> log_alpha = log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);
   switch (kind) {
-    case estimator::no_baseline: {
-      const row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);  // eqs. 6, 21 (or argmax)
-      out.coefficients = target.p;  // eq. 7
-      if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(target.p, lp), -1.0, 0.0);  // eq. 5
-      return out;
-    }
-    default: {  // gdc_pp, dpg
-      // alpha_i / Z with the posterior's normaliser Z = p(G=1|x) = E_q[alpha]; without a known Z,
-      // the same samples' estimate log(sum alpha / n) (then DPG's coefficients equal alpha-bar).
-      if (log_partition != nullptr && opt.validate) {
-        if (ops<T>::rows(*log_partition) != prompts || ops<T>::cols(*log_partition) != 1)
-          fail(where, "shape mismatch: log_partition is ", ops<T>::rows(*log_partition), "x",
-               ops<T>::cols(*log_partition), " but must be ", prompts, "x1 (one value per prompt)");
-        check_values<T>(where, "log_partition", *log_partition);
-      }
-      const tensor_t<T> log_z = log_partition != nullptr
-                                    ? *log_partition
-                                    : ops<T>::affine(row_logsumexp<T>(log_alpha), 1.0, -std::log(nd));
-      const tensor_t<T> log_alpha_over_z = ops<T>::sub_per_row(log_alpha, log_z);
-      const tensor_t<T> alpha_over_nz = ops<T>::affine(ops<T>::exp(log_alpha_over_z), 1.0 / nd, 0.0);
-      if (kind == estimator::dpg) {
-        out.coefficients = alpha_over_nz;
-        if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(alpha_over_nz, lp), -1.0, 0.0);  // eq. 4
-      } else {
-        // The baseline term of eq. 9: sum beta_i / n has gradient beta_i / n and expectation 1.
-        const tensor_t<T> beta_over_n =
-            ops<T>::affine(ops<T>::exp(log_baseline_importance<T>(where, lp, lq, opt.validate)), 1.0 / nd, 0.0);
-        out.coefficients = ops<T>::sub(alpha_over_nz, beta_over_n);
-        if (want_value)
-          out.per_prompt = ops<T>::sub(ops<T>::row_sum(beta_over_n), ops<T>::row_weighted_sum(alpha_over_nz, lp));
-      }
-      if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, &log_alpha_over_z);
-      if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
-      return out;
-    }
+    case estimator::rloo:
+    case estimator::grpo:
+    case estimator::ppo_clip:
+      return policy_gradient_estimate<T>(where, s, kind, goodness, lp, lq, l0, pg, opt, want_value);
+    case estimator::brain: return brain_estimate<T>(where, s, goodness, lp, lq, l0, opt, want_value);
+    case estimator::no_baseline: return no_baseline_estimate<T>(where, s, goodness, lp, opt, want_value);
+    default: return normalised_estimate<T>(where, s, kind, goodness, log_partition, lp, lq, opt, want_value);
   }
 }
 

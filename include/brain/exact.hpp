@@ -1,5 +1,5 @@
 #pragma once
-// Exact quantities on an enumerable output space (paper §7, brain-math.md §6): each row is one
+// Exact quantities on an enumerable output space (paper §7, docs/math.md §6): each row is one
 // prompt, each column one of all its possible outputs. Tests and the exact-posterior lab use them
 // to compare a trained policy with the true target.
 

@@ -1,5 +1,5 @@
 #pragma once
-// DPO and RSO as special cases of BRAIn (paper §6, brain-math.md §5): pairing a group of n into
+// DPO and RSO as special cases of BRAIn (paper §6, docs/math.md §5): pairing a group of n into
 // n/2 groups of two, the argmax target rule (options::target), a standalone DPO loss, and RSO's
 // rejection-sampling selection of pairs.
 //

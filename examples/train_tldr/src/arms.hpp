@@ -1,8 +1,9 @@
 #pragma once
-// The method table: every training arm of the paper's TL;DR experiment is one entry — how its
-// training data are drawn (proposal), how a refresh's samples become training units (pairing) and
-// its loss on a minibatch. The alignment loop (stages/align.cpp), checkpoints, validation and
-// evaluation are written once for all of them. brain-math.md §5 and §9 describe the methods.
+// The method table: every training arm of the paper's TL;DR experiment is one self-contained entry
+// (struct arm) — how its training data are drawn (proposal), how a refresh's samples become
+// training units (pairing), its loss on a minibatch, its default settings and the study tables it
+// appears in. The alignment loop (stages/align.cpp), checkpoints, validation, evaluation and the
+// study are written once for all of them. docs/math.md §5 and §9 describe the methods.
 //
 //   id                 paper             data                           loss
 //   dpo                Table 1 "DPO"     the labelled preference pairs  brain::dpo_loss(β)
@@ -33,7 +34,7 @@
 
 #include "tokenizer.hpp"
 
-#include <brain/reductions.hpp>
+#include <brain/loss.hpp>  // brain::samples<torch::Tensor> (the LibTorch backend), preference_pair
 
 #include <torch/torch.h>
 
@@ -44,17 +45,6 @@
 
 namespace tldr {
 
-enum class method {
-  dpo,                ///< hard labels on the labelled pairs
-  dpo_sft,            ///< hard labels on pairs of prior samples ranked by the reward model
-  rso,                ///< hard labels on pairs of samples accepted by RSO's rejection sampler
-  soft_pairs,         ///< brain_loss on pairs of samples (soft labels σ((r_w − r_l)/β), eq. 22)
-  group_softmax,      ///< brain_loss on the whole group of n (target and baseline weights)
-  group_no_baseline,  ///< ∑ ᾱ_i ∇ log q_θ(y_i) alone (ablation 9.3)
-  rloo,               ///< brain::estimator::rloo's surrogate with bradley_terry{β}
-  grpo,               ///< brain::estimator::grpo's surrogate, TRL's defaults, k3 KL weight β
-};
-
 /// Where an arm's training samples come from.
 enum class proposal_rule {
   labelled_pairs,  ///< the preference pairs the reward model was trained on (offline)
@@ -62,47 +52,11 @@ enum class proposal_rule {
   refreshed,       ///< q ← a frozen copy of q_θ after every refresh (Algorithm 1)
 };
 
-struct arm {
-  std::string id, label;
-  method kind;
-  proposal_rule proposal;
-  /// The arm whose swept settings (β, learning rate, temperature) this one uses: itself for the
-  /// arms the sweep tunes, BRAIn's for its variants (bridge and ablations).
-  std::string settings_from;
-  std::string paper;  ///< where the paper reports it
-
-  [[nodiscard]] bool pairs() const { return kind == method::dpo || kind == method::dpo_sft || kind == method::rso; }
-  [[nodiscard]] bool swept() const { return settings_from == id; }
-};
-
-/// Every arm, in the order tables list them.
-const std::vector<arm>& all_arms();
-/// The arm with this id; std::invalid_argument listing the known ids otherwise.
-const arm& find_arm(std::string_view id);
-
 /// Settings the sweep chooses per arm: the KL coefficient β, the learning rate and the decoding
 /// temperature of evaluation.
 struct arm_settings {
   double beta = 0.05, lr = 2e-4, temperature = 0.7;
   friend bool operator==(const arm_settings&, const arm_settings&) = default;
-};
-
-/// A setting as run and file names show it: the shortest form that reads back as the same double
-/// for the values people type (%g: 0.05, 0.0002, 1e-05).
-std::string setting_text(double value);
-
-/// One alignment run: an arm at n samples per prompt, a seed and its settings.
-struct run_spec {
-  std::string arm;
-  std::int64_t samples = 16;
-  std::uint64_t seed = 1;
-  arm_settings settings;
-
-  /// The run's directory name, e.g. "brain-n16-b0.05-lr0.0002-s1": the same settings give the same
-  /// name (so a study reuses what the main command trained), different ones never collide.
-  [[nodiscard]] std::string name() const;
-  /// The evaluation's name: name() plus the decoding temperature, e.g. "...-s1-t0.7".
-  [[nodiscard]] std::string eval_name() const;
 };
 
 /// One refresh's training data (Algorithm 1's buffer B): `units` rows of `width` columns. A row
@@ -115,34 +69,101 @@ struct refresh_buffer {
   torch::Tensor log_proposal, log_prior, reward;  ///< [units, width] float
 };
 
-/// The preference pairs of each unit (row) that pair methods train on, chosen first: labelled pairs
-/// as given (dpo), consecutive samples ranked by reward (dpo_sft, ties to the earlier one), or
-/// RSO's accepted samples paired in order of acceptance (rso, up to `width` accepted, randomness
-/// from `seed`). Empty for the other methods.
-std::vector<std::vector<brain::preference_pair>> pair_units(method kind, const torch::Tensor& reward, double beta,
-                                                            std::uint64_t seed);
+/// The preference pairs of each unit (row) of a refresh, chosen first.
+using unit_pairs = std::vector<std::vector<brain::preference_pair>>;
 
 /// The cells (row, column) of the buffer that a minibatch of units trains on, in the order its
-/// loss reads them: all `width` columns of each unit for group methods (and soft pairs), the
-/// (chosen, rejected) columns of each pair for pair methods.
+/// loss reads them: all `width` columns of each unit for group arms, the (chosen, rejected)
+/// columns of each pair for pair arms.
 struct minibatch {
   std::vector<std::int64_t> units;
   std::vector<std::int64_t> rows, cols;  ///< the cells
 };
-minibatch plan_minibatch(method kind, const std::vector<std::int64_t>& units, std::int64_t width,
-                         const std::vector<std::vector<brain::preference_pair>>& pairs);
 
 /// What one loss evaluation reports besides the loss.
 struct step_report {
   torch::Tensor loss;             ///< 0-dim, differentiable with respect to log_policy
-  double target_ess = 0;            ///< mean effective sample size of ᾱ (distillation group methods), else 0
-  std::int64_t trained_pairs = 0;   ///< pairs in the step (pair methods), else 0
+  double target_ess = 0;          ///< mean effective sample size of ᾱ (distillation group arms), else 0
+  std::int64_t trained_pairs = 0; ///< pairs in the step (pair arms), else 0
 };
 
-/// The arm's loss on a minibatch: log_policy [cells] are log q_θ of the minibatch's cells (in
-/// plan_minibatch's order), differentiable; the rest is read from the buffer. A pair minibatch
-/// without any pair (possible for RSO) gives loss = 0 with no gradient (trained_pairs = 0).
-step_report minibatch_loss(method kind, const minibatch& batch, const torch::Tensor& log_policy,
+/// The tables of `train_tldr study` an arm is a row of.
+enum class study_table {
+  table1,           ///< Table 1: win-rates against gold
+  bridge,           ///< Table 3: the bridge from DPO-sft to BRAIn
+  ablations,        ///< §9.3 and §9.5
+  policy_gradient,  ///< the PPO family on the same samples
+};
+
+/// One arm of the experiment, self-contained: how its data are drawn, how a refresh becomes
+/// training units, its loss, its default settings and the tables it appears in. The alignment
+/// loop (stages/align.cpp), checkpoints, validation, evaluation and the study are written once
+/// for every entry; adding an arm is adding an entry (tests/custom_arm_test.cpp registers one).
+struct arm {
+  std::string id, label;
+  std::string paper;  ///< where the paper reports it
+  proposal_rule proposal = proposal_rule::refreshed;
+  /// Pair arms: the pairs of each unit of a refresh's buffer (reward [units, width], the arm's β,
+  /// a seed for randomised pairings). Null for group arms, which train on whole groups.
+  unit_pairs (*pairing)(const torch::Tensor& reward, double beta, std::uint64_t seed) = nullptr;
+  /// The loss on a minibatch: log_policy [cells] are log q_θ of its cells (plan_minibatch's
+  /// order), differentiable; the rest is read from the buffer.
+  step_report (*loss)(const minibatch& batch, const torch::Tensor& log_policy, const refresh_buffer& buffer,
+                      double beta) = nullptr;
+  /// The main command's settings (the study chooses its own on the validation split).
+  arm_settings defaults;
+  /// The arm whose swept settings (β, learning rate, temperature) this one uses: itself for the
+  /// arms the sweep tunes, BRAIn's for its variants (bridge and ablations).
+  std::string settings_from;
+  std::vector<study_table> tables;
+
+  [[nodiscard]] bool pairs() const { return pairing != nullptr; }
+  [[nodiscard]] bool swept() const { return settings_from == id; }
+  [[nodiscard]] bool in(study_table t) const;
+};
+
+/// Every arm, in the order tables list them.
+const std::vector<arm>& all_arms();
+/// The arm with this id; std::invalid_argument listing the known ids otherwise.
+const arm& find_arm(std::string_view id);
+/// Adds an arm to the table (after the built-in ones). Throws std::invalid_argument for an empty
+/// or taken id, a missing loss, or settings taken from an unknown arm.
+void register_arm(arm a);
+
+/// A setting as run and file names show it: the shortest form that reads back as the same double
+/// for the values people type (%g: 0.05, 0.0002, 1e-05).
+std::string setting_text(double value);
+
+/// One alignment run: an arm at n samples per prompt, a seed, its settings and its budget.
+struct run_spec {
+  std::string arm;
+  std::int64_t samples = 16;
+  std::uint64_t seed = 1;
+  arm_settings settings;
+  std::int64_t refreshes = 6;  ///< the most refreshes
+  std::int64_t patience = 0;   ///< early stopping after this many validations without improvement (0: none)
+
+  /// The run's directory name, e.g. "brain-n16-b0.05-lr0.0002-s1-r6" (with "-p3" for patience 3):
+  /// the same settings give the same name, different ones never collide.
+  [[nodiscard]] std::string name() const;
+  /// The evaluation's name: name() plus the decoding temperature, e.g. "...-s1-t0.7".
+  [[nodiscard]] std::string eval_name() const;
+};
+
+/// The pairs of a refresh for the arm: arm.pairing's, empty rows for group arms.
+unit_pairs pair_units(const arm& a, const torch::Tensor& reward, double beta, std::uint64_t seed);
+
+/// The cells a minibatch of units trains on (see minibatch).
+minibatch plan_minibatch(const arm& a, const std::vector<std::int64_t>& units, std::int64_t width,
+                         const unit_pairs& pairs);
+
+/// The arm's loss on a minibatch, after checking that log_policy has one value per cell. A pair
+/// minibatch without any pair (possible for RSO) gives loss = 0 with no gradient (trained_pairs = 0).
+step_report minibatch_loss(const arm& a, const minibatch& batch, const torch::Tensor& log_policy,
                            const refresh_buffer& buffer, double beta);
+
+/// The samples<Tensor> of a group minibatch: its cells regrouped as [units, width] (for losses).
+brain::samples<torch::Tensor> group_samples(const minibatch& batch, const torch::Tensor& log_policy,
+                                            const refresh_buffer& buffer);
 
 }  // namespace tldr

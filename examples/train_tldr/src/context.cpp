@@ -67,6 +67,13 @@ run_context::run_context(config settings, std::shared_ptr<spdlog::logger> log, b
   atomic_write_text(file, resolved);
 }
 
+const oracle& run_context::oracle() const {
+  if (!sealed_.empty())
+    throw std::logic_error("the oracle (the experiment's true reward) was asked for during " + sealed_ +
+                           ", which may use the reward model only");
+  return *oracle_;
+}
+
 sampling_options run_context::decoding(std::int64_t samples_per_prompt, double temperature) const {
   sampling_options so;
   so.samples_per_prompt = samples_per_prompt;

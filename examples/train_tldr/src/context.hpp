@@ -38,7 +38,13 @@ class run_context {
 
   [[nodiscard]] const config& settings() const { return cfg_; }
   [[nodiscard]] const tokenizer& tok() const { return *tok_; }
-  [[nodiscard]] const class oracle& oracle() const { return *oracle_; }
+  /// The experiment's true reward. Throws std::logic_error while the oracle is sealed: the
+  /// study's selection (sweep, alignment runs, temperature choice) must see the reward model only.
+  [[nodiscard]] const class oracle& oracle() const;
+  /// Seals the oracle (`why` names the phase for the error) or, with an empty `why`, unseals it.
+  void seal_oracle(std::string why) { sealed_ = std::move(why); }
+  /// Why the oracle is sealed now ("" when it is not).
+  [[nodiscard]] const std::string& sealed() const { return sealed_; }
   [[nodiscard]] spdlog::logger& log() const { return *log_; }
   [[nodiscard]] std::filesystem::path path(const std::string& relative) const { return cfg_.workdir / relative; }
   /// n samples per prompt of at most max-response-tokens at `temperature` (0: greedy), ending at eos.
@@ -57,6 +63,7 @@ class run_context {
   std::shared_ptr<spdlog::logger> log_;
   std::optional<tokenizer> tok_;
   std::optional<class oracle> oracle_;
+  std::string sealed_;  // why the oracle may not be used now; empty: it may
   std::vector<encoded_example> train_, valid_, test_;
 };
 

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <istream>
 #include <map>
@@ -256,6 +257,35 @@ std::vector<package_description> parse_translation(std::istream& in, std::string
   return out;
 }
 
+namespace {
+
+// s as one word of a /bin/sh command line: in single quotes, each quote as '\''.
+std::string shell_quoted(const std::string& s) {
+  std::string quoted = "'";
+  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// The standard output of a /bin/sh command line; throws std::runtime_error starting with subject
+// when it cannot start or does not exit with status 0.
+std::string command_output(const std::string& command, const std::string& subject) {
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error(subject + ": cannot run " + command);
+  std::string contents;
+  std::array<char, 1 << 16> chunk{};
+  while (std::size_t n = std::fread(chunk.data(), 1, chunk.size(), pipe)) contents.append(chunk.data(), n);
+  const int status = ::pclose(pipe);
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw std::runtime_error(subject + ": `" + command + "` failed (" +
+                             (status != -1 && WIFEXITED(status)
+                                  ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                  : std::string("did not exit normally")) +
+                             ")");
+  return contents;
+}
+
+}  // namespace
+
 std::string read_apt_list(const std::filesystem::path& path) {
   if (!std::filesystem::is_regular_file(path))
     throw std::runtime_error(path.string() + ": no such file");
@@ -268,24 +298,8 @@ std::string read_apt_list(const std::filesystem::path& path) {
     buffer << in.rdbuf();
     return buffer.str();
   }
-  // apt's own decompressor knows every format apt writes; single quotes keep the path one word.
-  std::string quoted = "'";
-  for (char c : path.string()) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  quoted += "'";
-  const std::string command = "/usr/lib/apt/apt-helper cat-file " + quoted;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error(path.string() + ": cannot run " + command);
-  std::string contents;
-  std::array<char, 1 << 16> chunk{};
-  while (std::size_t n = std::fread(chunk.data(), 1, chunk.size(), pipe)) contents.append(chunk.data(), n);
-  const int status = ::pclose(pipe);
-  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw std::runtime_error(path.string() + ": `" + command + "` failed (" +
-                             (status != -1 && WIFEXITED(status)
-                                  ? "exit status " + std::to_string(WEXITSTATUS(status))
-                                  : std::string("did not exit normally")) +
-                             ")");
-  return contents;
+  // apt's own decompressor knows every format apt writes.
+  return command_output("/usr/lib/apt/apt-helper cat-file " + shell_quoted(path.string()), path.string());
 }
 
 std::vector<std::filesystem::path> find_translation_files(const std::filesystem::path& lists_dir) {
@@ -411,10 +425,15 @@ void sample(std::vector<example>& split, std::size_t count, std::uint64_t seed) 
 
 }  // namespace
 
-dataset build_dataset(std::vector<package_description> packages, const dataset_options& options) {
+namespace {
+
+void check_word_limits(const dataset_options& options) {
   if (options.min_words > options.max_words)
     throw std::invalid_argument("dataset_options: min_words (" + std::to_string(options.min_words) +
                                 ") exceeds max_words (" + std::to_string(options.max_words) + ")");
+}
+
+void check_fractions(const dataset_options& options) {
   auto check_fraction = [](const char* name, double f) {
     if (!(f >= 0.0 && f < 1.0))
       throw std::invalid_argument(std::string("dataset_options: ") + name + " = " + std::to_string(f) +
@@ -426,8 +445,19 @@ dataset build_dataset(std::vector<package_description> packages, const dataset_o
     throw std::invalid_argument("dataset_options: valid_fraction + test_fraction = " +
                                 std::to_string(options.valid_fraction + options.test_fraction) +
                                 " leaves no train split");
+}
 
-  dataset result;
+}  // namespace
+
+dataset build_dataset(std::vector<package_description> packages, const dataset_options& options) {
+  check_word_limits(options);  // both checks before the selection's work
+  check_fractions(options);
+  return split_dataset(select_descriptions(std::move(packages), options), options);
+}
+
+selection select_descriptions(std::vector<package_description> packages, const dataset_options& options) {
+  check_word_limits(options);
+  selection result;
   // Independent of input order: sort completely, then keep one stanza per package.
   std::sort(packages.begin(), packages.end(), [](const auto& a, const auto& b) {
     return std::tie(a.package, a.synopsis, a.description) < std::tie(b.package, b.synopsis, b.description);
@@ -462,10 +492,20 @@ dataset build_dataset(std::vector<package_description> packages, const dataset_o
   }
   result.duplicates_removed = packages.size() - survivors;
   packages.resize(survivors);
+  result.packages = std::move(packages);
+  return result;
+}
+
+dataset split_dataset(selection selected, const dataset_options& options) {
+  check_fractions(options);
+  dataset result;
+  result.packages_read = selected.packages_read;
+  result.kept_after_filters = selected.kept_after_filters;
+  result.duplicates_removed = selected.duplicates_removed;
 
   // (c) + (d): split by group, still in package order.
   const std::uint64_t salt = mix64(options.seed);
-  for (const package_description& p : packages) {
+  for (const package_description& p : selected.packages) {
     const double u = unit_interval(mix64(fnv1a64(package_group(p.package)) ^ salt));
     auto& split = u < options.valid_fraction                          ? result.valid
                   : u < options.valid_fraction + options.test_fraction ? result.test
@@ -488,7 +528,8 @@ dataset build_dataset(std::vector<package_description> packages, const dataset_o
   return result;
 }
 
-dataset build_dataset_from_apt(const dataset_options& options, const std::filesystem::path& lists_dir) {
+selection select_from_apt(const dataset_options& options, const std::filesystem::path& lists_dir,
+                          std::vector<std::filesystem::path>* files_out) {
   const std::vector<std::filesystem::path> files = find_translation_files(lists_dir);
   if (files.empty())
     throw std::runtime_error("no *_i18n_Translation-en* file in " + lists_dir.string() +
@@ -500,7 +541,274 @@ dataset build_dataset_from_apt(const dataset_options& options, const std::filesy
     std::vector<package_description> part = parse_translation(in, file.string());
     packages.insert(packages.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
-  return build_dataset(std::move(packages), options);
+  if (files_out != nullptr) *files_out = files;
+  return select_descriptions(std::move(packages), options);
+}
+
+dataset build_dataset_from_apt(const dataset_options& options, const std::filesystem::path& lists_dir) {
+  return split_dataset(select_from_apt(options, lists_dir), options);
+}
+
+// --- the snapshot ---------------------------------------------------------------------------
+
+std::filesystem::path default_snapshot() {
+#ifdef TLDR_DEFAULT_SNAPSHOT
+  return TLDR_DEFAULT_SNAPSHOT;  // CMakeLists.txt: the source tree's file
+#else
+  return "examples/train_tldr/data/debian-descriptions.jsonl.xz";
+#endif
+}
+
+std::filesystem::path snapshot_manifest_path(const std::filesystem::path& snapshot_file) {
+  std::string name = snapshot_file.filename().string();
+  for (std::string_view ext : {".xz", ".jsonl"})
+    if (std::string_view(name).ends_with(ext)) name.resize(name.size() - ext.size());
+  return snapshot_file.parent_path() / (name + ".manifest.json");
+}
+
+std::string snapshot_text(std::span<const package_description> packages) {
+  std::string text;
+  for (const package_description& p : packages) {
+    nlohmann::ordered_json object;
+    object["package"] = p.package;
+    object["synopsis"] = p.synopsis;
+    object["description"] = p.description;
+    try {
+      text += object.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+    } catch (const nlohmann::json::type_error& e) {
+      throw std::runtime_error("package \"" + excerpt(p.package) + "\" is not valid UTF-8: " + e.what());
+    }
+    text += '\n';
+  }
+  return text;
+}
+
+namespace {
+
+std::string fnv1a64_hex(std::string_view text) {
+  std::array<char, 17> digits{};
+  std::snprintf(digits.data(), digits.size(), "%016llx", static_cast<unsigned long long>(fnv1a64(text)));
+  return digits.data();
+}
+
+}  // namespace
+
+std::string text_checksum(std::string_view text) { return "fnv1a64:" + fnv1a64_hex(text); }
+
+description_snapshot read_snapshot(const std::filesystem::path& file) {
+  const std::filesystem::path manifest_file = snapshot_manifest_path(file);
+  const std::string name = file.string(), manifest_name = manifest_file.string();
+  nlohmann::json manifest;
+  {
+    std::ifstream in(manifest_file, std::ios::binary);
+    if (!in) throw std::runtime_error(manifest_name + ": cannot open the manifest of " + name);
+    try {
+      manifest = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(manifest_name + ": invalid JSON: " + e.what());
+    }
+  }
+  auto field = [&](const char* pointer, bool is_count) -> const nlohmann::json& {
+    const nlohmann::json::json_pointer at(pointer);
+    if (!manifest.is_object() || !manifest.contains(at))
+      throw std::runtime_error(manifest_name + ": field " + pointer + " is missing");
+    const nlohmann::json& value = manifest.at(at);
+    if (is_count ? !value.is_number_unsigned() : !value.is_string())
+      throw std::runtime_error(manifest_name + ": field " + pointer + " is not " +
+                               (is_count ? "a count" : "a string") + " (got " + excerpt(value.dump()) + ")");
+    return value;
+  };
+  auto count = [&](const char* pointer) { return field(pointer, true).get<std::size_t>(); };
+  auto string = [&](const char* pointer) { return field(pointer, false).get<std::string>(); };
+  if (const std::string described = string("/file"); described != file.filename().string())
+    throw std::runtime_error(manifest_name + ": describes " + described + ", not " + file.filename().string());
+  const std::size_t records = count("/records"), text_bytes = count("/text/bytes");
+  const std::string expected = string("/text/fnv1a64");
+  description_snapshot result;
+  result.min_words = count("/selection/min_words");
+  result.max_words = count("/selection/max_words");
+  result.packages_read = count("/selection/packages_read");
+  result.kept_after_filters = count("/selection/kept_after_filters");
+  result.duplicates_removed = count("/selection/duplicates_removed");
+  result.taken = string("/source/taken");
+
+  if (!std::filesystem::is_regular_file(file)) throw std::runtime_error(name + ": no such file");
+  const std::string text = command_output("xz -dc -- " + shell_quoted(name), name);
+  const std::string actual = fnv1a64_hex(text);
+  if (actual != expected || text.size() != text_bytes)
+    throw std::runtime_error(name + ": checksum mismatch: the decompressed text has FNV-1a 64 " + actual + " (" +
+                             std::to_string(text.size()) + " bytes), the manifest " + manifest_name +
+                             " expects " + expected + " (" + std::to_string(text_bytes) +
+                             " bytes); restore the file or regenerate both with `train_tldr snapshot`");
+  result.checksum = "fnv1a64:" + actual;
+
+  std::size_t line = 0;
+  for (std::size_t start = 0; start < text.size();) {
+    ++line;
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view raw = std::string_view(text).substr(start, end - start);
+    start = end + 1;
+    nlohmann::json object;
+    try {
+      object = nlohmann::json::parse(raw);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(where(file, line) + ": invalid JSON: " + e.what());
+    }
+    if (!object.is_object() || object.size() != 3)
+      throw std::runtime_error(where(file, line) + ": expected an object with the fields package, synopsis and " +
+                               "description, got " + excerpt(object.dump()));
+    package_description p;
+    p.package = string_field(object, "package", file, line).get<std::string>();
+    p.synopsis = string_field(object, "synopsis", file, line).get<std::string>();
+    p.description = string_field(object, "description", file, line).get<std::string>();
+    if (!result.packages.empty() && !(result.packages.back().package < p.package))
+      throw std::runtime_error(where(file, line) + ": package \"" + excerpt(p.package) + "\" comes after \"" +
+                               excerpt(result.packages.back().package) +
+                               "\": the records must be sorted by package, each package once");
+    result.packages.push_back(std::move(p));
+  }
+  if (result.packages.size() != records)
+    throw std::runtime_error(name + ": " + std::to_string(result.packages.size()) + " records, the manifest " +
+                             manifest_name + " says " + std::to_string(records));
+  return result;
+}
+
+namespace {
+
+// Temporary files of write_snapshot, removed unless renamed into place.
+struct snapshot_scratch {
+  std::vector<std::filesystem::path> paths;
+  ~snapshot_scratch() {
+    std::error_code ignored;
+    for (const auto& p : paths) std::filesystem::remove(p, ignored);
+  }
+};
+
+void write_snapshot_file(const std::filesystem::path& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error(path.string() + ": cannot open for writing");
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  if (!out) throw std::runtime_error(path.string() + ": write error");
+}
+
+// The first line of a file that starts with prefix, without it; "" when there is none.
+std::string line_starting_with(const std::filesystem::path& path, std::string_view prefix) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  while (std::getline(in, line))
+    if (std::string_view(line).starts_with(prefix))
+      return std::string(trim(std::string_view(line).substr(prefix.size())));
+  return "";
+}
+
+// The Date of the InRelease (or Release) file of a list's suite: the list
+// host_path_dists_SUITE_component_i18n_Translation-en.lz4 belongs to host_path_dists_SUITE_InRelease.
+std::string release_date(const std::filesystem::path& list) {
+  const std::string name = list.filename().string();
+  const std::size_t dists = name.find("_dists_");
+  if (dists == std::string::npos) return "";
+  const std::size_t suite_end = name.find('_', dists + 7);
+  if (suite_end == std::string::npos) return "";
+  for (const char* release : {"_InRelease", "_Release"}) {
+    const auto path = list.parent_path() / (name.substr(0, suite_end) + release);
+    if (std::filesystem::is_regular_file(path)) return line_starting_with(path, "Date:");
+  }
+  return "";
+}
+
+std::string host_description() {
+  std::string pretty = line_starting_with("/etc/os-release", "PRETTY_NAME=");
+  if (pretty.size() >= 2 && pretty.front() == '"' && pretty.back() == '"') pretty = pretty.substr(1, pretty.size() - 2);
+  std::ifstream in("/etc/debian_version");
+  std::string version;
+  std::getline(in, version);
+  if (pretty.empty()) pretty = "unknown system";
+  return version.empty() ? pretty : pretty + ", /etc/debian_version " + std::string(trim(version));
+}
+
+std::string utc_date() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  ::gmtime_r(&now, &utc);
+  std::array<char, 16> date{};
+  std::strftime(date.data(), date.size(), "%Y-%m-%d", &utc);
+  return date.data();
+}
+
+}  // namespace
+
+std::string write_snapshot(const std::filesystem::path& file, const selection& selected,
+                           const dataset_options& options, const snapshot_source& source) {
+  const std::string text = snapshot_text(selected.packages);
+  const dataset splits = split_dataset(selected, options);
+  const std::filesystem::path manifest_file = snapshot_manifest_path(file);
+  std::filesystem::path text_tmp = file, file_tmp = file, manifest_tmp = manifest_file;
+  text_tmp += ".text.tmp";
+  file_tmp += ".tmp";
+  manifest_tmp += ".tmp";
+  snapshot_scratch scratch{{text_tmp, file_tmp, manifest_tmp}};
+  write_snapshot_file(text_tmp, text);
+  // One thread: the multi-threaded encoder's blocks would make the bytes depend on the machine.
+  command_output("xz -9 --threads=1 -c -- " + shell_quoted(text_tmp.string()) + " > " + shell_quoted(file_tmp.string()),
+                 file.string());
+  const std::string sums = command_output(
+      "sha256sum -- " + shell_quoted(text_tmp.string()) + " " + shell_quoted(file_tmp.string()), file.string());
+  std::istringstream sum_lines(sums);
+  std::array<std::string, 2> sha256;
+  for (std::string& sum : sha256) {
+    std::getline(sum_lines, sum);
+    if (!sum.empty() && sum.front() == '\\') sum.erase(0, 1);  // sha256sum's mark of an escaped name
+    sum = sum.substr(0, sum.find(' '));
+    if (sum.size() != 64)
+      throw std::runtime_error(file.string() + ": unexpected output of sha256sum: " + excerpt(sums));
+  }
+
+  nlohmann::ordered_json lists = nlohmann::ordered_json::array();
+  for (const auto& list : source.lists) lists.push_back({{"file", list.file}, {"release_date", list.release_date}});
+  nlohmann::ordered_json manifest;
+  manifest["file"] = file.filename().string();
+  manifest["format"] =
+      "xz-compressed JSONL, one object {package, synopsis, description} per line, sorted by package: Debian's "
+      "English package descriptions (Translation-en) as parse_translation reads them, those that "
+      "select_descriptions keeps at the word limits below (examples/train_tldr/src/data.hpp)";
+  manifest["records"] = selected.packages.size();
+  manifest["compressed"] = {{"bytes", std::filesystem::file_size(file_tmp)}, {"sha256", sha256[1]}};
+  manifest["text"] = {{"bytes", text.size()}, {"sha256", sha256[0]}, {"fnv1a64", fnv1a64_hex(text)}};
+  manifest["selection"] = {{"min_words", options.min_words},
+                           {"max_words", options.max_words},
+                           {"packages_read", selected.packages_read},
+                           {"kept_after_filters", selected.kept_after_filters},
+                           {"duplicates_removed", selected.duplicates_removed}};
+  manifest["splits"] = {{"seed", options.seed},
+                        {"valid_fraction", options.valid_fraction},
+                        {"test_fraction", options.test_fraction},
+                        {"max_examples", options.max_examples},
+                        {"train", splits.train.size()},
+                        {"valid", splits.valid.size()},
+                        {"test", splits.test.size()}};
+  manifest["source"] = {{"taken", source.taken},
+                        {"host", source.host},
+                        {"lists_dir", source.lists_dir},
+                        {"lists", lists}};
+  const std::string manifest_text = manifest.dump(2) + "\n";
+  write_snapshot_file(manifest_tmp, manifest_text);
+  std::filesystem::rename(file_tmp, file);
+  std::filesystem::rename(manifest_tmp, manifest_file);
+  return manifest_text;
+}
+
+std::string write_snapshot_from_apt(const std::filesystem::path& file, const std::filesystem::path& lists_dir,
+                                    const dataset_options& options) {
+  std::vector<std::filesystem::path> files;
+  const selection selected = select_from_apt(options, lists_dir, &files);
+  snapshot_source source;
+  source.taken = utc_date();
+  source.host = host_description();
+  source.lists_dir = lists_dir.string();
+  for (const auto& f : files) source.lists.push_back({f.filename().string(), release_date(f)});
+  return write_snapshot(file, selected, options, source);
 }
 
 }  // namespace tldr

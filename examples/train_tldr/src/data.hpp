@@ -110,12 +110,101 @@ struct dataset {
 //      keeping the examples with the smallest seeded hash of their id, i.e. a fixed random
 //      sample rather than an alphabetical prefix.
 // Throws std::invalid_argument for min_words > max_words or fractions outside [0,1) or summing
-// to 1 or more.
+// to 1 or more. The same as split_dataset(select_descriptions(packages, options), options).
 dataset build_dataset(std::vector<package_description> packages, const dataset_options& options);
+
+// The packages build_dataset splits: one stanza per package, sorted by package name.
+struct selection {
+  std::vector<package_description> packages;
+  std::size_t packages_read = 0, kept_after_filters = 0, duplicates_removed = 0;  // as in dataset
+};
+
+// build_dataset's selection: the sort, one stanza per package, (a) filters and (b) near-duplicates,
+// which depend on options.min_words and options.max_words only. Selecting a selection's packages
+// again gives them back unchanged (they pass the filters and their duplicate keys differ). Throws
+// std::invalid_argument for min_words > max_words.
+selection select_descriptions(std::vector<package_description> packages, const dataset_options& options);
+
+// build_dataset's steps (c) to (e) on a selection; packages_read etc. are copied from it. Throws
+// std::invalid_argument for fractions outside [0,1) or summing to 1 or more.
+dataset split_dataset(selection selected, const dataset_options& options);
 
 // build_dataset over every Translation-en file find_translation_files(lists_dir) gives. Throws
 // std::runtime_error telling how to get them (apt-get update -o Acquire::Languages=en) if none.
 dataset build_dataset_from_apt(const dataset_options& options,
                                const std::filesystem::path& lists_dir = "/var/lib/apt/lists");
+
+// select_descriptions over every Translation-en file find_translation_files(lists_dir) gives (the
+// same error when there is none); files, if not null, receives their paths.
+selection select_from_apt(const dataset_options& options, const std::filesystem::path& lists_dir,
+                          std::vector<std::filesystem::path>* files = nullptr);
+
+// --- The snapshot: the pinned data -------------------------------------------------------------
+// The experiment's default data is a fixed copy of the descriptions it uses, committed in the
+// repository, so that every machine trains on the same text: data/debian-descriptions.jsonl.xz,
+// xz-compressed JSONL, one object {"package", "synopsis", "description"} per line (the fields of
+// package_description, description as parse_translation gives it), sorted by package. It holds
+// select_descriptions' packages at the word limits its manifest names, which are all that
+// build_dataset keeps at those limits: build_dataset over the snapshot gives the splits that
+// build_dataset over the lists it was taken from gives, for any seed and fractions.
+// Next to it, data/debian-descriptions.manifest.json: the file name, records, the SHA-256 of the
+// compressed file and of the text, the text's bytes and FNV-1a 64 (which read_snapshot checks),
+// the word limits, the split sizes at the default options, and where and when it was taken.
+
+// The repository's snapshot (examples/train_tldr/data/debian-descriptions.jsonl.xz, a path fixed
+// at build time).
+std::filesystem::path default_snapshot();
+
+// The manifest of a snapshot file: its folder's <name>.manifest.json, where <name> is the file
+// name without ".xz" and ".jsonl".
+std::filesystem::path snapshot_manifest_path(const std::filesystem::path& snapshot_file);
+
+// The snapshot's text: one JSON object per line, as described above, in the order given.
+// Throws std::runtime_error naming the package whose fields are not valid UTF-8.
+std::string snapshot_text(std::span<const package_description> packages);
+
+// "fnv1a64:" and 16 lowercase hex digits: FNV-1a 64 of text, the checksum of a snapshot's text.
+std::string text_checksum(std::string_view text);
+
+struct description_snapshot {
+  std::vector<package_description> packages;  // sorted by package
+  std::string checksum;  // text_checksum of the decompressed text, equal to the manifest's
+  std::size_t min_words = 0, max_words = 0;  // the word limits it was selected at
+  std::string taken;     // when it was taken (YYYY-MM-DD)
+  std::size_t packages_read = 0, kept_after_filters = 0, duplicates_removed = 0;  // in its source
+};
+
+// Reads a snapshot: decompresses file with `xz -dc` (its exit status checked), checks the text's
+// size and FNV-1a 64 against the manifest (snapshot_manifest_path), then parses it. Throws
+// std::runtime_error naming the file for a missing or malformed manifest, a failing xz, a text
+// whose size or checksum differs from the manifest's (with the expected and the actual value), a
+// line that is not an object of three string fields (file:line), packages out of order or
+// repeated, or a record count other than the manifest's.
+description_snapshot read_snapshot(const std::filesystem::path& file);
+
+// Where and when a snapshot was taken, for its manifest.
+struct snapshot_source {
+  std::string taken;      // YYYY-MM-DD
+  std::string host;       // e.g. "Debian GNU/Linux 12 (bookworm), /etc/debian_version 12.11"
+  std::string lists_dir;  // e.g. /var/lib/apt/lists
+  struct list {
+    std::string file;          // the list's file name
+    std::string release_date;  // the Date of the suite's InRelease file, when there is one
+  };
+  std::vector<list> lists;
+};
+
+// Writes selected.packages as a snapshot: file (xz -9, one thread, so that the bytes depend on the
+// text only) and its manifest, each through a temporary file renamed into place. The manifest's
+// SHA-256s come from sha256sum, the split sizes from split_dataset at options. Returns the
+// manifest's text. Throws std::runtime_error when xz or sha256sum fails.
+std::string write_snapshot(const std::filesystem::path& file, const selection& selected,
+                           const dataset_options& options, const snapshot_source& source);
+
+// `train_tldr snapshot`: select_from_apt(options, lists_dir), then write_snapshot with this host's
+// description (/etc/os-release, /etc/debian_version), today's UTC date and each list's InRelease
+// Date. Returns the manifest's text.
+std::string write_snapshot_from_apt(const std::filesystem::path& file, const std::filesystem::path& lists_dir,
+                                    const dataset_options& options);
 
 }  // namespace tldr

@@ -36,7 +36,7 @@ using nlohmann::json;
 
 namespace {
 
-// brain-math.md §10, verbatim (its line breaks included); the slots are filled in one pass.
+// docs/math.md §10, verbatim (its line breaks included); the slots are filled in one pass.
 constexpr std::string_view judge_prompt_text =
     "Please act as an impartial judge and evaluate the quality of the tldrs or summaries provided by the\n"
     "two AI assistants to the reddit post displayed below. Begin your evaluation by comparing both\n"

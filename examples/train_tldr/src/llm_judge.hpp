@@ -1,5 +1,5 @@
 #pragma once
-// An LLM judge of summaries against the gold one, as in the paper (brain-math.md §9–§10: Mixtral
+// An LLM judge of summaries against the gold one, as in the paper (docs/math.md §9–§10: Mixtral
 // judged each arm's summary against the dataset's reference with the prompt of appendix B.3),
 // through any OpenAI-compatible chat-completion server the user runs (llama.cpp's llama-server,
 // vLLM, ...): POST {url}/v1/chat/completions with {model, messages, temperature 0, max_tokens}.
@@ -47,7 +47,7 @@ namespace tldr {
 
 class run_context;
 
-/// The paper's summarisation judge prompt (brain-math.md §10, appendix B.3), verbatim, with its
+/// The paper's summarisation judge prompt (docs/math.md §10, appendix B.3), verbatim, with its
 /// slots {{Conversation}} (the post), {{AssistantB}} and {{AssistantA}} (shown B first, as the
 /// paper does).
 std::string_view tldr_judge_template();

@@ -13,7 +13,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tldr {
@@ -56,21 +58,22 @@ std::vector<std::size_t> noisy_ranking(const std::vector<double>& scores, double
 
 // ---- alignment (stages/align.cpp) -----------------------------------------------------------
 
-/// One validation of an alignment run: the policy after `refresh` refreshes (0: the SFT model).
+/// One validation of an alignment run: the policy after `refresh` refreshes (0: the SFT model),
+/// measured with the reward model only (the oracle is for the test split).
 struct validation_point {
   std::int64_t refresh = 0, step = 0;
-  double oracle_mean = 0;  ///< mean oracle score of one sample per validation prompt: the selection metric
-  double oracle_win = 0;   ///< win-rate against the gold summary under the oracle (ties half)
-  double rm_win = 0;       ///< the same under the reward model
-  double rm_mean = 0, words = 0;
+  double rm_mean = 0;  ///< mean reward-model score of one sample per validation prompt: the selection metric
+  double rm_win = 0;   ///< win-rate against the gold summary under the reward model (ties half)
+  double words = 0;
   double kl = 0;           ///< KL(policy ‖ SFT) estimated from samples at temperature 1
   double loss = 0, target_ess = 0;  ///< means over the refresh's steps (0 before training)
   std::int64_t skipped_steps = 0;   ///< minibatches without any pair (RSO)
 };
 
-/// Algorithm 1 for one run: runs/<run.name()>/{best.pt, history.json}, the best checkpoint by
-/// validation oracle_mean among the refreshes (the SFT model at refresh 0 is validated, not a
-/// candidate). Resumes from runs/<name>/state.pt.
+/// Algorithm 1 for one run: runs/<run.name()>/{best.pt, history.json, checkpoints/refresh-R.pt},
+/// best.pt the checkpoint with the highest validation rm_mean among the refreshes (the SFT model
+/// at refresh 0 is validated, not a candidate); stops after align.refreshes refreshes, or earlier
+/// once align.patience validations in a row brought no improvement. Resumes from runs/<name>/state.pt.
 void align(const run_context& ctx, const run_spec& run);
 std::filesystem::path run_dir(const run_context& ctx, const run_spec& run);
 std::vector<validation_point> read_history(const std::filesystem::path& file);
@@ -79,13 +82,13 @@ std::vector<validation_point> read_history(const std::filesystem::path& file);
 
 /// Per test prompt: the gold summary's scores (eval/gold.jsonl).
 void evaluate_gold(const run_context& ctx);
-/// One summary per test prompt from `model_file` at `temperature` (sampling seed `seed`), scored
-/// by the reward model, the oracle, ROUGE-L and chrF against gold, plus a temperature-1 sample's
-/// log π − log p_SFT (the KL estimate): eval/<name>.jsonl.
+/// One summary per test prompt (the first `prompts` ones; 0: all) from `model_file` at `temperature`
+/// (sampling seed `seed`), scored by the reward model, the oracle, ROUGE-L and chrF against gold,
+/// plus a temperature-1 sample's log π − log p_SFT (the KL estimate): eval/<name>.jsonl.
 void evaluate_model(const run_context& ctx, const std::string& name, const std::filesystem::path& model_file,
-                    double temperature, std::uint64_t seed);
-/// The mean oracle score of one sample per validation prompt (the eval-valid-prompts first ones) at
-/// `temperature`: the study's temperature choice, cached in sweep/temperature/<name>.json.
+                    double temperature, std::uint64_t seed, std::size_t prompts = 0);
+/// The mean reward-model score of one sample per validation prompt (the eval-valid-prompts first
+/// ones) at `temperature`: the study's temperature choice, cached in sweep/temperature/<name>.json.
 double validate_temperature(const run_context& ctx, const std::string& name, const std::filesystem::path& model_file,
                             double temperature, std::uint64_t seed);
 
@@ -108,10 +111,10 @@ struct matchup {
   std::string ours, theirs;
 };
 /// Per row and metric: the per-seed means, their mean and standard deviation, and for the
-/// win-rates against gold the pooled bootstrap interval (prompts resampled, seeds kept together);
-/// per matchup: win / tie / loss under the oracle and the reward model, per seed and pooled.
+/// a 95% hierarchical bootstrap interval (seeds resampled, then prompts within seeds); per matchup:
+/// win / tie / loss under the oracle and the reward model, per seed and over seeds.
 nlohmann::json summarize(const run_context& ctx, const std::vector<table_row>& rows, const std::vector<matchup>& matchups);
-/// The summary's rows as a markdown table (mean ± sd over seeds, [pooled 95% interval]).
+/// The summary's rows as a markdown table (mean ± sd over seeds, [hierarchical 95% interval]).
 std::string rows_markdown(const nlohmann::json& summary);
 /// The summary's matchups as a markdown table.
 std::string matchups_markdown(const nlohmann::json& summary);
@@ -121,17 +124,22 @@ void plot_frontier(const nlohmann::json& summary, const std::filesystem::path& p
 
 // ---- the commands (stages/commands.cpp) ----------------------------------------------------------
 
-/// The shared stages from data up to `until` (data, tokenizer, sft, pairs or rm), each skipped
-/// when done; returns the run context (null when `until` is data).
+/// The stages every command shares, in order.
+enum class shared_stage { data, tokenizer, sft, pairs, rm };
+/// The stage named `name` (data, tokenizer, sft, pairs, rm), if any.
+std::optional<shared_stage> shared_stage_of(std::string_view name);
+/// The shared stages from data up to `until`, each skipped when done; returns the run context
+/// (null when `until` is data).
 std::unique_ptr<run_context> run_shared_stages(const config& settings, std::shared_ptr<spdlog::logger> log,
-                                               const std::string& until = "rm");
+                                               shared_stage until = shared_stage::rm);
 /// The main command: the shared stages, the arms of settings.align.arms at settings.seed, their
 /// evaluation and SFT's, then the table (Table 1's analog); returns the report's markdown.
 std::string run_main(const config& settings, const std::filesystem::path& self_config,
                      std::shared_ptr<spdlog::logger> log);
-/// `train_tldr study`: the sweep on the validation split (its choice is written to
-/// sweep/choice.json before any test number exists), then every arm with seeds, the bridge, the
-/// ablations and the n sweep, evaluated on the test split; returns the report's markdown.
+/// `train_tldr study` (stages/study.cpp; docs/train_tldr.md, "The protocol"): the pre-registration,
+/// the sweep on the validation split with the reward model (its choice is written to
+/// sweep/choice.json before any test number exists), then every row with fresh seeds, evaluated on
+/// the test split; returns the report's markdown.
 std::string run_study(const config& settings, const std::filesystem::path& self_config,
                       std::shared_ptr<spdlog::logger> log);
 /// `train_tldr export`: a checkpoint of the run (a policy: sft/model.pt, runs/NAME/best.pt) as a
@@ -140,6 +148,6 @@ void export_model(const run_context& ctx, const std::filesystem::path& checkpoin
 /// A worker process's task (JSON made by the commands above): "align", "evaluate" or "temperature".
 void run_worker(const config& settings, const std::string& task, std::shared_ptr<spdlog::logger> log);
 /// The same task in this process, with its run context (data parallel: every rank runs it).
-void run_task(const run_context& ctx, const nlohmann::json& task);
+void run_task(run_context& ctx, const nlohmann::json& task);
 
 }  // namespace tldr

@@ -79,7 +79,7 @@ spread spread_of(const std::vector<double>& values) {
 
 paired_difference paired_difference_of(const std::vector<std::vector<double>>& ours,
                                        const std::vector<std::vector<double>>& theirs, std::int64_t resamples,
-                                       std::uint64_t seed) {
+                                       std::uint64_t seed, double level) {
   if (ours.size() != theirs.size() || ours.empty())
     fail("paired_difference_of: ", ours.size(), " seeds of ours against ", theirs.size(), " of theirs");
   std::vector<std::vector<double>> differences;
@@ -94,8 +94,56 @@ paired_difference paired_difference_of(const std::vector<std::vector<double>>& o
     differences.push_back(std::move(d));
   }
   out.over_seeds = spread_of(out.per_seed);
-  out.pooled = pooled_bootstrap(differences, resamples, seed);
+  out.both = hierarchical_bootstrap(differences, resamples, seed, level);
   return out;
+}
+
+interval hierarchical_bootstrap(const std::vector<std::vector<double>>& values, std::int64_t resamples,
+                                std::uint64_t seed, double level) {
+  if (values.empty()) fail("hierarchical_bootstrap: no seeds");
+  for (std::size_t s = 0; s < values.size(); ++s)
+    if (values[s].empty()) fail("hierarchical_bootstrap: seed ", s, " has no values");
+  if (resamples < 1) fail("hierarchical_bootstrap: resamples = ", resamples, " must be >= 1");
+  if (!(level > 0 && level < 1)) fail("hierarchical_bootstrap: level = ", level, " must be in (0, 1)");
+  interval out;
+  double total = 0;
+  for (const auto& row : values) total += mean_of(row);
+  out.value = total / static_cast<double>(values.size());  // each seed weighs the same
+  std::mt19937_64 rng(seed);
+  const std::size_t seeds = values.size();
+  std::vector<double> means(static_cast<std::size_t>(resamples));
+  for (auto& m : means) {
+    double sum = 0;
+    for (std::size_t k = 0; k < seeds; ++k) {
+      const auto& row = values[rng() % seeds];
+      double s = 0;
+      for (std::size_t i = 0; i < row.size(); ++i) s += row[rng() % row.size()];
+      sum += s / static_cast<double>(row.size());
+    }
+    m = sum / static_cast<double>(seeds);
+  }
+  std::sort(means.begin(), means.end());
+  const auto at = [&](double q) { return means[static_cast<std::size_t>(std::floor(q * double(means.size() - 1)))]; };
+  out.low = at((1 - level) / 2);
+  out.high = at(1 - (1 - level) / 2);
+  return out;
+}
+
+verdict verdict_of(const interval& d, double margin) {
+  if (d.low > 0) return verdict::ahead;
+  if (d.high < 0) return verdict::behind;
+  if (d.low > -margin && d.high < margin) return verdict::level;
+  return verdict::undecided;
+}
+
+const char* name_of(verdict v) {
+  switch (v) {
+    case verdict::ahead: return "ahead";
+    case verdict::level: return "level";
+    case verdict::behind: return "behind";
+    case verdict::undecided: return "undecided";
+  }
+  return "?";
 }
 
 }  // namespace tldr

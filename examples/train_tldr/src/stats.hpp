@@ -43,16 +43,33 @@ spread spread_of(const std::vector<double>& values);
 double mean_of(const std::vector<double>& values);
 
 /// ours − theirs prompt by prompt, seed s against seed s (the same prompts): each seed's mean
-/// difference, their spread over seeds (the seed noise), the pooled bootstrap interval of the mean
-/// difference (the prompt noise) and how many seeds have ours ahead. Shapes must match.
+/// difference, their spread over seeds, the hierarchical bootstrap interval of the mean difference
+/// at `level` (seeds, then prompts within seeds: both noises) and how many seeds have ours ahead.
+/// Shapes must match.
 struct paired_difference {
   std::vector<double> per_seed;
   spread over_seeds;
-  interval pooled;
+  interval both;  ///< hierarchical bootstrap (seeds and prompts)
   std::size_t seeds_ahead = 0;
 };
 paired_difference paired_difference_of(const std::vector<std::vector<double>>& ours,
                                        const std::vector<std::vector<double>>& theirs, std::int64_t resamples,
-                                       std::uint64_t seed);
+                                       std::uint64_t seed, double level = 0.95);
+
+/// The mean of values[s][i] (seed s, prompt i) with a percentile interval from a hierarchical
+/// bootstrap: each resample draws seeds with replacement, then, within each drawn seed, its prompts
+/// with replacement, and averages. So the interval holds the seed-to-seed spread (trained models
+/// differ) as well as the prompt noise; with one seed it is the prompt bootstrap. `level` is the
+/// interval's coverage (0.95: the 2.5% and 97.5% quantiles). Seeds may have different prompt
+/// counts but none may be empty. Deterministic given `seed`.
+interval hierarchical_bootstrap(const std::vector<std::vector<double>>& values, std::int64_t resamples,
+                                std::uint64_t seed, double level = 0.95);
+
+/// A comparison's verdict from the interval of its difference (ours − theirs) and an equivalence
+/// margin: ahead when the interval lies above 0, behind when below 0, level when it lies inside
+/// (−margin, margin), undecided otherwise.
+enum class verdict { ahead, level, behind, undecided };
+verdict verdict_of(const interval& difference, double margin);
+const char* name_of(verdict v);
 
 }  // namespace tldr

@@ -10,7 +10,8 @@
 #include <set>
 
 namespace {
-using tldr::method;
+// The table's entry for an id.
+const tldr::arm& arm(const char* id) { return tldr::find_arm(id); }
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -26,27 +27,33 @@ TEST(arms, the_table_is_consistent) {
   for (const auto& a : tldr::all_arms()) {
     EXPECT_TRUE(ids.insert(a.id).second) << "duplicate id " << a.id;
     EXPECT_TRUE(tldr::find_arm(a.settings_from).swept()) << a.id << " takes its settings from an arm the sweep skips";
-    EXPECT_EQ(a.pairs(), a.kind == method::dpo || a.kind == method::dpo_sft || a.kind == method::rso) << a.id;
+    EXPECT_EQ(a.pairs(), a.id == "dpo" || a.id == "dpo_sft" || a.id == "rso") << a.id;
+    EXPECT_NE(a.loss, nullptr) << a.id;
   }
   // Table 1's columns and the bridge are all there.
   for (const char* id : {"dpo", "dpo_sft", "rso", "brain", "dpo_sft_iw", "dpo_sft_iw_n", "brain_no_baseline", "rloo", "grpo"})
     EXPECT_TRUE(ids.contains(id)) << id;
   EXPECT_EQ(tldr::find_arm("brain").proposal, tldr::proposal_rule::refreshed);
   EXPECT_EQ(tldr::find_arm("dpo_sft_iw_n").proposal, tldr::proposal_rule::prior);  // the only difference (§9.5)
-  EXPECT_EQ(tldr::find_arm("dpo_sft_iw_n").kind, tldr::find_arm("brain").kind);
+  EXPECT_EQ(tldr::find_arm("dpo_sft_iw_n").loss, tldr::find_arm("brain").loss);
   EXPECT_NE(error_of([] { (void)tldr::find_arm("ppo"); }).find("unknown arm 'ppo' (known: dpo, dpo_sft"), std::string::npos);
 }
 
 TEST(arms, run_names_tell_settings_apart) {
   const tldr::run_spec a{"brain", 16, 1, {0.05, 2e-4, 0.7}};
-  EXPECT_EQ(a.name(), "brain-n16-b0.05-lr0.0002-s1");
-  EXPECT_EQ(a.eval_name(), "brain-n16-b0.05-lr0.0002-s1-t0.7");
+  EXPECT_EQ(a.name(), "brain-n16-b0.05-lr0.0002-s1-r6");
+  EXPECT_EQ(a.eval_name(), "brain-n16-b0.05-lr0.0002-s1-r6-t0.7");
   auto b = a;
   b.settings.beta = 0.1;
   EXPECT_NE(a.name(), b.name());
   b = a;
   b.seed = 2;
   EXPECT_NE(a.name(), b.name());
+  b = a;
+  b.refreshes = 16;
+  EXPECT_EQ(b.name(), "brain-n16-b0.05-lr0.0002-s1-r16");
+  b.patience = 3;
+  EXPECT_EQ(b.name(), "brain-n16-b0.05-lr0.0002-s1-r16-p3");  // early stopping changes the run
   b = a;
   b.settings.temperature = 1.0;
   EXPECT_EQ(a.name(), b.name());  // decoding is not training
@@ -64,9 +71,10 @@ TEST(arms, settings_come_from_the_arm_named_in_the_table) {
   EXPECT_NE(error_of([&] { (void)c.settings_of("rso"); }).find("no settings for arm 'rso'"), std::string::npos);
 }
 
-TEST(arms, every_swept_arm_and_sft_have_default_settings) {
+TEST(arms, every_swept_arm_has_default_settings_from_its_entry) {
   const auto defaults = tldr::align_config::default_arm_settings();
-  EXPECT_TRUE(defaults.contains("sft"));
+  EXPECT_FALSE(defaults.contains("sft"));  // SFT's decoding is align.sft_temperature
+  EXPECT_EQ(defaults.at("brain"), tldr::find_arm("brain").defaults);
   for (const auto& a : tldr::all_arms()) {
     EXPECT_EQ(defaults.contains(a.id), a.swept()) << a.id;  // unswept arms borrow (settings_from)
     EXPECT_NO_THROW((void)tldr::config{}.align.settings_of(a.id)) << a.id;
@@ -92,24 +100,44 @@ TEST(arms, config_validation_names_the_setting) {
   c.model.context = 100;
   EXPECT_NE(error_of([&] { c.validate(); }).find("model-context = 100"), std::string::npos);
   c = {};
-  c.study.samples_seeds = 4;  // more than study-seeds = 3
-  EXPECT_NE(error_of([&] { c.validate(); }).find("study-samples-seeds = 4 must be in [1, study-seeds = 3]"),
+  c.study.samples_seeds = 7;  // more than study-seeds = 6
+  EXPECT_NE(error_of([&] { c.validate(); }).find("study-samples-seeds = 7 must be in [1, study-seeds = 6]"),
             std::string::npos);
+  c = {};
+  c.study.sweep_seed = 3;  // one of the study's seeds 1..6
+  EXPECT_NE(error_of([&] { c.validate(); }).find("study-sweep-seed = 3 is one of the study's seeds"), std::string::npos);
+  c = {};
+  c.align.patience = -1;
+  EXPECT_NE(error_of([&] { c.validate(); }).find("align-patience = -1"), std::string::npos);
+}
+
+TEST(arms, registration_names_what_is_wrong) {
+  tldr::arm a = tldr::find_arm("brain");
+  EXPECT_NE(error_of([&] { tldr::register_arm(a); }).find("'brain'"), std::string::npos);  // taken
+  a.id = "";
+  EXPECT_NE(error_of([&] { tldr::register_arm(a); }), "no exception");
+  a.id = "brain2";
+  a.loss = nullptr;
+  EXPECT_NE(error_of([&] { tldr::register_arm(a); }), "no exception");
+  a.loss = tldr::find_arm("brain").loss;
+  a.settings_from = "nope";
+  EXPECT_NE(error_of([&] { tldr::register_arm(a); }).find("nope"), std::string::npos);
+  EXPECT_NE(error_of([] { (void)tldr::find_arm("brain2"); }), "no exception");  // nothing was added
 }
 
 TEST(arms, pairs_of_each_pair_method) {
   const auto reward = torch::tensor({{1.0f, 3.0f, 2.0f, 2.0f}, {0.0f, -1.0f, 5.0f, 4.0f}});
   // Labelled pairs: (chosen, rejected) as laid out.
-  const auto dpo = tldr::pair_units(method::dpo, reward, 0.1, 1);
+  const auto dpo = tldr::pair_units(arm("dpo"), reward, 0.1, 1);
   ASSERT_EQ(dpo.size(), 2u);
   EXPECT_EQ(dpo[0], (std::vector<brain::preference_pair>{{0, 0, 1}, {0, 2, 3}}));
   // DPO-sft: consecutive samples, the higher reward chosen, ties to the earlier.
-  const auto ranked = tldr::pair_units(method::dpo_sft, reward, 0.1, 1);
+  const auto ranked = tldr::pair_units(arm("dpo_sft"), reward, 0.1, 1);
   EXPECT_EQ(ranked[0], (std::vector<brain::preference_pair>{{0, 1, 0}, {0, 2, 3}}));
   EXPECT_EQ(ranked[1], (std::vector<brain::preference_pair>{{1, 0, 1}, {1, 2, 3}}));
   // RSO at a tiny β accepts only each row's best sample: no pair; at a huge β it accepts all.
-  for (const auto& row : tldr::pair_units(method::rso, reward, 1e-6, 1)) EXPECT_TRUE(row.empty());
-  const auto all = tldr::pair_units(method::rso, reward, 1e6, 1);
+  for (const auto& row : tldr::pair_units(arm("rso"), reward, 1e-6, 1)) EXPECT_TRUE(row.empty());
+  const auto all = tldr::pair_units(arm("rso"), reward, 1e6, 1);
   for (std::size_t u = 0; u < all.size(); ++u) {
     ASSERT_EQ(all[u].size(), 2u);
     std::set<brain::index> used;
@@ -120,7 +148,7 @@ TEST(arms, pairs_of_each_pair_method) {
     }
     EXPECT_EQ(used.size(), 4u);
   }
-  EXPECT_TRUE(tldr::pair_units(method::group_softmax, reward, 0.1, 1)[0].empty());
+  EXPECT_TRUE(tldr::pair_units(arm("brain"), reward, 0.1, 1)[0].empty());
 }
 
 // A buffer of 3 units × 4 columns with random values.
@@ -138,7 +166,7 @@ tldr::refresh_buffer random_buffer() {
 TEST(arms, group_losses_are_the_librarys) {
   const auto b = random_buffer();
   const std::vector<std::int64_t> units{2, 0};
-  const auto mb = tldr::plan_minibatch(method::group_softmax, units, b.width, {});
+  const auto mb = tldr::plan_minibatch(arm("brain"), units, b.width, {});
   ASSERT_EQ(mb.rows.size(), 8u);
   EXPECT_EQ(mb.rows[0], 2);
   EXPECT_EQ(mb.cols[3], 3);
@@ -148,7 +176,7 @@ TEST(arms, group_losses_are_the_librarys) {
                                           b.log_prior.index_select(0, rows), b.reward.index_select(0, rows)};
   const double beta = 0.3;
   // BRAIn: brain_loss on the group.
-  const auto out = tldr::minibatch_loss(method::group_softmax, mb, lp, b, beta);
+  const auto out = tldr::minibatch_loss(arm("brain"), mb, lp, b, beta);
   const auto ref = brain::brain_loss(s, brain::bradley_terry{.beta = beta});
   EXPECT_NEAR(out.loss.item<double>(), ref.loss.item<double>(), 1e-6);
   out.loss.backward();
@@ -156,12 +184,12 @@ TEST(arms, group_losses_are_the_librarys) {
   EXPECT_NEAR(out.target_ess, (1.0 / ref.target_weights.pow(2).sum(1)).mean().item<double>(), 1e-5);
   // DPO-sft+IW: brain_loss on consecutive pairs (eq. 22), not on the group.
   lp.grad().zero_();
-  const auto soft = tldr::minibatch_loss(method::soft_pairs, mb, lp, b, beta);
+  const auto soft = tldr::minibatch_loss(arm("dpo_sft_iw"), mb, lp, b, beta);
   const auto soft_ref = brain::brain_loss(brain::pairwise(s), brain::bradley_terry{.beta = beta});
   EXPECT_NEAR(soft.loss.item<double>(), soft_ref.loss.item<double>(), 1e-6);
   EXPECT_GT(std::abs(soft.loss.item<double>() - ref.loss.item<double>()), 1e-4);
   // No baseline: the gradient is −ᾱ / groups with ᾱ = softmax(r/β + log p − log q) (eqs. 7, 21).
-  const auto nb = tldr::minibatch_loss(method::group_no_baseline, mb, lp, b, beta);
+  const auto nb = tldr::minibatch_loss(arm("brain_no_baseline"), mb, lp, b, beta);
   nb.loss.backward();
   const auto alpha = torch::softmax(s.reward / beta + s.log_prior - s.log_proposal, 1);
   EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}), -alpha / 2.0, 1e-5, 1e-7));
@@ -171,7 +199,7 @@ TEST(arms, policy_gradient_arms_follow_their_formulas) {
   auto b = random_buffer();
   b.log_proposal = -5 - torch::rand({3, 4});  // ratios q_θ/q on both sides of the clip range
   const std::vector<std::int64_t> units{1, 2};
-  const auto mb = tldr::plan_minibatch(method::rloo, units, b.width, {});
+  const auto mb = tldr::plan_minibatch(arm("rloo"), units, b.width, {});
   ASSERT_EQ(mb.rows.size(), 8u);
   const auto lp = (-5 - torch::rand({8})).to(torch::kFloat64).requires_grad_();
   const auto rows = torch::tensor(units);
@@ -184,7 +212,7 @@ TEST(arms, policy_gradient_arms_follow_their_formulas) {
   // RLOO: L = r/β + log p − log q_θ, A_i = L_i − mean of the other three, gradient −ρA / n / groups.
   const auto L = r / beta + l0 - q;
   const auto advantage = L - (L.sum(1, true) - L) / (n - 1);
-  const auto rloo = tldr::minibatch_loss(method::rloo, mb, lp, b, beta);
+  const auto rloo = tldr::minibatch_loss(arm("rloo"), mb, lp, b, beta);
   rloo.loss.backward();
   EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}).to(torch::kFloat64), -rho * advantage / n / groups, 1e-4, 1e-6));
   EXPECT_EQ(rloo.target_ess, 0.0);
@@ -198,19 +226,19 @@ TEST(arms, policy_gradient_arms_follow_their_formulas) {
   const auto w = (pg + beta * ((l0 - q).exp() - 1)) / n;
   ASSERT_GT((unclipped > clipped).sum().item<int>(), 0) << "the test should reach the clipped branch";
   ASSERT_GT((unclipped <= clipped).sum().item<int>(), 0);
-  const auto grpo = tldr::minibatch_loss(method::grpo, mb, lp, b, beta);
+  const auto grpo = tldr::minibatch_loss(arm("grpo"), mb, lp, b, beta);
   grpo.loss.backward();
   EXPECT_TRUE(torch::allclose(lp.grad().view({2, 4}).to(torch::kFloat64), -w / groups, 1e-4, 1e-6));
 }
 
 TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {
   auto b = random_buffer();
-  const auto pairs = tldr::pair_units(method::dpo_sft, b.reward, 0.1, 1);
-  const auto mb = tldr::plan_minibatch(method::dpo_sft, {1}, b.width, pairs);
+  const auto pairs = tldr::pair_units(arm("dpo_sft"), b.reward, 0.1, 1);
+  const auto mb = tldr::plan_minibatch(arm("dpo_sft"), {1}, b.width, pairs);
   ASSERT_EQ(mb.rows.size(), 4u);
   const auto lp = (-10 * torch::rand({4})).requires_grad_();
   const double beta = 0.2;
-  const auto out = tldr::minibatch_loss(method::dpo_sft, mb, lp, b, beta);
+  const auto out = tldr::minibatch_loss(arm("dpo_sft"), mb, lp, b, beta);
   EXPECT_EQ(out.trained_pairs, 2);
   double expected = 0;
   for (int k = 0; k < 2; ++k) {
@@ -222,12 +250,12 @@ TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {
   }
   EXPECT_NEAR(out.loss.item<double>(), expected, 1e-5);
   // An RSO minibatch without pairs trains nothing.
-  const auto empty = tldr::plan_minibatch(method::rso, {0}, b.width, {{}});
+  const auto empty = tldr::plan_minibatch(arm("rso"), {0}, b.width, {{}});
   EXPECT_TRUE(empty.rows.empty());
-  const auto none = tldr::minibatch_loss(method::rso, empty, torch::zeros({0}), b, beta);
+  const auto none = tldr::minibatch_loss(arm("rso"), empty, torch::zeros({0}), b, beta);
   EXPECT_EQ(none.trained_pairs, 0);
   EXPECT_EQ(none.loss.item<double>(), 0.0);
-  EXPECT_NE(error_of([&] { (void)tldr::minibatch_loss(method::dpo_sft, mb, torch::zeros({3}), b, beta); })
+  EXPECT_NE(error_of([&] { (void)tldr::minibatch_loss(arm("dpo_sft"), mb, torch::zeros({3}), b, beta); })
                 .find("the minibatch has 4 cells"),
             std::string::npos);
 }

@@ -2,8 +2,9 @@
 // descriptions, the gold synopsis must beat each designed attack (src/attacks.hpp) on at least 90%
 // of the posts. With --held-out it also measures and prints the held-out attacks, which were not
 // used to design the oracle (slower: one of them searches every post for the most similar one).
-// Fails, rather than skips, when the apt lists are missing: scripts/setup fetches them.
-//   tldr_oracle_attacks [--lists DIR] [--split test|valid] [--held-out] [--show-losses]
+// Reads the repository's snapshot of the descriptions (src/data.hpp), or with --lists apt's
+// lists in DIR; fails, rather than skips, when they are missing or damaged.
+//   tldr_oracle_attacks [--snapshot FILE | --lists DIR] [--split test|valid] [--held-out] [--show-losses]
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -15,11 +16,12 @@
 #include "oracle.hpp"
 
 int main(int argc, char** argv) {
-  std::string lists = "/var/lib/apt/lists", split = "test";
+  std::string lists, snapshot, split = "test";
   bool show = false, held_out = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--lists" && i + 1 < argc) lists = argv[++i];
+    else if (a == "--snapshot" && i + 1 < argc) snapshot = argv[++i];
     else if (a == "--split" && i + 1 < argc) split = argv[++i];
     else if (a == "--show-losses") show = true;
     else if (a == "--held-out") held_out = true;
@@ -30,9 +32,13 @@ int main(int argc, char** argv) {
   }
   tldr::dataset d;
   try {
-    d = tldr::build_dataset_from_apt(tldr::dataset_options{}, lists);
+    d = lists.empty() ? tldr::build_dataset(tldr::read_snapshot(snapshot.empty() ? tldr::default_snapshot()
+                                                                                 : std::filesystem::path(snapshot))
+                                                .packages,
+                                            tldr::dataset_options{})
+                      : tldr::build_dataset_from_apt(tldr::dataset_options{}, lists);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "tldr_oracle_attacks: no data (%s); scripts/setup fetches apt's Translation-en lists\n", e.what());
+    std::fprintf(stderr, "tldr_oracle_attacks: no data (%s)\n", e.what());
     return 1;
   }
   if (split != "test" && split != "valid") {
@@ -41,7 +47,7 @@ int main(int argc, char** argv) {
   }
   const auto& examples = split == "test" ? d.test : d.valid;
   if (examples.size() < 200) {
-    std::fprintf(stderr, "tldr_oracle_attacks: only %zu %s posts; expected the full apt lists\n", examples.size(), split.c_str());
+    std::fprintf(stderr, "tldr_oracle_attacks: only %zu %s posts; expected the full data set\n", examples.size(), split.c_str());
     return 1;
   }
   const tldr::oracle oracle(d.train);

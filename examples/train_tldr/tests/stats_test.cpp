@@ -103,12 +103,72 @@ TEST(stats, paired_difference_by_hand) {
   EXPECT_EQ(d.seeds_ahead, 1u);
   EXPECT_DOUBLE_EQ(d.over_seeds.mean, 1.0 / 3.0);
   EXPECT_NEAR(d.over_seeds.sd, std::sqrt(2.0) * (2.0 / 3.0), 1e-12);  // two values 2/3 either side
-  // Pooled per prompt: (1+0)/2, (0-1)/2, (2+0)/2 = 0.5, -0.5, 1; the interval lies within their range.
-  EXPECT_DOUBLE_EQ(d.pooled.value, 1.0 / 3.0);
-  EXPECT_GE(d.pooled.low, -0.5);
-  EXPECT_LE(d.pooled.high, 1.0);
-  EXPECT_LT(d.pooled.low, d.pooled.high);
+  // The interval is hierarchical (seeds, then prompts): within the extremes of a resample, -1 (seed
+  // 1 drawn twice, its -1 prompt every time) and 2, and wider than any prompt-only interval can be
+  // (pooled per prompt the differences are 0.5, -0.5, 1, so such an interval lies in [-0.5, 1]).
+  EXPECT_DOUBLE_EQ(d.both.value, 1.0 / 3.0);
+  EXPECT_GE(d.both.low, -1.0);
+  EXPECT_LE(d.both.high, 2.0);
+  EXPECT_LT(d.both.low, -0.5);
+  EXPECT_GT(d.both.high, 1.0);
+  EXPECT_LT(d.both.low, d.both.high);
   // Wrong shapes are named.
   EXPECT_THROW(tldr::paired_difference_of({{1, 2}}, {{1, 2}, {3, 4}}, 10, 1), std::invalid_argument);
   EXPECT_THROW(tldr::paired_difference_of({{1, 2}}, {{1}}, 10, 1), std::invalid_argument);
 }
+
+namespace {
+
+// Two seeds whose prompts agree within each seed: d[0] = {1, 1}, d[1] = {3, 3}. A hierarchical
+// resample draws two seeds with replacement, so its mean is 1, 2 or 3 with probabilities 1/4,
+// 1/2, 1/4 (prompts within a seed change nothing): the 95% interval is [1, 3] exactly, and the
+// share of resamples at each value is binomial. A prompt-only bootstrap (pooled_bootstrap) would
+// give [2, 2]: it ignores the seeds' spread.
+TEST(stats, hierarchical_bootstrap_by_hand) {
+  const std::vector<std::vector<double>> d{{1.0, 1.0}, {3.0, 3.0}};
+  const auto h = tldr::hierarchical_bootstrap(d, 4000, 7);
+  EXPECT_DOUBLE_EQ(h.value, 2.0);
+  EXPECT_DOUBLE_EQ(h.low, 1.0);
+  EXPECT_DOUBLE_EQ(h.high, 3.0);
+  const auto narrow = tldr::hierarchical_bootstrap(d, 4000, 7, 0.4);  // the 30% and 70% quantiles: both 2
+  EXPECT_DOUBLE_EQ(narrow.low, 2.0);
+  EXPECT_DOUBLE_EQ(narrow.high, 2.0);
+  const auto pooled = tldr::pooled_bootstrap(d, 4000, 7);
+  EXPECT_DOUBLE_EQ(pooled.low, 2.0);
+  EXPECT_DOUBLE_EQ(pooled.high, 2.0);
+  // One seed: the prompt bootstrap of its values (0 or 1 with equal weight, 2 prompts: means 0,
+  // 1/2, 1 with probabilities 1/4, 1/2, 1/4).
+  const auto one = tldr::hierarchical_bootstrap({{0.0, 1.0}}, 4000, 3);
+  EXPECT_DOUBLE_EQ(one.value, 0.5);
+  EXPECT_DOUBLE_EQ(one.low, 0.0);
+  EXPECT_DOUBLE_EQ(one.high, 1.0);
+  // Seeds weigh the same whatever their prompt counts; deterministic given the seed.
+  EXPECT_DOUBLE_EQ(tldr::hierarchical_bootstrap({{0.0}, {1.0, 1.0, 1.0}}, 10, 1).value, 0.5);
+  const auto again = tldr::hierarchical_bootstrap(d, 4000, 7);
+  EXPECT_EQ(again.low, h.low);
+  EXPECT_THROW(tldr::hierarchical_bootstrap({}, 10, 1), std::invalid_argument);
+  EXPECT_THROW(tldr::hierarchical_bootstrap({{1.0}, {}}, 10, 1), std::invalid_argument);
+  EXPECT_THROW(tldr::hierarchical_bootstrap(d, 10, 1, 1.0), std::invalid_argument);
+}
+
+// With many seeds, the interval's width follows the seed-level standard error: 8 seeds of means
+// ±1 alternately (sd 1.07) and no prompt noise give about ±1.96 · 1.07 / √8 · √(7/8) ≈ ±0.69.
+TEST(stats, hierarchical_bootstrap_width_follows_the_seed_spread) {
+  std::vector<std::vector<double>> d;
+  for (int s = 0; s < 8; ++s) d.push_back(std::vector<double>(50, s % 2 ? 1.0 : -1.0));
+  const auto h = tldr::hierarchical_bootstrap(d, 20000, 11);
+  EXPECT_NEAR(h.value, 0.0, 1e-12);
+  EXPECT_NEAR(h.high, 0.69, 0.08);
+  EXPECT_NEAR(h.low, -0.69, 0.08);
+}
+
+TEST(stats, verdicts_follow_the_interval_and_the_margin) {
+  using tldr::verdict;
+  EXPECT_EQ(tldr::verdict_of({0.02, 0.001, 0.04}, 0.01), verdict::ahead);
+  EXPECT_EQ(tldr::verdict_of({-0.02, -0.04, -0.001}, 0.01), verdict::behind);
+  EXPECT_EQ(tldr::verdict_of({0.0, -0.005, 0.008}, 0.01), verdict::level);
+  EXPECT_EQ(tldr::verdict_of({0.0, -0.02, 0.008}, 0.01), verdict::undecided);
+  EXPECT_STREQ(tldr::name_of(verdict::undecided), "undecided");
+}
+
+}  // namespace

@@ -12,6 +12,7 @@
 // operations need, and compile faster.
 
 #include <brain/backend.hpp>
+#include <brain/backends/torch/detail/device_registry.hpp>
 #include <brain/goodness.hpp>
 #include <brain/kernels/group_loss.hpp>
 #include <brain/options.hpp>
@@ -19,7 +20,6 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -85,7 +85,8 @@ struct builtin_goodness {
 };
 template <class G>
 std::optional<builtin_goodness> as_builtin(const G& goodness) {
-  if constexpr (std::same_as<G, bradley_terry>) return builtin_goodness{builtin_goodness::model::bradley_terry, goodness.beta};
+  if constexpr (std::same_as<G, bradley_terry>)
+    return builtin_goodness{builtin_goodness::model::bradley_terry, goodness.beta};
   else if constexpr (std::same_as<G, logistic>) return builtin_goodness{builtin_goodness::model::logistic};
   else if constexpr (std::same_as<G, log_goodness>) return builtin_goodness{builtin_goodness::model::log_goodness};
   else return std::nullopt;
@@ -98,21 +99,19 @@ std::optional<builtin_goodness> as_builtin(const G& goodness) {
 /// check_deferred (which throws std::invalid_argument naming it).
 struct device_group_loss {
   torch::autograd::variable_list (*run)(const at::Tensor& log_policy, const at::Tensor& log_proposal,
-                                        const at::Tensor& log_prior, const at::Tensor& reward, builtin_goodness goodness,
-                                        bool validate, bool defer, bool* bad);
-  void (*check_deferred)() = nullptr;  ///< waits for this thread's deferred checks on the device and throws if one failed
+                                        const at::Tensor& log_prior, const at::Tensor& reward,
+                                        builtin_goodness goodness, bool validate, bool defer, bool* bad);
+  /// Waits for this thread's deferred checks on the device and throws if one failed.
+  void (*check_deferred)() = nullptr;
 };
 
-/// The program-wide registry of device implementations of the fused loss, by device type (one
-/// per program, like brain/backends/torch/log_probs.hpp's, so no translation unit differs).
-inline std::array<const device_group_loss*, static_cast<std::size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)>&
-group_loss_registry() {
-  static std::array<const device_group_loss*, static_cast<std::size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)> r{};
-  return r;
-}
+/// The program-wide registry of device implementations of the fused loss, by device type
+/// (brain/backends/torch/detail/device_registry.hpp, whose template the log-prob operations'
+/// registry is made of too): one table per program, so no translation unit differs.
+using group_loss_registry = device_registry<device_group_loss>;
+/// Registers `impl` for tensors of `type` (at static initialisation); returns true.
 inline bool register_device_group_loss(c10::DeviceType type, const device_group_loss* impl) {
-  group_loss_registry()[static_cast<std::size_t>(type)] = impl;
-  return true;
+  return group_loss_registry::add(type, impl);
 }
 
 /// brain_loss of CPU tensors as one autograd node. Forward: kernels::cpu_group_loss writes the loss,
@@ -222,7 +221,7 @@ struct backend_traits<at::Tensor> {
                                                             goodness, &report);
       bad = report.row >= 0;
     } else {
-      const detail::device_group_loss* impl = detail::group_loss_registry()[static_cast<std::size_t>(device.type())];
+      const detail::device_group_loss* impl = detail::group_loss_registry::find(device.type());
       const std::optional<detail::builtin_goodness> model = detail::as_builtin(goodness);
       if (impl == nullptr || !model) return fused_result::declined;
       results = impl->run(prepare(s.log_policy), prepare(s.log_proposal).detach(), prepare(s.log_prior).detach(),
@@ -261,14 +260,14 @@ struct backend_traits<at::Tensor> {
 /// thread (CUDA tensors), and throws std::invalid_argument for the first bad group they found,
 /// naming its row and check. Does nothing where nothing is pending or nothing runs asynchronously.
 inline void check_deferred_validation() {
-  for (const detail::device_group_loss* impl : detail::group_loss_registry())
+  for (const detail::device_group_loss* impl : detail::group_loss_registry::all())
     if (impl != nullptr && impl->check_deferred != nullptr) impl->check_deferred();
 }
 
 }  // namespace brain::inline v0
 
 // brain::cuda's group-loss kernel for CUDA tensors, registered from every translation unit that
-// can see it (as brain/backends/torch/log_probs.hpp registers the log-prob kernels).
+// can see it (as brain/backends/torch/detail/cuda_registration.hpp registers the log-prob kernels).
 // c10/cuda/impl/cuda_cmake_macros.h exists only in CUDA builds of LibTorch.
 #if defined(BRAIN_WITH_CUDA) && __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
 #include <brain/backends/cuda.hpp>
@@ -302,7 +301,8 @@ struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_func
                                                 bool defer, bool* bad) {
     const c10::cuda::CUDAGuard guard(log_policy.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(log_policy.device().index()).stream();
-    brain::cuda::deferred_check* deferred = defer ? &deferred_group_loss_checks()[log_policy.device().index()] : nullptr;
+    brain::cuda::deferred_check* deferred =
+        defer ? &deferred_group_loss_checks()[log_policy.device().index()] : nullptr;
     if (deferred != nullptr) deferred->check("brain_loss");  // an earlier call's bad group throws here
     fused_group_loss_tensors results(log_policy);
     const auto launch = [&]<class S, class G>(S, const G& goodness) {
@@ -342,7 +342,8 @@ inline torch::autograd::variable_list cuda_group_loss(const at::Tensor& log_poli
 }
 
 inline const device_group_loss cuda_group_loss_entry{&cuda_group_loss, &cuda_check_deferred};
-inline const bool cuda_group_loss_registered = register_device_group_loss(c10::DeviceType::CUDA, &cuda_group_loss_entry);
+inline const bool cuda_group_loss_registered =
+    register_device_group_loss(c10::DeviceType::CUDA, &cuda_group_loss_entry);
 
 }  // namespace brain::inline v0::detail
 #endif

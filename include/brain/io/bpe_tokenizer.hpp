@@ -660,86 +660,141 @@ class bpe_tokenizer {
     detail::fail_tokenizer(label, where, " ", detail::describe_json(v), " is not an id (an integer in [0, 2^31))");
   }
 
+  /// Ids handed out while reading: each id's token, and whether it is taken. Every id is below the
+  /// number of tokens (vocabulary and added), so `capacity` slots hold them all.
+  struct id_slots {
+    explicit id_slots(std::size_t n) : capacity(n), tokens(n), used(n) {}
+    std::size_t capacity;
+    std::vector<std::string> tokens;
+    std::vector<bool> used;
+  };
+
+  /// Reads tokenizer.json into tables, a step per part of the file; the first problem found throws,
+  /// naming `label`. The steps run in a fixed order (normalizer, pre-tokenizer, decoder,
+  /// post-processor, model, added tokens), so a file with several problems always names the same one.
   static tables parse(std::string_view text, std::string_view label) {
+    const nlohmann::json root = read_json(text, label);
+    tables t;
+    check_normalizer(label, root);
+    std::tie(t.add_prefix_space, t.use_regex) = read_pre_tokenizer(label, root);
+    check_decoder(label, root);
+    check_post_processor(label, root);
+    const nlohmann::json& model = read_model_options(label, root, t);
+    const nlohmann::json& vocab = vocab_of(label, model);
+    const nlohmann::json* added_list = added_tokens_of(label, root);
+    id_slots ids(vocab.size() + (added_list != nullptr ? added_list->size() : 0));
+    read_vocab(label, vocab, ids, t);
+    read_byte_ids(label, t);
+    check_unk_token(label, model, t);
+    read_merges(label, model, t);
+    read_added_tokens(label, added_list, vocab, ids, t);
+    take_dense_tokens(label, ids, t);
+    decode_tokens(vocab, t);
+    index_added_tokens(t);
+    return t;
+  }
+
+  /// The JSON object of the file. Repeated keys (which a JSON parser would silently collapse) are
+  /// found with the parser's callback.
+  static nlohmann::json read_json(std::string_view text, std::string_view label) {
     using detail::fail_tokenizer;
-    using detail::describe_json;
-    // Repeated keys (which a JSON parser would silently collapse) are found with the parser's callback.
     std::vector<std::unordered_set<std::string>> open_objects;
+    const auto no_repeated_keys = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& value) {
+      using event_t = nlohmann::json::parse_event_t;
+      if (event == event_t::object_start) open_objects.emplace_back();
+      else if (event == event_t::object_end) open_objects.pop_back();
+      else if (event == event_t::key && !open_objects.back().insert(value.get<std::string>()).second)
+        fail_tokenizer(label, "the JSON repeats the key \"", value.get<std::string>(), "\" in one object");
+      return true;
+    };
     nlohmann::json root;
     try {
-      root = nlohmann::json::parse(text.begin(), text.end(), [&](int, nlohmann::json::parse_event_t event, nlohmann::json& value) {
-        using event_t = nlohmann::json::parse_event_t;
-        if (event == event_t::object_start) open_objects.emplace_back();
-        else if (event == event_t::object_end) open_objects.pop_back();
-        else if (event == event_t::key && !open_objects.back().insert(value.get<std::string>()).second)
-          fail_tokenizer(label, "the JSON repeats the key \"", value.get<std::string>(), "\" in one object");
-        return true;
-      });
+      root = nlohmann::json::parse(text.begin(), text.end(), no_repeated_keys);
     } catch (const nlohmann::json::exception& e) {
       fail_tokenizer(label, "not valid JSON: ", e.what());
     }
     if (!root.is_object()) fail_tokenizer(label, "not a JSON object");
-    tables t;
+    return root;
+  }
 
+  static void check_normalizer(std::string_view label, const nlohmann::json& root) {
     if (const nlohmann::json* n = member(root, "normalizer"); n && !n->is_null())
-      fail_tokenizer(label, "normalizer ", describe_json(*n), " is not supported (null only)");
+      detail::fail_tokenizer(label, "normalizer ", detail::describe_json(*n), " is not supported (null only)");
+  }
 
+  /// pre_tokenizer: a ByteLevel, or a Sequence of one; its (add_prefix_space, use_regex).
+  static std::pair<bool, bool> read_pre_tokenizer(std::string_view label, const nlohmann::json& root) {
+    using detail::fail_tokenizer;
     const nlohmann::json* pre = member(root, "pre_tokenizer");
     if (pre == nullptr || pre->is_null()) fail_tokenizer(label, "pre_tokenizer is null (ByteLevel is supported)");
-    {
-      std::string where = "pre_tokenizer";
-      const nlohmann::json* level = pre;
-      const std::string type = type_of(label, *pre, where);
-      if (type == "Sequence") {
-        only_keys(label, *pre, where, {"type", "pretokenizers"});
-        const nlohmann::json* list = member(*pre, "pretokenizers");
-        if (list == nullptr || !list->is_array() || list->size() != 1)
-          fail_tokenizer(label, "pre_tokenizer.pretokenizers ", list ? describe_json(*list) : "(missing)",
-                         " is not a list of one ByteLevel");
-        level = &(*list)[0];
-        where = "pre_tokenizer.pretokenizers[0]";
-      }
-      const std::string inner = type_of(label, *level, where);
-      if (inner != "ByteLevel")
-        fail_tokenizer(label, where, ".type \"", inner, "\" is not supported (ByteLevel, or a Sequence of one ByteLevel)");
-      std::tie(t.add_prefix_space, t.use_regex) = byte_level_options(label, *level, where);
+    std::string where = "pre_tokenizer";
+    const nlohmann::json* level = pre;
+    const std::string type = type_of(label, *pre, where);
+    if (type == "Sequence") {
+      only_keys(label, *pre, where, {"type", "pretokenizers"});
+      const nlohmann::json* list = member(*pre, "pretokenizers");
+      if (list == nullptr || !list->is_array() || list->size() != 1)
+        fail_tokenizer(label, "pre_tokenizer.pretokenizers ", list ? detail::describe_json(*list) : "(missing)",
+                       " is not a list of one ByteLevel");
+      level = &(*list)[0];
+      where = "pre_tokenizer.pretokenizers[0]";
     }
+    const std::string inner = type_of(label, *level, where);
+    if (inner != "ByteLevel")
+      fail_tokenizer(label, where, ".type \"", inner,
+                     "\" is not supported (ByteLevel, or a Sequence of one ByteLevel)");
+    return byte_level_options(label, *level, where);
+  }
 
+  /// decoder: a ByteLevel (its options are checked, though decoding does not depend on them).
+  static void check_decoder(std::string_view label, const nlohmann::json& root) {
     const nlohmann::json* decoder = member(root, "decoder");
-    if (decoder == nullptr || decoder->is_null()) fail_tokenizer(label, "decoder is null (ByteLevel is supported)");
+    if (decoder == nullptr || decoder->is_null())
+      detail::fail_tokenizer(label, "decoder is null (ByteLevel is supported)");
     if (const std::string type = type_of(label, *decoder, "decoder"); type != "ByteLevel")
-      fail_tokenizer(label, "decoder.type \"", type, "\" is not supported (ByteLevel)");
+      detail::fail_tokenizer(label, "decoder.type \"", type, "\" is not supported (ByteLevel)");
     (void)byte_level_options(label, *decoder, "decoder");
+  }
 
-    if (const nlohmann::json* post = member(root, "post_processor"); post && !post->is_null()) {
-      const auto ignorable = [](const std::string& type) {
-        return type == "ByteLevel" || type == "TemplateProcessing" || type == "RobertaProcessing" || type == "BertProcessing";
-      };
-      const std::string type = type_of(label, *post, "post_processor");
-      if (type == "Sequence") {
-        const nlohmann::json* list = member(*post, "processors");
-        if (list == nullptr || !list->is_array()) fail_tokenizer(label, "post_processor.processors is missing or not a list");
-        for (std::size_t k = 0; k < list->size(); ++k) {
-          const std::string where = "post_processor.processors[" + std::to_string(k) + "]";
-          if (const std::string inner = type_of(label, (*list)[k], where); !ignorable(inner))
-            fail_tokenizer(label, where, ".type \"", inner, "\" is not supported (ByteLevel, TemplateProcessing, ",
-                           "RobertaProcessing, BertProcessing; not applied)");
-        }
-      } else if (!ignorable(type)) {
-        fail_tokenizer(label, "post_processor.type \"", type, "\" is not supported (ByteLevel, TemplateProcessing, ",
-                       "RobertaProcessing, BertProcessing or a Sequence of them; not applied)");
+  /// post_processor: null, or kinds that are accepted but not applied (a Sequence of them too).
+  static void check_post_processor(std::string_view label, const nlohmann::json& root) {
+    using detail::fail_tokenizer;
+    const nlohmann::json* post = member(root, "post_processor");
+    if (post == nullptr || post->is_null()) return;
+    const auto ignorable = [](const std::string& type) {
+      return type == "ByteLevel" || type == "TemplateProcessing" || type == "RobertaProcessing" ||
+             type == "BertProcessing";
+    };
+    const std::string type = type_of(label, *post, "post_processor");
+    if (type == "Sequence") {
+      const nlohmann::json* list = member(*post, "processors");
+      if (list == nullptr || !list->is_array())
+        fail_tokenizer(label, "post_processor.processors is missing or not a list");
+      for (std::size_t k = 0; k < list->size(); ++k) {
+        const std::string where = "post_processor.processors[" + std::to_string(k) + "]";
+        if (const std::string inner = type_of(label, (*list)[k], where); !ignorable(inner))
+          fail_tokenizer(label, where, ".type \"", inner, "\" is not supported (ByteLevel, TemplateProcessing, ",
+                         "RobertaProcessing, BertProcessing; not applied)");
       }
+    } else if (!ignorable(type)) {
+      fail_tokenizer(label, "post_processor.type \"", type, "\" is not supported (ByteLevel, TemplateProcessing, ",
+                     "RobertaProcessing, BertProcessing or a Sequence of them; not applied)");
     }
+  }
 
-    // The model.
+  /// model: a BPE without dropout, affixes or byte fallback; sets t.ignore_merges.
+  static const nlohmann::json& read_model_options(std::string_view label, const nlohmann::json& root, tables& t) {
+    using detail::fail_tokenizer;
+    using detail::describe_json;
     const nlohmann::json* model = member(root, "model");
     if (model == nullptr) fail_tokenizer(label, "no \"model\"");
     if (const std::string type = type_of(label, *model, "model"); type != "BPE")
       fail_tokenizer(label, "model.type \"", type, "\" is not supported (BPE)");
     only_keys(label, *model, "model",
-              {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", "byte_fallback",
-               "ignore_merges", "vocab", "merges"});
-    if (const nlohmann::json* d = member(*model, "dropout"); d && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0))
+              {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+               "byte_fallback", "ignore_merges", "vocab", "merges"});
+    if (const nlohmann::json* d = member(*model, "dropout");
+        d && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0))
       fail_tokenizer(label, "model.dropout ", describe_json(*d), " is not supported (null)");
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (const nlohmann::json* s = member(*model, key); s && !s->is_null() && *s != "")
@@ -748,65 +803,98 @@ class bpe_tokenizer {
       fail_tokenizer(label, "model.byte_fallback true is not supported (a byte-level vocabulary needs no fallback)");
     (void)boolean(label, *model, "fuse_unk", "model", false);
     t.ignore_merges = boolean(label, *model, "ignore_merges", "model", false);
+    return *model;
+  }
 
-    const nlohmann::json* vocab = member(*model, "vocab");
+  static const nlohmann::json& vocab_of(std::string_view label, const nlohmann::json& model) {
+    const nlohmann::json* vocab = member(model, "vocab");
     if (vocab == nullptr || !vocab->is_object())
-      fail_tokenizer(label, "model.vocab ", vocab ? describe_json(*vocab) : "(missing)", " is not an object of token: id");
+      detail::fail_tokenizer(label, "model.vocab ", vocab ? detail::describe_json(*vocab) : "(missing)",
+                             " is not an object of token: id");
+    return *vocab;
+  }
+
+  /// The added_tokens list; nullptr when it is absent or null.
+  static const nlohmann::json* added_tokens_of(std::string_view label, const nlohmann::json& root) {
     const nlohmann::json* added_list = member(root, "added_tokens");
     if (added_list != nullptr && !added_list->is_null() && !added_list->is_array())
-      fail_tokenizer(label, "added_tokens ", describe_json(*added_list), " is not a list");
-    const std::size_t added_count = added_list && added_list->is_array() ? added_list->size() : 0;
-    const std::size_t capacity = vocab->size() + added_count;  // every id is below the number of tokens
-    std::vector<std::string> tokens(capacity);
-    std::vector<bool> used(capacity);
-    t.token_ids.reserve(capacity);
-    for (const auto& [token, value] : vocab->items()) {
+      detail::fail_tokenizer(label, "added_tokens ", detail::describe_json(*added_list), " is not a list");
+    return added_list != nullptr && added_list->is_array() ? added_list : nullptr;
+  }
+
+  /// model.vocab: token -> id, each id below the capacity and given once.
+  static void read_vocab(std::string_view label, const nlohmann::json& vocab, id_slots& ids, tables& t) {
+    using detail::fail_tokenizer;
+    t.token_ids.reserve(ids.capacity);
+    for (const auto& [token, value] : vocab.items()) {
       const std::int32_t id = parse_id(label, value, "model.vocab[\"" + token + "\"]");
-      if (static_cast<std::size_t>(id) >= capacity)
-        fail_tokenizer(label, "model.vocab[\"", token, "\"] = ", id, " is outside [0, ", capacity, ") for ", capacity,
-                       " tokens (ids must be 0..N-1)");
-      if (used[static_cast<std::size_t>(id)])
-        fail_tokenizer(label, "model.vocab gives id ", id, " to both \"", tokens[static_cast<std::size_t>(id)], "\" and \"", token, "\"");
-      used[static_cast<std::size_t>(id)] = true;
-      tokens[static_cast<std::size_t>(id)] = token;
+      const auto slot = static_cast<std::size_t>(id);
+      if (slot >= ids.capacity)
+        fail_tokenizer(label, "model.vocab[\"", token, "\"] = ", id, " is outside [0, ", ids.capacity, ") for ",
+                       ids.capacity, " tokens (ids must be 0..N-1)");
+      if (ids.used[slot])
+        fail_tokenizer(label, "model.vocab gives id ", id, " to both \"", ids.tokens[slot], "\" and \"", token, "\"");
+      ids.used[slot] = true;
+      ids.tokens[slot] = token;
       t.token_ids.emplace(token, id);
     }
+  }
+
+  /// The ids of the 256 single-byte tokens: a byte-level vocabulary has them all.
+  static void read_byte_ids(std::string_view label, tables& t) {
     for (unsigned b = 0; b < 256; ++b) {
       std::string c;
       detail::append_utf8(c, detail::byte_to_char()[b]);
       const auto it = t.token_ids.find(c);
       if (it == t.token_ids.end())
-        fail_tokenizer(label, "model.vocab has no token for byte ", b, " (\"", c, "\"): a byte-level vocabulary has all 256");
+        detail::fail_tokenizer(label, "model.vocab has no token for byte ", b, " (\"", c,
+                               "\"): a byte-level vocabulary has all 256");
       t.byte_ids[b] = it->second;
     }
-    if (const nlohmann::json* unk = member(*model, "unk_token"); unk && !unk->is_null())
-      if (!unk->is_string() || !t.token_ids.contains(unk->get<std::string>()))
-        fail_tokenizer(label, "model.unk_token ", describe_json(*unk), " is not a token of model.vocab");
+  }
 
-    // Merges: "a b" (exactly one space, as HF's reader) or ["a", "b"]; ids for the pair and the result.
-    const nlohmann::json* merges = member(*model, "merges");
+  static void check_unk_token(std::string_view label, const nlohmann::json& model, const tables& t) {
+    if (const nlohmann::json* unk = member(model, "unk_token"); unk && !unk->is_null())
+      if (!unk->is_string() || !t.token_ids.contains(unk->get<std::string>()))
+        detail::fail_tokenizer(label, "model.unk_token ", detail::describe_json(*unk),
+                               " is not a token of model.vocab");
+  }
+
+  /// One merge's two tokens: "a b" (exactly one space, as HF's reader) or ["a", "b"].
+  static std::pair<std::string, std::string> merge_pair(std::string_view label, const nlohmann::json& m,
+                                                        const std::string& where) {
+    using detail::fail_tokenizer;
+    if (m.is_string()) {
+      const std::string& s = m.get_ref<const std::string&>();
+      const std::size_t space = s.find(' ');
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos || space == 0 ||
+          space + 1 == s.size())
+        fail_tokenizer(label, where, " ", detail::describe_json(m), " is not \"left right\" (two tokens, one space)");
+      return {s.substr(0, space), s.substr(space + 1)};
+    }
+    if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string() &&
+        !m[0].get_ref<const std::string&>().empty() && !m[1].get_ref<const std::string&>().empty())
+      return {m[0].get<std::string>(), m[1].get<std::string>()};
+    fail_tokenizer(label, where, " ", detail::describe_json(m), " is neither \"left right\" nor [\"left\", \"right\"]");
+  }
+
+  /// model.merges, rank by rank: the ids of each pair and of the token it merges into, each pair once.
+  static void read_merges(std::string_view label, const nlohmann::json& model, tables& t) {
+    using detail::fail_tokenizer;
+    using detail::describe_json;
+    const nlohmann::json* merges = member(model, "merges");
     if (merges == nullptr || !merges->is_array())
       fail_tokenizer(label, "model.merges ", merges ? describe_json(*merges) : "(missing)", " is not a list");
     t.merges.reserve(merges->size());
     for (std::size_t rank = 0; rank < merges->size(); ++rank) {
       const nlohmann::json& m = (*merges)[rank];
       const std::string where = "model.merges[" + std::to_string(rank) + "]";
-      std::string a, b;
-      if (m.is_string()) {
-        const std::string& s = m.get_ref<const std::string&>();
-        const std::size_t space = s.find(' ');
-        if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos || space == 0 || space + 1 == s.size())
-          fail_tokenizer(label, where, " ", describe_json(m), " is not \"left right\" (two tokens, one space)");
-        a = s.substr(0, space), b = s.substr(space + 1);
-      } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string() && !m[0].get_ref<const std::string&>().empty() &&
-                 !m[1].get_ref<const std::string&>().empty()) {
-        a = m[0].get<std::string>(), b = m[1].get<std::string>();
-      } else {
-        fail_tokenizer(label, where, " ", describe_json(m), " is neither \"left right\" nor [\"left\", \"right\"]");
-      }
+      const auto [a, b] = merge_pair(label, m, where);
       const auto left = t.token_ids.find(a), right = t.token_ids.find(b), merged = t.token_ids.find(a + b);
-      if (left == t.token_ids.end()) fail_tokenizer(label, where, " ", describe_json(m), ": \"", a, "\" is not in model.vocab");
-      if (right == t.token_ids.end()) fail_tokenizer(label, where, " ", describe_json(m), ": \"", b, "\" is not in model.vocab");
+      if (left == t.token_ids.end())
+        fail_tokenizer(label, where, " ", describe_json(m), ": \"", a, "\" is not in model.vocab");
+      if (right == t.token_ids.end())
+        fail_tokenizer(label, where, " ", describe_json(m), ": \"", b, "\" is not in model.vocab");
       if (merged == t.token_ids.end())
         fail_tokenizer(label, where, " ", describe_json(m), ": the merged token \"", a + b, "\" is not in model.vocab");
       const auto [it, fresh] = t.merges.emplace(pair_key(left->second, right->second),
@@ -814,71 +902,101 @@ class bpe_tokenizer {
       if (!fresh) fail_tokenizer(label, where, " ", describe_json(m), " repeats model.merges[", it->second.rank, "]");
     }
     t.merge_count = merges->size();
+  }
 
-    // Added tokens: a vocabulary token keeps its id; a new one takes a free id.
+  /// One entry of added_tokens, its keys and values checked (not yet its id against the others).
+  static added_token read_added_token(std::string_view label, const nlohmann::json& e, const std::string& where) {
+    using detail::fail_tokenizer;
+    if (!e.is_object()) fail_tokenizer(label, where, " ", detail::describe_json(e), " is not an object");
+    only_keys(label, e, where, {"id", "content", "special", "normalized", "single_word", "lstrip", "rstrip"});
+    const nlohmann::json* id_json = member(e, "id");
+    const nlohmann::json* content = member(e, "content");
+    if (id_json == nullptr) fail_tokenizer(label, where, " has no \"id\"");
+    if (content == nullptr || !content->is_string() || content->get_ref<const std::string&>().empty())
+      fail_tokenizer(label, where, ".content is missing, empty or not a string");
+    added_token a;
+    a.id = parse_id(label, *id_json, where + ".id");
+    a.content = content->get<std::string>();
+    a.special = boolean(label, e, "special", where, false);
+    a.normalized = boolean(label, e, "normalized", where, !a.special);
+    a.single_word = boolean(label, e, "single_word", where, false);
+    a.lstrip = boolean(label, e, "lstrip", where, false);
+    a.rstrip = boolean(label, e, "rstrip", where, false);
+    return a;
+  }
+
+  /// added_tokens: a vocabulary token keeps its id; a new one takes a free id.
+  static void read_added_tokens(std::string_view label, const nlohmann::json* added_list, const nlohmann::json& vocab,
+                                id_slots& ids, tables& t) {
+    using detail::fail_tokenizer;
     std::unordered_map<std::int32_t, std::size_t> added_ids;
-    for (std::size_t k = 0; k < added_count; ++k) {
-      const nlohmann::json& e = (*added_list)[k];
+    const std::size_t count = added_list != nullptr ? added_list->size() : 0;
+    for (std::size_t k = 0; k < count; ++k) {
       const std::string where = "added_tokens[" + std::to_string(k) + "]";
-      if (!e.is_object()) fail_tokenizer(label, where, " ", describe_json(e), " is not an object");
-      only_keys(label, e, where, {"id", "content", "special", "normalized", "single_word", "lstrip", "rstrip"});
-      const nlohmann::json* id_json = member(e, "id");
-      const nlohmann::json* content = member(e, "content");
-      if (id_json == nullptr) fail_tokenizer(label, where, " has no \"id\"");
-      if (content == nullptr || !content->is_string() || content->get_ref<const std::string&>().empty())
-        fail_tokenizer(label, where, ".content is missing, empty or not a string");
-      added_token a;
-      a.id = parse_id(label, *id_json, where + ".id");
-      a.content = content->get<std::string>();
-      a.special = boolean(label, e, "special", where, false);
-      a.normalized = boolean(label, e, "normalized", where, !a.special);
-      a.single_word = boolean(label, e, "single_word", where, false);
-      a.lstrip = boolean(label, e, "lstrip", where, false);
-      a.rstrip = boolean(label, e, "rstrip", where, false);
+      added_token a = read_added_token(label, (*added_list)[k], where);
       const auto id = static_cast<std::int32_t>(a.id);
+      const auto slot = static_cast<std::size_t>(id);
       if (const auto [it, fresh] = added_ids.emplace(id, k); !fresh)
         fail_tokenizer(label, where, " \"", a.content, "\": id ", id, " is also added_tokens[", it->second, "]'s");
       if (const auto it = t.token_ids.find(a.content); it != t.token_ids.end()) {
-        if (!vocab->contains(a.content)) fail_tokenizer(label, where, " \"", a.content, "\" repeats an earlier added token");
+        if (!vocab.contains(a.content))
+          fail_tokenizer(label, where, " \"", a.content, "\" repeats an earlier added token");
         if (it->second != id)
           fail_tokenizer(label, where, " \"", a.content, "\" has id ", id, " but model.vocab gives it ", it->second);
       } else {
-        if (static_cast<std::size_t>(id) >= capacity)
-          fail_tokenizer(label, where, ".id ", id, " is outside [0, ", capacity, ") for ", capacity, " tokens (ids must be 0..N-1)");
-        if (used[static_cast<std::size_t>(id)])
-          fail_tokenizer(label, where, " \"", a.content, "\": id ", id, " is already \"", tokens[static_cast<std::size_t>(id)], "\"'s");
-        used[static_cast<std::size_t>(id)] = true;
-        tokens[static_cast<std::size_t>(id)] = a.content;
+        if (slot >= ids.capacity)
+          fail_tokenizer(label, where, ".id ", id, " is outside [0, ", ids.capacity, ") for ", ids.capacity,
+                         " tokens (ids must be 0..N-1)");
+        if (ids.used[slot])
+          fail_tokenizer(label, where, " \"", a.content, "\": id ", id, " is already \"", ids.tokens[slot], "\"'s");
+        ids.used[slot] = true;
+        ids.tokens[slot] = a.content;
         t.token_ids.emplace(a.content, id);
       }
       t.added.push_back(std::move(a));
     }
-    // Dense ids: the used ones are exactly 0..N-1.
-    const auto total = static_cast<std::size_t>(std::find(used.begin(), used.end(), false) - used.begin());
-    if (const auto beyond = std::find(used.begin() + static_cast<std::ptrdiff_t>(total), used.end(), true); beyond != used.end())
-      fail_tokenizer(label, "id ", total, " belongs to no token but id ", beyond - used.begin(), " (\"",
-                     tokens[static_cast<std::size_t>(beyond - used.begin())], "\") does (ids must be 0..N-1)");
-    tokens.resize(total);
-    t.tokens = std::move(tokens);
+  }
 
+  /// The tokens by id, once the used ids are known to be exactly 0..N-1 (dense).
+  static void take_dense_tokens(std::string_view label, id_slots& ids, tables& t) {
+    const auto total = static_cast<std::size_t>(std::find(ids.used.begin(), ids.used.end(), false) - ids.used.begin());
+    if (const auto beyond = std::find(ids.used.begin() + static_cast<std::ptrdiff_t>(total), ids.used.end(), true);
+        beyond != ids.used.end())
+      detail::fail_tokenizer(label, "id ", total, " belongs to no token but id ", beyond - ids.used.begin(), " (\"",
+                             ids.tokens[static_cast<std::size_t>(beyond - ids.used.begin())],
+                             "\") does (ids must be 0..N-1)");
+    ids.tokens.resize(total);
+    t.tokens = std::move(ids.tokens);
+  }
+
+  /// Each id's bytes under the ByteLevel decoder; with ignore_merges, the vocabulary tokens that
+  /// stand for a whole word's bytes.
+  static void decode_tokens(const nlohmann::json& vocab, tables& t) {
+    const std::size_t total = t.tokens.size();
     t.bytes.resize(total);
-    t.special.assign(total, false);
     for (std::size_t id = 0; id < total; ++id) {
       bool in_alphabet = false;
       t.bytes[id] = detail::byte_level_bytes(t.tokens[id], &in_alphabet);
-      if (t.ignore_merges && in_alphabet && vocab->contains(t.tokens[id])) t.whole_words.emplace(t.bytes[id], static_cast<std::int32_t>(id));
+      if (t.ignore_merges && in_alphabet && vocab.contains(t.tokens[id]))
+        t.whole_words.emplace(t.bytes[id], static_cast<std::int32_t>(id));
     }
+  }
+
+  /// The special flags, and the added tokens' matchers: by first byte, longest first (leftmost-longest).
+  static void index_added_tokens(tables& t) {
+    t.special.assign(t.tokens.size(), false);
     for (std::size_t k = 0; k < t.added.size(); ++k) {
       const added_token& a = t.added[k];
       if (a.special) t.special[static_cast<std::size_t>(a.id)] = true;
-      (a.normalized ? t.normalized : t.non_normalized).by_first_byte[static_cast<unsigned char>(a.content[0])].push_back(k);
-      (a.normalized ? t.normalized : t.non_normalized).empty = false;
+      added_matcher& m = a.normalized ? t.normalized : t.non_normalized;
+      m.by_first_byte[static_cast<unsigned char>(a.content[0])].push_back(k);
+      m.empty = false;
     }
+    const auto longer = [&](std::size_t x, std::size_t y) {
+      return t.added[x].content.size() > t.added[y].content.size();
+    };
     for (added_matcher* m : {&t.normalized, &t.non_normalized})
-      for (auto& bucket : m->by_first_byte)
-        std::stable_sort(bucket.begin(), bucket.end(),
-                         [&](std::size_t x, std::size_t y) { return t.added[x].content.size() > t.added[y].content.size(); });
-    return t;
+      for (auto& bucket : m->by_first_byte) std::stable_sort(bucket.begin(), bucket.end(), longer);
   }
 
   std::shared_ptr<const tables> tables_;

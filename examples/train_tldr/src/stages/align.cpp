@@ -1,7 +1,10 @@
-// Stage align: Algorithm 1 (brain-math.md §8) for one run of one arm (src/arms.hpp). Per refresh:
+// Stage align: Algorithm 1 (docs/math.md §8) for one run of one arm (src/arms.hpp). Per refresh:
 // draw the buffer (m prompts × n samples of the arm's proposal, or labelled pairs), score it,
 // take K optimiser steps on minibatches of its units, refresh the proposal if the arm does, then
-// validate and keep the best checkpoint. State is saved after every refresh.
+// validate with the reward model (never the oracle: the oracle is the experiment's ground truth,
+// measured on the test split only), keep a checkpoint of every validation and the best one, and
+// stop early once the validation reward has not improved for `patience` validations. State is
+// saved after every refresh.
 
 #include "device.hpp"
 #include "checkpoint.hpp"
@@ -25,18 +28,15 @@ using nlohmann::json;
 namespace {
 
 json to_json(const validation_point& p) {
-  return {{"refresh", p.refresh}, {"step", p.step}, {"oracle_mean", p.oracle_mean}, {"oracle_win", p.oracle_win},
-          {"rm_win", p.rm_win}, {"rm_mean", p.rm_mean}, {"words", p.words}, {"kl", p.kl}, {"loss", p.loss},
-          {"target_ess", p.target_ess}, {"skipped_steps", p.skipped_steps}};
+  return {{"refresh", p.refresh}, {"step", p.step}, {"rm_mean", p.rm_mean}, {"rm_win", p.rm_win}, {"words", p.words},
+          {"kl", p.kl}, {"loss", p.loss}, {"target_ess", p.target_ess}, {"skipped_steps", p.skipped_steps}};
 }
 validation_point point_from(const json& j) {
   validation_point p;
   p.refresh = j.at("refresh");
   p.step = j.at("step");
-  p.oracle_mean = j.at("oracle_mean");
-  p.oracle_win = j.at("oracle_win");
-  p.rm_win = j.at("rm_win");
   p.rm_mean = j.at("rm_mean");
+  p.rm_win = j.at("rm_win");
   p.words = j.at("words");
   p.kl = j.at("kl");
   p.loss = j.at("loss");
@@ -69,7 +69,8 @@ torch::Tensor gather_floats(const torch::Tensor& mine) {
 }
 
 json spec_json(const run_spec& r) {
-  return {{"arm", r.arm}, {"samples", r.samples}, {"seed", r.seed}, {"beta", r.settings.beta}, {"lr", r.settings.lr}};
+  return {{"arm", r.arm},          {"samples", r.samples},       {"seed", r.seed},        {"beta", r.settings.beta},
+          {"lr", r.settings.lr}, {"refreshes", r.refreshes}, {"patience", r.patience}};
 }
 
 /// Everything a run keeps for its whole length.
@@ -81,7 +82,8 @@ struct run_state {
   RewardModel rm;
 };
 
-/// The validation prompts, their gold summaries' scores and the metrics of a policy on them.
+/// The validation prompts, their gold summaries' reward-model scores and the metrics of a policy
+/// on them: the reward model's, never the oracle's (selection sees the reward model only).
 class validator {
  public:
   validator(const run_context& ctx, RewardModel& rm) : ctx_(ctx) {
@@ -89,7 +91,6 @@ class validator {
     prompts_ = run_context::prompts_of(ctx.valid(), count);
     torch::NoGradGuard no_grad;
     gold_rm_ = rm->score(prompts_, run_context::golds_of(ctx.valid(), count), tokenizer::pad_id).to(torch::kFloat64);
-    for (std::size_t i = 0; i < count; ++i) gold_oracle_.push_back(ctx.oracle().score(ctx.valid()[i].post, ctx.valid()[i].gold_text));
   }
 
   /// Each rank validates its share of the prompts (samples keyed by the prompt's index); the
@@ -109,9 +110,6 @@ class validator {
       for (std::size_t i = begin; i < end; ++i) {
         const double ri = r[long(i - begin)].item<double>(), gi = gold_rm_[long(i)].item<double>();
         v.rm_win += (ri > gi ? 1.0 : ri == gi ? 0.5 : 0.0) / n;
-        const double oi = ctx_.oracle().score(ctx_.valid()[i].post, texts[i - begin]);
-        v.oracle_win += (oi > gold_oracle_[i] ? 1.0 : oi == gold_oracle_[i] ? 0.5 : 0.0) / n;
-        v.oracle_mean += oi / n;
         v.words += double(word_count(texts[i - begin])) / n;
       }
       v.rm_mean = r.sum().item<double>() / n;
@@ -123,7 +121,7 @@ class validator {
                  .item<double>() /
              n;
     }
-    sum_over_ranks({&v.rm_win, &v.oracle_win, &v.oracle_mean, &v.words, &v.rm_mean, &v.kl});
+    sum_over_ranks({&v.rm_win, &v.words, &v.rm_mean, &v.kl});
     return v;
   }
 
@@ -131,7 +129,6 @@ class validator {
   const run_context& ctx_;
   std::vector<tokens> prompts_;
   torch::Tensor gold_rm_;
-  std::vector<double> gold_oracle_;
 };
 
 /// The buffer of refresh `refresh`: labelled pairs for DPO, else m prompts × n samples of q.
@@ -264,10 +261,23 @@ void align(const run_context& ctx, const run_spec& run) {
     ctx.log().info("{}: resuming at refresh {}", run.name(), refresh);
   }
   const validator validate(ctx, st.rm);
-  const auto save_best = [&](const validation_point& v) {
-    if (v.oracle_mean <= best) return;
-    best = v.oracle_mean;
+  // Every validation's policy is kept (checkpoints/refresh-R.pt: the study's curves evaluate them
+  // on test prompts afterwards); the best by the validation reward is best.pt, the run's result.
+  const auto keep = [&](const validation_point& v) {
+    if (ranks().is_main()) save_model(dir / "checkpoints" / ("refresh-" + std::to_string(v.refresh) + ".pt"), *st.policy);
+    if (v.rm_mean <= best) return;
+    best = v.rm_mean;
     save_model(dir / "best.pt", *st.policy);
+  };
+  // Early stopping: the validations since the best one (the history says how many).
+  const auto since_best = [&] {
+    std::int64_t since = 0;
+    double top = -1e300;
+    for (std::size_t i = 1; i < history.size(); ++i) {  // refresh 0 (SFT) is not a candidate
+      if (history[i].rm_mean > top) top = history[i].rm_mean, since = 0;
+      else ++since;
+    }
+    return since;
   };
   // Refresh 0 is the SFT model: validated for the curve, never the run's best checkpoint (a run
   // that only got worse must show it, not fall back to SFT).
@@ -277,10 +287,10 @@ void align(const run_context& ctx, const run_spec& run) {
   const auto m = a.prompts, G = a.groups_per_step;
   const auto K = a.epochs * m / G;
   st.policy->train();
-  progress bar(run.name(), a.refreshes, "refreshes", refresh);
-  for (; refresh < a.refreshes; ++refresh) {
+  progress bar(run.name(), run.refreshes, "refreshes", refresh);
+  for (; refresh < run.refreshes && !(run.patience > 0 && since_best() >= run.patience); ++refresh) {
     const refresh_buffer buffer = draw(st, labelled, refresh);
-    const auto pairs = pair_units(which.kind, buffer.reward, run.settings.beta,
+    const auto pairs = pair_units(which, buffer.reward, run.settings.beta,
                                   derive_seed(run.seed, purpose::align_pairing, refresh));
     validation_point v;
     std::int64_t trained = 0;
@@ -288,7 +298,7 @@ void align(const run_context& ctx, const run_spec& run) {
       const auto epoch = k * G / m, within = (k * G) % m;
       const auto units = permutation(std::size_t(m), derive_seed(run.seed, purpose::align_minibatch, refresh, epoch));
       std::vector<std::int64_t> chosen(units.begin() + within, units.begin() + within + G);
-      const auto batch = plan_minibatch(which.kind, chosen, buffer.width, pairs);
+      const auto batch = plan_minibatch(which, chosen, buffer.width, pairs);
       ++step;
       if (batch.rows.empty()) {  // an RSO minibatch whose groups accepted fewer than two samples
         ++v.skipped_steps;
@@ -298,7 +308,7 @@ void align(const run_context& ctx, const run_spec& run) {
       // pairs, so a share's loss is weighted by its share of them.
       const auto [begin, end] = my_share(chosen.size());
       const std::vector<std::int64_t> my_units(chosen.begin() + long(begin), chosen.begin() + long(end));
-      const auto mine = plan_minibatch(which.kind, my_units, buffer.width, pairs);
+      const auto mine = plan_minibatch(which, my_units, buffer.width, pairs);
       const double weight = which.pairs() ? double(mine.rows.size()) / double(batch.rows.size())
                                           : double(my_units.size()) / double(chosen.size());
       torch::Tensor loss;
@@ -311,7 +321,7 @@ void align(const run_context& ctx, const run_spec& run) {
           responses.push_back(buffer.responses[cell]);
         }
         const auto lp = sequence_log_prob(st.policy, prompts, responses, tokenizer::pad_id, 0);
-        const auto out = minibatch_loss(which.kind, mine, lp, buffer, run.settings.beta);
+        const auto out = minibatch_loss(which, mine, lp, buffer, run.settings.beta);
         loss = out.loss * weight;
         ess = out.target_ess * weight;
       }
@@ -325,11 +335,9 @@ void align(const run_context& ctx, const run_spec& run) {
     v.loss /= double(std::max<std::int64_t>(trained, 1));
     v.target_ess /= double(std::max<std::int64_t>(trained, 1));
     if (st.proposal) copy_state(*st.policy, *st.proposal);  // q ← frozen copy of q_θ (Algorithm 1)
-    if ((refresh + 1) % a.validate_every == 0 || refresh + 1 == a.refreshes) {
+    if ((refresh + 1) % a.validate_every == 0 || refresh + 1 == run.refreshes) {
       const auto measured = validate(st.policy, st.prior, st.rm, run.seed);
       st.policy->train();
-      v.oracle_mean = measured.oracle_mean;
-      v.oracle_win = measured.oracle_win;
       v.rm_win = measured.rm_win;
       v.rm_mean = measured.rm_mean;
       v.words = measured.words;
@@ -337,7 +345,7 @@ void align(const run_context& ctx, const run_spec& run) {
       v.refresh = refresh + 1;
       v.step = step;
       history.push_back(v);
-      save_best(v);
+      keep(v);
     }
     checkpoint_writer w;
     w.add("model", *st.policy);
@@ -347,7 +355,7 @@ void align(const run_context& ctx, const run_spec& run) {
     w.add("history", text_tensor(history_json(history).dump()));
     w.add("best", torch::tensor(best, torch::kFloat64));
     w.save(state);
-    auto status = fmt::format("loss {:.4f}  oracle {:.3f}  KL {:.2f}", v.loss, history.back().oracle_mean, history.back().kl);
+    auto status = fmt::format("loss {:.4f}  RM {:.3f}  KL {:.2f}", v.loss, history.back().rm_mean, history.back().kl);
     if (v.target_ess > 0) status += fmt::format("  ESS {:.1f}", v.target_ess);  // distillation arms
     bar.advance(1, status);
     ctx.log().info("{}: refresh {}: {}", run.name(), refresh + 1, status);

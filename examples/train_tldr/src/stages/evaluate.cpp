@@ -67,12 +67,13 @@ void evaluate_gold(const run_context& ctx) {
 }
 
 void evaluate_model(const run_context& ctx, const std::string& name, const fs::path& model_file, double temperature,
-                    std::uint64_t seed) {
+                    std::uint64_t seed, std::size_t prompt_limit) {
   const auto file = ctx.path("eval/" + name + ".jsonl");
   if (main_has(file)) return;
   torch::NoGradGuard no_grad;
   // Data parallel: each rank its share of the prompts, samples keyed by the prompt's index.
-  const auto [begin, end] = my_share(test_count(ctx));
+  const auto [begin, end] =
+      my_share(prompt_limit > 0 ? std::min(prompt_limit, test_count(ctx)) : test_count(ctx));
   auto rm = load_rm(ctx);
   auto policy = load_gpt(ctx, model_file);
   auto prior = load_gpt(ctx, ctx.path("sft/model.pt"));
@@ -113,22 +114,21 @@ void evaluate_model(const run_context& ctx, const std::string& name, const fs::p
 double validate_temperature(const run_context& ctx, const std::string& name, const fs::path& model_file,
                             double temperature, std::uint64_t seed) {
   const auto file = ctx.path("sweep/temperature/" + name + ".json");
-  if (main_has(file)) return json::parse(read_text(file)).at("oracle_mean").get<double>();
+  if (main_has(file)) return json::parse(read_text(file)).at("rm_mean").get<double>();
   torch::NoGradGuard no_grad;
   auto policy = load_gpt(ctx, model_file);
+  auto rm = load_rm(ctx);
   const auto count = std::min<std::size_t>(ctx.valid().size(), std::size_t(ctx.settings().eval.valid_prompts));
   const auto [begin, end] = my_share(count);  // data parallel: each rank its share, keyed by index
   double mean = 0;
   if (begin < end) {
-    const auto drawn = sample(policy, slice(run_context::prompts_of(ctx.valid(), end), begin, end),
-                              ctx.decoding(1, temperature), derive_seed(seed, purpose::valid_sampling, 2),
+    const auto prompts = slice(run_context::prompts_of(ctx.valid(), end), begin, end);
+    const auto drawn = sample(policy, prompts, ctx.decoding(1, temperature), derive_seed(seed, purpose::valid_sampling, 2),
                               indices(begin, end));
-    const auto texts = ctx.tok().decode(drawn.responses);
-    for (std::size_t i = begin; i < end; ++i)
-      mean += ctx.oracle().score(ctx.valid()[i].post, texts[i - begin]) / double(count);
+    mean = rm->score(prompts, drawn.responses, tokenizer::pad_id).to(torch::kFloat64).sum().item<double>() / double(count);
   }
   mean = ranks().sum(mean);
-  atomic_write_text(file, json{{"model", model_file.string()}, {"temperature", temperature}, {"oracle_mean", mean}}.dump(2));
+  atomic_write_text(file, json{{"model", model_file.string()}, {"temperature", temperature}, {"rm_mean", mean}}.dump(2));
   ranks().barrier();
   return mean;
 }

@@ -21,8 +21,8 @@ json metric(const std::vector<std::vector<double>>& per_seed_values, std::int64_
   std::vector<double> means;
   for (const auto& v : per_seed_values) means.push_back(mean_of(v));
   const auto s = spread_of(means);
-  const auto pooled = pooled_bootstrap(per_seed_values, resamples, seed);
-  return {{"per_seed", means}, {"mean", s.mean}, {"sd", s.sd}, {"low", pooled.low}, {"high", pooled.high}};
+  const auto both = hierarchical_bootstrap(per_seed_values, resamples, seed);  // seeds, then prompts
+  return {{"per_seed", means}, {"mean", s.mean}, {"sd", s.sd}, {"low", both.low}, {"high", both.high}};
 }
 
 const std::vector<std::pair<std::string, std::string>>& metric_names() {
@@ -48,7 +48,7 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
   const auto boot_seed = derive_seed(ctx.settings().seed, purpose::bootstrap);
   const auto gold = read_eval(ctx.path("eval/gold.jsonl"));
   json out{{"prompts", gold.rm.size()}, {"gold", {{"oracle", mean_of(gold.oracle)}, {"words", mean_of(gold.words)}}}};
-  const bool llm_judged = ctx.settings().judge.kind == "llm";
+  const bool llm_judged = ctx.settings().judge.kind == tldr::judge_kind::llm;
   if (llm_judged)
     out["llm_judge"] = {{"model", ctx.settings().judge.model}, {"url", ctx.settings().judge.url},
                         {"rule", "both orders; win when both prefer the summary, loss when both prefer gold, else tie"}};
@@ -100,7 +100,7 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
         loss.push_back(t.loss);
         per_seed.push_back(outcomes(x, y));
       }
-      const auto rate = pooled_bootstrap(per_seed, resamples, boot_seed);
+      const auto rate = hierarchical_bootstrap(per_seed, resamples, boot_seed);
       const auto w = spread_of(win), t = spread_of(tie), l = spread_of(loss);
       entry[judge] = {{"win", w.mean}, {"win_sd", w.sd}, {"tie", t.mean}, {"tie_sd", t.sd}, {"loss", l.mean},
                       {"loss_sd", l.sd}, {"rate", rate.value}, {"rate_low", rate.low}, {"rate_high", rate.high}};
@@ -114,7 +114,7 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
       }
       const auto d = paired_difference_of(x, y, resamples, boot_seed);
       entry["difference"][key] = {{"per_seed", d.per_seed}, {"mean", d.over_seeds.mean}, {"sd", d.over_seeds.sd},
-                                  {"low", d.pooled.low}, {"high", d.pooled.high}, {"seeds_ahead", d.seeds_ahead}};
+                                  {"low", d.both.low}, {"high", d.both.high}, {"seeds_ahead", d.seeds_ahead}};
     }
     out["matchups"].push_back(entry);
   }
@@ -151,7 +151,7 @@ std::string matchups_markdown(const json& summary) {
       "| comparison | seeds | oracle: win / tie / loss (%) | oracle win-rate, ties half (%) | reward model: win / tie / loss (%) "
       "| oracle score, difference | ROUGE-L F1, difference |\n"
       "|---|---|---|---|---|---|---|\n";
-  // mean ± sd over seeds [pooled interval], seeds ahead.
+  // mean ± sd over seeds [hierarchical interval], seeds ahead.
   const auto difference = [](const json& d) {
     const auto seeds = d.at("per_seed").size();
     std::string s = fmt::format("{:+.3f}", d.at("mean").get<double>());
