@@ -409,7 +409,11 @@ TEST(BpeTokenizer, RejectsUnsupportedAndMalformedFiles) {
     EXPECT_EQ(message.rfind("brain::io: bad.json: ", 0), 0u) << message;
     EXPECT_NE(message.find(c.message), std::string::npos) << "expected \"" << c.message << "\" in \"" << message << "\"";
   }
+}
+
+TEST(BpeTokenizer, RejectsMalformedJsonAndMissingFiles) {
   // Raw text: repeated keys, not JSON, not an object; a missing file.
+  const json base = tiny({"yz", "xy"}, {"y z", "x y"});
   std::string repeated = base.dump();
   repeated.insert(repeated.rfind('}'), ",\"model\":{}");
   EXPECT_NE(rejection(repeated).find("bad.json: the JSON repeats the key \"model\""), std::string::npos) << rejection(repeated);

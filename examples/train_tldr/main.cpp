@@ -90,13 +90,8 @@ void add_arm_options(CLI::App& app, tldr::config& c) {
       ->group("Arms");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  tldr::config c;
-  CLI::App app{"BRAIn on TL;DR-style summarisation: SFT, reward model, DPO, DPO-sft, RSO, BRAIn and its bridge and "
-               "ablations; win-rates against gold under the reward model and an oracle"};
-  app.set_config("--config", "", "TOML or INI file: any option below as a key, e.g. sft-steps = 1200");
+/// Settings of the data, the tokenizer and the workdir.
+void add_data_options(CLI::App& app, tldr::config& c) {
   app.add_option("--workdir", c.workdir, "where every stage caches its output")->capture_default_str();
   app.add_option("--seed", c.seed, "seed of the shared stages and of the main command's runs")->capture_default_str();
   app.add_option("--threads", c.threads, "LibTorch threads of the shared stages")->capture_default_str()->check(CLI::Range(1, 256));
@@ -117,13 +112,10 @@ int main(int argc, char** argv) {
                  "a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json): SFT starts from its "
                  "weights, with its tokenizer and config (the model-* options are ignored)")
       ->check(CLI::ExistingDirectory);
-  app.add_option("--device", c.device, "cpu, cuda or cuda:N (data parallel: cuda is cuda:LOCAL_RANK)")->capture_default_str();
-  double dist_timeout = 300;
-  app.add_option("--dist-timeout", dist_timeout,
-                 "data parallel (torchrun's RANK, WORLD_SIZE, ... set): seconds a rank waits for the others before "
-                 "failing (a rank that died stops the run within it)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+}
+
+/// Settings of the model and of each training stage, the arms and the evaluation.
+void add_training_options(CLI::App& app, tldr::config& c) {
   app.add_option("--vocab", c.vocab)->capture_default_str();
   app.add_option("--max-prompt-tokens", c.max_prompt_tokens)->capture_default_str();
   app.add_option("--max-response-tokens", c.max_response_tokens)->capture_default_str();
@@ -168,6 +160,10 @@ int main(int argc, char** argv) {
   app.add_option("--eval-bootstrap", c.eval.bootstrap)->capture_default_str();
   app.add_option("--eval-valid-temperature", c.eval.valid_temperature, "decoding of the checkpoint-selecting validation")
       ->capture_default_str();
+}
+
+/// `--judge llm`: the LLM judge's server and its patience.
+void add_judge_options(CLI::App& app, tldr::config& c) {
   app.add_option("--judge", c.judge.kind,
                  "oracle: win-rates under the reward model and the oracle; llm: also under an LLM judge "
                  "(an OpenAI-compatible server, the paper's prompt, both orders; docs/train_tldr.md)")
@@ -190,8 +186,11 @@ int main(int argc, char** argv) {
       ->group("LLM judge");
   app.add_option("--judge-max-tokens", c.judge.max_tokens, "the reply's token limit")->capture_default_str()->group("LLM judge");
   app.add_option("--judge-parallel", c.judge.parallel, "requests at once")->capture_default_str()->group("LLM judge");
-  // The study (docs/train_tldr.md, "The protocol").
-  const auto study_option = [&](const std::string& name, auto& field, const std::string& what) {
+}
+
+/// The study (docs/train_tldr.md, "The protocol").
+void add_study_options(CLI::App& app, tldr::config& c) {
+  const auto study_option = [&app](const std::string& name, auto& field, const std::string& what) {
     return app.add_option("--study-" + name, field, what)->capture_default_str()->group("Study");
   };
   study_option("seeds", c.study.seeds, "seeds of every row in a primary comparison (and SFT)");
@@ -217,95 +216,139 @@ int main(int argc, char** argv) {
   study_option("refreshes", c.study.refreshes, "the most refreshes of a study run");
   study_option("patience", c.study.patience, "a study run stops after this many validations without improvement");
 
+}
+
+/// What this invocation does, as opposed to the experiment's settings in tldr::config.
+struct command_line {
   std::string stage = "all";
+  std::filesystem::path judge_input, judge_output, export_from, export_to;
+  double dist_timeout = 300;
+  bool print_config = false, check_blas = false;
+  std::string worker_task;
+};
+
+void add_command_options(CLI::App& app, tldr::config& c, command_line& cmd) {
+  app.add_option("--device", c.device, "cpu, cuda or cuda:N (data parallel: cuda is cuda:LOCAL_RANK)")->capture_default_str();
+  app.add_option("--dist-timeout", cmd.dist_timeout,
+                 "data parallel (torchrun's RANK, WORLD_SIZE, ... set): seconds a rank waits for the others before "
+                 "failing (a rank that died stops the run within it)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   const std::vector<std::string> stages{"all",    "data",  "tokenizer", "sft",   "pairs",
                                         "rm",     "study", "report",    "judge", "export", "snapshot"};
-  app.add_option("stage", stage, "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
+  app.add_option("stage", cmd.stage, "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
                                  "oracle), report (print the last table), snapshot (write the pinned data from apt's "
                                  "lists to --output), or a shared stage: data, tokenizer, sft, pairs, rm")
       ->check(CLI::IsMember(stages))
       ->capture_default_str();
-  std::filesystem::path judge_input, judge_output, export_from, export_to;
-  app.add_option("--export-from", export_from, "export: a checkpoint of the run (e.g. runs/NAME/best.pt, sft/model.pt)");
-  app.add_option("--export-to", export_to, "export: the Hugging Face folder to write");
-  app.add_option("--input", judge_input, "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
-  app.add_option("--output", judge_output,
+  app.add_option("--export-from", cmd.export_from, "export: a checkpoint of the run (e.g. runs/NAME/best.pt, sft/model.pt)");
+  app.add_option("--export-to", cmd.export_to, "export: the Hugging Face folder to write");
+  app.add_option("--input", cmd.judge_input, "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
+  app.add_option("--output", cmd.judge_output,
                  "judge: where the scored lines go (default: standard output); snapshot: the file to write");
-  bool print_config = false, check_blas = false;
-  std::string worker_task;
-  app.add_flag("--blas-check", check_blas, "time and check the BLAS kernels under LibTorch, then exit");
-  app.add_flag("--print-config", print_config, "print the settings as a config file and exit");
-  app.add_option("--worker-task", worker_task)->group("");  // internal: one run in a worker process
+  app.add_flag("--blas-check", cmd.check_blas, "time and check the BLAS kernels under LibTorch, then exit");
+  app.add_flag("--print-config", cmd.print_config, "print the settings as a config file and exit");
+  app.add_option("--worker-task", cmd.worker_task)->group("");  // internal: one run in a worker process
+}
+
+/// `snapshot`: the pinned data, regenerated from this host's lists (docs/train_tldr.md).
+void write_snapshot(const tldr::config& c, const command_line& cmd) {
+  if (cmd.judge_output.empty())
+    throw std::invalid_argument("snapshot needs --output FILE, e.g. examples/train_tldr/data/debian-descriptions.jsonl.xz");
+  const auto manifest = tldr::write_snapshot_from_apt(
+      cmd.judge_output, c.apt_lists.empty() ? std::filesystem::path("/var/lib/apt/lists") : c.apt_lists, c.data);
+  std::printf("%s", manifest.c_str());
+}
+
+/// `judge`: score {"prompt", "summary"} lines with the oracle built from the training split.
+void judge_lines(const tldr::config& c, const command_line& cmd, const std::shared_ptr<spdlog::logger>& log) {
+  (void)tldr::run_shared_stages(c, log, tldr::shared_stage::data);
+  const tldr::oracle oracle(tldr::read_tldr_jsonl(c.workdir / "data/train.jsonl"));
+  std::ifstream in_file;
+  std::ofstream out_file;
+  if (!cmd.judge_input.empty()) in_file.open(cmd.judge_input);
+  if (!cmd.judge_output.empty()) out_file.open(cmd.judge_output);
+  if (!cmd.judge_input.empty() && !in_file) throw std::runtime_error("cannot read " + cmd.judge_input.string());
+  if (!cmd.judge_output.empty() && !out_file) throw std::runtime_error("cannot write " + cmd.judge_output.string());
+  tldr::score_jsonl(oracle, cmd.judge_input.empty() ? std::cin : in_file, cmd.judge_output.empty() ? std::cout : out_file,
+                    cmd.judge_input.empty() ? "standard input" : cmd.judge_input.string());
+}
+
+/// Data parallel when started torchrun-style (scripts/train-tldr-dp, torchrun, srun): every rank
+/// runs every stage on its share of the prompts (src/ranks.hpp); a CUDA rank takes its local GPU.
+void join_ranks_if_launched(const tldr::config& c, const command_line& cmd) {
+  const auto where = tldr::dist::launch_from_env();
+  tldr::select_device(where.world > 1 && c.device == "cuda" ? "cuda:" + std::to_string(where.local_rank) : c.device);
+  c.validate();
+  if (where.world > 1) {
+    if (!cmd.worker_task.empty()) throw std::invalid_argument("--worker-task is not for data-parallel ranks");
+    tldr::join_ranks(where, tldr::compute_device(),
+                     std::chrono::milliseconds(static_cast<std::int64_t>(cmd.dist_timeout * 1000)));
+  }
+}
+
+/// The command itself, after the options are read and the ranks joined.
+void run_command(const tldr::config& c, const command_line& cmd, const CLI::App& app) {
+  if (!cmd.worker_task.empty()) {
+    set_threads(1);
+    auto log = std::make_shared<spdlog::logger>("tldr", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    log->set_pattern("[%H:%M:%S] %v");
+    tldr::run_worker(c, cmd.worker_task, log);
+    return;
+  }
+  set_threads(c.threads);
+  auto log = tldr::open_log(c.workdir);
+  // The exact settings of this command, for its worker processes.
+  const auto self_config = c.workdir / "worker.toml";
+  tldr::atomic_write_text(self_config, app.config_to_str(false, false));  // what was set; defaults are shared
+  const bool report = tldr::ranks().is_main();                           // data parallel: rank 0 prints
+  if (cmd.stage == "all" || cmd.stage == "study") {
+    const auto md = cmd.stage == "all" ? tldr::run_main(c, self_config, log) : tldr::run_study(c, self_config, log);
+    if (report) std::printf("\n%s\n", md.c_str());
+  } else if (cmd.stage == "export") {
+    if (cmd.export_from.empty() || cmd.export_to.empty())
+      throw std::invalid_argument("export needs --export-from and --export-to");
+    const auto ctx = tldr::run_shared_stages(c, log, tldr::shared_stage::tokenizer);
+    tldr::export_model(*ctx, cmd.export_from, cmd.export_to);
+  } else if (cmd.stage == "report") {
+    std::printf("%s\n", tldr::read_text(c.workdir / "eval/results.md").c_str());
+  } else if (cmd.stage == "judge") {
+    judge_lines(c, cmd, log);
+  } else {
+    (void)tldr::run_shared_stages(c, log, *tldr::shared_stage_of(cmd.stage));  // CLI11 checked the name
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tldr::config c;
+  command_line cmd;
+  CLI::App app{"BRAIn on TL;DR-style summarisation: SFT, reward model, DPO, DPO-sft, RSO, BRAIn and its bridge and "
+               "ablations; win-rates against gold under the reward model and an oracle"};
+  app.set_config("--config", "", "TOML or INI file: any option below as a key, e.g. sft-steps = 1200");
+  add_data_options(app, c);
+  add_command_options(app, c, cmd);
+  add_training_options(app, c);
+  add_judge_options(app, c);
+  add_study_options(app, c);
   CLI11_PARSE(app, argc, argv);
-  if (check_blas) {
+  if (cmd.check_blas) {
     set_threads(c.threads);
     return blas_check();
   }
-  if (print_config) {
+  if (cmd.print_config) {
     std::printf("%s", app.config_to_str(true, false).c_str());
     return 0;
   }
-
   try {
-    if (stage == "snapshot") {  // the pinned data, regenerated from this host's lists (docs/train_tldr.md)
-      if (judge_output.empty())
-        throw std::invalid_argument(
-            "snapshot needs --output FILE, e.g. examples/train_tldr/data/debian-descriptions.jsonl.xz");
-      const auto manifest = tldr::write_snapshot_from_apt(
-          judge_output, c.apt_lists.empty() ? std::filesystem::path("/var/lib/apt/lists") : c.apt_lists, c.data);
-      std::printf("%s", manifest.c_str());
+    if (cmd.stage == "snapshot") {
+      write_snapshot(c, cmd);
       return 0;
     }
     if (!c.model_dir.empty()) c.model = tldr::hf_model_config(c.model_dir);
-    // Data parallel when started torchrun-style (scripts/train-tldr-dp, torchrun, srun): every rank
-    // runs every stage on its share of the prompts (src/ranks.hpp); a CUDA rank takes its local GPU.
-    const auto where = tldr::dist::launch_from_env();
-    tldr::select_device(where.world > 1 && c.device == "cuda" ? "cuda:" + std::to_string(where.local_rank) : c.device);
-    c.validate();
-    if (where.world > 1) {
-      if (!worker_task.empty()) throw std::invalid_argument("--worker-task is not for data-parallel ranks");
-      tldr::join_ranks(where, tldr::compute_device(),
-                       std::chrono::milliseconds(static_cast<std::int64_t>(dist_timeout * 1000)));
-    }
-    if (!worker_task.empty()) {
-      set_threads(1);
-      auto log = std::make_shared<spdlog::logger>("tldr", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-      log->set_pattern("[%H:%M:%S] %v");
-      tldr::run_worker(c, worker_task, log);
-      return 0;
-    }
-    set_threads(c.threads);
-    auto log = tldr::open_log(c.workdir);
-    // The exact settings of this command, for its worker processes.
-    const auto self_config = c.workdir / "worker.toml";
-    tldr::atomic_write_text(self_config, app.config_to_str(false, false));  // what was set; defaults are shared
-    const bool report = tldr::ranks().is_main();  // data parallel: rank 0 prints
-    if (stage == "all") {
-      const auto md = tldr::run_main(c, self_config, log);
-      if (report) std::printf("\n%s\n", md.c_str());
-    } else if (stage == "study") {
-      const auto md = tldr::run_study(c, self_config, log);
-      if (report) std::printf("\n%s\n", md.c_str());
-    } else if (stage == "export") {
-      if (export_from.empty() || export_to.empty()) throw std::invalid_argument("export needs --export-from and --export-to");
-      const auto ctx = tldr::run_shared_stages(c, log, tldr::shared_stage::tokenizer);
-      tldr::export_model(*ctx, export_from, export_to);
-    } else if (stage == "report") {
-      std::printf("%s\n", tldr::read_text(c.workdir / "eval/results.md").c_str());
-    } else if (stage == "judge") {
-      (void)tldr::run_shared_stages(c, log, tldr::shared_stage::data);
-      const tldr::oracle oracle(tldr::read_tldr_jsonl(c.workdir / "data/train.jsonl"));
-      std::ifstream in_file;
-      std::ofstream out_file;
-      if (!judge_input.empty()) in_file.open(judge_input);
-      if (!judge_output.empty()) out_file.open(judge_output);
-      if (!judge_input.empty() && !in_file) throw std::runtime_error("cannot read " + judge_input.string());
-      if (!judge_output.empty() && !out_file) throw std::runtime_error("cannot write " + judge_output.string());
-      tldr::score_jsonl(oracle, judge_input.empty() ? std::cin : in_file, judge_output.empty() ? std::cout : out_file,
-                        judge_input.empty() ? "standard input" : judge_input.string());
-    } else {
-      (void)tldr::run_shared_stages(c, log, *tldr::shared_stage_of(stage));  // CLI11 checked the name
-    }
+    join_ranks_if_launched(c, cmd);
+    run_command(c, cmd, app);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_tldr: error: %s\n", e.what());
     return 1;

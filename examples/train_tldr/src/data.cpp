@@ -165,96 +165,119 @@ std::string post_of(std::string_view prompt) {
   return std::string(prompt.substr(start, end - start));
 }
 
-std::vector<package_description> parse_translation(std::istream& in, std::string_view source_name) {
-  const std::string source(source_name);
-  std::vector<package_description> out;
+namespace {
 
-  // The stanza being read.
-  package_description current;
-  bool has_package = false, has_description = false, has_md5 = false;
-  std::size_t stanza_line = 0;  // 0: between stanzas
-  std::string field;             // lowercase name of the last field, for continuation lines
-  std::vector<std::string> lines;  // the description's finished lines
-  std::string paragraph;
+/// The deb822 reader of parse_translation: one stanza at a time, each line a field, a
+/// continuation of the last field or the blank line that ends the stanza.
+class translation_reader {
+ public:
+  explicit translation_reader(std::string source) : source_(std::move(source)) {}
 
-  auto fail = [&](std::size_t line, const std::string& what) {
-    throw std::runtime_error(source + ":" + std::to_string(line) + ": " + what);
-  };
-  auto flush_paragraph = [&] {
-    if (!paragraph.empty()) lines.push_back(std::move(paragraph));
-    paragraph.clear();
-  };
-  auto finish_stanza = [&] {
-    if (stanza_line == 0) return;
-    if (!has_package) fail(stanza_line, "stanza has no field \"Package\"");
-    if (!has_description)
-      fail(stanza_line, "stanza of package \"" + current.package + "\" has no field \"Description-en\"");
+  void read(std::size_t line, std::string_view raw) {
+    if (trim(raw).empty()) {  // deb822: a blank (or all-whitespace) line ends the stanza
+      finish_stanza();
+    } else if (raw.front() == ' ' || raw.front() == '\t') {
+      continuation(line, raw);
+    } else {
+      field_line(line, raw);
+    }
+  }
+
+  std::vector<package_description> finish() {
+    finish_stanza();
+    return std::move(out_);
+  }
+
+ private:
+  [[noreturn]] void fail(std::size_t line, const std::string& what) const {
+    throw std::runtime_error(source_ + ":" + std::to_string(line) + ": " + what);
+  }
+  void flush_paragraph() {
+    if (!paragraph_.empty()) lines_.push_back(std::move(paragraph_));
+    paragraph_.clear();
+  }
+  void finish_stanza() {
+    if (stanza_line_ == 0) return;
+    if (!has_package_) fail(stanza_line_, "stanza has no field \"Package\"");
+    if (!has_description_)
+      fail(stanza_line_, "stanza of package \"" + current_.package + "\" has no field \"Description-en\"");
     flush_paragraph();
     std::string text;
-    for (const std::string& l : lines) {
+    for (const std::string& l : lines_) {
       if (!text.empty()) text += '\n';
       text += l;
     }
-    current.description = std::move(text);
-    out.push_back(std::move(current));
-    current = {};
-    has_package = has_description = has_md5 = false;
-    stanza_line = 0;
-    field.clear();
-    lines.clear();
-  };
-
-  std::string raw;
-  std::size_t line = 0;
-  while (std::getline(in, raw)) {
-    ++line;
-    if (!raw.empty() && raw.back() == '\r') raw.pop_back();
-    if (trim(raw).empty()) {  // deb822: a blank (or all-whitespace) line ends the stanza
-      finish_stanza();
-      continue;
+    current_.description = std::move(text);
+    out_.push_back(std::move(current_));
+    current_ = {};
+    has_package_ = has_description_ = has_md5_ = false;
+    stanza_line_ = 0;
+    field_.clear();
+    lines_.clear();
+  }
+  /// A line of the description's long text: " ." ends a paragraph, "  verbatim" is a line of
+  /// its own, anything else continues the paragraph.
+  void continuation(std::size_t line, std::string_view raw) {
+    if (stanza_line_ == 0 || field_.empty()) fail(line, "continuation line outside a field: \"" + excerpt(raw) + "\"");
+    if (field_ == "package" || field_ == "description-md5")
+      fail(line, "field \"" + std::string(field_ == "package" ? "Package" : "Description-md5") +
+                     "\" has a continuation line: \"" + excerpt(raw) + "\"");
+    if (field_ != "description-en") return;  // another multi-line field: not ours
+    const std::string_view content = raw.substr(1);
+    if (trim(content) == ".") {
+      flush_paragraph();
+    } else if (!content.empty() && (content.front() == ' ' || content.front() == '\t')) {
+      flush_paragraph();
+      if (auto verbatim = trim(content); !verbatim.empty()) lines_.emplace_back(verbatim);
+    } else {
+      if (!paragraph_.empty()) paragraph_ += ' ';
+      paragraph_ += trim(content);
     }
-    if (raw.front() == ' ' || raw.front() == '\t') {
-      if (stanza_line == 0 || field.empty()) fail(line, "continuation line outside a field: \"" + excerpt(raw) + "\"");
-      if (field == "package" || field == "description-md5")
-        fail(line, "field \"" + std::string(field == "package" ? "Package" : "Description-md5") +
-                       "\" has a continuation line: \"" + excerpt(raw) + "\"");
-      if (field != "description-en") continue;  // another multi-line field: not ours
-      const std::string_view content = std::string_view(raw).substr(1);
-      if (trim(content) == ".") {
-        flush_paragraph();
-      } else if (!content.empty() && (content.front() == ' ' || content.front() == '\t')) {
-        flush_paragraph();
-        if (auto verbatim = trim(content); !verbatim.empty()) lines.emplace_back(verbatim);
-      } else {
-        if (!paragraph.empty()) paragraph += ' ';
-        paragraph += trim(content);
-      }
-      continue;
-    }
+  }
+  void field_line(std::size_t line, std::string_view raw) {
     const std::size_t colon = raw.find(':');
     if (colon == std::string::npos || colon == 0 ||
         std::any_of(raw.begin(), raw.begin() + static_cast<std::ptrdiff_t>(colon), is_blank_or_newline))
       fail(line, "expected \"Field: value\" or a continuation line, got \"" + excerpt(raw) + "\"");
-    if (stanza_line == 0) stanza_line = line;
-    field = lowercase(std::string_view(raw).substr(0, colon));
-    const std::string_view value = trim(std::string_view(raw).substr(colon + 1));
-    if (field == "package") {
-      if (has_package) fail(line, "field \"Package\" repeated in one stanza");
+    if (stanza_line_ == 0) stanza_line_ = line;
+    field_ = lowercase(raw.substr(0, colon));
+    const std::string_view value = trim(raw.substr(colon + 1));
+    if (field_ == "package") {
+      if (has_package_) fail(line, "field \"Package\" repeated in one stanza");
       if (value.empty()) fail(line, "field \"Package\" is empty");
-      current.package = value;
-      has_package = true;
-    } else if (field == "description-en") {
-      if (has_description) fail(line, "field \"Description-en\" repeated in one stanza");
-      current.synopsis = value;
-      has_description = true;
-    } else if (field == "description-md5") {
-      if (has_md5) fail(line, "field \"Description-md5\" repeated in one stanza");
-      has_md5 = true;
+      current_.package = value;
+      has_package_ = true;
+    } else if (field_ == "description-en") {
+      if (has_description_) fail(line, "field \"Description-en\" repeated in one stanza");
+      current_.synopsis = value;
+      has_description_ = true;
+    } else if (field_ == "description-md5") {
+      if (has_md5_) fail(line, "field \"Description-md5\" repeated in one stanza");
+      has_md5_ = true;
     }
   }
-  if (in.bad()) throw std::runtime_error(source + ": read error");
-  finish_stanza();
-  return out;
+
+  std::string source_;
+  std::vector<package_description> out_;
+  package_description current_;  // the stanza being read
+  bool has_package_ = false, has_description_ = false, has_md5_ = false;
+  std::size_t stanza_line_ = 0;     // 0: between stanzas
+  std::string field_;               // lowercase name of the last field, for continuation lines
+  std::vector<std::string> lines_;  // the description's finished lines
+  std::string paragraph_;
+};
+
+}  // namespace
+
+std::vector<package_description> parse_translation(std::istream& in, std::string_view source_name) {
+  translation_reader reader{std::string(source_name)};
+  std::string raw;
+  for (std::size_t line = 1; std::getline(in, raw); ++line) {
+    if (!raw.empty() && raw.back() == '\r') raw.pop_back();
+    reader.read(line, raw);
+  }
+  if (in.bad()) throw std::runtime_error(std::string(source_name) + ": read error");
+  return reader.finish();
 }
 
 namespace {

@@ -286,6 +286,67 @@ struct oracle::model {
     const double rate = s->unsupported / (posts - s->posts + 1.0);
     return rate / (rate + options.paraphrase_strength);
   }
+  // ---- training (oracle::oracle) ----
+  /// Adds the class transitions of one text, <s> to </s>, to counts [previous class][class].
+  void count_classes(const std::vector<token>& seq, std::vector<double>& counts) const {
+    std::size_t previous = begin_class;
+    for (const token& t : seq) {
+      const std::size_t c = class_of(t, true);
+      counts[previous * classes + c] += 1;
+      previous = c;
+    }
+    counts[previous * classes + end_class] += 1;
+  }
+  /// Adds one text's word occurrences and adjacent pairs to the corpus statistics.
+  void count_words(const std::vector<token>& seq) {
+    std::uint64_t previous = 0;
+    for (const token& t : seq) {
+      if (t.k != kind::word) continue;
+      ++stats[t.stem].occurrences;
+      ++words;
+      if (previous != 0) {
+        word_stats& p = stats[previous];
+        ++p.followed;
+        if (pairs[pair_key(previous, t.stem)]++ == 0) ++p.followers;
+      }
+      previous = t.stem;
+    }
+  }
+  /// Length prior: the add-one smoothed histogram of synopsis lengths, scaled to a peak of 1.
+  void set_length_prior(std::vector<double> lengths) {
+    lengths.resize(lengths.size() + 8, 0.0);
+    const double peak = *std::max_element(lengths.begin() + 1, lengths.end()) + 1.0;
+    length_prior.assign(lengths.size(), 0.0);
+    for (std::size_t n = 1; n < lengths.size(); ++n)
+      length_prior[n] = std::pow((lengths[n] + 1.0) / peak, options.length_power);
+  }
+
+  // ---- rate's components (oracle::rate): each one a number in [0, 1] ----
+  /// The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
+  /// first occurrence of each content stem.
+  struct post_view {
+    std::vector<std::uint64_t> stems, pairs;
+    std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
+    [[nodiscard]] double count(const std::vector<std::uint64_t>& sorted, std::uint64_t x) const {
+      const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
+      return static_cast<double>(hi - lo);
+    }
+    [[nodiscard]] bool has(std::uint64_t stem) const { return std::binary_search(stems.begin(), stems.end(), stem); }
+  };
+  /// A summary word with its statistics; a word neither in the corpus nor in the post is a
+  /// non-word (SentencePiece pieces glued together).
+  struct word_info {
+    const token* t;
+    const word_stats* stats;
+    bool in_post, known;
+  };
+  static post_view read_post(std::string_view post);
+  std::vector<word_info> look_up(const std::vector<const token*>& words, const post_view& post) const;
+  double faithfulness(const std::vector<word_info>& info, std::vector<std::uint64_t>& content) const;
+  double coverage(post_view post, const std::vector<const token*>& words) const;
+  double phrasing(const std::vector<word_info>& info, const post_view& post, std::vector<std::uint64_t>& pair_keys) const;
+  double form(const std::vector<token>& tokens, const std::vector<word_info>& info) const;
+  double combine(const verdict& v) const;
 };
 
 namespace {
@@ -340,29 +401,6 @@ oracle::oracle(std::span<const example> train, oracle_options options) {
 
   constexpr std::size_t V = model::classes;
   std::vector<double> synopsis_counts(V * V, 0.0), post_counts(V * V, 0.0);
-  auto count_classes = [&](const std::vector<token>& seq, std::vector<double>& counts) {
-    std::size_t previous = model::begin_class;
-    for (const token& t : seq) {
-      const std::size_t c = m->class_of(t, true);
-      counts[previous * V + c] += 1;
-      previous = c;
-    }
-    counts[previous * V + model::end_class] += 1;
-  };
-  auto count_words = [&](const std::vector<token>& seq) {
-    std::uint64_t previous = 0;
-    for (const token& t : seq) {
-      if (t.k != kind::word) continue;
-      ++m->stats[t.stem].occurrences;
-      ++m->words;
-      if (previous != 0) {
-        model::word_stats& p = m->stats[previous];
-        ++p.followed;
-        if (m->pairs[pair_key(previous, t.stem)]++ == 0) ++p.followers;
-      }
-      previous = t.stem;
-    }
-  };
   double carried = 0, post_content = 0;
   std::vector<std::uint64_t> stems;
   for (std::size_t i = 0; i < train.size(); ++i) {
@@ -385,90 +423,67 @@ oracle::oracle(std::span<const example> train, oracle_options options) {
         ++st.unsupported;
       }
     }
-    count_words(post);
-    count_words(synopsis);
-    count_classes(post, post_counts);
-    count_classes(synopsis, synopsis_counts);
+    m->count_words(post);
+    m->count_words(synopsis);
+    m->count_classes(post, post_counts);
+    m->count_classes(synopsis, synopsis_counts);
   }
   m->carry_rate = post_content > 0 ? carried / post_content : 0.0;
   const auto synopsis_lp = bigram_log_probs(synopsis_counts, V), post_lp = bigram_log_probs(post_counts, V);
   m->form_llr.resize(V * V);
   for (std::size_t i = 0; i < V * V; ++i) m->form_llr[i] = synopsis_lp[i] - post_lp[i];
 
-  // Length prior: the add-one smoothed histogram of synopsis lengths, scaled to a peak of 1.
-  lengths.resize(lengths.size() + 8, 0.0);
-  const double peak = *std::max_element(lengths.begin() + 1, lengths.end()) + 1.0;
-  m->length_prior.assign(lengths.size(), 0.0);
-  for (std::size_t n = 1; n < lengths.size(); ++n)
-    m->length_prior[n] = std::pow((lengths[n] + 1.0) / peak, m->options.length_power);
+  m->set_length_prior(std::move(lengths));
   model_ = std::move(m);
 }
 
 std::size_t oracle::corpus_size() const { return static_cast<std::size_t>(model_->posts); }
 const oracle_options& oracle::options() const { return model_->options; }
 
-oracle::verdict oracle::rate(std::string_view post, std::string_view summary) const {
-  const model& m = *model_;
-  const oracle_options& o = m.options;
-  verdict v;
-  const std::vector<token> tokens = tokenize(summary, text_kind::summary);
-  std::vector<const token*> words;
-  for (const token& t : tokens)
-    if (t.k == kind::word) words.push_back(&t);
-  if (words.empty()) return v;
-
-  // The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
-  // first occurrence of each content stem.
-  const std::vector<token> post_tokens = tokenize(post, text_kind::description);
-  std::vector<std::uint64_t> post_stems, post_pairs;
-  std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
-  {
-    std::uint64_t previous = 0;
-    for (const token& t : post_tokens) {
-      if (t.k != kind::word) continue;
-      if (t.content) first_seen.emplace_back(t.stem, post_stems.size());
-      if (previous != 0) post_pairs.push_back(pair_key(previous, t.stem));
-      post_stems.push_back(t.stem);
-      previous = t.stem;
-    }
+oracle::model::post_view oracle::model::read_post(std::string_view post) {
+  post_view out;
+  std::uint64_t previous = 0;
+  for (const token& t : tokenize(post, text_kind::description)) {
+    if (t.k != kind::word) continue;
+    if (t.content) out.first_seen.emplace_back(t.stem, out.stems.size());
+    if (previous != 0) out.pairs.push_back(pair_key(previous, t.stem));
+    out.stems.push_back(t.stem);
+    previous = t.stem;
   }
-  std::sort(post_stems.begin(), post_stems.end());
-  std::sort(post_pairs.begin(), post_pairs.end());
-  auto count_in = [](const std::vector<std::uint64_t>& sorted, std::uint64_t x) {
-    const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
-    return static_cast<double>(hi - lo);
-  };
-  auto in_post = [&](std::uint64_t s) { return std::binary_search(post_stems.begin(), post_stems.end(), s); };
+  std::sort(out.stems.begin(), out.stems.end());
+  std::sort(out.pairs.begin(), out.pairs.end());
+  return out;
+}
 
-  // The summary's words with their statistics; a word neither in the corpus nor in the post is
-  // a non-word (SentencePiece pieces glued together).
-  struct word_info {
-    const token* t;
-    const model::word_stats* stats;
-    bool in_post, known;
-  };
+std::vector<oracle::model::word_info> oracle::model::look_up(const std::vector<const token*>& words,
+                                                             const post_view& post) const {
   std::vector<word_info> info;
   info.reserve(words.size());
   for (const token* t : words) {
-    const model::word_stats* s = m.stats.find(t->stem);
-    const bool p = in_post(t->stem);
+    const word_stats* s = stats.find(t->stem);
+    const bool p = post.has(t->stem);
     info.push_back({t, s, p, s != nullptr || p});
   }
+  return info;
+}
 
-  // Faithfulness: idf-weighted share of content words the post supports; a word synopses often
-  // bring in unsupported (library, tool) gets partial credit.
+/// Faithfulness: idf-weighted share of content words the post supports; a word synopses often
+/// bring in unsupported (library, tool) gets partial credit. Collects the content stems.
+double oracle::model::faithfulness(const std::vector<word_info>& info, std::vector<std::uint64_t>& content) const {
   double claimed = 0, supported = 0;
-  std::vector<std::uint64_t> content;
   for (const word_info& w : info) {
     if (!w.t->content) continue;
     content.push_back(w.t->stem);
-    const double weight = m.idf(w.stats);
+    const double weight = idf(w.stats);
     claimed += weight;
-    supported += weight * (w.in_post ? 1.0 : m.paraphrase(w.stats));
+    supported += weight * (w.in_post ? 1.0 : paraphrase(w.stats));
   }
-  v.faithfulness = claimed > 0 ? std::min(1.0, supported / claimed / o.faithfulness_saturation) : 0.0;
+  return claimed > 0 ? std::min(1.0, supported / claimed / options.faithfulness_saturation) : 0.0;
+}
 
-  // Coverage of the post's key words: carry probability times an early-position weight.
+/// Coverage of the post's key words: carry probability times an early-position weight.
+double oracle::model::coverage(post_view post, const std::vector<const token*>& words) const {
+  auto& first_seen = post.first_seen;
   std::sort(first_seen.begin(), first_seen.end());
   first_seen.erase(std::unique(first_seen.begin(), first_seen.end(),
                                [](const auto& a, const auto& b) { return a.first == b.first; }),
@@ -476,65 +491,63 @@ oracle::verdict oracle::rate(std::string_view post, std::string_view summary) co
   std::vector<std::pair<double, std::uint64_t>> keys;
   keys.reserve(first_seen.size());
   for (const auto& [stem, position] : first_seen)
-    keys.emplace_back(m.carry(m.stats.find(stem)) / (1.0 + static_cast<double>(position) / o.position_scale), stem);
+    keys.emplace_back(carry(stats.find(stem)) / (1.0 + static_cast<double>(position) / options.position_scale), stem);
   std::vector<std::uint64_t> summary_stems;
   for (const token* t : words) summary_stems.push_back(t->stem);
   summary_stems = distinct(std::move(summary_stems));
   double covered = 0;
   for (const auto& [weight, stem] : keys)
     if (std::binary_search(summary_stems.begin(), summary_stems.end(), stem)) covered += weight;
-  const std::size_t top = std::min(o.key_words, keys.size());
+  const std::size_t top = std::min(options.key_words, keys.size());
   std::partial_sort(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(top), keys.end(), std::greater<>());
   double total = 0;
   for (std::size_t i = 0; i < top; ++i) total += keys[i].first;
-  v.coverage = total > 0 ? std::min(1.0, covered / total / o.coverage_saturation) : 0.0;
+  return total > 0 ? std::min(1.0, covered / total / options.coverage_saturation) : 0.0;
+}
 
-  // Phrasing: do adjacent words belong together? Pointwise mutual information of each pair under
-  // a Witten–Bell bigram model of the corpus with the post as a cache, log P(w | v) / P(w).
+/// Phrasing: do adjacent words belong together? Pointwise mutual information of each pair under
+/// a Witten–Bell bigram model of the corpus with the post as a cache, log P(w | v) / P(w).
+/// Collects the pairs' keys.
+double oracle::model::phrasing(const std::vector<word_info>& info, const post_view& post,
+                               std::vector<std::uint64_t>& pair_keys) const {
+  const oracle_options& o = options;
   double belonging = 0;
-  std::vector<std::uint64_t> pair_keys;
-  const double vocabulary = static_cast<double>(m.stats.size()) + 1.0;
+  const double vocabulary = static_cast<double>(stats.size()) + 1.0;
   for (std::size_t i = 1; i < info.size(); ++i) {
     const word_info &a = info[i - 1], &b = info[i];
     const std::uint64_t key = pair_key(a.t->stem, b.t->stem);
     pair_keys.push_back(key);
     if (!a.known || !b.known) continue;  // a non-word belongs with nothing
-    const std::uint32_t* corpus_pair = m.pairs.find(key);
-    const double a_in_post = count_in(post_stems, a.t->stem);
-    const double c = (corpus_pair ? *corpus_pair : 0) + o.cache_weight * count_in(post_pairs, key);
+    const std::uint32_t* corpus_pair = pairs.find(key);
+    const double a_in_post = post.count(post.stems, a.t->stem);
+    const double c = (corpus_pair ? *corpus_pair : 0) + o.cache_weight * post.count(post.pairs, key);
     const double cv = (a.stats ? a.stats->followed : 0) + o.cache_weight * a_in_post;
     const double types = (a.stats ? a.stats->followers : 0) + (a_in_post > 0 ? 1.0 : 0.0) + o.pair_smoothing;
-    const double p = ((b.stats ? b.stats->occurrences : 0) + 1.0) / (m.words + vocabulary);
+    const double p = ((b.stats ? b.stats->occurrences : 0) + 1.0) / (words + vocabulary);
     const double pmi = std::log((c + types * p) / ((cv + types) * p));
     belonging += 1.0 / (1.0 + std::exp(-(pmi - o.pmi_threshold) / o.phrasing_scale));
   }
-  v.phrasing = pair_keys.empty() ? 0.0 : belonging / static_cast<double>(pair_keys.size());
+  return pair_keys.empty() ? 0.0 : belonging / static_cast<double>(pair_keys.size());
+}
 
-  // Form: does the sequence of word classes read like a synopsis rather than like description
-  // prose? The mean log-likelihood ratio per transition, through a logistic.
+/// Form: does the sequence of word classes read like a synopsis rather than like description
+/// prose? The mean log-likelihood ratio per transition, through a logistic.
+double oracle::model::form(const std::vector<token>& tokens, const std::vector<word_info>& info) const {
   double llr = 0;
-  std::size_t previous = model::begin_class, k = 0;
+  std::size_t previous = begin_class, k = 0;
   for (const token& t : tokens) {
     const bool known = t.k != kind::word || info[k++].known;
-    const std::size_t c = m.class_of(t, known);
-    llr += m.form_llr[previous * model::classes + c];
+    const std::size_t c = class_of(t, known);
+    llr += form_llr[previous * classes + c];
     previous = c;
   }
-  llr += m.form_llr[previous * model::classes + model::end_class];
-  v.form = 1.0 / (1.0 + std::exp(-o.form_sharpness * llr / static_cast<double>(tokens.size() + 1)));
+  llr += form_llr[previous * classes + end_class];
+  return 1.0 / (1.0 + std::exp(-options.form_sharpness * llr / static_cast<double>(tokens.size() + 1)));
+}
 
-  // Length.
-  v.length = m.length_prior[std::min(words.size(), m.length_prior.size() - 1)];
-
-  // Redundancy: the shares of content words and of word pairs that are repeats.
-  auto repeated_share = [](std::vector<std::uint64_t> x) {
-    if (x.empty()) return 0.0;
-    const double n = static_cast<double>(x.size());
-    return (n - static_cast<double>(distinct(std::move(x)).size())) / n;
-  };
-  v.redundancy = std::pow((1.0 - repeated_share(content)) * (1.0 - repeated_share(pair_keys)), o.redundancy_power);
-
-  // The weighted geometric mean of the components, each floored, times the redundancy.
+/// The weighted geometric mean of the components, each floored, times the redundancy.
+double oracle::model::combine(const verdict& v) const {
+  const oracle_options& o = options;
   const std::array<std::pair<double, double>, 5> parts{{{v.faithfulness, o.faithfulness_weight},
                                                         {v.coverage, o.coverage_weight},
                                                         {v.phrasing, o.phrasing_weight},
@@ -545,7 +558,33 @@ oracle::verdict oracle::rate(std::string_view post, std::string_view summary) co
     log_score += weight * std::log(o.floor + (1.0 - o.floor) * value);
     weights += weight;
   }
-  v.score = v.redundancy * std::exp(log_score / weights);
+  return v.redundancy * std::exp(log_score / weights);
+}
+
+oracle::verdict oracle::rate(std::string_view post, std::string_view summary) const {
+  const model& m = *model_;
+  verdict v;
+  const std::vector<token> tokens = tokenize(summary, text_kind::summary);
+  std::vector<const token*> words;
+  for (const token& t : tokens)
+    if (t.k == kind::word) words.push_back(&t);
+  if (words.empty()) return v;
+  const model::post_view seen = model::read_post(post);
+  const auto info = m.look_up(words, seen);
+  std::vector<std::uint64_t> content, pair_keys;
+  v.faithfulness = m.faithfulness(info, content);
+  v.coverage = m.coverage(seen, words);
+  v.phrasing = m.phrasing(info, seen, pair_keys);
+  v.form = m.form(tokens, info);
+  v.length = m.length_prior[std::min(words.size(), m.length_prior.size() - 1)];
+  // Redundancy: the shares of content words and of word pairs that are repeats.
+  const auto repeated_share = [](std::vector<std::uint64_t> x) {
+    if (x.empty()) return 0.0;
+    const double n = static_cast<double>(x.size());
+    return (n - static_cast<double>(distinct(std::move(x)).size())) / n;
+  };
+  v.redundancy = std::pow((1.0 - repeated_share(content)) * (1.0 - repeated_share(pair_keys)), m.options.redundancy_power);
+  v.score = m.combine(v);
   return v;
 }
 

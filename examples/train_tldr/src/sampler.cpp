@@ -49,6 +49,49 @@ float sample_uniform(std::uint64_t seed, std::uint64_t key, std::int64_t j, std:
   return static_cast<float>(h >> 40) * 0x1p-24f;
 }
 
+/// Where a decoding row's uniforms come from: the prompt's key (or its index), the sample index.
+struct draw_keys {
+  std::uint64_t seed;
+  std::span<const std::uint64_t> keys;
+  std::size_t first_prompt;
+  std::int64_t samples_per_prompt;
+};
+
+/// The tokens of step `step` for the decoding rows (chunk rows `row_of`) from their proposal
+/// log-probabilities [active, V]. Inverse-CDF draw: one uniform per row (multinomial draws one
+/// exponential per token). u < the row's total, and a token of probability 0 adds nothing to the
+/// CDF, so it is never the first index whose CDF exceeds u.
+torch::Tensor draw_tokens(const torch::Tensor& proposal, const torch::Tensor& row_of, const draw_keys& k,
+                          std::int64_t step) {
+  const auto cdf = proposal.exp().cumsum(-1);
+  const auto active = proposal.size(0), vocab = proposal.size(1);
+  // One uniform per row, from its prompt's key, its sample index and the step (on the CPU).
+  const auto rows_now = row_of.cpu();
+  const auto row_at = rows_now.accessor<std::int64_t, 1>();
+  auto uniforms = torch::empty({active, 1}, torch::kFloat);
+  auto* u_at = uniforms.data_ptr<float>();
+  const auto n = k.samples_per_prompt;
+  for (std::int64_t a = 0; a < active; ++a) {
+    const auto prompt = k.first_prompt + static_cast<std::size_t>(row_at[a] / n);
+    u_at[a] = sample_uniform(k.seed, k.keys.empty() ? prompt : k.keys[prompt], row_at[a] % n, step);
+  }
+  const auto u = uniforms.to(proposal.device(), cdf.scalar_type()) * cdf.narrow(1, vocab - 1, 1);
+  return torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
+}
+
+/// Rows [offset, offset + rows) of out.responses: each row's first `lengths` tokens.
+void write_rows(const torch::Tensor& tokens, const torch::Tensor& lengths, std::int64_t offset, samples& out) {
+  const auto cpu_tokens = tokens.cpu();
+  const auto cpu_lengths = lengths.cpu();
+  const auto token_at = cpu_tokens.accessor<std::int64_t, 2>();
+  const auto length_at = cpu_lengths.accessor<std::int64_t, 1>();
+  for (std::int64_t r = 0; r < tokens.size(0); ++r) {
+    auto& response = out.responses[static_cast<std::size_t>(offset + r)];
+    response.resize(static_cast<std::size_t>(length_at[r]));
+    for (std::int64_t t = 0; t < length_at[r]; ++t) response[static_cast<std::size_t>(t)] = token_at[r][t];
+  }
+}
+
 // Decodes the prompts [first, last) into rows [first·n, last·n) of `out`.
 void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_prompts, std::size_t first,
                   std::size_t last, const sampling_options& o, std::uint64_t seed, std::span<const std::uint64_t> keys,
@@ -78,7 +121,6 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
   const brain::libtorch::sampling settings{o.temperature, o.top_k, o.top_p};
   const bool filtered = !settings.is_plain();
   const auto long_options = input.ids.options();
-  const std::int64_t vocab = weight.size(0);
   // Results per chunk row; the decoding batch shrinks to the unfinished rows (row_of maps a
   // decoding row to its chunk row) once at least half of it has finished.
   auto tokens = torch::full({rows, o.max_new_tokens}, o.pad_id, long_options);
@@ -99,21 +141,7 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       // Unfiltered sampling reuses `raw`, so log_proposal equals log_model exactly.
       const auto proposal =
           filtered ? brain::libtorch::sampled_log_softmax(logits, settings) : raw;
-      // Inverse-CDF draw: one uniform per row (multinomial draws one exponential per token).
-      // u < the row's total, and a token of probability 0 adds nothing to the CDF, so it is
-      // never the first index whose CDF exceeds u.
-      const auto cdf = proposal.exp().cumsum(-1);
-      // One uniform per row, from its prompt's key, its sample index and the step (on the CPU).
-      const auto rows_now = row_of.cpu();
-      const auto row_at = rows_now.accessor<std::int64_t, 1>();
-      auto uniforms = torch::empty({active, 1}, torch::kFloat);
-      auto* u_at = uniforms.data_ptr<float>();
-      for (std::int64_t a = 0; a < active; ++a) {
-        const auto prompt = first + static_cast<std::size_t>(row_at[a] / n);
-        u_at[a] = sample_uniform(seed, keys.empty() ? prompt : keys[prompt], row_at[a] % n, s);
-      }
-      const auto u = uniforms.to(device, cdf.scalar_type()) * cdf.narrow(1, vocab - 1, 1);
-      token = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(vocab - 1);
+      token = draw_tokens(proposal, row_of, {seed, keys, first, n}, s);
       log_proposal.index_add_(0, row_of, proposal.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
     }
     log_model.index_add_(0, row_of, raw.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
@@ -138,16 +166,8 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
     alive = next_alive;
   }
 
-  const auto cpu_tokens = tokens.cpu();
-  const auto cpu_lengths = lengths.cpu();
-  const auto token_at = cpu_tokens.accessor<std::int64_t, 2>();
-  const auto length_at = cpu_lengths.accessor<std::int64_t, 1>();
   const auto offset = static_cast<std::int64_t>(first) * n;
-  for (std::int64_t r = 0; r < rows; ++r) {
-    auto& response = out.responses[static_cast<std::size_t>(offset + r)];
-    response.resize(static_cast<std::size_t>(length_at[r]));
-    for (std::int64_t t = 0; t < length_at[r]; ++t) response[static_cast<std::size_t>(t)] = token_at[r][t];
-  }
+  write_rows(tokens, lengths, offset, out);
   out.log_proposal.narrow(0, offset, rows).copy_(log_proposal);
   out.log_model.narrow(0, offset, rows).copy_(log_model);
 }

@@ -64,12 +64,14 @@ if len(titles) != 4: fail.append(f"tables: {titles}")
 def evals(summary, row):
     rows = {x["id"]: x for x in summary["rows"]}
     return rows[row]["evals"] if row in rows else None
-t1 = r["tables"][titles[0]]
+def table(prefix):  # the JSON object's keys come back sorted, so look a table up by its title
+    return next(v for k, v in r["tables"].items() if k.startswith(prefix))
+t1 = table("Table 1:")
 expect = {"brain": 2, "sft": 2, "rso": 1, "dpo": 1, "dpo_sft": 2}
 for row, seeds in expect.items():
     e = evals(t1, row)
     if e is None or len(e) != seeds: fail.append(f"Table 1/{row}: {e}, expected {seeds} seeds")
-bridge = r["tables"][titles[1]]
+bridge = table("Table 3:")
 for row in ("dpo_sft_iw", "dpo_sft@brain", "dpo_sft_iw@dpo_sft"):
     if evals(bridge, row) is None: fail.append(f"no bridge row {row}")
 b = choice["settings"]["brain"]
@@ -123,7 +125,7 @@ for arm in ["dpo", "dpo_sft", "rso", "rloo"]:
     if now["settings"][arm] != first["settings"][arm]: fail.append(f"{arm}'s choice changed")
 if now["sft_temperature"] != first["sft_temperature"]: fail.append("SFT's temperature changed")
 b = now["settings"]["brain"]
-t1 = list(r["tables"].values())[0]
+t1 = next(v for k, v in r["tables"].items() if k.startswith("Table 1:"))
 row = {x["id"]: x for x in t1["rows"]}["brain"]["evals"][0]
 if f"-b{b['beta']:g}-" not in row: fail.append(f"BRAIn's row {row} does not use the edited choice β = {b['beta']}")
 print("\n".join("FAIL: " + f for f in fail) or "ok: the written choice kept, the missing arm added as before")

@@ -199,22 +199,9 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
   return b;
 }
 
-}  // namespace
-
-fs::path run_dir(const run_context& ctx, const run_spec& run) { return ctx.path("runs/" + run.name()); }
-
-std::vector<validation_point> read_history(const fs::path& file) {
-  std::vector<validation_point> h;
-  for (const auto& p : json::parse(read_text(file))) h.push_back(point_from(p));
-  return h;
-}
-
-void align(const run_context& ctx, const run_spec& run) {
-  const auto& c = ctx.settings();
-  const auto& a = c.align;
-  const arm& which = find_arm(run.arm);
+/// The run's folder, with run.json naming its settings; a folder of another run's settings stops it.
+fs::path open_run_dir(const run_context& ctx, const run_spec& run, const arm& which) {
   const auto dir = run_dir(ctx, run);
-  if (main_has(dir / "history.json")) return;
   fs::create_directories(dir);
   const auto spec = spec_json(run).dump(2);
   if (fs::exists(dir / "run.json") && read_text(dir / "run.json") != spec)
@@ -223,7 +210,12 @@ void align(const run_context& ctx, const run_spec& run) {
   if (run.samples < 2 || (which.pairs() && run.samples % 2 != 0))
     throw std::invalid_argument("run " + run.name() + ": samples = " + std::to_string(run.samples) +
                                 " must be >= 2 (and even for pair methods)");
+  return dir;
+}
 
+/// The SFT model twice (the prior p, frozen, and the policy), q for refreshing arms, the reward model.
+run_state load_models(const run_context& ctx, const run_spec& run, const arm& which) {
+  const auto& c = ctx.settings();
   run_state st{ctx, run, which, Gpt(c.model), Gpt(c.model), Gpt(nullptr), RewardModel(c.model)};
   place(st.prior);
   place(st.policy);
@@ -239,18 +231,26 @@ void align(const run_context& ctx, const run_spec& run) {
   load_model(ctx.path("rm/model.pt"), *st.rm);
   st.rm->eval();
   for (auto& p : st.rm->parameters()) p.set_requires_grad(false);
-  std::vector<preference_record> labelled;  // every comparison of the labelled rankings
+  return st;
+}
+
+/// Every comparison of the labelled rankings (DPO's data); empty for the other arms.
+std::vector<preference_record> labelled_pairs_for(const run_context& ctx, const arm& which) {
+  std::vector<preference_record> labelled;
   if (which.proposal == proposal_rule::labelled_pairs)
     for (const auto& r : read_rankings(ctx.path("pairs/train.jsonl")))
       for (auto& p : pairs_of(r)) labelled.push_back(std::move(p));
-  torch::optim::AdamW opt(st.policy->parameters(), torch::optim::AdamWOptions(run.settings.lr).weight_decay(0.0));
+  return labelled;
+}
 
+/// Where a run stands between refreshes: what state.pt holds, so that a stopped run resumes.
+struct run_progress {
   std::int64_t refresh = 0, step = 0;
   std::vector<validation_point> history;
   double best = -1e300;
-  const auto state = dir / "state.pt";
-  if (main_has(state)) {
-    checkpoint_reader r(state);
+
+  void resume(const fs::path& file, run_state& st, torch::optim::AdamW& opt) {
+    checkpoint_reader r(file);
     r.load("model", *st.policy);
     r.load("optimizer", opt);
     refresh = r.integer("refresh");
@@ -258,95 +258,9 @@ void align(const run_context& ctx, const run_spec& run) {
     for (const auto& p : json::parse(tensor_text(r.tensor("history")))) history.push_back(point_from(p));
     best = r.tensor("best").item<double>();
     if (st.proposal) copy_state(*st.policy, *st.proposal);
-    ctx.log().info("{}: resuming at refresh {}", run.name(), refresh);
   }
-  const validator validate(ctx, st.rm);
-  // Every validation's policy is kept (checkpoints/refresh-R.pt: the study's curves evaluate them
-  // on test prompts afterwards); the best by the validation reward is best.pt, the run's result.
-  const auto keep = [&](const validation_point& v) {
-    if (ranks().is_main()) save_model(dir / "checkpoints" / ("refresh-" + std::to_string(v.refresh) + ".pt"), *st.policy);
-    if (v.rm_mean <= best) return;
-    best = v.rm_mean;
-    save_model(dir / "best.pt", *st.policy);
-  };
-  // Early stopping: the validations since the best one (the history says how many).
-  const auto since_best = [&] {
-    std::int64_t since = 0;
-    double top = -1e300;
-    for (std::size_t i = 1; i < history.size(); ++i) {  // refresh 0 (SFT) is not a candidate
-      if (history[i].rm_mean > top) top = history[i].rm_mean, since = 0;
-      else ++since;
-    }
-    return since;
-  };
-  // Refresh 0 is the SFT model: validated for the curve, never the run's best checkpoint (a run
-  // that only got worse must show it, not fall back to SFT).
-  if (history.empty()) history.push_back(validate(st.policy, st.prior, st.rm, run.seed));
-
-  dist::overlapped_gradients overlap(ranks(), st.policy->parameters());
-  const auto m = a.prompts, G = a.groups_per_step;
-  const auto K = a.epochs * m / G;
-  st.policy->train();
-  progress bar(run.name(), run.refreshes, "refreshes", refresh);
-  for (; refresh < run.refreshes && !(run.patience > 0 && since_best() >= run.patience); ++refresh) {
-    const refresh_buffer buffer = draw(st, labelled, refresh);
-    const auto pairs = pair_units(which, buffer.reward, run.settings.beta,
-                                  derive_seed(run.seed, purpose::align_pairing, refresh));
-    validation_point v;
-    std::int64_t trained = 0;
-    for (std::int64_t k = 0; k < K; ++k) {
-      const auto epoch = k * G / m, within = (k * G) % m;
-      const auto units = permutation(std::size_t(m), derive_seed(run.seed, purpose::align_minibatch, refresh, epoch));
-      std::vector<std::int64_t> chosen(units.begin() + within, units.begin() + within + G);
-      const auto batch = plan_minibatch(which, chosen, buffer.width, pairs);
-      ++step;
-      if (batch.rows.empty()) {  // an RSO minibatch whose groups accepted fewer than two samples
-        ++v.skipped_steps;
-        continue;
-      }
-      // This rank's share of the minibatch's units; the losses average over units (groups) or
-      // pairs, so a share's loss is weighted by its share of them.
-      const auto [begin, end] = my_share(chosen.size());
-      const std::vector<std::int64_t> my_units(chosen.begin() + long(begin), chosen.begin() + long(end));
-      const auto mine = plan_minibatch(which, my_units, buffer.width, pairs);
-      const double weight = which.pairs() ? double(mine.rows.size()) / double(batch.rows.size())
-                                          : double(my_units.size()) / double(chosen.size());
-      torch::Tensor loss;
-      double ess = 0;
-      if (!mine.rows.empty()) {
-        std::vector<tokens> prompts, responses;
-        for (std::size_t i = 0; i < mine.rows.size(); ++i) {
-          const auto cell = std::size_t(mine.rows[i] * buffer.width + mine.cols[i]);
-          prompts.push_back(ctx.train()[buffer.prompt_of[cell]].prompt);
-          responses.push_back(buffer.responses[cell]);
-        }
-        const auto lp = sequence_log_prob(st.policy, prompts, responses, tokenizer::pad_id, 0);
-        const auto out = minibatch_loss(which, mine, lp, buffer, run.settings.beta);
-        loss = out.loss * weight;
-        ess = out.target_ess * weight;
-      }
-      optimizer_step(opt, loss, st.policy->parameters(), run.settings.lr, a.clip, overlap);
-      double step_loss = loss.defined() ? loss.item<double>() : 0.0;
-      sum_over_ranks({&step_loss, &ess});
-      v.loss += step_loss;
-      v.target_ess += ess;
-      ++trained;
-    }
-    v.loss /= double(std::max<std::int64_t>(trained, 1));
-    v.target_ess /= double(std::max<std::int64_t>(trained, 1));
-    if (st.proposal) copy_state(*st.policy, *st.proposal);  // q ← frozen copy of q_θ (Algorithm 1)
-    if ((refresh + 1) % a.validate_every == 0 || refresh + 1 == run.refreshes) {
-      const auto measured = validate(st.policy, st.prior, st.rm, run.seed);
-      st.policy->train();
-      v.rm_win = measured.rm_win;
-      v.rm_mean = measured.rm_mean;
-      v.words = measured.words;
-      v.kl = measured.kl;
-      v.refresh = refresh + 1;
-      v.step = step;
-      history.push_back(v);
-      keep(v);
-    }
+  /// After refresh `refresh` is done: a resumed run starts at the next one.
+  void save_done(const fs::path& file, run_state& st, torch::optim::AdamW& opt) const {
     checkpoint_writer w;
     w.add("model", *st.policy);
     w.add("optimizer", opt);
@@ -354,14 +268,147 @@ void align(const run_context& ctx, const run_spec& run) {
     w.add("step", step);
     w.add("history", text_tensor(history_json(history).dump()));
     w.add("best", torch::tensor(best, torch::kFloat64));
-    w.save(state);
-    auto status = fmt::format("loss {:.4f}  RM {:.3f}  KL {:.2f}", v.loss, history.back().rm_mean, history.back().kl);
+    w.save(file);
+  }
+  /// Early stopping: the validations since the best one. Refresh 0 (SFT) is not a candidate.
+  [[nodiscard]] std::int64_t since_best() const {
+    std::int64_t since = 0;
+    double top = -1e300;
+    for (std::size_t i = 1; i < history.size(); ++i) {
+      if (history[i].rm_mean > top) top = history[i].rm_mean, since = 0;
+      else ++since;
+    }
+    return since;
+  }
+  /// Every validation's policy is kept (checkpoints/refresh-R.pt: the study's curves evaluate them
+  /// on test prompts afterwards); the best by the validation reward is best.pt, the run's result.
+  void keep(const fs::path& dir, const validation_point& v, Gpt& policy) {
+    if (ranks().is_main()) save_model(dir / "checkpoints" / ("refresh-" + std::to_string(v.refresh) + ".pt"), *policy);
+    if (v.rm_mean <= best) return;
+    best = v.rm_mean;
+    save_model(dir / "best.pt", *policy);
+  }
+};
+
+/// One optimiser step on this rank's share of the minibatch `chosen` (units of the buffer); adds
+/// the step's loss and target ESS, summed over ranks, to `v`. Returns false for a skipped step.
+bool train_step(run_state& st, torch::optim::AdamW& opt, const refresh_buffer& buffer, const unit_pairs& pairs,
+                const std::vector<std::int64_t>& chosen, dist::overlapped_gradients& overlap, validation_point& v) {
+  const auto& which = st.which;
+  const auto batch = plan_minibatch(which, chosen, buffer.width, pairs);
+  if (batch.rows.empty()) {  // an RSO minibatch whose groups accepted fewer than two samples
+    ++v.skipped_steps;
+    return false;
+  }
+  // This rank's share of the minibatch's units; the losses average over units (groups) or
+  // pairs, so a share's loss is weighted by its share of them.
+  const auto [begin, end] = my_share(chosen.size());
+  const std::vector<std::int64_t> my_units(chosen.begin() + long(begin), chosen.begin() + long(end));
+  const auto mine = plan_minibatch(which, my_units, buffer.width, pairs);
+  const double weight = which.pairs() ? double(mine.rows.size()) / double(batch.rows.size())
+                                      : double(my_units.size()) / double(chosen.size());
+  torch::Tensor loss;
+  double ess = 0;
+  if (!mine.rows.empty()) {
+    std::vector<tokens> prompts, responses;
+    for (std::size_t i = 0; i < mine.rows.size(); ++i) {
+      const auto cell = std::size_t(mine.rows[i] * buffer.width + mine.cols[i]);
+      prompts.push_back(st.ctx.train()[buffer.prompt_of[cell]].prompt);
+      responses.push_back(buffer.responses[cell]);
+    }
+    const auto lp = sequence_log_prob(st.policy, prompts, responses, tokenizer::pad_id, 0);
+    const auto out = minibatch_loss(which, mine, lp, buffer, st.run.settings.beta);
+    loss = out.loss * weight;
+    ess = out.target_ess * weight;
+  }
+  optimizer_step(opt, loss, st.policy->parameters(), st.run.settings.lr, st.ctx.settings().align.clip, overlap);
+  double step_loss = loss.defined() ? loss.item<double>() : 0.0;
+  sum_over_ranks({&step_loss, &ess});
+  v.loss += step_loss;
+  v.target_ess += ess;
+  return true;
+}
+
+/// One refresh of Algorithm 1: draw and score the buffer, K steps on minibatches of its units,
+/// then q ← the policy for refreshing arms. Returns the refresh's mean loss and target ESS.
+validation_point train_refresh(run_state& st, torch::optim::AdamW& opt, const std::vector<preference_record>& labelled,
+                               run_progress& at, dist::overlapped_gradients& overlap) {
+  const auto& a = st.ctx.settings().align;
+  const auto& run = st.run;
+  const refresh_buffer buffer = draw(st, labelled, at.refresh);
+  const auto pairs =
+      pair_units(st.which, buffer.reward, run.settings.beta, derive_seed(run.seed, purpose::align_pairing, at.refresh));
+  const auto m = a.prompts, G = a.groups_per_step;
+  const auto K = a.epochs * m / G;
+  validation_point v;
+  std::int64_t trained = 0;
+  for (std::int64_t k = 0; k < K; ++k) {
+    const auto epoch = k * G / m, within = (k * G) % m;
+    const auto units = permutation(std::size_t(m), derive_seed(run.seed, purpose::align_minibatch, at.refresh, epoch));
+    const std::vector<std::int64_t> chosen(units.begin() + within, units.begin() + within + G);
+    ++at.step;
+    if (train_step(st, opt, buffer, pairs, chosen, overlap, v)) ++trained;
+  }
+  v.loss /= double(std::max<std::int64_t>(trained, 1));
+  v.target_ess /= double(std::max<std::int64_t>(trained, 1));
+  if (st.proposal) copy_state(*st.policy, *st.proposal);  // q ← frozen copy of q_θ (Algorithm 1)
+  return v;
+}
+
+}  // namespace
+
+fs::path run_dir(const run_context& ctx, const run_spec& run) { return ctx.path("runs/" + run.name()); }
+
+std::vector<validation_point> read_history(const fs::path& file) {
+  std::vector<validation_point> h;
+  for (const auto& p : json::parse(read_text(file))) h.push_back(point_from(p));
+  return h;
+}
+
+
+void align(const run_context& ctx, const run_spec& run) {
+  const arm& which = find_arm(run.arm);
+  if (main_has(run_dir(ctx, run) / "history.json")) return;
+  const auto dir = open_run_dir(ctx, run, which);
+  run_state st = load_models(ctx, run, which);
+  const auto labelled = labelled_pairs_for(ctx, which);
+  torch::optim::AdamW opt(st.policy->parameters(), torch::optim::AdamWOptions(run.settings.lr).weight_decay(0.0));
+  run_progress at;
+  const auto state = dir / "state.pt";
+  if (main_has(state)) {
+    at.resume(state, st, opt);
+    ctx.log().info("{}: resuming at refresh {}", run.name(), at.refresh);
+  }
+  const validator validate(ctx, st.rm);
+  // Refresh 0 is the SFT model: validated for the curve, never the run's best checkpoint (a run
+  // that only got worse must show it, not fall back to SFT).
+  if (at.history.empty()) at.history.push_back(validate(st.policy, st.prior, st.rm, run.seed));
+
+  dist::overlapped_gradients overlap(ranks(), st.policy->parameters());
+  st.policy->train();
+  progress bar(run.name(), run.refreshes, "refreshes", at.refresh);
+  for (; at.refresh < run.refreshes && !(run.patience > 0 && at.since_best() >= run.patience); ++at.refresh) {
+    validation_point v = train_refresh(st, opt, labelled, at, overlap);
+    if ((at.refresh + 1) % ctx.settings().align.validate_every == 0 || at.refresh + 1 == run.refreshes) {
+      const auto measured = validate(st.policy, st.prior, st.rm, run.seed);
+      st.policy->train();
+      v.rm_win = measured.rm_win;
+      v.rm_mean = measured.rm_mean;
+      v.words = measured.words;
+      v.kl = measured.kl;
+      v.refresh = at.refresh + 1;
+      v.step = at.step;
+      at.history.push_back(v);
+      at.keep(dir, v, st.policy);
+    }
+    at.save_done(state, st, opt);
+    auto status = fmt::format("loss {:.4f}  RM {:.3f}  KL {:.2f}", v.loss, at.history.back().rm_mean, at.history.back().kl);
     if (v.target_ess > 0) status += fmt::format("  ESS {:.1f}", v.target_ess);  // distillation arms
     bar.advance(1, status);
-    ctx.log().info("{}: refresh {}: {}", run.name(), refresh + 1, status);
+    ctx.log().info("{}: refresh {}: {}", run.name(), at.refresh + 1, status);
   }
   bar.finish();
-  atomic_write_text(dir / "history.json", history_json(history).dump(2));
+  atomic_write_text(dir / "history.json", history_json(at.history).dump(2));
   if (ranks().is_main()) fs::remove(state);
   ranks().barrier();
 }
