@@ -42,14 +42,20 @@ struct shape {
 const shape shapes[] = {{"small", 256, 1000, 64}, {"gpt2", 2048, 50257, 768}, {"llama", 512, 32000, 4096}};
 
 enum variant {
-  plain_logits, ours_logits,                              // logits given
-  plain_linear, ours_linear, fused_linear, gemm_floor,    // trainable output layer
-  plain_frozen, fused_frozen, gemm_floor_frozen,          // frozen output layer (LoRA-style)
+  plain_logits,
+  ours_logits,  // logits given
+  plain_linear,
+  ours_linear,
+  fused_linear,
+  gemm_floor,  // trainable output layer
+  plain_frozen,
+  fused_frozen,
+  gemm_floor_frozen,  // frozen output layer (LoRA-style)
   variant_count
 };
-const char* const variant_names[] = {"plain_logits", "sequence_log_probs", "plain_linear", "matmul+sequence_log_probs",
-                                     "fused_linear", "gemm_floor", "plain_frozen_head", "fused_frozen_head",
-                                     "gemm_floor_frozen_head"};
+const char* const variant_names[] = {
+    "plain_logits", "sequence_log_probs", "plain_linear",      "matmul+sequence_log_probs", "fused_linear",
+    "gemm_floor",   "plain_frozen_head",  "fused_frozen_head", "gemm_floor_frozen_head"};
 variant baseline_of(int v) { return v <= ours_logits ? plain_logits : v <= gemm_floor ? plain_linear : plain_frozen; }
 
 struct inputs {
@@ -84,16 +90,23 @@ void run(variant v, inputs& in) {
     if (t->defined() && t->grad().defined()) t->mutable_grad() = at::Tensor();
   const auto same = bt::alignment::same_position;
   switch (v) {
-    case plain_logits: plain_log_probs(in.logits, in).sum().backward(); break;
-    case ours_logits: bt::sequence_log_probs(in.logits, in.labels, in.mask, same).sum().backward(); break;
+    case plain_logits:
+      plain_log_probs(in.logits, in).sum().backward();
+      break;
+    case ours_logits:
+      bt::sequence_log_probs(in.logits, in.labels, in.mask, same).sum().backward();
+      break;
     case plain_linear:
-    case plain_frozen: plain_log_probs(at::matmul(in.hidden, in.weight.t()), in).sum().backward(); break;
+    case plain_frozen:
+      plain_log_probs(at::matmul(in.hidden, in.weight.t()), in).sum().backward();
+      break;
     case ours_linear:
       bt::sequence_log_probs(at::matmul(in.hidden, in.weight.t()), in.labels, in.mask, same).sum().backward();
       break;
     case fused_linear:
     case fused_frozen:
-      bt::fused_linear_sequence_log_probs(in.hidden, in.weight, in.labels, in.mask, same, env_or_zero("LOG_PROBS_CHUNK_TOKENS"),
+      bt::fused_linear_sequence_log_probs(in.hidden, in.weight, in.labels, in.mask, same,
+                                          env_or_zero("LOG_PROBS_CHUNK_TOKENS"),
                                           {.vocab_tile = env_or_zero("LOG_PROBS_VOCAB_TILE")})
           .sum()
           .backward();
@@ -107,7 +120,8 @@ void run(variant v, inputs& in) {
       if (v == gemm_floor) benchmark::DoNotOptimize(at::mm(g.t(), h).data_ptr());
       break;
     }
-    case variant_count: break;
+    case variant_count:
+      break;
   }
 }
 
@@ -162,7 +176,9 @@ int main(int argc, char** argv) {
           if (v != gemm_floor && v != gemm_floor_frozen) {
             std::printf("%-7s %-26s ", shapes[si].name, variant_names[v]);
             std::fflush(stdout);
-            std::system((std::string("'") + argv[0] + "' --memory-child " + std::to_string(v) + " " + std::to_string(si)).c_str());
+            std::system(
+                (std::string("'") + argv[0] + "' --memory-child " + std::to_string(v) + " " + std::to_string(si))
+                    .c_str());
           }
     return 0;
   }
@@ -187,8 +203,8 @@ int main(int argc, char** argv) {
       if (it == reporter.seconds.end()) continue;
       double mib = NAN;
       if (v != gemm_floor && v != gemm_floor_frozen) {
-        const std::string command = std::string("'") + argv[0] + "' --memory-child " + std::to_string(v) + " " +
-                                    std::to_string(si);
+        const std::string command =
+            std::string("'") + argv[0] + "' --memory-child " + std::to_string(v) + " " + std::to_string(si);
         if (std::FILE* pipe = popen(command.c_str(), "r")) {
           if (std::fscanf(pipe, "%lf", &mib) != 1) mib = NAN;
           pclose(pipe);
@@ -204,8 +220,10 @@ int main(int argc, char** argv) {
                   has_plain ? figures.second / row[plain].second : NAN);
     }
     if (row.count(fused_linear) && row.count(gemm_floor))
-      std::printf("%-7s fused_linear / its 4-product floor (gemm_floor x 4/3; 3 products are the least): %.2fx (%.2fx the 3)\n",
-                  s.name, row[fused_linear].first / (row[gemm_floor].first * 4 / 3), row[fused_linear].first / row[gemm_floor].first);
+      std::printf(
+          "%-7s fused_linear / its 4-product floor (gemm_floor x 4/3; 3 products are the least): %.2fx (%.2fx the 3)\n",
+          s.name, row[fused_linear].first / (row[gemm_floor].first * 4 / 3),
+          row[fused_linear].first / row[gemm_floor].first);
     if (row.count(fused_frozen) && row.count(gemm_floor_frozen))
       std::printf("%-7s fused_frozen_head / its 2-product floor: %.2fx\n", s.name,
                   row[fused_frozen].first / row[gemm_floor_frozen].first);

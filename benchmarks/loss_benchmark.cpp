@@ -202,8 +202,9 @@ int main(int argc, char** argv) {
   table_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
-  std::printf("\nns per sample (one sample = one element of [prompts, n]); floor = read 4 inputs, write 3 outputs "
-              "(fresh: into 3 new matrices per call); exp = two exponentials per sample\n");
+  std::printf(
+      "\nns per sample (one sample = one element of [prompts, n]); floor = read 4 inputs, write 3 outputs "
+      "(fresh: into 3 new matrices per call); exp = two exponentials per sample\n");
   brain_bench::print_machine();
   std::printf("%-7s %-9s %10s %8s %8s %7s %7s %6s %10s %11s %13s %11s\n", "type", "size", "brain_loss", "_into", "hand",
               "floor", "fresh", "exp", "into/floor", "into/max(f,e)", "brain/fresh", "brain/into");
@@ -217,9 +218,9 @@ int main(int argc, char** argv) {
                    floor = get("memory_floor"), fresh = get("fresh_floor"), exps = get("exp_floor");
       std::string shape = size;
       shape[shape.find('/')] = 'x';
-      std::printf("%-7s %-9s %10.2f %8.2f %8.2f %7.2f %7.2f %6.2f %9.1fx %12.1fx %12.2fx %10.2fx\n", type, shape.c_str(),
-                  ours, into, hand, floor, fresh, exps, into / floor, into / std::max(floor, exps), ours / fresh,
-                  ours / into);
+      std::printf("%-7s %-9s %10.2f %8.2f %8.2f %7.2f %7.2f %6.2f %9.1fx %12.1fx %12.2fx %10.2fx\n", type,
+                  shape.c_str(), ours, into, hand, floor, fresh, exps, into / floor, into / std::max(floor, exps),
+                  ours / fresh, ours / into);
     }
   return 0;
 }

@@ -29,10 +29,11 @@ inline std::map<std::string, std::string> cpu_fields() {
 
 inline void print_machine() {
   auto cpu = cpu_fields();
-  std::printf("machine: %s (family %s, model %s); compiled with: %s; -march=native here: %s; "
-              "brain's SIMD packs: %zu bytes\n",
-              cpu["model name"].c_str(), cpu["cpu family"].c_str(), cpu["model"].c_str(), BRAIN_BENCHMARK_FLAGS,
-              BRAIN_BENCHMARK_MARCH, brain::kernels::simd::register_bytes);
+  std::printf(
+      "machine: %s (family %s, model %s); compiled with: %s; -march=native here: %s; "
+      "brain's SIMD packs: %zu bytes\n",
+      cpu["model name"].c_str(), cpu["cpu family"].c_str(), cpu["model"].c_str(), BRAIN_BENCHMARK_FLAGS,
+      BRAIN_BENCHMARK_MARCH, brain::kernels::simd::register_bytes);
 }
 
 }  // namespace brain_bench

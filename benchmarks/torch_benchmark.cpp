@@ -40,9 +40,9 @@ batch make_batch(int64_t prompts, int64_t n) {
 
 void brain_loss_fwd_bwd(benchmark::State& state, bool validate) {
   const batch b = make_batch(state.range(0), state.range(1));
-  (void)torch::autograd::grad({brain::brain_loss(brain::samples<at::Tensor>{b.log_policy, b.log_proposal, b.log_prior,
-                                                                             b.reward}).loss},
-                              {b.log_policy});  // warm-up, as plain_torch_fwd_bwd's
+  (void)torch::autograd::grad(
+      {brain::brain_loss(brain::samples<at::Tensor>{b.log_policy, b.log_proposal, b.log_prior, b.reward}).loss},
+      {b.log_policy});  // warm-up, as plain_torch_fwd_bwd's
   for (auto _ : state) {
     const auto out = brain::brain_loss(brain::samples<at::Tensor>{b.log_policy, b.log_proposal, b.log_prior, b.reward},
                                        brain::bradley_terry{}, {.validate = validate});
@@ -113,8 +113,8 @@ void blas_survey(const char* self) {
   const char* current = std::getenv("OPENBLAS_CORETYPE");
   std::printf("\nBLAS behind LibTorch: torch::mm float 1024^3, %d torch thread(s); OPENBLAS_CORETYPE here: %s\n",
               at::get_num_threads(), current ? current : "(unset)");
-  std::printf("%-44s %10s %16s  %-32s %s\n", "choice (environment of the child process)", "GFLOP/s",
-              "max |err| vs f64", "sgemm from", "OpenBLAS core");
+  std::printf("%-44s %10s %16s  %-32s %s\n", "choice (environment of the child process)", "GFLOP/s", "max |err| vs f64",
+              "sgemm from", "OpenBLAS core");
   const choice choices[] = {
       {"as installed (libblas.so.3 alternative)", ""},
       {"reference BLAS", "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/blas"},

@@ -55,7 +55,8 @@ brain::estimator make_estimator(const char* where, const std::string& name) {
   for (estimator e : {estimator::brain, estimator::no_baseline, estimator::gdc_pp, estimator::dpg, estimator::rloo,
                       estimator::grpo, estimator::ppo_clip})
     if (brain::name_of(e) == name) return e;
-  bad_choice(where, "estimator", name, "\"brain\", \"no_baseline\", \"gdc_pp\", \"dpg\", \"rloo\", \"grpo\", \"ppo_clip\"");
+  bad_choice(where, "estimator", name,
+             "\"brain\", \"no_baseline\", \"gdc_pp\", \"dpg\", \"rloo\", \"grpo\", \"ppo_clip\"");
 }
 
 brain::advantage_scaling make_scaling(const char* where, const std::string& name) {
@@ -107,12 +108,16 @@ estimator_arguments make_estimator_arguments(const char* where, const std::strin
                                              const std::string& goodness, const std::string& target, double clip_low,
                                              double clip_high, double kl_coef, const std::string& scale_rewards,
                                              const std::optional<Tensor>& log_partition, bool validate) {
-  estimator_arguments a{make_estimator(where, estimator), make_goodness(where, goodness, beta),
-                        {.clip_low = clip_low, .clip_high = clip_high, .kl_coef = kl_coef,
+  estimator_arguments a{make_estimator(where, estimator),
+                        make_goodness(where, goodness, beta),
+                        {.clip_low = clip_low,
+                         .clip_high = clip_high,
+                         .kl_coef = kl_coef,
                          .scale_rewards = make_scaling(where, scale_rewards)},
                         make_options(where, target, validate)};
   if (log_partition && a.kind != brain::estimator::gdc_pp && a.kind != brain::estimator::dpg)
-    brain::detail::fail(where, "log_partition applies only to estimator \"gdc_pp\" or \"dpg\", not \"", estimator, "\"");
+    brain::detail::fail(where, "log_partition applies only to estimator \"gdc_pp\" or \"dpg\", not \"", estimator,
+                        "\"");
   return a;
 }
 
@@ -223,11 +228,15 @@ void bind_losses(py::module_& m) {
 void bind_estimators(py::module_& m) {
   // Static: def_estimator_function hands their c_str() to pybind11.
   static const std::string coefficients_doc =
-      std::string("Per-sample ascent coefficients w [prompts, n] of an estimator (sum_i w_i grad log "
-                  "q_theta(y_i|x)), detached.") + estimator_doc;
+      std::string(
+          "Per-sample ascent coefficients w [prompts, n] of an estimator (sum_i w_i grad log "
+          "q_theta(y_i|x)), detached.") +
+      estimator_doc;
   static const std::string surrogate_doc =
-      std::string("The estimator's surrogate loss: mean over prompts of its objective, negated; "
-                  "d loss / d log_policy = -coefficients / prompts. Returns SurrogateResult.") + estimator_doc;
+      std::string(
+          "The estimator's surrogate loss: mean over prompts of its objective, negated; "
+          "d loss / d log_policy = -coefficients / prompts. Returns SurrogateResult.") +
+      estimator_doc;
 
   def_estimator_function(m, "gradient_coefficients", coefficients_doc,
                          [](const samples& s, const estimator_arguments& a, const auto& model,
@@ -350,10 +359,9 @@ void bind_log_probs(py::module_& m) {
       "sequence_log_probs of logits = hidden [B, T, d] @ weight [V, d]^T without materialising them: at most "
       "chunk_tokens (0: a default from V) x vocab_tile (0: from the L2 cache size; CPU only) logits at a time. "
       "Differentiable w.r.t. hidden and weight.",
-      py::arg("hidden"), py::arg("weight"), py::arg("labels"), py::arg("mask"), py::arg("alignment"),
-      py::kw_only(), py::arg("chunk_tokens") = 0, py::arg("vocab_tile") = 0, py::arg("reduce") = "sum",
-      py::arg("temperature") = 1.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0, py::arg("validate") = true,
-      release());
+      py::arg("hidden"), py::arg("weight"), py::arg("labels"), py::arg("mask"), py::arg("alignment"), py::kw_only(),
+      py::arg("chunk_tokens") = 0, py::arg("vocab_tile") = 0, py::arg("reduce") = "sum", py::arg("temperature") = 1.0,
+      py::arg("top_k") = 0, py::arg("top_p") = 1.0, py::arg("validate") = true, release());
 
   m.def(
       "sampled_log_softmax",

@@ -50,8 +50,9 @@ TYPED_TEST(BackendTest, EveryPublicFunctionCompilesAndRuns) {
   brain::loss_result<T> into;
   brain::brain_loss_into(into, s);
   EXPECT_EQ(io<T>::to_host_vector(brain::brain_loss(s, brain::logistic{}).per_prompt).size(), 2);
-  for (const auto e : {brain::estimator::brain, brain::estimator::no_baseline, brain::estimator::gdc_pp,
-                       brain::estimator::dpg, brain::estimator::rloo, brain::estimator::grpo, brain::estimator::ppo_clip}) {
+  for (const auto e :
+       {brain::estimator::brain, brain::estimator::no_baseline, brain::estimator::gdc_pp, brain::estimator::dpg,
+        brain::estimator::rloo, brain::estimator::grpo, brain::estimator::ppo_clip}) {
     EXPECT_EQ(rows(brain::gradient_coefficients(s, e)), 2);
     EXPECT_EQ(rows(brain::gradient_coefficients(s, e, brain::bradley_terry{}, brain::options{})), 2);
     EXPECT_EQ(rows(brain::gradient_coefficients(s, e, brain::bradley_terry{}, brain::policy_gradient_options{})), 2);
@@ -68,7 +69,8 @@ TYPED_TEST(BackendTest, EveryPublicFunctionCompilesAndRuns) {
   EXPECT_EQ(rows(brain::row_log_softmax(lp)), 2);
   EXPECT_EQ(rows(brain::log_goodness_of(brain::bradley_terry{.beta = 2}, r)), 2);
   EXPECT_EQ(io<T>::to_host_vector(brain::self_normalized_kl(lp, lq)).size(), 2);
-  EXPECT_EQ(io<T>::to_host_vector(brain::effective_sample_size(io<T>::from_host(host(h.reward.array().exp())))).size(), 2);
+  EXPECT_EQ(io<T>::to_host_vector(brain::effective_sample_size(io<T>::from_host(host(h.reward.array().exp())))).size(),
+            2);
   const T log_pi = io<T>::from_host(io<T>::to_host(brain::row_log_softmax(lp)));
   const T log_p = io<T>::from_host(io<T>::to_host(brain::row_log_softmax(l0)));
   EXPECT_EQ(rows(brain::exact_log_posterior(log_p, r)), 2);
@@ -114,7 +116,8 @@ TYPED_TEST(BackendTest, WeightedRowSumIgnoresZeroWeightsEvenAtInfinity) {
   host w(1, 3), a(1, 3);
   w << 0, 0.5, 0.5;
   a << -INFINITY, 2, 4;
-  const host s = io<T>::to_host(brain::backend_traits<T>::row_weighted_sum(tensor_from_host<T>(w), tensor_from_host<T>(a)));
+  const host s =
+      io<T>::to_host(brain::backend_traits<T>::row_weighted_sum(tensor_from_host<T>(w), tensor_from_host<T>(a)));
   EXPECT_EQ(s(0, 0), 3.0);
 }
 
@@ -147,7 +150,9 @@ TYPED_TEST(BackendTest, ProductsQuotientsAndTotals) {
   v << 2, 0.5;
   const auto ta = tensor_from_host<T>(a), tv = tensor_from_host<T>(v);
   EXPECT_EQ(io<T>::to_host(brain::backend_traits<T>::mul(ta, ta)), host(a.array().square()));
-  EXPECT_LT(max_abs_diff(io<T>::to_host(brain::detail::div_per_row<T>(ta, tv)), host(a.array().colwise() / v.col(0).array())), 1e-15);
+  EXPECT_LT(
+      max_abs_diff(io<T>::to_host(brain::detail::div_per_row<T>(ta, tv)), host(a.array().colwise() / v.col(0).array())),
+      1e-15);
   EXPECT_EQ(io<T>::to_host(brain::detail::broadcast_column<T>(ta, tv)), host(v.replicate(1, 3)));
   EXPECT_EQ(io<T>::to_host(brain::detail::total<T>(ta))(0, 0), 5.0);
 }

@@ -73,12 +73,19 @@ json tiny(const std::vector<std::string>& extra, json merges, json added_tokens 
           {"padding", nullptr},
           {"added_tokens", std::move(added_tokens)},
           {"normalizer", nullptr},
-          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+          {"pre_tokenizer",
+           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
           {"post_processor", nullptr},
           {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
           {"model",
-           {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-            {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", std::move(vocab)},
+           {{"type", "BPE"},
+            {"dropout", nullptr},
+            {"unk_token", nullptr},
+            {"continuing_subword_prefix", nullptr},
+            {"end_of_word_suffix", nullptr},
+            {"fuse_unk", false},
+            {"byte_fallback", false},
+            {"vocab", std::move(vocab)},
             {"merges", std::move(merges)}}}};
 }
 
@@ -118,8 +125,10 @@ TEST(BpeTokenizer, Gpt2MatchesGpt3Encoder) {
     const ids want = c["ids"].get<ids>();
     EXPECT_EQ(plain.encode(text), want) << text;
     EXPECT_EQ(plain.decode(want), text) << text;
-    if (text.find("<|endoftext|>") == std::string::npos) EXPECT_EQ(gpt2().encode(text), want) << text;
-    else ++with_special;
+    if (text.find("<|endoftext|>") == std::string::npos)
+      EXPECT_EQ(gpt2().encode(text), want) << text;
+    else
+      ++with_special;
   }
   EXPECT_EQ(with_special, 1);
 }
@@ -154,7 +163,7 @@ TEST(BpeTokenizer, Gpt2SpecialTokenIsSplitOutFirst) {
   EXPECT_EQ(gpt2().encode("Hello <|endoftext|> world"), (ids{15496, 220, 50256, 995}));
   EXPECT_EQ(gpt2().encode("<|endoftext|><|endoftext|>"), (ids{50256, 50256}));
   EXPECT_EQ(gpt2().encode("<|endoftext|"), (ids{27, 91, 437, 1659, 5239, 91}));  // not the token
-  EXPECT_NE(gpt2().merge_word("<|endoftext|>"), ids{50256});                  // BPE alone never makes it
+  EXPECT_NE(gpt2().merge_word("<|endoftext|>"), ids{50256});                     // BPE alone never makes it
   EXPECT_EQ(gpt2().decode(ids{15496, 50256, 6894}), "Hello<|endoftext|>world");
   EXPECT_EQ(gpt2().decode(ids{15496, 50256, 6894}, /*skip_special_tokens=*/true), "Helloworld");
 }
@@ -164,16 +173,50 @@ TEST(BpeTokenizer, Gpt2SpecialTokenIsSplitOutFirst) {
 // whitespace of several kinds, marks, emoji, truncated sequences, the special token).
 TEST(BpeTokenizer, RoundTripsAnyBytes) {
   EXPECT_TRUE(rc::check("decode(encode(bytes)) == bytes", [] {
-    const auto s = *rc::gen::container<std::string>(rc::gen::map(rc::gen::inRange(0, 256), [](int b) { return static_cast<char>(b); }));
+    const auto s = *rc::gen::container<std::string>(
+        rc::gen::map(rc::gen::inRange(0, 256), [](int b) { return static_cast<char>(b); }));
     const ids encoded = gpt2().encode(s);
     RC_ASSERT(gpt2().decode(encoded) == s);
   }));
-  static const std::vector<std::string> fragments = {
-      "a", "Z", "é", "ß", "1", "٣", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "'s", "'S", "'", "'ll", "!",
-      "...", "\xff", "\xc3", "\xe2\x82", "\xf0\x9f\x98", "\xed\xa0\x80", "\xc0\xaf", "\u0301", "\u094d", "😀", "👨\u200d👩",
-      "<|endoftext|>", "<|", "x", "中", "Ω", std::string(1, '\0'), "\x7f"};
+  static const std::vector<std::string> fragments = {"a",
+                                                     "Z",
+                                                     "é",
+                                                     "ß",
+                                                     "1",
+                                                     "٣",
+                                                     " ",
+                                                     "  ",
+                                                     "\t",
+                                                     "\n",
+                                                     "\r\n",
+                                                     "\u00a0",
+                                                     "\u3000",
+                                                     "'s",
+                                                     "'S",
+                                                     "'",
+                                                     "'ll",
+                                                     "!",
+                                                     "...",
+                                                     "\xff",
+                                                     "\xc3",
+                                                     "\xe2\x82",
+                                                     "\xf0\x9f\x98",
+                                                     "\xed\xa0\x80",
+                                                     "\xc0\xaf",
+                                                     "\u0301",
+                                                     "\u094d",
+                                                     "😀",
+                                                     "👨\u200d👩",
+                                                     "<|endoftext|>",
+                                                     "<|",
+                                                     "x",
+                                                     "中",
+                                                     "Ω",
+                                                     std::string(1, '\0'),
+                                                     "\x7f"};
   EXPECT_TRUE(rc::check("decode(encode(fragments)) == fragments, pieces concatenate", [] {
-    const auto picks = *rc::gen::container<std::vector<std::size_t>>(rc::gen::inRange<std::size_t>(0, fragments.size()));
+    const auto picks =
+        *rc::gen::container<std::vector<std::size_t>>(rc::gen::inRange<std::size_t>(0, fragments.size()));
     std::string s;
     for (const std::size_t k : picks) s += fragments[k];
     RC_ASSERT(gpt2().decode(gpt2().encode(s)) == s);
@@ -191,7 +234,8 @@ TEST(BpeTokenizer, ScanAndHeapMergeAlike) {
   EXPECT_TRUE(rc::check("scan == heap", [](const std::string& word) {
     RC_ASSERT(gpt2().merge_word(word, io::merge_strategy::scan) == gpt2().merge_word(word, io::merge_strategy::heap));
   }));
-  for (const std::string& word : {std::string(1000, 'a'), std::string(513, ' '), std::string("abcabcabc") + std::string(200, '!')})
+  for (const std::string& word :
+       {std::string(1000, 'a'), std::string(513, ' '), std::string("abcabcabc") + std::string(200, '!')})
     EXPECT_EQ(gpt2().merge_word(word, io::merge_strategy::scan), gpt2().merge_word(word, io::merge_strategy::heap));
 }
 
@@ -202,8 +246,12 @@ TEST(BpeTokenizer, EncodeFromTwoThreads) {
   const io::bpe_tokenizer shared = gpt2();  // a copy: the tables shared, its own cache
   const ids expected = io::bpe_tokenizer(gpt2()).encode(text);
   ids a, b;
-  std::thread first([&] { for (int r = 0; r < 5; ++r) a = shared.encode(text); });
-  std::thread second([&] { for (int r = 0; r < 5; ++r) b = shared.encode(text); });
+  std::thread first([&] {
+    for (int r = 0; r < 5; ++r) a = shared.encode(text);
+  });
+  std::thread second([&] {
+    for (int r = 0; r < 5; ++r) b = shared.encode(text);
+  });
   first.join();
   second.join();
   EXPECT_EQ(a, expected);
@@ -251,7 +299,7 @@ TEST(BpeTokenizer, PatternUnicodeClasses) {
   EXPECT_EQ(split("e\u0301"), (v{"e", "\u0301"}));
   EXPECT_EQ(split("é\xff\xfeé"), (v{"é", "\xff\xfe", "é"}));
   EXPECT_EQ(split(" \xff!"), (v{" \xff!"}));
-  EXPECT_EQ(split("a\xc3"), (v{"a", "\xc3"}));  // a truncated sequence
+  EXPECT_EQ(split("a\xc3"), (v{"a", "\xc3"}));                  // a truncated sequence
   EXPECT_EQ(split("\xe2\x80\xa8x"), (v{"\xe2\x80\xa8", "x"}));  // U+2028 is \s
 }
 
@@ -320,7 +368,7 @@ TEST(BpeTokenizer, AddedTokens) {
   const io::bpe_tokenizer t = load(tiny({}, json::array(), added));
   EXPECT_EQ(t.vocab_size(), 263);
   EXPECT_EQ(t.encode("<a><b><a>"), (ids{257, 256}));
-  EXPECT_EQ(t.encode("abc"), (ids{97, 259}));           // "bc" (first pass) wins over "abc"
+  EXPECT_EQ(t.encode("abc"), (ids{97, 259}));  // "bc" (first pass) wins over "abc"
   EXPECT_EQ(t.encode("xabd abc"), (ids{120, 97, 98, 100, 32, 97, 259}));
   EXPECT_EQ(t.encode("ab\tabd"), (ids{97, 98, 9, 97, 98, 100}));
   EXPECT_EQ(t.encode("x  <m>  y"), (ids{120, 260, 121}));
@@ -346,20 +394,29 @@ TEST(BpeTokenizer, RejectsUnsupportedAndMalformedFiles) {
       {[](json& j) { j["model"]["type"] = "Unigram"; }, "model.type \"Unigram\" is not supported"},
       {[](json& j) { j["model"].erase("type"); }, "model.type is missing"},
       {[](json& j) { j.erase("model"); }, "no \"model\""},
-      {[](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}}; }, "pre_tokenizer.type \"Metaspace\""},
+      {[](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}}; },
+       "pre_tokenizer.type \"Metaspace\""},
       {[](json& j) { j["pre_tokenizer"] = {{"type", "Split"}}; }, "pre_tokenizer.type \"Split\""},
-      {[](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({json{{"type", "Split"}}})}}; },
+      {[](json& j) {
+         j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({json{{"type", "Split"}}})}};
+       },
        "pre_tokenizer.pretokenizers[0].type \"Split\""},
-      {[](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", json::array({json{{"type", "Split"}}, j["pre_tokenizer"]})}}; },
+      {[](json& j) {
+         j["pre_tokenizer"] = {{"type", "Sequence"},
+                               {"pretokenizers", json::array({json{{"type", "Split"}}, j["pre_tokenizer"]})}};
+       },
        "pre_tokenizer.pretokenizers"},
       {[](json& j) { j["pre_tokenizer"] = nullptr; }, "pre_tokenizer is null"},
       {[](json& j) { j["pre_tokenizer"]["prefix"] = 1; }, "pre_tokenizer has the unknown key \"prefix\""},
-      {[](json& j) { j["pre_tokenizer"]["add_prefix_space"] = "yes"; }, "pre_tokenizer.add_prefix_space \"yes\" is not a boolean"},
+      {[](json& j) { j["pre_tokenizer"]["add_prefix_space"] = "yes"; },
+       "pre_tokenizer.add_prefix_space \"yes\" is not a boolean"},
       {[](json& j) { j["normalizer"] = {{"type", "NFC"}}; }, "normalizer {\"type\":\"NFC\"} is not supported"},
       {[](json& j) { j["decoder"] = {{"type", "Metaspace"}}; }, "decoder.type \"Metaspace\" is not supported"},
       {[](json& j) { j["decoder"] = nullptr; }, "decoder is null"},
       {[](json& j) { j["post_processor"] = {{"type", "Frobnicate"}}; }, "post_processor.type \"Frobnicate\""},
-      {[](json& j) { j["post_processor"] = {{"type", "Sequence"}, {"processors", json::array({json{{"type", "Frobnicate"}}})}}; },
+      {[](json& j) {
+         j["post_processor"] = {{"type", "Sequence"}, {"processors", json::array({json{{"type", "Frobnicate"}}})}};
+       },
        "post_processor.processors[0].type \"Frobnicate\""},
       {[](json& j) { j["model"]["byte_fallback"] = true; }, "model.byte_fallback true is not supported"},
       {[](json& j) { j["model"]["dropout"] = 0.1; }, "model.dropout 0.1 is not supported"},
@@ -383,16 +440,22 @@ TEST(BpeTokenizer, RejectsUnsupportedAndMalformedFiles) {
       {[](json& j) { j["model"]["merges"][1] = json::array({"x", 1}); }, "model.merges[1] [\"x\",1] is neither"},
       {[](json& j) { j["model"]["merges"][1] = "xq y"; }, "model.merges[1] \"xq y\": \"xq\" is not in model.vocab"},
       {[](json& j) { j["model"]["merges"][1] = "x qy"; }, "model.merges[1] \"x qy\": \"qy\" is not in model.vocab"},
-      {[](json& j) { j["model"]["merges"][1] = "x z"; }, "model.merges[1] \"x z\": the merged token \"xz\" is not in model.vocab"},
-      {[](json& j) { j["model"]["merges"].push_back(json::array({"y", "z"})); }, "model.merges[2] [\"y\",\"z\"] repeats model.merges[0]"},
-      {[](json& j) { j["added_tokens"] = {{{"id", 5}, {"content", "yz"}}}; }, "added_tokens[0] \"yz\" has id 5 but model.vocab gives it 256"},
-      {[](json& j) { j["added_tokens"] = {{{"id", 5}, {"content", "<s>"}}}; }, "added_tokens[0] \"<s>\": id 5 is already"},
-      {[](json& j) { j["added_tokens"] = {{{"id", 1000}, {"content", "<s>"}}}; }, "added_tokens[0].id 1000 is outside [0, 259)"},
+      {[](json& j) { j["model"]["merges"][1] = "x z"; },
+       "model.merges[1] \"x z\": the merged token \"xz\" is not in model.vocab"},
+      {[](json& j) { j["model"]["merges"].push_back(json::array({"y", "z"})); },
+       "model.merges[2] [\"y\",\"z\"] repeats model.merges[0]"},
+      {[](json& j) { j["added_tokens"] = {{{"id", 5}, {"content", "yz"}}}; },
+       "added_tokens[0] \"yz\" has id 5 but model.vocab gives it 256"},
+      {[](json& j) { j["added_tokens"] = {{{"id", 5}, {"content", "<s>"}}}; },
+       "added_tokens[0] \"<s>\": id 5 is already"},
+      {[](json& j) { j["added_tokens"] = {{{"id", 1000}, {"content", "<s>"}}}; },
+       "added_tokens[0].id 1000 is outside [0, 259)"},
       {[](json& j) { j["added_tokens"] = {{{"id", 258}, {"content", "<s>"}}, {{"id", 258}, {"content", "</s>"}}}; },
        "added_tokens[1] \"</s>\": id 258 is also added_tokens[0]'s"},
       {[](json& j) { j["added_tokens"] = {{{"id", 258}, {"content", "<s>"}}, {{"id", 259}, {"content", "<s>"}}}; },
        "added_tokens[1] \"<s>\" repeats an earlier added token"},
-      {[](json& j) { j["added_tokens"] = {{{"id", 258}, {"content", ""}}}; }, "added_tokens[0].content is missing, empty"},
+      {[](json& j) { j["added_tokens"] = {{{"id", 258}, {"content", ""}}}; },
+       "added_tokens[0].content is missing, empty"},
       {[](json& j) { j["added_tokens"] = {{{"id", 258}}}; }, "added_tokens[0].content is missing"},
       {[](json& j) { j["added_tokens"] = {{{"content", "<s>"}}}; }, "added_tokens[0] has no \"id\""},
       {[](json& j) { j["added_tokens"] = {{{"id", 258}, {"content", "<s>"}, {"strip", true}}}; },
@@ -407,7 +470,8 @@ TEST(BpeTokenizer, RejectsUnsupportedAndMalformedFiles) {
     c.edit(j);
     const std::string message = rejection(j.dump());
     EXPECT_EQ(message.rfind("brain::io: bad.json: ", 0), 0u) << message;
-    EXPECT_NE(message.find(c.message), std::string::npos) << "expected \"" << c.message << "\" in \"" << message << "\"";
+    EXPECT_NE(message.find(c.message), std::string::npos)
+        << "expected \"" << c.message << "\" in \"" << message << "\"";
   }
 }
 
@@ -416,13 +480,15 @@ TEST(BpeTokenizer, RejectsMalformedJsonAndMissingFiles) {
   const json base = tiny({"yz", "xy"}, {"y z", "x y"});
   std::string repeated = base.dump();
   repeated.insert(repeated.rfind('}'), ",\"model\":{}");
-  EXPECT_NE(rejection(repeated).find("bad.json: the JSON repeats the key \"model\""), std::string::npos) << rejection(repeated);
+  EXPECT_NE(rejection(repeated).find("bad.json: the JSON repeats the key \"model\""), std::string::npos)
+      << rejection(repeated);
   std::string repeated_token = base.dump();
   repeated_token.insert(repeated_token.find("\"vocab\":{") + 9, "\"yz\":3,");
   EXPECT_NE(rejection(repeated_token).find("repeats the key \"yz\""), std::string::npos) << rejection(repeated_token);
   EXPECT_NE(rejection("{\"model\": ").find("bad.json: not valid JSON"), std::string::npos);
   EXPECT_NE(rejection("[1, 2]").find("bad.json: not a JSON object"), std::string::npos);
-  const auto missing = std::filesystem::temp_directory_path() / ("brain_bpe_missing_" + std::to_string(::getpid()) + ".json");
+  const auto missing =
+      std::filesystem::temp_directory_path() / ("brain_bpe_missing_" + std::to_string(::getpid()) + ".json");
   try {
     (void)io::bpe_tokenizer::from_file(missing);
     ADD_FAILURE() << "no throw";
@@ -441,12 +507,14 @@ TEST(BpeTokenizer, ValidUtf8ReplacesEachIllFormedByte) {
   const std::string r = "\xEF\xBF\xBD";  // U+FFFD
   EXPECT_EQ(valid_utf8(""), "");
   EXPECT_EQ(valid_utf8("plain \xC3\xA9 \xF0\x9F\x98\x80"), "plain \xC3\xA9 \xF0\x9F\x98\x80");  // é, 😀 kept
-  EXPECT_EQ(valid_utf8("a\xC3"), "a" + r);                             // truncated at the end
-  EXPECT_EQ(valid_utf8("\xE2\x82" "b"), r + r + "b");                  // truncated before ASCII: each byte
-  EXPECT_EQ(valid_utf8("\x80x"), r + "x");                              // stray continuation byte
-  EXPECT_EQ(valid_utf8("\xC0\xAF"), r + r);                             // overlong '/'
-  EXPECT_EQ(valid_utf8("\xED\xA0\x80"), r + r + r);                     // a surrogate
-  EXPECT_EQ(valid_utf8("\xF4\x90\x80\x80"), r + r + r + r);             // beyond U+10FFFF
+  EXPECT_EQ(valid_utf8("a\xC3"), "a" + r);                                                      // truncated at the end
+  EXPECT_EQ(valid_utf8("\xE2\x82"
+                       "b"),
+            r + r + "b");                                    // truncated before ASCII: each byte
+  EXPECT_EQ(valid_utf8("\x80x"), r + "x");                   // stray continuation byte
+  EXPECT_EQ(valid_utf8("\xC0\xAF"), r + r);                  // overlong '/'
+  EXPECT_EQ(valid_utf8("\xED\xA0\x80"), r + r + r);          // a surrogate
+  EXPECT_EQ(valid_utf8("\xF4\x90\x80\x80"), r + r + r + r);  // beyond U+10FFFF
   EXPECT_EQ(valid_utf8("\xFF"), r);
 }
 
@@ -468,8 +536,8 @@ TEST(BpeTokenizer, DISABLED_Gpt2EncodeThroughput) {
     const auto start = std::chrono::steady_clock::now();
     const ids out = t.encode(corpus);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("%s cache: %zu bytes -> %zu ids in %.3f s: %.1f MB/s\n", warm ? "warm" : "cold", corpus.size(), out.size(),
-                seconds, static_cast<double>(corpus.size()) / seconds / 1e6);
+    std::printf("%s cache: %zu bytes -> %zu ids in %.3f s: %.1f MB/s\n", warm ? "warm" : "cold", corpus.size(),
+                out.size(), seconds, static_cast<double>(corpus.size()) / seconds / 1e6);
     EXPECT_EQ(t.decode(out), corpus);
   }
 }

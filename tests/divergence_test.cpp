@@ -25,7 +25,8 @@ TYPED_TEST(DivergenceTest, SelfNormalizedKlByHand) {
   host target(3, 2), baseline(3, 2);
   target << std::log(0.25), std::log(0.75), /**/ -INFINITY, 0, /**/ 0, -INFINITY;
   baseline << std::log(0.5), std::log(0.5), /**/ std::log(0.5), std::log(0.5), /**/ -INFINITY, 0;
-  const host_vector kl = io<T>::to_host_vector(brain::self_normalized_kl(io<T>::from_host(target), io<T>::from_host(baseline)));
+  const host_vector kl =
+      io<T>::to_host_vector(brain::self_normalized_kl(io<T>::from_host(target), io<T>::from_host(baseline)));
   EXPECT_NEAR(kl(0), 0.25 * std::log(0.5) + 0.75 * std::log(1.5), 1e-15);
   EXPECT_NEAR(kl(1), std::log(2.0), 1e-15);
   EXPECT_EQ(kl(2), INFINITY);
@@ -60,9 +61,11 @@ TYPED_TEST(DivergenceTest, BadInputIsNamed) {
     brain::self_normalized_kl(io<T>::from_host(a), io<T>::from_host(nan));
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("self_normalized_kl: log_baseline[1, 0] is NaN"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("self_normalized_kl: log_baseline[1, 0] is NaN"), std::string::npos)
+        << e.what();
   }
-  EXPECT_THROW(brain::self_normalized_kl(io<T>::from_host(a), io<T>::from_host(host::Zero(2, 3))), std::invalid_argument);
+  EXPECT_THROW(brain::self_normalized_kl(io<T>::from_host(a), io<T>::from_host(host::Zero(2, 3))),
+               std::invalid_argument);
 }
 
 }  // namespace

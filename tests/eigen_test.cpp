@@ -38,8 +38,10 @@ TEST(LossApi, EigenResultTypesAreThoseOfTheIssue) {
 TEST(LossApi, MapsOfExistingBuffersGiveTheSameResult) {
   std::vector<double> lp{-1, -2, -3, -4}, lq{-2, -2, -1, -4}, l0{-1, -1, -1, -1}, r{0.5, -0.5, 2, 1};
   using map = Eigen::Map<const Eigen::MatrixXd>;
-  const brain::samples<map> s{.log_policy = map(lp.data(), 2, 2), .log_proposal = map(lq.data(), 2, 2),
-                              .log_prior = map(l0.data(), 2, 2), .reward = map(r.data(), 2, 2)};
+  const brain::samples<map> s{.log_policy = map(lp.data(), 2, 2),
+                              .log_proposal = map(lq.data(), 2, 2),
+                              .log_prior = map(l0.data(), 2, 2),
+                              .reward = map(r.data(), 2, 2)};
   const auto out = brain::brain_loss(s);
   const auto expect = ref::brain_loss_bt(s.log_policy, s.log_proposal, s.log_prior, s.reward);
   EXPECT_NEAR(out.loss, expect.loss, 1e-15);
@@ -48,10 +50,11 @@ TEST(LossApi, MapsOfExistingBuffersGiveTheSameResult) {
 
 TEST(LossApi, FloatAgreesWithDoubleToFloatPrecision) {
   rc::check("float Eigen matches double within 1e-5", [] {
-    const host_samples h = random_samples(*rc::gen::inRange<brain::index>(1, 8), *rc::gen::inRange<brain::index>(2, 33));
+    const host_samples h =
+        random_samples(*rc::gen::inRange<brain::index>(1, 8), *rc::gen::inRange<brain::index>(2, 33));
     const auto d = brain::brain_loss(h.as<Eigen::MatrixXd>());
     const brain::samples<Eigen::MatrixXf> sf{h.log_policy.cast<float>(), h.log_proposal.cast<float>(),
-                                              h.log_prior.cast<float>(), h.reward.cast<float>()};
+                                             h.log_prior.cast<float>(), h.reward.cast<float>()};
     const auto f = brain::brain_loss(sf);
     RC_ASSERT(std::abs(double(f.loss) - d.loss) < 1e-5 * std::max(1.0, d.loss));
     RC_ASSERT(max_abs_diff(f.target_weights.cast<double>(), d.target_weights) < 1e-5);
@@ -72,7 +75,8 @@ TEST(LossApi, MapsWorkWithEveryPublicFunction) {
             brain::effective_sample_size(brain::baseline_weights(h.log_policy, h.log_proposal)));
   EXPECT_EQ(brain::exact_expectation(map(brain::row_log_softmax(h.reward).data(), 3, 4), lp),
             brain::exact_expectation(brain::row_log_softmax(h.reward), h.log_policy));
-  EXPECT_EQ(brain::surrogate_loss(s, brain::estimator::rloo).loss, brain::surrogate_loss(plain, brain::estimator::rloo).loss);
+  EXPECT_EQ(brain::surrogate_loss(s, brain::estimator::rloo).loss,
+            brain::surrogate_loss(plain, brain::estimator::rloo).loss);
   EXPECT_EQ(brain::pairwise(s).reward, brain::pairwise(plain).reward);
 }
 

@@ -30,7 +30,9 @@ TYPED_TEST(EstimatorTest, RowSumsAreAsDocumented) {
     host_samples h = random_samples(prompts, n);
     h.log_policy = h.log_proposal + random_matrix(prompts, n, -1, 1);  // keep beta = q_theta / q moderate
     const auto s = h.as<T>();
-    const auto sums = [&](estimator e) { return Eigen::VectorXd(io<T>::to_host(brain::gradient_coefficients(s, e)).rowwise().sum()); };
+    const auto sums = [&](estimator e) {
+      return Eigen::VectorXd(io<T>::to_host(brain::gradient_coefficients(s, e)).rowwise().sum());
+    };
     RC_ASSERT(sums(estimator::brain).cwiseAbs().maxCoeff() < 1e-14);
     RC_ASSERT((sums(estimator::no_baseline).array() - 1).abs().maxCoeff() < 1e-14);
     RC_ASSERT((sums(estimator::dpg).array() - 1).abs().maxCoeff() < 1e-13);
@@ -62,7 +64,8 @@ TYPED_TEST(EstimatorTest, DpgAndGdcAreUnbiasedWithTheExactNormaliser) {
       const double m = x.maxCoeff();
       return Eigen::VectorXd(x.array() - (m + std::log((x.array() - m).exp().sum())));
     };
-    const Eigen::VectorXd l0 = normalise(vec(-2, 2)), lq = normalise(vec(-2, 2)), r = vec(-2, 2), lp = normalise(vec(-2, 2));
+    const Eigen::VectorXd l0 = normalise(vec(-2, 2)), lq = normalise(vec(-2, 2)), r = vec(-2, 2),
+                          lp = normalise(vec(-2, 2));
     const double log_z = std::log((l0 + r).array().exp().sum());
     const Eigen::VectorXd posterior = (l0 + r).array() - log_z, policy = lp.array().exp();
     // All k^n tuples, one per row.
@@ -99,14 +102,14 @@ TYPED_TEST(EstimatorTest, KnownNormaliserEntersDpgAsDocumented) {
   r << 0.0, std::log(3.0);  // alpha = (1, 3)
   const auto log_z = tensor_from_host<T>(host::Constant(1, 1, std::log(8.0)));
   const host dpg = io<T>::to_host(brain::gradient_coefficients(make_samples<T>(zero, zero, zero, r), estimator::dpg,
-                                                                brain::bradley_terry{}, log_z));
+                                                               brain::bradley_terry{}, log_z));
   EXPECT_NEAR(dpg(0, 0), 1.0 / 16, 1e-15);  // alpha / (n Z) = 1 / (2 * 8)
   EXPECT_NEAR(dpg(0, 1), 3.0 / 16, 1e-15);
   const host gdc = io<T>::to_host(brain::gradient_coefficients(make_samples<T>(zero, zero, zero, r), estimator::gdc_pp,
-                                                                brain::bradley_terry{}, log_z));
+                                                               brain::bradley_terry{}, log_z));
   EXPECT_NEAR(gdc(0, 1), (3.0 / 8 - 1) / 2, 1e-15);  // (alpha / Z - beta) / n with beta = 1
-  EXPECT_THROW(brain::gradient_coefficients(make_samples<T>(zero, zero, zero, r), estimator::dpg, brain::bradley_terry{},
-                                            tensor_from_host<T>(host::Zero(2, 1))),
+  EXPECT_THROW(brain::gradient_coefficients(make_samples<T>(zero, zero, zero, r), estimator::dpg,
+                                            brain::bradley_terry{}, tensor_from_host<T>(host::Zero(2, 1))),
                std::invalid_argument);
 }
 
@@ -117,10 +120,12 @@ TYPED_TEST(EstimatorTest, BrainCoefficientsUseTheArgmaxTarget) {
   r << 0.0, std::log(3.0);  // softmax target (1/4, 3/4), argmax (0, 1); beta-bar = (1/2, 1/2)
   const auto s = make_samples<T>(zero, zero, zero, r);
   const brain::options argmax{.target = brain::target_rule::argmax};
-  const host brain_w = io<T>::to_host(brain::gradient_coefficients(s, estimator::brain, brain::bradley_terry{}, argmax));
+  const host brain_w =
+      io<T>::to_host(brain::gradient_coefficients(s, estimator::brain, brain::bradley_terry{}, argmax));
   EXPECT_NEAR(brain_w(0, 0), -0.5, 1e-15);
   EXPECT_NEAR(brain_w(0, 1), 0.5, 1e-15);
-  const host plain = io<T>::to_host(brain::gradient_coefficients(s, estimator::no_baseline, brain::bradley_terry{}, argmax));
+  const host plain =
+      io<T>::to_host(brain::gradient_coefficients(s, estimator::no_baseline, brain::bradley_terry{}, argmax));
   EXPECT_EQ(plain(0, 0), 0.0);
   EXPECT_EQ(plain(0, 1), 1.0);
   const host soft = io<T>::to_host(brain::gradient_coefficients(s, estimator::brain));
@@ -142,8 +147,8 @@ TYPED_TEST(EstimatorTest, RlooByHand) {
   const double expect[] = {std::exp(0.1) * -1.25 / 3, std::exp(0.2) * -2 / 3, std::exp(-0.1) * 3.25 / 3};
   for (index j = 0; j < 3; ++j) EXPECT_NEAR(w(0, j), expect[j], 1e-15) << j;
   // On-policy (rho = 1) the advantages sum to zero; beta scales L by 1 / beta.
-  const host on = io<T>::to_host(brain::gradient_coefficients(make_samples<T>(lp, lp, l0, r), estimator::rloo,
-                                                              brain::bradley_terry{.beta = 0.5}));
+  const host on = io<T>::to_host(
+      brain::gradient_coefficients(make_samples<T>(lp, lp, l0, r), estimator::rloo, brain::bradley_terry{.beta = 0.5}));
   EXPECT_NEAR(on.sum(), 0.0, 1e-15);
   EXPECT_NEAR(on(0, 0), (2 * 0.5 - 1.5 + 1 - ((2 * -1.0 - 1.5 + 2) + (2 * 2.0 - 2 + 3)) / 2) / 3, 1e-15);
 }
@@ -157,8 +162,8 @@ TYPED_TEST(EstimatorTest, GrpoByHand) {
   r << 0, 1, 2;
   l0 << l2, 0, -l2;  // p / q_theta = (2, 1, 1/2)
   const auto s = make_samples<T>(zero, zero, l0, r);
-  const host w = io<T>::to_host(brain::gradient_coefficients(s, estimator::grpo, brain::bradley_terry{},
-                                                             brain::policy_gradient_options{}));
+  const host w = io<T>::to_host(
+      brain::gradient_coefficients(s, estimator::grpo, brain::bradley_terry{}, brain::policy_gradient_options{}));
   EXPECT_NEAR(w(0, 0), -a / 3, 1e-15);
   EXPECT_NEAR(w(0, 1), 0.0, 1e-15);
   EXPECT_NEAR(w(0, 2), a / 3, 1e-15);
@@ -167,11 +172,13 @@ TYPED_TEST(EstimatorTest, GrpoByHand) {
   EXPECT_NEAR(kl(0, 0), (-a + 0.5 * (2 - 1)) / 3, 1e-15);
   EXPECT_NEAR(kl(0, 2), (a + 0.5 * (0.5 - 1)) / 3, 1e-15);
   // scale_rewards = none: A = r - mean; batch: one prompt, so the batch std is the group's.
-  const host none = io<T>::to_host(brain::gradient_coefficients(
-      s, estimator::grpo, brain::bradley_terry{}, brain::policy_gradient_options{.scale_rewards = brain::advantage_scaling::none}));
+  const host none = io<T>::to_host(
+      brain::gradient_coefficients(s, estimator::grpo, brain::bradley_terry{},
+                                   brain::policy_gradient_options{.scale_rewards = brain::advantage_scaling::none}));
   EXPECT_NEAR(none(0, 2), 1.0 / 3, 1e-15);
-  const host batch = io<T>::to_host(brain::gradient_coefficients(
-      s, estimator::grpo, brain::bradley_terry{}, brain::policy_gradient_options{.scale_rewards = brain::advantage_scaling::batch}));
+  const host batch = io<T>::to_host(
+      brain::gradient_coefficients(s, estimator::grpo, brain::bradley_terry{},
+                                   brain::policy_gradient_options{.scale_rewards = brain::advantage_scaling::batch}));
   EXPECT_NEAR(batch(0, 2), a / 3, 1e-15);
 }
 
@@ -227,24 +234,33 @@ TYPED_TEST(EstimatorTest, PolicyGradientEstimatorsMatchTheReferenceAtAnyMagnitud
     // The k3 term's exp(log p - log q_theta) must stay finite: only with nearby prior and policy.
     const double kl_coef = extreme ? 0.0 : *real_in(0, 1);
     const host log_g = ref::log_goodness_bt(h.reward, beta);
-    const std::pair<ref::pg, estimator> kinds[] = {
-        {ref::pg::rloo, estimator::rloo}, {ref::pg::grpo_group, estimator::grpo}, {ref::pg::grpo_batch, estimator::grpo},
-        {ref::pg::grpo_none, estimator::grpo}, {ref::pg::ppo_clip, estimator::ppo_clip}};
+    const std::pair<ref::pg, estimator> kinds[] = {{ref::pg::rloo, estimator::rloo},
+                                                   {ref::pg::grpo_group, estimator::grpo},
+                                                   {ref::pg::grpo_batch, estimator::grpo},
+                                                   {ref::pg::grpo_none, estimator::grpo},
+                                                   {ref::pg::ppo_clip, estimator::ppo_clip}};
     const brain::advantage_scaling scaling[] = {brain::advantage_scaling::group, brain::advantage_scaling::group,
                                                 brain::advantage_scaling::batch, brain::advantage_scaling::none,
                                                 brain::advantage_scaling::group};
     for (int k = 0; k < 5; ++k) {
       const auto [reference_kind, kind] = kinds[k];
-      const brain::policy_gradient_options pg{.clip_low = clip_low, .clip_high = clip_high, .kl_coef = kl_coef,
-                                              .scale_rewards = scaling[k]};
-      const host w = io<T>::to_host(brain::gradient_coefficients(h.as<T>(), kind, brain::bradley_terry{.beta = beta}, pg));
-      const ref::estimate expect = ref::policy_gradient(reference_kind, h.log_policy, h.log_proposal, h.log_prior, log_g,
-                                                        clip_low, clip_high, kind == estimator::grpo ? kl_coef : 0.0);
+      const brain::policy_gradient_options pg{
+          .clip_low = clip_low, .clip_high = clip_high, .kl_coef = kl_coef, .scale_rewards = scaling[k]};
+      const host w =
+          io<T>::to_host(brain::gradient_coefficients(h.as<T>(), kind, brain::bradley_terry{.beta = beta}, pg));
+      const ref::estimate expect =
+          ref::policy_gradient(reference_kind, h.log_policy, h.log_proposal, h.log_prior, log_g, clip_low, clip_high,
+                               kind == estimator::grpo ? kl_coef : 0.0);
       for (index i = 0; i < prompts; ++i)
         for (index j = 0; j < n; ++j) {
           const double rho = std::exp(h.log_policy(i, j) - h.log_proposal(i, j));
-          const double tol = 64 * 2.2e-16 * ((1 + rho) * ref::advantage_condition(reference_kind, h.log_policy, h.log_proposal, h.log_prior, log_g, i) / double(n) +
-                                             std::abs(expect.w(i, j)) * 40) + 1e-15;
+          const double tol =
+              64 * 2.2e-16 *
+                  ((1 + rho) *
+                       ref::advantage_condition(reference_kind, h.log_policy, h.log_proposal, h.log_prior, log_g, i) /
+                       double(n) +
+                   std::abs(expect.w(i, j)) * 40) +
+              1e-15;
           RC_ASSERT(std::abs(w(i, j) - expect.w(i, j)) <= tol);
         }
     }
@@ -268,20 +284,26 @@ TYPED_TEST(EstimatorTest, OverflowsAndImpossibleInputsThrowNamingThePosition) {
   lq(1, 2) = -800;  // rho = exp(800) = +inf at [1, 2]
   const auto far = make_samples<T>(zero, lq, zero, zero);
   for (const auto e : {estimator::gdc_pp, estimator::rloo, estimator::grpo, estimator::ppo_clip})
-    expect_invalid([&] { brain::gradient_coefficients(far, e, brain::bradley_terry{}, brain::policy_gradient_options{}); },
-                   {"gradient_coefficients", std::string(brain::name_of(e)), "coefficient [1, 2]", "log_policy - log_proposal = 800"});
+    expect_invalid(
+        [&] { brain::gradient_coefficients(far, e, brain::bradley_terry{}, brain::policy_gradient_options{}); },
+        {"gradient_coefficients", std::string(brain::name_of(e)), "coefficient [1, 2]",
+         "log_policy - log_proposal = 800"});
   // A supplied log-partition far below the weights: alpha / Z overflows.
-  expect_invalid([&] {
-    brain::gradient_coefficients(make_samples<T>(zero, zero, zero, zero), estimator::dpg, brain::bradley_terry{},
-                                 tensor_from_host<T>(host::Constant(2, 1, -800.0)));
-  }, {"dpg", "coefficient [0, 0]", "+inf", "log alpha - log Z = 800"});
+  expect_invalid(
+      [&] {
+        brain::gradient_coefficients(make_samples<T>(zero, zero, zero, zero), estimator::dpg, brain::bradley_terry{},
+                                     tensor_from_host<T>(host::Constant(2, 1, -800.0)));
+      },
+      {"dpg", "coefficient [0, 0]", "+inf", "log alpha - log Z = 800"});
   // GRPO's k3 term: p / q_theta = exp(800).
   host l0 = host::Zero(2, 3);
   l0(0, 1) = 800 - 1e-9;  // finite log-probs far apart (log p > 0 is not checked here)
-  expect_invalid([&] {
-    brain::gradient_coefficients(make_samples<T>(zero, zero, l0, zero), estimator::grpo, brain::bradley_terry{},
-                                 brain::policy_gradient_options{.kl_coef = 0.1});
-  }, {"grpo", "coefficient [0, 1]", "k3"});
+  expect_invalid(
+      [&] {
+        brain::gradient_coefficients(make_samples<T>(zero, zero, l0, zero), estimator::grpo, brain::bradley_terry{},
+                                     brain::policy_gradient_options{.kl_coef = 0.1});
+      },
+      {"grpo", "coefficient [0, 1]", "k3"});
   // The KL-regularised reward needs a finite prior; RLOO and GRPO need two samples per prompt.
   host minus_inf = host::Zero(2, 3);
   minus_inf(1, 0) = -INFINITY;
@@ -289,10 +311,14 @@ TYPED_TEST(EstimatorTest, OverflowsAndImpossibleInputsThrowNamingThePosition) {
                  {"log_prior[1, 0]", "-inf"});
   EXPECT_NO_THROW(brain::gradient_coefficients(make_samples<T>(zero, zero, minus_inf, zero), estimator::brain));
   const host one = host::Zero(2, 1);
-  expect_invalid([&] { brain::gradient_coefficients(make_samples<T>(one, one, one, one), estimator::rloo); }, {"n >= 2"});
-  expect_invalid([&] {
-    brain::gradient_coefficients(far, estimator::grpo, brain::bradley_terry{}, brain::policy_gradient_options{.clip_low = 1.0});
-  }, {"clip_low"});
+  expect_invalid([&] { brain::gradient_coefficients(make_samples<T>(one, one, one, one), estimator::rloo); },
+                 {"n >= 2"});
+  expect_invalid(
+      [&] {
+        brain::gradient_coefficients(far, estimator::grpo, brain::bradley_terry{},
+                                     brain::policy_gradient_options{.clip_low = 1.0});
+      },
+      {"clip_low"});
 }
 
 }  // namespace

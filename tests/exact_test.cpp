@@ -31,8 +31,10 @@ TYPED_TEST(ExactTest, PosteriorIsPriorTimesExpRewardOverBetaNormalised) {
 TYPED_TEST(ExactTest, KlHandlesZeroProbabilitiesByConvention) {
   using T = TypeParam;
   host p(3, 3), q(3, 3);
-  p << std::log(0.5), std::log(0.5), -INFINITY, /**/ std::log(0.5), std::log(0.5), -INFINITY, /**/ 0, -INFINITY, -INFINITY;
-  q << std::log(0.25), std::log(0.25), std::log(0.5), /**/ std::log(0.5), -INFINITY, std::log(0.5), /**/ 0, -INFINITY, -INFINITY;
+  p << std::log(0.5), std::log(0.5), -INFINITY, /**/ std::log(0.5), std::log(0.5), -INFINITY, /**/ 0, -INFINITY,
+      -INFINITY;
+  q << std::log(0.25), std::log(0.25), std::log(0.5), /**/ std::log(0.5), -INFINITY, std::log(0.5), /**/ 0, -INFINITY,
+      -INFINITY;
   const host_vector kl = io<T>::to_host_vector(brain::exact_kl(io<T>::from_host(p), io<T>::from_host(q)));
   EXPECT_NEAR(kl(0), std::log(2.0), 1e-15);  // 0 log 0 = 0 for the third output
   EXPECT_EQ(kl(1), INFINITY);                // p puts mass where q has none

@@ -97,7 +97,8 @@ TEST(Formula, TensorsThroughBackendOperations) {
   const M grad = f::loss_gradient(d::value_of<M>(target), d::value_of<M>(baseline), 0.5).t;
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 2; ++j) EXPECT_DOUBLE_EQ(grad(i, j), f::loss_gradient(target(i, j), baseline(i, j), 0.5));
-  const M kl = d::row_sum(f::kl_summand(d::value_of<M>(target), d::value_of<M>(log_target), d::value_of<M>(log_baseline)));
+  const M kl =
+      d::row_sum(f::kl_summand(d::value_of<M>(target), d::value_of<M>(log_target), d::value_of<M>(log_baseline)));
   EXPECT_NEAR(kl(0, 0), 0.25 * std::log(0.5) + 0.75 * std::log(1.5), 1e-15);
   EXPECT_NEAR(kl(1, 0), std::log(2.0), 1e-15);  // the 0 log 0 term is 0, not NaN
   const M log_alpha =

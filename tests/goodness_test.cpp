@@ -26,8 +26,8 @@ TYPED_TEST(GoodnessTest, EachModelMapsRewardsAsItsEquationSays) {
   const host bt = io<T>::to_host(brain::log_goodness_of(brain::bradley_terry{.beta = 0.5}, io<T>::from_host(r)));
   const host logistic = io<T>::to_host(brain::log_goodness_of(brain::logistic{}, io<T>::from_host(r)));
   const host direct = io<T>::to_host(brain::log_goodness_of(brain::log_goodness{}, io<T>::from_host(r)));
-  EXPECT_NEAR(bt(0, 1), 2 * std::log(3.0), 1e-15);                     // r / beta (eqs. 16-21)
-  EXPECT_NEAR(logistic(0, 1), std::log(0.75), 1e-15);                  // log sigmoid(r) (eq. 15)
+  EXPECT_NEAR(bt(0, 1), 2 * std::log(3.0), 1e-15);     // r / beta (eqs. 16-21)
+  EXPECT_NEAR(logistic(0, 1), std::log(0.75), 1e-15);  // log sigmoid(r) (eq. 15)
   EXPECT_NEAR(logistic(0, 2), -std::log1p(std::exp(2.0)), 1e-15);
   EXPECT_EQ(direct, r);
   EXPECT_THROW(brain::log_goodness_of(brain::bradley_terry{.beta = -1}, io<T>::from_host(r)), std::invalid_argument);

@@ -37,9 +37,7 @@ struct batch {
     if (n > 1)
       for (int i = 0; i < prompts; i += 3) l0(i, (i / 3) % n) = -std::numeric_limits<S>::infinity();
   }
-  k::group_loss_inputs<S> inputs() const {
-    return {lp.data(), lq.data(), l0.data(), r.data(), lp.rows(), lp.cols()};
-  }
+  k::group_loss_inputs<S> inputs() const { return {lp.data(), lq.data(), l0.data(), r.data(), lp.rows(), lp.cols()}; }
 };
 
 template <class S>
@@ -74,16 +72,17 @@ void expect_matches_brain_loss(int prompts, int n, const G& goodness, double tol
     cols target(prompts, n), baseline(prompts, n), grad(prompts, n);
     results<S> got(prompts, n);
     if (column_major) {
-      k::cpu_group_loss(k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
-                    k::group_loss_outputs<S>{target.data(), baseline.data(), grad.data(), got.per_prompt.data(),
-                                             &got.loss},
-                    goodness);
+      k::cpu_group_loss(
+          k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
+          k::group_loss_outputs<S>{target.data(), baseline.data(), grad.data(), got.per_prompt.data(), &got.loss},
+          goodness);
       got.target = target, got.baseline = baseline, got.grad = grad;
     } else {
       k::cpu_group_loss(b.inputs(), got.outputs(), goodness);
     }
     for (int i = 0; i < prompts; ++i) {
-      ASSERT_TRUE(close(got.per_prompt(i), want.per_prompt[i])) << "row " << i << " seed " << seed << " " << column_major;
+      ASSERT_TRUE(close(got.per_prompt(i), want.per_prompt[i]))
+          << "row " << i << " seed " << seed << " " << column_major;
       for (int j = 0; j < n; ++j) {
         ASSERT_TRUE(close(got.target(i, j), want.target_weights(i, j))) << i << ", " << j << " seed " << seed;
         ASSERT_TRUE(close(got.baseline(i, j), want.baseline_weights(i, j))) << i << ", " << j << " seed " << seed;
@@ -106,10 +105,10 @@ TEST(GroupKernel, MatchesBrainLossInDouble) {
 TEST(GroupKernel, MatchesBrainLossInFloatWithin1e5) {
   for (int n : {2, 32, 100, 1024})
     for (int prompts : {17, 256, 300})  // column-major tiles are 256 rows: one partial, one whole, one and a bit
-    for (unsigned seed : {1u, 2u, 3u}) {
-      expect_matches_brain_loss<float>(prompts, n, brain::bradley_terry{}, 1e-5, seed * 1000 + n);
-      expect_matches_brain_loss<float>(prompts, n, brain::logistic{}, 1e-5, seed * 2000 + n);
-    }
+      for (unsigned seed : {1u, 2u, 3u}) {
+        expect_matches_brain_loss<float>(prompts, n, brain::bradley_terry{}, 1e-5, seed * 1000 + n);
+        expect_matches_brain_loss<float>(prompts, n, brain::logistic{}, 1e-5, seed * 2000 + n);
+      }
 }
 
 // The column-major traversal (tiles of rows, packs of rows, remainder rows one by one) gives the
@@ -133,7 +132,9 @@ void expect_layouts_agree(double tol) {
       k::cpu_group_loss(k::group_loss_inputs<S>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n, true},
                         k::group_loss_outputs<S>{target.data(), baseline.data(), grad.data(), per_prompt.data(), &loss},
                         brain::bradley_terry{.beta = 0.5});
-      const auto diff = [](const auto& a, const auto& b) { return (a.template cast<double>() - b.template cast<double>()).cwiseAbs().maxCoeff(); };
+      const auto diff = [](const auto& a, const auto& b) {
+        return (a.template cast<double>() - b.template cast<double>()).cwiseAbs().maxCoeff();
+      };
       EXPECT_LE(diff(target, cols(row.target)), tol) << "n " << n << " prompts " << prompts;
       EXPECT_LE(diff(baseline, cols(row.baseline)), tol) << "n " << n << " prompts " << prompts;
       EXPECT_LE(diff(grad, cols(row.grad)), tol) << "n " << n << " prompts " << prompts;
@@ -154,7 +155,7 @@ TEST(GroupKernel, HandComputedTwoSamples) {
   const double zero[2] = {0, 0}, r[2] = {0, std::log(3.0)};
   double target[2], baseline[2], grad[2], per_prompt[1], loss = -1;
   k::cpu_group_loss(k::group_loss_inputs<double>{zero, zero, zero, r, 1, 2},
-                k::group_loss_outputs<double>{target, baseline, grad, per_prompt, &loss}, brain::bradley_terry{});
+                    k::group_loss_outputs<double>{target, baseline, grad, per_prompt, &loss}, brain::bradley_terry{});
   EXPECT_NEAR(target[0], 0.25, 1e-15);
   EXPECT_NEAR(target[1], 0.75, 1e-15);
   EXPECT_NEAR(baseline[1], 0.5, 1e-15);
@@ -175,7 +176,8 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
     return std::string("no exception");
   };
   b.lp(2, 1) = NAN;
-  EXPECT_NE(message().find("kernels::cpu_group_loss: log_policy[2, 1] is NaN (must be finite)"), std::string::npos) << message();
+  EXPECT_NE(message().find("kernels::cpu_group_loss: log_policy[2, 1] is NaN (must be finite)"), std::string::npos)
+      << message();
   b.lp(2, 1) = 0;
   b.lq(1, 0) = INFINITY;
   EXPECT_NE(message().find("log_proposal[1, 0] is +inf (must be finite)"), std::string::npos) << message();
@@ -197,10 +199,10 @@ TEST(GroupKernel, BadInputThrowsNamingRowAndArgument) {
   EXPECT_FALSE(std::isnan(out.baseline(1, 0)));
   results<double> empty(1, 1);
   EXPECT_THROW(k::cpu_group_loss(k::group_loss_inputs<double>{b.lp.data(), b.lq.data(), b.l0.data(), b.r.data(), 0, 3},
-                             empty.outputs(), brain::bradley_terry{}),
+                                 empty.outputs(), brain::bradley_terry{}),
                std::invalid_argument);
   EXPECT_THROW(k::cpu_group_loss(k::group_loss_inputs<double>{nullptr, b.lq.data(), b.l0.data(), b.r.data(), 4, 3},
-                             out.outputs(), brain::bradley_terry{}),
+                                 out.outputs(), brain::bradley_terry{}),
                std::invalid_argument);
   EXPECT_THROW(k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{.beta = -1}), std::invalid_argument);
 }
@@ -226,8 +228,10 @@ TEST(GroupKernel, RejectsWhatBrainLossRejects) {
     k::cpu_group_loss(b.inputs(), out.outputs(), brain::logistic{});
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("row 0, column 1: log_policy - log_proposal = 1e+308 - -1e+308 overflowed to +inf"),
-              std::string::npos) << e.what();
+    EXPECT_NE(
+        std::string(e.what()).find("row 0, column 1: log_policy - log_proposal = 1e+308 - -1e+308 overflowed to +inf"),
+        std::string::npos)
+        << e.what();
   }
 }
 
@@ -301,12 +305,14 @@ TEST(GroupKernel, ErrorsReadTheSameOnEveryPath) {
     batch<double> b(4, 3, 11);
     cases[c](b);
     results<double> out(4, 3);
-    std::string kernel = brain_test::error_message([&] { k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
+    std::string kernel =
+        brain_test::error_message([&] { k::cpu_group_loss(b.inputs(), out.outputs(), brain::bradley_terry{}); });
     kernel.replace(kernel.find("kernels::cpu_group_loss"), 23, "brain_loss");
     const std::string composed = brain_test::error_message([&] {
       brain::brain_loss(brain::samples<user::matrix>{to_user(b.lp), to_user(b.lq), to_user(b.l0), to_user(b.r)});
     });
-    const std::string fused_rows = brain_test::error_message([&] { brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}); });
+    const std::string fused_rows =
+        brain_test::error_message([&] { brain::brain_loss(brain::samples<rows<double>>{b.lp, b.lq, b.l0, b.r}); });
     const std::string fused_columns =
         brain_test::error_message([&] { brain::brain_loss(brain::samples<Eigen::MatrixXd>{b.lp, b.lq, b.l0, b.r}); });
     EXPECT_NE(composed, "no exception") << "case " << c;
@@ -324,9 +330,9 @@ TEST(GroupKernel, ReportNamesTheFirstBadRowAndItsCheck) {
     results<double> out(4, 3);
     if (!column_major) return k::cpu_group_loss_unchecked(b.inputs(), out.outputs(), brain::logistic{});
     Eigen::MatrixXd t(4, 3), a(4, 3), g(4, 3);
-    return k::cpu_group_loss_unchecked(k::group_loss_inputs<double>{lp.data(), lq.data(), l0.data(), r.data(), 4, 3, true},
-                              k::group_loss_outputs<double>{t.data(), a.data(), g.data(), out.per_prompt.data(), nullptr},
-                              brain::logistic{});
+    return k::cpu_group_loss_unchecked(
+        k::group_loss_inputs<double>{lp.data(), lq.data(), l0.data(), r.data(), 4, 3, true},
+        k::group_loss_outputs<double>{t.data(), a.data(), g.data(), out.per_prompt.data(), nullptr}, brain::logistic{});
   };
   for (const bool column_major : {false, true}) {
     batch<double> b(4, 3, 21);

@@ -28,7 +28,8 @@ double reference_logsumexp(const std::vector<float>& x) {
 
 TEST(Kernels, ExpApproxIsAccurateAndExactAtTheEdges) {
   double worst = 0;
-  for (float x = -87.0f; x < 88.0f; x += 0.0137f) worst = std::max(worst, std::abs(k::exp_branchless(x) / std::exp(double(x)) - 1));
+  for (float x = -87.0f; x < 88.0f; x += 0.0137f)
+    worst = std::max(worst, std::abs(k::exp_branchless(x) / std::exp(double(x)) - 1));
   EXPECT_LT(worst, 2e-7);
   EXPECT_EQ(k::exp_branchless(-INFINITY), 0.0f);
   EXPECT_EQ(k::exp_branchless(-100.0f), 0.0f);
@@ -44,7 +45,8 @@ TEST(Kernels, RowLogSumExpMatchesDoubleAcrossBlockBoundaries) {
     std::vector<float> x(n);
     for (float& v : x) v = normal(rng);
     x[n / 2] += 30.0f;  // a late maximum forces the running rescale
-    EXPECT_NEAR(k::row_logsumexp(x.data(), n), reference_logsumexp(x), 1e-6 * std::max(1.0, std::abs(reference_logsumexp(x))))
+    EXPECT_NEAR(k::row_logsumexp(x.data(), n), reference_logsumexp(x),
+                1e-6 * std::max(1.0, std::abs(reference_logsumexp(x))))
         << "n = " << n;
   }
 }
@@ -79,7 +81,7 @@ TEST(Kernels, TilesAddUpToTheWholeRow) {
   const k::detail::plain_load<float> load;
   for (const int tile : {1, 5, 16, 100, n}) {
     k::online_logsumexp<float> state;
-    std::vector<float> numerators(x);  // written in place, as the fused path does
+    std::vector<float> numerators(x);    // written in place, as the fused path does
     std::vector<float> factor(n, 1.0f);  // what each entry must still be multiplied by
     for (int start = 0; start < n; start += tile) {
       const int columns = std::min(tile, n - start);
@@ -93,7 +95,8 @@ TEST(Kernels, TilesAddUpToTheWholeRow) {
     EXPECT_LT(worst, 1e-6) << "tile " << tile;
     // Without writing, the same state.
     k::online_logsumexp<float> read_only;
-    for (int start = 0; start < n; start += tile) k::add_tile<false>(read_only, x.data() + start, std::min(tile, n - start), load);
+    for (int start = 0; start < n; start += tile)
+      k::add_tile<false>(read_only, x.data() + start, std::min(tile, n - start), load);
     EXPECT_EQ(read_only.value(), state.value());
     // Backward by tiles equals the whole row's.
     const float lse = state.value();
@@ -117,9 +120,11 @@ TEST(Kernels, TilesHandleMinusInfNanAndPlusInf) {
   k::online_logsumexp<float> state;
   EXPECT_EQ(k::add_tile<true>(state, row.data(), 3, load, row.data()), 1.0f);
   EXPECT_EQ(row[0], 0.0f);
-  EXPECT_EQ(k::add_tile<true>(state, row.data() + 3, 3, load, row.data() + 3), 0.0f);  // from "nothing yet" to a maximum
+  EXPECT_EQ(k::add_tile<true>(state, row.data() + 3, 3, load, row.data() + 3),
+            0.0f);  // from "nothing yet" to a maximum
   EXPECT_NEAR(state.value(), std::log(std::exp(1.0) + std::exp(2.0) + std::exp(0.5)), 1e-6);
-  for (const std::vector<float>& bad : {std::vector<float>{-inf, NAN}, std::vector<float>{1.0f, inf}, std::vector<float>{NAN, 3.0f}}) {
+  for (const std::vector<float>& bad :
+       {std::vector<float>{-inf, NAN}, std::vector<float>{1.0f, inf}, std::vector<float>{NAN, 3.0f}}) {
     k::online_logsumexp<float> s;
     std::vector<float> first = {0.0f, -1.0f};
     k::add_tile<false>(s, first.data(), 2, load);
@@ -140,7 +145,8 @@ TEST(Kernels, BackwardIsTheDerivativeOfTheForward) {
   for (int j = 0; j < n; ++j) {
     std::vector<double> plus = x, minus = x;
     plus[j] += 1e-6, minus[j] -= 1e-6;
-    const double fd = upstream * (k::token_log_prob(plus.data(), n, label) - k::token_log_prob(minus.data(), n, label)) / 2e-6;
+    const double fd =
+        upstream * (k::token_log_prob(plus.data(), n, label) - k::token_log_prob(minus.data(), n, label)) / 2e-6;
     EXPECT_NEAR(grad[j], fd, 1e-8) << j;
   }
   // In place (grad aliasing the logits) gives the same.

@@ -52,7 +52,8 @@ TYPED_TEST(LossTest, HandComputedTwoPromptsWithImportanceWeights) {
   // Prompt 0: log alpha = (0, l2, l2); alpha = (1, 2, 2) -> alpha-bar = (1/5, 2/5, 2/5).
   //           log beta = lp - lq = (l2, 0, -l2); beta = (2, 1, 1/2) -> beta-bar = (4/7, 2/7, 1/7).
   // Prompt 1: alpha = (0, 2, 1) (the prior cannot produce sample 0) -> (0, 2/3, 1/3); beta-bar uniform.
-  const double kl0 = 0.2 * std::log(0.2 / (4.0 / 7)) + 0.4 * std::log(0.4 / (2.0 / 7)) + 0.4 * std::log(0.4 / (1.0 / 7));
+  const double kl0 =
+      0.2 * std::log(0.2 / (4.0 / 7)) + 0.4 * std::log(0.4 / (2.0 / 7)) + 0.4 * std::log(0.4 / (1.0 / 7));
   const double kl1 = (2.0 / 3) * std::log((2.0 / 3) * 3) + (1.0 / 3) * std::log((1.0 / 3) * 3);
   const auto out = brain::brain_loss(make_samples<T>(lp, lq, l0, r));
   EXPECT_NEAR(io<T>::to_double(out.loss), (kl0 + kl1) / 2, 1e-14);
@@ -141,14 +142,15 @@ TYPED_TEST(LossTest, MatchesScalarReferenceAtExtremeMagnitudes) {
     const host_samples h = random_extreme_samples(prompts, n, random_magnitude());
     const auto out = brain::brain_loss(h.as<T>(), brain::bradley_terry{.beta = beta});
     const auto expect = ref::brain_loss_bt(h.log_policy, h.log_proposal, h.log_prior, h.reward, beta);
-    const double m = largest_magnitude({&h.log_policy, &h.log_proposal, &h.log_prior}) * 2 +
-                     largest_magnitude({&h.reward}) / beta;
+    const double m =
+        largest_magnitude({&h.log_policy, &h.log_proposal, &h.log_prior}) * 2 + largest_magnitude({&h.reward}) / beta;
     const double eps = 64 * 2.2e-16, weights_tol = 1e-13 + eps * m;
     const host_vector per_prompt = io<T>::to_host_vector(out.per_prompt);
     for (index i = 0; i < prompts; ++i)
       RC_ASSERT(std::abs(per_prompt(i) - expect.per_prompt(i)) <=
                 1e-13 + eps * m * (std::abs(expect.per_prompt(i)) + 2 * std::log(double(n)) + 1));
-    RC_ASSERT(std::abs(io<T>::to_double(out.loss) - expect.loss) <= 1e-13 + eps * m * (std::abs(expect.loss) + 2 * std::log(double(n)) + 1));
+    RC_ASSERT(std::abs(io<T>::to_double(out.loss) - expect.loss) <=
+              1e-13 + eps * m * (std::abs(expect.loss) + 2 * std::log(double(n)) + 1));
     RC_ASSERT(max_abs_diff(io<T>::to_host(out.target_weights), expect.target) <= weights_tol);
     RC_ASSERT(max_abs_diff(io<T>::to_host(out.baseline_weights), expect.baseline) <= weights_tol);
     RC_ASSERT(max_abs_diff(io<T>::to_host(out.grad_log_policy), expect.grad) <= weights_tol);
@@ -187,7 +189,8 @@ TYPED_TEST(LossTest, BaselineOverflowIsReportedNotReturned) {
 TYPED_TEST(LossTest, WeightsAreDistributionsAndGradientRowsSumToZero) {
   using T = TypeParam;
   check_property("rows of alpha-bar and beta-bar sum to 1, gradient rows to 0", [] {
-    const host_samples h = random_samples(*rc::gen::inRange<brain::index>(1, 5), *rc::gen::inRange<brain::index>(1, 17));
+    const host_samples h =
+        random_samples(*rc::gen::inRange<brain::index>(1, 5), *rc::gen::inRange<brain::index>(1, 17));
     const auto out = brain::brain_loss(h.as<T>());
     const host target = io<T>::to_host(out.target_weights), baseline = io<T>::to_host(out.baseline_weights);
     RC_ASSERT((target.rowwise().sum().array() - 1).abs().maxCoeff() < 1e-12);

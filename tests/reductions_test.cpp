@@ -33,8 +33,9 @@ TYPED_TEST(ReductionTest, ArgmaxTargetPutsAllWeightOnTheFirstBest) {
   using T = TypeParam;
   host zero = host::Zero(2, 3), r(2, 3);
   r << 1, 3, 3, /**/ -1, -2, -5;
-  const host w = io<T>::to_host(brain::target_weights(io<T>::from_host(zero), io<T>::from_host(zero), io<T>::from_host(r),
-                                                      brain::bradley_terry{}, {.target = brain::target_rule::argmax}));
+  const host w =
+      io<T>::to_host(brain::target_weights(io<T>::from_host(zero), io<T>::from_host(zero), io<T>::from_host(r),
+                                           brain::bradley_terry{}, {.target = brain::target_rule::argmax}));
   host expect(2, 3);
   expect << 0, 1, 0, /**/ 1, 0, 0;
   EXPECT_EQ(w, expect);

@@ -33,7 +33,8 @@ std::filesystem::path temporary(const std::string& name) {
 }
 
 void write_file(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 /// The message parse_safetensors_header throws for `header` + `data`, or "" if it accepts them.
@@ -51,10 +52,10 @@ TEST(Safetensors, ReadsAFileLaidOutByHand) {
   const std::string header =
       R"({"__metadata__":{"format":"pt"},"c":{"dtype":"BF16","shape":[1,1],"data_offsets":[10,12]},)"
       R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[],"data_offsets":[8,10]}})";
-  const std::vector<unsigned char> data = {0x00, 0x00, 0x80, 0x3f,   // 1.0f
-                                           0x00, 0x00, 0x00, 0xc0,   // -2.0f
-                                           0x00, 0x3e,               // half 1.5
-                                           0x00, 0xbf};              // bfloat16 -0.5
+  const std::vector<unsigned char> data = {0x00, 0x00, 0x80, 0x3f,  // 1.0f
+                                           0x00, 0x00, 0x00, 0xc0,  // -2.0f
+                                           0x00, 0x3e,              // half 1.5
+                                           0x00, 0xbf};             // bfloat16 -0.5
   const auto path = temporary("by_hand.safetensors");
   write_file(path, file_bytes(header, data));
   const io::safetensors file(path);
@@ -122,7 +123,8 @@ TEST(Safetensors, WrittenFilesReadBackIdentically) {
   const std::vector<io::tensor_view> wrong_size = {{"w", io::dtype::f32, {2, 3}, bytes(five)}};
   EXPECT_THROW(io::write_safetensors(path, wrong_size), std::invalid_argument);
   const std::vector<float> one(1);
-  const std::vector<io::tensor_view> repeated = {{"w", io::dtype::f32, {}, bytes(one)}, {"w", io::dtype::f32, {}, bytes(one)}};
+  const std::vector<io::tensor_view> repeated = {{"w", io::dtype::f32, {}, bytes(one)},
+                                                 {"w", io::dtype::f32, {}, bytes(one)}};
   EXPECT_THROW(io::write_safetensors(path, repeated), std::invalid_argument);
   for (const std::string name : {"", "__metadata__"}) {
     const std::vector<io::tensor_view> reserved = {{name, io::dtype::f32, {}, bytes(one)}};
@@ -141,19 +143,20 @@ TEST(Safetensors, HalfAndBfloat16ConvertExactly) {
   const struct {
     std::uint16_t bits;
     float value;
-  } halves[] = {{0x3c00, 1.0f},         {0xc000, -2.0f},     {0x7bff, 65504.0f}, {0x0001, 0x1p-24f},
-                {0x03ff, 1023 * 0x1p-24f}, {0x0400, 0x1p-14f}, {0x8000, -0.0f},    {0x3555, 0.333251953125f}};
+  } halves[] = {{0x3c00, 1.0f},     {0xc000, -2.0f},           {0x7bff, 65504.0f},
+                {0x0001, 0x1p-24f}, {0x03ff, 1023 * 0x1p-24f}, {0x0400, 0x1p-14f},
+                {0x8000, -0.0f},    {0x3555, 0.333251953125f}};
   for (const auto& [bits, value] : halves) {
     EXPECT_EQ(io::half_to_float(bits), value) << std::hex << bits;
     EXPECT_EQ(io::float_to_half(value), bits) << value;
   }
   EXPECT_EQ(io::half_to_float(0x7c00), std::numeric_limits<float>::infinity());
   EXPECT_TRUE(std::isnan(io::half_to_float(0x7e00)));
-  EXPECT_EQ(io::float_to_half(65520.0f), 0x7c00);         // rounds up past the largest half
+  EXPECT_EQ(io::float_to_half(65520.0f), 0x7c00);  // rounds up past the largest half
   EXPECT_EQ(io::float_to_half(65519.0f), 0x7bff);
   EXPECT_EQ(io::float_to_half(1.0f + 0x1p-11f), 0x3c00);  // a tie: to even
   EXPECT_EQ(io::float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);
-  EXPECT_EQ(io::float_to_half(0x1p-25f), 0x0000);         // a tie below the smallest subnormal: to even (0)
+  EXPECT_EQ(io::float_to_half(0x1p-25f), 0x0000);  // a tie below the smallest subnormal: to even (0)
   EXPECT_EQ(io::float_to_half(0x1.8p-25f), 0x0001);
   EXPECT_EQ(io::float_to_half(1e-10f), 0x0000);
   EXPECT_EQ(io::float_to_half(-1e10f), 0xfc00);
@@ -161,7 +164,7 @@ TEST(Safetensors, HalfAndBfloat16ConvertExactly) {
   EXPECT_EQ(io::bfloat16_to_float(0x3f80), 1.0f);
   EXPECT_EQ(io::bfloat16_to_float(0xc2f7), -123.5f);
   EXPECT_EQ(io::float_to_bfloat16(1.0f), 0x3f80);
-  EXPECT_EQ(io::float_to_bfloat16(1.0f + 0x1p-8f), 0x3f80);      // a tie: to even
+  EXPECT_EQ(io::float_to_bfloat16(1.0f + 0x1p-8f), 0x3f80);  // a tie: to even
   EXPECT_EQ(io::float_to_bfloat16(1.0f + 3 * 0x1p-8f), 0x3f82);
   EXPECT_EQ(io::float_to_bfloat16(std::numeric_limits<float>::max()), 0x7f80);  // rounds to inf
   EXPECT_TRUE(std::isnan(io::bfloat16_to_float(io::float_to_bfloat16(std::nanf("")))));
@@ -192,7 +195,8 @@ TEST(Safetensors, MalformedHeadersAreNamed) {
       {R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", eight, "too many elements"},
       {R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight, "tensor 't': data_offsets [8, 0]"},
       {R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", eight, "inside the 8 data bytes"},
-      {R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight, "tensor 't': 8 bytes, but F32 [3] needs 3 x 4"},
+      {R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight,
+       "tensor 't': 8 bytes, but F32 [3] needs 3 x 4"},
       {R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", eight, "is not [begin, end]"},
       {R"({"t":{"dtype":"F32","shape":[2]}})", eight, "tensor 't': no \"data_offsets\""},
       {R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", eight, "unknown key 'extra'"},

@@ -18,7 +18,7 @@ template <class T>
 class SurrogateTest : public ::testing::Test {};
 TYPED_TEST_SUITE(SurrogateTest, double_backends, backend_names);
 
-constexpr estimator all_estimators[] = {estimator::brain, estimator::no_baseline, estimator::gdc_pp, estimator::dpg,
+constexpr estimator all_estimators[] = {estimator::brain, estimator::no_baseline, estimator::gdc_pp,  estimator::dpg,
                                         estimator::rloo,  estimator::grpo,        estimator::ppo_clip};
 
 TYPED_TEST(SurrogateTest, GradientIsMinusTheCoefficientsOverPrompts) {
@@ -33,9 +33,11 @@ TYPED_TEST(SurrogateTest, GradientIsMinusTheCoefficientsOverPrompts) {
       const auto out = brain::surrogate_loss(h.as<T>(), e, bt, pg);
       const host w = io<T>::to_host(brain::gradient_coefficients(h.as<T>(), e, bt, pg));
       RC_ASSERT(max_abs_diff(io<T>::to_host(out.coefficients), w) == 0.0);
-      RC_ASSERT(max_abs_diff(io<T>::to_host(out.grad_log_policy), -w / double(prompts)) <= 2.3e-16 * w.cwiseAbs().maxCoeff());
+      RC_ASSERT(max_abs_diff(io<T>::to_host(out.grad_log_policy), -w / double(prompts)) <=
+                2.3e-16 * w.cwiseAbs().maxCoeff());
       const host_vector per_prompt = io<T>::to_host_vector(out.per_prompt);
-      RC_ASSERT(std::abs(io<T>::to_double(out.loss) - per_prompt.mean()) < 1e-14 * (1 + per_prompt.cwiseAbs().maxCoeff()));
+      RC_ASSERT(std::abs(io<T>::to_double(out.loss) - per_prompt.mean()) <
+                1e-14 * (1 + per_prompt.cwiseAbs().maxCoeff()));
     }
   });
 }
@@ -51,7 +53,8 @@ TYPED_TEST(SurrogateTest, ValuesAreTheDocumentedObjectives) {
     const double beta = *real_in(0.1, 3), kl = *real_in(0, 1);
     const brain::bradley_terry bt{.beta = beta};
     const auto value = [&](estimator e) {
-      return io<T>::to_host_vector(brain::surrogate_loss(h.as<T>(), e, bt, brain::policy_gradient_options{.kl_coef = kl}).per_prompt);
+      return io<T>::to_host_vector(
+          brain::surrogate_loss(h.as<T>(), e, bt, brain::policy_gradient_options{.kl_coef = kl}).per_prompt);
     };
     const auto expect = ref::brain_loss_bt(h.log_policy, h.log_proposal, h.log_prior, h.reward, beta);
     RC_ASSERT((value(estimator::brain) - expect.per_prompt).cwiseAbs().maxCoeff() < 1e-12);
@@ -63,19 +66,23 @@ TYPED_TEST(SurrogateTest, ValuesAreTheDocumentedObjectives) {
     const host_vector baseline = (h.log_policy - h.log_proposal).array().exp().rowwise().sum() / double(n);
     RC_ASSERT((value(estimator::gdc_pp) - (ce + baseline)).cwiseAbs().maxCoeff() < 1e-12);
     const host log_g = ref::log_goodness_bt(h.reward, beta);
-    RC_ASSERT((value(estimator::rloo) - ref::policy_gradient(ref::pg::rloo, h.log_policy, h.log_proposal, h.log_prior, log_g).value)
-                  .cwiseAbs().maxCoeff() < 1e-12);
+    RC_ASSERT((value(estimator::rloo) -
+               ref::policy_gradient(ref::pg::rloo, h.log_policy, h.log_proposal, h.log_prior, log_g).value)
+                  .cwiseAbs()
+                  .maxCoeff() < 1e-12);
     // GRPO divides by the group's standard deviation: rounding grows with max |R| / std.
     double condition = 1;
     for (index i = 0; i < prompts; ++i)
       condition = std::max(condition, ref::advantage_condition(ref::pg::grpo_group, h.log_policy, h.log_proposal,
                                                                h.log_prior, log_g, i));
-    const host_vector grpo = ref::policy_gradient(ref::pg::grpo_group, h.log_policy, h.log_proposal, h.log_prior, log_g,
-                                                  0.2, 0.2, kl).value;
+    const host_vector grpo =
+        ref::policy_gradient(ref::pg::grpo_group, h.log_policy, h.log_proposal, h.log_prior, log_g, 0.2, 0.2, kl).value;
     RC_ASSERT((value(estimator::grpo) - grpo).cwiseAbs().maxCoeff() <
               1e-12 * (1 + grpo.cwiseAbs().maxCoeff()) + 64 * 2.2e-16 * condition * 3);
-    RC_ASSERT((value(estimator::ppo_clip) - ref::policy_gradient(ref::pg::ppo_clip, h.log_policy, h.log_proposal, h.log_prior, log_g).value)
-                  .cwiseAbs().maxCoeff() < 1e-12);
+    RC_ASSERT((value(estimator::ppo_clip) -
+               ref::policy_gradient(ref::pg::ppo_clip, h.log_policy, h.log_proposal, h.log_prior, log_g).value)
+                  .cwiseAbs()
+                  .maxCoeff() < 1e-12);
   });
 }
 
@@ -104,9 +111,11 @@ TYPED_TEST(SurrogateTest, ValueDerivativeIsTheGradient) {
           minus.log_policy(i, j) -= step;
           // The estimated normaliser and the advantages come from the unperturbed samples.
           const double fd = (io<T>::to_double(brain::surrogate_loss(plus.as<T>(), e, bt, pg).loss) -
-                             io<T>::to_double(brain::surrogate_loss(minus.as<T>(), e, bt, pg).loss)) / (2 * step);
+                             io<T>::to_double(brain::surrogate_loss(minus.as<T>(), e, bt, pg).loss)) /
+                            (2 * step);
           // Rounding of the values (up to 1e5 with GRPO's k3 term) over the step, plus truncation.
-          RC_ASSERT(std::abs(grad(i, j) - fd) < 1e-6 * (1 + std::abs(grad(i, j))) + 8 * 2.2e-16 * std::abs(value) / step);
+          RC_ASSERT(std::abs(grad(i, j) - fd) <
+                    1e-6 * (1 + std::abs(grad(i, j))) + 8 * 2.2e-16 * std::abs(value) / step);
         }
     }
   });
@@ -117,7 +126,8 @@ TYPED_TEST(SurrogateTest, BrainSurrogateIsBrainLoss) {
   using T = TypeParam;
   const host_samples h = random_samples_host(3, 4);
   for (const auto rule : {brain::target_rule::softmax, brain::target_rule::argmax}) {
-    const auto a = brain::surrogate_loss(h.as<T>(), estimator::brain, brain::logistic{}, brain::options{.target = rule});
+    const auto a =
+        brain::surrogate_loss(h.as<T>(), estimator::brain, brain::logistic{}, brain::options{.target = rule});
     const auto b = brain::brain_loss(h.as<T>(), brain::logistic{}, {.target = rule});
     EXPECT_NEAR(io<T>::to_double(a.loss), io<T>::to_double(b.loss), 1e-15);
     EXPECT_LT(max_abs_diff(io<T>::to_host(a.grad_log_policy), io<T>::to_host(b.grad_log_policy)), 1e-15);

@@ -51,7 +51,8 @@ std::vector<std::vector<index>> all_tuples(index k, index n) {
 }
 
 /// The samples of every tuple, one tuple per row, with the policy log_softmax(theta).
-host_samples tuple_samples(const space& s, const Eigen::VectorXd& theta, const std::vector<std::vector<index>>& tuples) {
+host_samples tuple_samples(const space& s, const Eigen::VectorXd& theta,
+                           const std::vector<std::vector<index>>& tuples) {
   const Eigen::VectorXd log_policy = log_softmax(theta);
   const index rows = index(tuples.size()), n = index(tuples[0].size());
   host_samples h{host(rows, n), host(rows, n), host(rows, n), host(rows, n)};
@@ -107,7 +108,8 @@ TYPED_TEST(TheoremTest, Theorem4_2_GradientIsTheDerivativeOfTheLossForEveryTuple
         plus.log_policy(i, j) += step;
         minus.log_policy(i, j) -= step;
         const double fd = (io<T>::to_double(brain::brain_loss(plus.as<T>(), bt, opt).loss) -
-                           io<T>::to_double(brain::brain_loss(minus.as<T>(), bt, opt).loss)) / (2 * step);
+                           io<T>::to_double(brain::brain_loss(minus.as<T>(), bt, opt).loss)) /
+                          (2 * step);
         RC_ASSERT(std::abs(grad(i, j) - fd) < 1e-8);
         RC_ASSERT(std::abs(coefficients(i, j) + prompts * fd) < 1e-8 * prompts);
       }
@@ -151,14 +153,17 @@ TYPED_TEST(TheoremTest, Theorem4_2_ExpectedGradientIsMinusGradientOfDsnByEnumera
 TYPED_TEST(TheoremTest, Theorem4_3_LossIsZeroForEveryTupleAtThePosterior) {
   using T = TypeParam;
   check_property("policy = posterior => KL(alpha-bar || beta-bar) = 0 for any tuple", [] {
-    const index k = *rc::gen::inRange<index>(2, 9), n = *rc::gen::inRange<index>(1, 9), prompts = *rc::gen::inRange<index>(1, 5);
+    const index k = *rc::gen::inRange<index>(2, 9), n = *rc::gen::inRange<index>(1, 9),
+                prompts = *rc::gen::inRange<index>(1, 5);
     const double beta = *real_in(0.1, 5.0);
     const space s = random_space(k);
     // The posterior of eq. 1 with log g = r / beta, written directly.
     const Eigen::VectorXd posterior_logits = s.log_prior + s.reward / beta;
     std::vector<std::vector<index>> tuples;
-    for (index p = 0; p < prompts; ++p) tuples.push_back(*rc::gen::container<std::vector<index>>(std::size_t(n), rc::gen::inRange<index>(0, k)));
-    const auto out = brain::brain_loss(tuple_samples(s, posterior_logits, tuples).as<T>(), brain::bradley_terry{.beta = beta});
+    for (index p = 0; p < prompts; ++p)
+      tuples.push_back(*rc::gen::container<std::vector<index>>(std::size_t(n), rc::gen::inRange<index>(0, k)));
+    const auto out =
+        brain::brain_loss(tuple_samples(s, posterior_logits, tuples).as<T>(), brain::bradley_terry{.beta = beta});
     RC_ASSERT(io<T>::to_host_vector(out.per_prompt).cwiseAbs().maxCoeff() < 1e-13);
     RC_ASSERT(io<T>::to_host(out.grad_log_policy).cwiseAbs().maxCoeff() < 1e-13);
   });
@@ -222,7 +227,8 @@ TYPED_TEST(TheoremTest, LogisticGoodnessIsNotShiftInvariant) {
   using T = TypeParam;
   host zero = host::Zero(1, 2), r(1, 2);
   r << 0.0, 1.0;
-  const host a = io<T>::to_host(brain::brain_loss(make_samples<T>(zero, zero, zero, r), brain::logistic{}).target_weights);
+  const host a =
+      io<T>::to_host(brain::brain_loss(make_samples<T>(zero, zero, zero, r), brain::logistic{}).target_weights);
   const host b = io<T>::to_host(
       brain::brain_loss(make_samples<T>(zero, zero, zero, (r.array() + 3).matrix()), brain::logistic{}).target_weights);
   EXPECT_GT(std::abs(a(0, 0) - b(0, 0)), 0.05);
@@ -240,7 +246,8 @@ TYPED_TEST(TheoremTest, Theorem6_1_ArgmaxPairsWithProposalPriorIsDpo) {
     const auto out = brain::brain_loss(grouped, brain::bradley_terry{}, {.target = brain::target_rule::argmax});
     const host_vector per_pair = io<brain::tensor_t<T>>::to_host_vector(out.per_prompt);
     RC_ASSERT(per_pair.size() == prompts * pairs);
-    host chosen_policy(prompts, pairs), rejected_policy(prompts, pairs), chosen_prior(prompts, pairs), rejected_prior(prompts, pairs);
+    host chosen_policy(prompts, pairs), rejected_policy(prompts, pairs), chosen_prior(prompts, pairs),
+        rejected_prior(prompts, pairs);
     for (index p = 0; p < prompts; ++p)
       for (index g = 0; g < pairs; ++g) {
         const index a = 2 * g, b = 2 * g + 1;
@@ -288,10 +295,12 @@ TYPED_TEST(TheoremTest, Theorem7_1_PosteriorBeatsEveryPerturbationOnRegularisedR
     const host reward = random_matrix(prompts, outputs, -3, 3);
     const T l0 = io<T>::from_host(log_prior), r = io<T>::from_host(reward);
     const host posterior = io<T>::to_host(brain::exact_log_posterior(l0, r, brain::bradley_terry{.beta = beta}));
-    const host_vector best = io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(posterior), l0, r, beta));
+    const host_vector best =
+        io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(posterior), l0, r, beta));
     host perturbed = posterior + random_matrix(prompts, outputs, -0.5, 0.5);
     for (index i = 0; i < prompts; ++i) perturbed.row(i) = log_softmax(perturbed.row(i).transpose()).transpose();
-    const host_vector other = io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(perturbed), l0, r, beta));
+    const host_vector other =
+        io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(perturbed), l0, r, beta));
     for (index i = 0; i < prompts; ++i) {
       const double closed_form = beta * std::log((log_prior.row(i).array() + reward.row(i).array() / beta).exp().sum());
       RC_ASSERT(std::abs(best(i) - closed_form) < 1e-10);
@@ -311,15 +320,17 @@ TYPED_TEST(TheoremTest, Theorem7_1_PosteriorBeatsEveryPerturbationOnRegularisedR
 TYPED_TEST(TheoremTest, Theorem7_1_RlooCoefficientsVanishAtThePosteriorForEveryTuple) {
   using T = TypeParam;
   check_property("policy = posterior => every RLOO coefficient is 0, for any tuple and proposal", [] {
-    const index k = *rc::gen::inRange<index>(2, 9), n = *rc::gen::inRange<index>(2, 9), prompts = *rc::gen::inRange<index>(1, 5);
+    const index k = *rc::gen::inRange<index>(2, 9), n = *rc::gen::inRange<index>(2, 9),
+                prompts = *rc::gen::inRange<index>(1, 5);
     const double beta = *real_in(0.1, 5.0);
     const space s = random_space(k);
     const Eigen::VectorXd posterior_logits = s.log_prior + s.reward / beta;
     std::vector<std::vector<index>> tuples;
     for (index p = 0; p < prompts; ++p)
       tuples.push_back(*rc::gen::container<std::vector<index>>(std::size_t(n), rc::gen::inRange<index>(0, k)));
-    const host w = io<T>::to_host(brain::gradient_coefficients(tuple_samples(s, posterior_logits, tuples).as<T>(),
-                                                               brain::estimator::rloo, brain::bradley_terry{.beta = beta}));
+    const host w =
+        io<T>::to_host(brain::gradient_coefficients(tuple_samples(s, posterior_logits, tuples).as<T>(),
+                                                    brain::estimator::rloo, brain::bradley_terry{.beta = beta}));
     // Zero up to rounding: L's terms reach m = max|r|/β + max|log p| + max|log q_θ| (30 and more at
     // β = 0.1), and each coefficient sums n of them: the bound is 64 ulps of n·m (a wrong coefficient
     // is of order 0.1 and more).
@@ -331,8 +342,8 @@ TYPED_TEST(TheoremTest, Theorem7_1_RlooCoefficientsVanishAtThePosteriorForEveryT
     space on_policy = s;
     on_policy.log_proposal = log_softmax(posterior_logits + Eigen::VectorXd::Unit(k, 0));
     const host away = io<T>::to_host(brain::gradient_coefficients(
-        tuple_samples(on_policy, posterior_logits + Eigen::VectorXd::Unit(k, 0), {{0, 1}}).as<T>(), brain::estimator::rloo,
-        brain::bradley_terry{.beta = beta}));
+        tuple_samples(on_policy, posterior_logits + Eigen::VectorXd::Unit(k, 0), {{0, 1}}).as<T>(),
+        brain::estimator::rloo, brain::bradley_terry{.beta = beta}));
     RC_ASSERT(std::abs(away(0, 0) + 0.5) < 1e-12);
     RC_ASSERT(std::abs(away(0, 1) - 0.5) < 1e-12);
   });
@@ -341,11 +352,12 @@ TYPED_TEST(TheoremTest, Theorem7_1_RlooCoefficientsVanishAtThePosteriorForEveryT
 /// E over all n-tuples from the proposal of sum_i w_i grad_theta log q_theta(y_i), for a softmax
 /// policy over k outputs: one gradient_coefficients call on the tuple matrix.
 template <class T>
-Eigen::VectorXd expected_ascent(const space& s, const Eigen::VectorXd& theta, index n, brain::estimator e, double beta) {
+Eigen::VectorXd expected_ascent(const space& s, const Eigen::VectorXd& theta, index n, brain::estimator e,
+                                double beta) {
   const index k = s.log_prior.size();
   const auto tuples = all_tuples(k, n);
-  const host w = io<T>::to_host(brain::gradient_coefficients(tuple_samples(s, theta, tuples).as<T>(), e,
-                                                             brain::bradley_terry{.beta = beta}));
+  const host w = io<T>::to_host(
+      brain::gradient_coefficients(tuple_samples(s, theta, tuples).as<T>(), e, brain::bradley_terry{.beta = beta}));
   const Eigen::VectorXd policy = log_softmax(theta).array().exp();
   const Eigen::VectorXd prob = tuple_probabilities(s, tuples);
   Eigen::VectorXd expected = Eigen::VectorXd::Zero(k);
@@ -376,7 +388,8 @@ TYPED_TEST(TheoremTest, Theorem7_1_RlooIsUnbiasedForTheKlRegularisedGradient) {
     RC_ASSERT((expected - closed_form).cwiseAbs().maxCoeff() < 1e-12);
     const auto objective = [&](const Eigen::VectorXd& theta) {
       const host row = log_softmax(theta).transpose();
-      return io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(row), io<T>::from_host(host(s.log_prior.transpose())),
+      return io<T>::to_host_vector(brain::kl_regularized_reward(io<T>::from_host(row),
+                                                                io<T>::from_host(host(s.log_prior.transpose())),
                                                                 io<T>::from_host(host(s.reward.transpose())), beta))(0);
     };
     const double step = 1e-5;
@@ -416,7 +429,8 @@ TYPED_TEST(TheoremTest, Theorem7_1_BrainAndRlooShareTheirFixedPoint) {
         theta += 2 * direction;
       }
       s.log_proposal = log_softmax(theta);
-      EXPECT_LT((log_softmax(theta) - posterior).cwiseAbs().maxCoeff(), 1e-8) << brain::name_of(e) << " trial " << trial;
+      EXPECT_LT((log_softmax(theta) - posterior).cwiseAbs().maxCoeff(), 1e-8)
+          << brain::name_of(e) << " trial " << trial;
       EXPECT_LT(expected_ascent<T>(s, theta, n, e, beta).cwiseAbs().maxCoeff(), 1e-11) << brain::name_of(e);
     }
   }

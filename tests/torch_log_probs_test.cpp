@@ -25,7 +25,8 @@ namespace bt = brain::libtorch;
 using brain_test::random_matrix_host;
 
 /// Per-token log-probs [B, T] by explicit loops in double: the specification of the alignment.
-at::Tensor reference_tokens(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& mask, bt::alignment align) {
+at::Tensor reference_tokens(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& mask,
+                            bt::alignment align) {
   const at::Tensor x = logits.detach().to(at::kDouble).cpu();
   const int64_t batch = x.size(0), time = x.size(1), vocabulary = x.size(2), shift = align == bt::alignment::next_token;
   at::Tensor out = at::zeros({batch, time}, at::kDouble);
@@ -71,12 +72,14 @@ TEST(SequenceLogProbs, MatchesTheDoubleReferenceForBothAlignmentsAndPaddings) {
     for (const int64_t vocabulary : {5, 700, 3000}) {
       const batch in = make_batch(vocabulary, at::kFloat);
       const at::Tensor expect = reference_tokens(in.logits, in.labels, in.mask, align);
-      const at::Tensor tokens = bt::sequence_log_probs(in.logits, in.labels, in.mask, align, {.reduce = bt::reduction::none});
+      const at::Tensor tokens =
+          bt::sequence_log_probs(in.logits, in.labels, in.mask, align, {.reduce = bt::reduction::none});
       EXPECT_EQ(tokens.sizes(), in.mask.sizes());
       EXPECT_LT(max_rel_diff(tokens, expect), 1e-5) << "V = " << vocabulary;
       const at::Tensor sum = bt::sequence_log_probs(in.logits, in.labels, in.mask, align);
       EXPECT_LT(max_rel_diff(sum, expect.sum(1)), 1e-5);
-      const at::Tensor mean = bt::sequence_log_probs(in.logits, in.labels, in.mask, align, {.reduce = bt::reduction::mean});
+      const at::Tensor mean =
+          bt::sequence_log_probs(in.logits, in.labels, in.mask, align, {.reduce = bt::reduction::mean});
       EXPECT_LT(max_rel_diff(mean, expect.sum(1) / in.mask.sum(1).clamp_min(1).to(at::kDouble)), 1e-5);
       EXPECT_EQ(sum[3].item<double>(), 0.0);  // the all-masked row
       EXPECT_EQ(mean[3].item<double>(), 0.0);
@@ -101,10 +104,12 @@ TEST(SequenceLogProbs, BackwardEqualsThePlainAtenGradient) {
   for (const auto align : {bt::alignment::same_position, bt::alignment::next_token})
     for (const auto reduce : {bt::reduction::sum, bt::reduction::mean, bt::reduction::none}) {
       const batch in = make_batch(600, at::kDouble);
-      const at::Tensor ours_in = in.logits.clone().requires_grad_(true), plain_in = in.logits.clone().requires_grad_(true);
+      const at::Tensor ours_in = in.logits.clone().requires_grad_(true),
+                       plain_in = in.logits.clone().requires_grad_(true);
       const at::Tensor ours = bt::sequence_log_probs(ours_in, in.labels, in.mask, align, {.reduce = reduce});
       const auto selection = bt::detail::select_tokens("test", in.labels, in.mask, 4, 7, 600, align, {});
-      const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(plain_in, selection, {}), selection.active, reduce);
+      const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(plain_in, selection, {}),
+                                                         selection.active, reduce);
       const at::Tensor weights = at::randn(ours.sizes(), at::kDouble);
       (ours * weights).sum().backward();
       (plain * weights).sum().backward();
@@ -147,7 +152,8 @@ TEST(SequenceLogProbs, BadInputIsNamed) {
   EXPECT_NO_THROW(bt::sequence_log_probs(in.logits, in.labels, in.mask, same));
   in.logits[0][2][4] = NAN;
   expect_invalid([&] { bt::sequence_log_probs(in.logits, in.labels, in.mask, same); }, "logits at [0, 2]");
-  expect_invalid([&] { bt::sequence_log_probs(in.logits, in.labels.slice(1, 0, 6), in.mask, same); }, "labels has shape");
+  expect_invalid([&] { bt::sequence_log_probs(in.logits, in.labels.slice(1, 0, 6), in.mask, same); },
+                 "labels has shape");
   expect_invalid([&] { bt::sequence_log_probs(in.logits, in.labels.to(at::kFloat), in.mask, same); }, "integer");
   expect_invalid([&] { bt::sequence_log_probs(in.logits[0], in.labels, in.mask, same); }, "logits has 2 dimensions");
 }
@@ -161,17 +167,20 @@ TEST(FusedLinearSequenceLogProbs, EqualsMaterialisingTheLogits) {
   for (const auto align : {bt::alignment::same_position, bt::alignment::next_token})
     for (const int64_t chunk : {0, 1, 3, 1000})
       for (const int64_t tile : {0, 1, 7, 64}) {  // vocabulary tiles: one, and 300, 43 and 5 (uneven)
-      const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
-      const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(true);
-      const at::Tensor fused = bt::fused_linear_sequence_log_probs(h1, w1, in.labels, in.mask, align, chunk, {.vocab_tile = tile});
-      const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w2.t()), in.labels, in.mask, align);
-      EXPECT_LT(max_rel_diff(fused, reference_tokens(at::matmul(hidden, weight.t()), in.labels, in.mask, align).sum(1)), 1e-12);
-      const at::Tensor weights = at::randn({4}, at::kDouble);
-      (fused * weights).sum().backward();
-      (plain * weights).sum().backward();
-      EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk << " tile " << tile;
-      EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk << " tile " << tile;
-    }
+        const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
+        const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(true);
+        const at::Tensor fused =
+            bt::fused_linear_sequence_log_probs(h1, w1, in.labels, in.mask, align, chunk, {.vocab_tile = tile});
+        const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w2.t()), in.labels, in.mask, align);
+        EXPECT_LT(
+            max_rel_diff(fused, reference_tokens(at::matmul(hidden, weight.t()), in.labels, in.mask, align).sum(1)),
+            1e-12);
+        const at::Tensor weights = at::randn({4}, at::kDouble);
+        (fused * weights).sum().backward();
+        (plain * weights).sum().backward();
+        EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk << " tile " << tile;
+        EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12) << "chunk " << chunk << " tile " << tile;
+      }
 }
 
 // A frozen weight gets no gradient (and no buffer); the hidden gradient, computed during forward
@@ -184,20 +193,20 @@ TEST(FusedLinearSequenceLogProbs, FrozenWeightGetsNoGradient) {
   for (const auto reduce : {bt::reduction::sum, bt::reduction::mean, bt::reduction::none})
     for (const int64_t chunk : {0, 2})
       for (const int64_t tile : {0, 3, 7}) {
-      const at::Tensor h1 = hidden.clone().requires_grad_(true), h2 = hidden.clone().requires_grad_(true);
-      const at::Tensor w = weight.clone();
-      const at::Tensor fused = bt::fused_linear_sequence_log_probs(h1, w, in.labels, in.mask, bt::alignment::next_token,
-                                                                   chunk, {.reduce = reduce, .vocab_tile = tile});
-      const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w.t()), in.labels, in.mask, bt::alignment::next_token,
-                                                      {.reduce = reduce});
-      EXPECT_LT((fused - plain).abs().max().item<double>(), 1e-12);
-      const at::Tensor upstream = at::randn(fused.sizes(), at::kDouble);
-      (fused * upstream).sum().backward();
-      (plain * upstream).sum().backward();
-      EXPECT_FALSE(w.grad().defined());
-      EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
-      EXPECT_EQ(h1.grad()[3].abs().max().item<double>(), 0.0);  // the all-masked row
-    }
+        const at::Tensor h1 = hidden.clone().requires_grad_(true), h2 = hidden.clone().requires_grad_(true);
+        const at::Tensor w = weight.clone();
+        const at::Tensor fused = bt::fused_linear_sequence_log_probs(
+            h1, w, in.labels, in.mask, bt::alignment::next_token, chunk, {.reduce = reduce, .vocab_tile = tile});
+        const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w.t()), in.labels, in.mask,
+                                                        bt::alignment::next_token, {.reduce = reduce});
+        EXPECT_LT((fused - plain).abs().max().item<double>(), 1e-12);
+        const at::Tensor upstream = at::randn(fused.sizes(), at::kDouble);
+        (fused * upstream).sum().backward();
+        (plain * upstream).sum().backward();
+        EXPECT_FALSE(w.grad().defined());
+        EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
+        EXPECT_EQ(h1.grad()[3].abs().max().item<double>(), 0.0);  // the all-masked row
+      }
 }
 
 // The tile width: as asked (at most V), the whole vocabulary under top-k / top-p, and by default
@@ -230,9 +239,11 @@ TEST(FusedLinearSequenceLogProbs, FloatAgreesWithDoubleTo1e4) {
   const batch in = make_batch(5000, at::kFloat);
   at::manual_seed(9);
   const at::Tensor hidden = at::randn({4, 7, 64}), weight = at::randn({5000, 64}) * 0.2;
-  const at::Tensor f = bt::fused_linear_sequence_log_probs(hidden, weight, in.labels, in.mask, bt::alignment::next_token);
-  const at::Tensor d = reference_tokens(at::matmul(hidden.to(at::kDouble), weight.to(at::kDouble).t()), in.labels, in.mask,
-                                        bt::alignment::next_token).sum(1);
+  const at::Tensor f =
+      bt::fused_linear_sequence_log_probs(hidden, weight, in.labels, in.mask, bt::alignment::next_token);
+  const at::Tensor d = reference_tokens(at::matmul(hidden.to(at::kDouble), weight.to(at::kDouble).t()), in.labels,
+                                        in.mask, bt::alignment::next_token)
+                           .sum(1);
   EXPECT_LT(max_rel_diff(f, d), 1e-4);
 }
 
@@ -242,12 +253,14 @@ TEST(FusedLinearSequenceLogProbs, ComposesWithBrainLoss) {
   const int64_t m = 2, n = 2;  // 4 sequences = 2 prompts x 2 samples
   const batch in = make_batch(40, at::kDouble);
   const at::Tensor hidden = at::randn({4, 7, 16}, at::kDouble), weight = at::randn({40, 16}, at::kDouble);
-  const at::Tensor lq = at::randn({m, n}, at::kDouble) - 20, l0 = at::randn({m, n}, at::kDouble) - 20, r = at::randn({m, n}, at::kDouble);
+  const at::Tensor lq = at::randn({m, n}, at::kDouble) - 20, l0 = at::randn({m, n}, at::kDouble) - 20,
+                   r = at::randn({m, n}, at::kDouble);
   at::Tensor grads[2];
   for (int way = 0; way < 2; ++way) {
     const at::Tensor h = hidden.clone().requires_grad_(true);
-    const at::Tensor lp = way == 0 ? bt::fused_linear_sequence_log_probs(h, weight, in.labels, in.mask, bt::alignment::next_token)
-                                   : bt::sequence_log_probs(at::matmul(h, weight.t()), in.labels, in.mask, bt::alignment::next_token);
+    const at::Tensor lp =
+        way == 0 ? bt::fused_linear_sequence_log_probs(h, weight, in.labels, in.mask, bt::alignment::next_token)
+                 : bt::sequence_log_probs(at::matmul(h, weight.t()), in.labels, in.mask, bt::alignment::next_token);
     brain::brain_loss(brain::samples<at::Tensor>{lp.view({m, n}), lq, l0, r}).loss.backward();
     grads[way] = h.grad();
   }
@@ -309,15 +322,16 @@ TEST(SamplingSettings, LogProbsAreThoseOfTheSampledDistribution) {
         const at::Tensor labels = logits.argmax(2);
         const bt::log_prob_options opt{.reduce = bt::reduction::none, .sample = sample};
         const at::Tensor ours = bt::sequence_log_probs(logits, labels, mask, bt::alignment::same_position, opt);
-        const auto selection = bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary,
-                                                         bt::alignment::same_position, opt);
+        const auto selection =
+            bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary, bt::alignment::same_position, opt);
         const at::Tensor plain = bt::detail::plain_token_log_probs(logits, selection, sample);
         double worst = 0, worst_plain = 0;
         for (int64_t b = 0; b < batch; ++b)
           for (int64_t t = 0; t < time; ++t) {
             const at::Tensor row = logits[b][t].contiguous();
-            const long double expect = reference_sampled(std::vector<double>(row.data_ptr<double>(), row.data_ptr<double>() + vocabulary),
-                                                         labels[b][t].item<int64_t>(), sample);
+            const long double expect =
+                reference_sampled(std::vector<double>(row.data_ptr<double>(), row.data_ptr<double>() + vocabulary),
+                                  labels[b][t].item<int64_t>(), sample);
             worst = std::max(worst, double(std::abs(ours[b][t].item<double>() - expect)));
             worst_plain = std::max(worst_plain, double(std::abs(plain[b][t].item<double>() - expect)));
           }
@@ -325,10 +339,12 @@ TEST(SamplingSettings, LogProbsAreThoseOfTheSampledDistribution) {
         EXPECT_LT(worst_plain, 1e-13) << "T " << temperature << " k " << top_k << " p " << top_p;
         // The fused path equals the materialised logits under the same settings.
         at::manual_seed(3);
-        const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble), weight = at::randn({vocabulary, width}, at::kDouble);
+        const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble),
+                         weight = at::randn({vocabulary, width}, at::kDouble);
         const at::Tensor hidden_logits = at::matmul(hidden, weight.t());
         const at::Tensor fused_labels = hidden_logits.argmax(2);
-        const at::Tensor materialised = bt::sequence_log_probs(hidden_logits, fused_labels, mask, bt::alignment::same_position, opt);
+        const at::Tensor materialised =
+            bt::sequence_log_probs(hidden_logits, fused_labels, mask, bt::alignment::same_position, opt);
         for (const int64_t tile : {0, 7}) {  // 7: temperature alone is tiled; top-k / top-p take whole rows
           bt::log_prob_options tiled = opt;
           tiled.vocab_tile = tile;
@@ -344,35 +360,43 @@ TEST(SamplingSettings, LogProbsAreThoseOfTheSampledDistribution) {
 TEST(SamplingSettings, GradientsEqualThePlainComposition) {
   const int64_t batch = 2, time = 4, vocabulary = 30;
   const at::Tensor mask = at::ones({batch, time}, at::kLong);
-  for (const bt::sampling sample : {bt::sampling{0.5, 0, 1.0}, bt::sampling{1.3, 6, 1.0}, bt::sampling{0.8, 0, 0.6},
-                                    bt::sampling{1.0, 9, 0.8}}) {
+  for (const bt::sampling sample :
+       {bt::sampling{0.5, 0, 1.0}, bt::sampling{1.3, 6, 1.0}, bt::sampling{0.8, 0, 0.6}, bt::sampling{1.0, 9, 0.8}}) {
     const at::Tensor logits = logits_with_ties(batch, time, vocabulary, 4);
     const at::Tensor labels = logits.argmax(2);
     const at::Tensor a = logits.clone().requires_grad_(true), b = logits.clone().requires_grad_(true);
     const bt::log_prob_options opt{.sample = sample};
     const at::Tensor ours = bt::sequence_log_probs(a, labels, mask, bt::alignment::same_position, opt);
-    const auto selection = bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary, bt::alignment::same_position, opt);
-    const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(b, selection, sample), selection.active,
-                                                       bt::reduction::sum);
+    const auto selection =
+        bt::detail::select_tokens("test", labels, mask, batch, time, vocabulary, bt::alignment::same_position, opt);
+    const at::Tensor plain = bt::detail::reduce_tokens(bt::detail::plain_token_log_probs(b, selection, sample),
+                                                       selection.active, bt::reduction::sum);
     const at::Tensor weights = at::randn({batch}, at::kDouble);
     (ours * weights).sum().backward();
     (plain * weights).sum().backward();
     EXPECT_LT((a.grad() - b.grad()).abs().max().item<double>(), 1e-13) << "T " << sample.temperature;
     // The fused path's hidden and weight gradients under the same settings.
     at::manual_seed(8);
-    const at::Tensor hidden = at::randn({batch, time, 6}, at::kDouble), weight = at::randn({vocabulary, 6}, at::kDouble);
+    const at::Tensor hidden = at::randn({batch, time, 6}, at::kDouble),
+                     weight = at::randn({vocabulary, 6}, at::kDouble);
     const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(true);
     const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(true);
     const at::Tensor hl = at::matmul(hidden, weight.t()).argmax(2);
     bt::log_prob_options tiled = opt;
     tiled.vocab_tile = 7;
-    (bt::fused_linear_sequence_log_probs(h1, w1, hl, mask, bt::alignment::same_position, 3, tiled) * weights).sum().backward();
-    (bt::sequence_log_probs(at::matmul(h2, w2.t()), hl, mask, bt::alignment::same_position, opt) * weights).sum().backward();
+    (bt::fused_linear_sequence_log_probs(h1, w1, hl, mask, bt::alignment::same_position, 3, tiled) * weights)
+        .sum()
+        .backward();
+    (bt::sequence_log_probs(at::matmul(h2, w2.t()), hl, mask, bt::alignment::same_position, opt) * weights)
+        .sum()
+        .backward();
     EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
     EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-12);
     // A frozen head: the hidden gradient formed during forward, (W_y - Σ p'_j W_j) / T.
     const at::Tensor h3 = hidden.clone().requires_grad_(true);
-    (bt::fused_linear_sequence_log_probs(h3, weight, hl, mask, bt::alignment::same_position, 3, tiled) * weights).sum().backward();
+    (bt::fused_linear_sequence_log_probs(h3, weight, hl, mask, bt::alignment::same_position, 3, tiled) * weights)
+        .sum()
+        .backward();
     EXPECT_LT((h3.grad() - h2.grad()).abs().max().item<double>(), 1e-12);
   }
 }
@@ -387,38 +411,44 @@ bool cpu_rows_forward(const at::Tensor& logits, const at::Tensor& labels, const 
                       at::Tensor& log_prob, at::Tensor& threshold) {
   std::vector<double> scratch;
   for (int64_t r = 0; r < logits.size(0); ++r)
-    log_prob.data_ptr<double>()[r] =
-        bt::detail::token_forward(logits.data_ptr<double>() + r * logits.size(1), logits.size(1), labels.data_ptr<int64_t>()[r],
-                                  s, scratch, lse.data_ptr<double>()[r], threshold.data_ptr<double>()[r]);
+    log_prob.data_ptr<double>()[r] = bt::detail::token_forward(
+        logits.data_ptr<double>() + r * logits.size(1), logits.size(1), labels.data_ptr<int64_t>()[r], s, scratch,
+        lse.data_ptr<double>()[r], threshold.data_ptr<double>()[r]);
   return true;
 }
 bool cpu_rows_backward(at::Tensor& logits, const at::Tensor& labels, const bt::sampling& s, const at::Tensor& lse,
                        const at::Tensor& threshold, const at::Tensor& upstream) {
   for (int64_t r = 0; r < logits.size(0); ++r) {
     double* x = logits.data_ptr<double>() + r * logits.size(1);
-    brain::kernels::sampled_token_log_prob_backward(x, logits.size(1), labels.data_ptr<int64_t>()[r], s,
-                                                    brain::kernels::sampled_row<double>{lse.data_ptr<double>()[r],
-                                                                                        threshold.data_ptr<double>()[r]},
-                                                    upstream.data_ptr<double>()[r], x);
+    brain::kernels::sampled_token_log_prob_backward(
+        x, logits.size(1), labels.data_ptr<int64_t>()[r], s,
+        brain::kernels::sampled_row<double>{lse.data_ptr<double>()[r], threshold.data_ptr<double>()[r]},
+        upstream.data_ptr<double>()[r], x);
   }
   return true;
 }
-bool decline_forward(const at::Tensor&, const at::Tensor&, const bt::sampling&, at::Tensor&, at::Tensor&, at::Tensor&) { return false; }
-bool decline_backward(at::Tensor&, const at::Tensor&, const bt::sampling&, const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+bool decline_forward(const at::Tensor&, const at::Tensor&, const bt::sampling&, at::Tensor&, at::Tensor&, at::Tensor&) {
+  return false;
+}
+bool decline_backward(at::Tensor&, const at::Tensor&, const bt::sampling&, const at::Tensor&, const at::Tensor&,
+                      const at::Tensor&) {
   return false;
 }
 
 TEST(FusedLinearSequenceLogProbs, DevicePathChunksThroughTheDeviceRowKernels) {
-  const bt::detail::device_rows kernels{&cpu_rows_forward, &cpu_rows_backward}, declining{&decline_forward, &decline_backward};
+  const bt::detail::device_rows kernels{&cpu_rows_forward, &cpu_rows_backward},
+      declining{&decline_forward, &decline_backward};
   const int64_t batch = 3, time = 6, vocabulary = 23, width = 5;
   at::manual_seed(12);
-  const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble), weight = at::randn({vocabulary, width}, at::kDouble);
+  const at::Tensor hidden = at::randn({batch, time, width}, at::kDouble),
+                   weight = at::randn({vocabulary, width}, at::kDouble);
   at::Tensor mask = at::ones({batch, time}, at::kLong);
-  mask[1].slice(0, 0, 2).zero_();  // left padding
-  mask[2].slice(0, 4, time).zero_();  // right padding
+  mask[1].slice(0, 0, 2).zero_();                                      // left padding
+  mask[2].slice(0, 4, time).zero_();                                   // right padding
   const at::Tensor labels = at::matmul(hidden, weight.t()).argmax(2);  // kept under any truncation
   for (const bt::sampling sample : {bt::sampling{}, bt::sampling{0.7, 0, 1.0}, bt::sampling{1.2, 5, 0.8}})
-    for (const bt::detail::device_rows* rows : {static_cast<const bt::detail::device_rows*>(nullptr), &kernels, &declining})
+    for (const bt::detail::device_rows* rows :
+         {static_cast<const bt::detail::device_rows*>(nullptr), &kernels, &declining})
       for (const int64_t chunk : {1, 4, 100})
         for (const bool frozen : {false, true}) {
           const bt::log_prob_options opt{.sample = sample};
@@ -427,9 +457,13 @@ TEST(FusedLinearSequenceLogProbs, DevicePathChunksThroughTheDeviceRowKernels) {
           const at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = weight.clone().requires_grad_(!frozen);
           const at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = weight.clone().requires_grad_(!frozen);
           const at::Tensor ours = bt::detail::chunked_linear_log_probs(h1, w1, selection, chunk, opt, rows);
-          const at::Tensor plain = bt::sequence_log_probs(at::matmul(h2, w2.t()), labels, mask, bt::alignment::same_position, opt);
+          const at::Tensor plain =
+              bt::sequence_log_probs(at::matmul(h2, w2.t()), labels, mask, bt::alignment::same_position, opt);
           const std::string where = "T " + std::to_string(sample.temperature) + " k " + std::to_string(sample.top_k) +
-                                    " rows " + (rows == nullptr ? "ATen" : rows == &kernels ? "kernels" : "declining") +
+                                    " rows " +
+                                    (rows == nullptr    ? "ATen"
+                                     : rows == &kernels ? "kernels"
+                                                        : "declining") +
                                     " chunk " + std::to_string(chunk) + (frozen ? " frozen" : "");
           EXPECT_LT((ours - plain).abs().max().item<double>(), 1e-12) << where;
           const at::Tensor weights = at::randn({batch}, at::kDouble);
@@ -445,18 +479,22 @@ TEST(FusedLinearSequenceLogProbs, DevicePathChunksThroughTheDeviceRowKernels) {
 TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
   const at::Tensor logits = logits_with_ties(1, 3, 10, 2), mask = at::ones({1, 3}, at::kLong);
   const at::Tensor worst = logits.argmin(2);  // never in a top-1 set
-  expect_invalid([&] {
-    bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 1, 1.0}});
-  }, "labels[0, 0] is outside the top-k / top-p set");
-  const at::Tensor out = bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position,
-                                                {.reduce = bt::reduction::none, .sample = {1.0, 1, 1.0}, .validate = false});
+  expect_invalid(
+      [&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 1, 1.0}}); },
+      "labels[0, 0] is outside the top-k / top-p set");
+  const at::Tensor out =
+      bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position,
+                             {.reduce = bt::reduction::none, .sample = {1.0, 1, 1.0}, .validate = false});
   EXPECT_EQ(out[0][0].item<double>(), -INFINITY);
-  expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {0.0, 0, 1.0}}); },
-                 "temperature = 0");
-  expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, -2, 1.0}}); },
-                 "top_k = -2");
-  expect_invalid([&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 0, 0.0}}); },
-                 "top_p = 0");
+  expect_invalid(
+      [&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {0.0, 0, 1.0}}); },
+      "temperature = 0");
+  expect_invalid(
+      [&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, -2, 1.0}}); },
+      "top_k = -2");
+  expect_invalid(
+      [&] { bt::sequence_log_probs(logits, worst, mask, bt::alignment::same_position, {.sample = {1.0, 0, 0.0}}); },
+      "top_p = 0");
   // The fused path, unvalidated, on both of its backward routes: an excluded label's log-prob is
   // -inf and its hidden gradient exactly 0 (the weight's too), the other tokens' gradients are
   // those of the materialised logits.
@@ -469,7 +507,8 @@ TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
   bt::sequence_log_probs(at::matmul(h0, w0.t()), labels, mask, bt::alignment::same_position, top1).sum().backward();
   for (const bool frozen : {false, true}) {
     const at::Tensor h = hidden.clone().requires_grad_(true), w = weight.clone().requires_grad_(!frozen);
-    const at::Tensor fused = bt::fused_linear_sequence_log_probs(h, w, labels, mask, bt::alignment::same_position, 0, top1);
+    const at::Tensor fused =
+        bt::fused_linear_sequence_log_probs(h, w, labels, mask, bt::alignment::same_position, 0, top1);
     EXPECT_EQ(fused[0][1].item<double>(), -INFINITY);
     EXPECT_EQ(fused[0][0].item<double>(), 0.0);  // the argmax is the whole top-1 distribution
     fused.masked_fill(fused == -INFINITY, 0).sum().backward();
@@ -479,9 +518,12 @@ TEST(SamplingSettings, ExcludedLabelsAndBadSettingsAreNamed) {
       EXPECT_LT((w.grad() - w0.grad()).abs().max().item<double>(), 1e-12);
     }
   }
-  expect_invalid([&] {
-    bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask, bt::alignment::same_position, 0, {.vocab_tile = -1});
-  }, "vocab_tile = -1 must be >= 0");
+  expect_invalid(
+      [&] {
+        bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask, bt::alignment::same_position, 0,
+                                            {.vocab_tile = -1});
+      },
+      "vocab_tile = -1 must be >= 0");
 }
 
 // sampled_log_softmax, what a sampler draws from: every entry of every row against the loop
@@ -512,7 +554,8 @@ TEST(SampledLogSoftmax, EveryEntryIsTheReferencesOnBothSortPaths) {
             }
           }
         }
-      EXPECT_LT(worst, 1e-12) << "scale " << scale << " T " << sample.temperature << " k " << sample.top_k << " p " << sample.top_p;
+      EXPECT_LT(worst, 1e-12) << "scale " << scale << " T " << sample.temperature << " k " << sample.top_k << " p "
+                              << sample.top_p;
       if (sample.top_k > 0 || sample.top_p < 1.0) {
         EXPECT_GT(excluded, 0) << "the settings should exclude tokens";
       }
@@ -527,7 +570,7 @@ TEST(SampledLogSoftmax, TopPKeepsTheSmallestSetReachingP) {
   const auto kept = [&](int64_t k, double p) { return at::isfinite(bt::sampled_log_softmax(logits, {1.0, k, p})[0]); };
   EXPECT_TRUE(kept(0, 0.3).equal(mask({0, 1, 0, 0})));
   EXPECT_TRUE(kept(0, 0.7).equal(mask({0, 1, 0, 1})));  // 0.75 >= 0.7
-  EXPECT_TRUE(kept(0, 0.8).equal(mask({0, 1, 1, 1})));   // 0.9 >= 0.8
+  EXPECT_TRUE(kept(0, 0.8).equal(mask({0, 1, 1, 1})));  // 0.9 >= 0.8
   EXPECT_TRUE(kept(0, 0.95).equal(mask({1, 1, 1, 1})));
   EXPECT_TRUE(kept(2, 0.6).equal(mask({0, 1, 0, 0})));  // k = 2: {2/3, 1/3}
   const at::Tensor p = bt::sampled_log_softmax(logits, {1.0, 0, 0.7})[0].exp();
@@ -535,12 +578,15 @@ TEST(SampledLogSoftmax, TopPKeepsTheSmallestSetReachingP) {
   EXPECT_NEAR(p[3].item<double>(), 0.25 / 0.75, 1e-15);
   // Temperature 2 on probabilities ∝ 0.1, 0.5, 0.15, 0.25: ∝ their square roots.
   const at::Tensor t = bt::sampled_log_softmax(logits, {2.0, 0, 1.0})[0].exp();
-  EXPECT_NEAR(t[1].item<double>(), std::sqrt(0.5) / (std::sqrt(0.1) + std::sqrt(0.5) + std::sqrt(0.15) + std::sqrt(0.25)), 1e-15);
+  EXPECT_NEAR(t[1].item<double>(),
+              std::sqrt(0.5) / (std::sqrt(0.1) + std::sqrt(0.5) + std::sqrt(0.15) + std::sqrt(0.25)), 1e-15);
   EXPECT_EQ(bt::sampled_log_softmax(logits.to(at::kHalf), {}).scalar_type(), at::kFloat);
-  expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {0.0, 0, 1.0}); }, "sampled_log_softmax: sampling temperature = 0");
+  expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {0.0, 0, 1.0}); },
+                 "sampled_log_softmax: sampling temperature = 0");
   expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {1.0, -1, 1.0}); }, "top_k = -1");
   expect_invalid([&] { (void)bt::sampled_log_softmax(logits, {1.0, 0, 1.5}); }, "top_p = 1.5");
-  expect_invalid([&] { (void)bt::sampled_log_softmax(at::zeros({0}, at::kDouble), {}); }, "expected [..., V] with V >= 1");
+  expect_invalid([&] { (void)bt::sampled_log_softmax(at::zeros({0}, at::kDouble), {}); },
+                 "expected [..., V] with V >= 1");
 }
 
 /// A's result bit for bit.
@@ -566,11 +612,12 @@ TEST(BatchInvariance, SequenceLogProbIsBitwiseTheSameAloneOrInAnyBatch) {
       const at::Tensor alone_mask = at::ones({1, length}, at::kLong);
       const at::Tensor alone = bt::sequence_log_probs(own_logits.unsqueeze(0), own_labels.unsqueeze(0), alone_mask,
                                                       bt::alignment::same_position, opt);
-      const at::Tensor alone_fused = bt::fused_linear_sequence_log_probs(own_hidden.unsqueeze(0), weight, own_labels.unsqueeze(0),
-                                                                         alone_mask, bt::alignment::same_position, 4, opt);
+      const at::Tensor alone_fused = bt::fused_linear_sequence_log_probs(
+          own_hidden.unsqueeze(0), weight, own_labels.unsqueeze(0), alone_mask, bt::alignment::same_position, 4, opt);
       for (const int64_t offset : {int64_t{0}, time - length, int64_t{3}}) {  // right, left, both
         for (const int64_t row : {int64_t{0}, int64_t{4}}) {
-          at::Tensor hidden = at::randn({batch, time, width}), labels = at::randint(vocabulary, {batch, time}, at::kLong);
+          at::Tensor hidden = at::randn({batch, time, width}),
+                     labels = at::randint(vocabulary, {batch, time}, at::kLong);
           at::Tensor mask = (at::rand({batch, time}) > 0.3).to(at::kLong);
           hidden[row].zero_();
           hidden[row].slice(0, offset, offset + length).copy_(own_hidden);
@@ -580,8 +627,8 @@ TEST(BatchInvariance, SequenceLogProbIsBitwiseTheSameAloneOrInAnyBatch) {
           at::Tensor logits = at::matmul(hidden, weight.t()).contiguous();
           logits[row].slice(0, offset, offset + length).copy_(own_logits);  // the same rows, bit for bit
           const at::Tensor batched = bt::sequence_log_probs(logits, labels, mask, bt::alignment::same_position, opt);
-          const at::Tensor fused = bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask,
-                                                                       bt::alignment::same_position, 4, opt);
+          const at::Tensor fused =
+              bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask, bt::alignment::same_position, 4, opt);
           EXPECT_TRUE(bitwise_equal(batched[row], alone[0])) << "offset " << offset << " row " << row;
           EXPECT_TRUE(bitwise_equal(fused[row], alone_fused[0])) << "offset " << offset << " row " << row;
         }

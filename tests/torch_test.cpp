@@ -30,8 +30,8 @@ TEST(TorchBackend, AutogradGradientEqualsAnalyticGradient) {
       RC_ASSERT(!out.target_weights.requires_grad());
       RC_ASSERT(!out.grad_log_policy.requires_grad());
       const auto grads = torch::autograd::grad({out.loss}, {s.log_policy, s.log_proposal, s.log_prior, s.reward},
-                                            /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
-                                            /*allow_unused=*/true);
+                                               /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
+                                               /*allow_unused=*/true);
       RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(grads[0]), io<at::Tensor>::to_host(out.grad_log_policy)) < 1e-14);
       for (std::size_t k = 1; k < 4; ++k)  // (RC_ASSERT does not short-circuit ||)
         if (grads[k].defined()) RC_ASSERT(grads[k].abs().max().item<double>() == 0.0);
@@ -45,7 +45,8 @@ TEST(TorchBackend, ProposalSharingThePolicyGraphIsDetached) {
   const host h = random_matrix_host(3, 5);
   at::Tensor theta = from_host(h, at::kDouble).requires_grad_(true);
   const at::Tensor log_policy = theta * 1.0;
-  const brain::samples<at::Tensor> s{log_policy, log_policy, from_host(h * 0.5, at::kDouble), from_host(h, at::kDouble)};
+  const brain::samples<at::Tensor> s{log_policy, log_policy, from_host(h * 0.5, at::kDouble),
+                                     from_host(h, at::kDouble)};
   const auto out = brain::brain_loss(s);
   out.loss.backward();
   EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(theta.grad()), io<at::Tensor>::to_host(out.grad_log_policy)), 1e-15);
@@ -64,9 +65,12 @@ TEST(TorchBackend, FusedPathEqualsTheComposedLossAndDifferentiatesBothOutputs) {
     s.log_policy.requires_grad_(true);
     const auto out = brain::brain_loss(s, brain::logistic{});
     RC_ASSERT(std::abs(out.loss.item<double>() - composed.loss) <= 1e-13 * std::max(1.0, composed.loss));
-    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.target_weights), io<user::matrix>::to_host(composed.target_weights)) < 1e-13);
-    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.baseline_weights), io<user::matrix>::to_host(composed.baseline_weights)) < 1e-13);
-    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.grad_log_policy), io<user::matrix>::to_host(composed.grad_log_policy)) < 1e-13);
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.target_weights),
+                           io<user::matrix>::to_host(composed.target_weights)) < 1e-13);
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.baseline_weights),
+                           io<user::matrix>::to_host(composed.baseline_weights)) < 1e-13);
+    RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(out.grad_log_policy),
+                           io<user::matrix>::to_host(composed.grad_log_policy)) < 1e-13);
     for (index i = 0; i < prompts; ++i)
       RC_ASSERT(std::abs(out.per_prompt[i].item<double>() - composed.per_prompt[static_cast<std::size_t>(i)]) < 1e-13);
     const at::Tensor c = at::rand({prompts}, at::kDouble) - 0.5;
@@ -89,8 +93,10 @@ TEST(TorchBackend, FusedPathTakesViewsMixedDtypesAndNamesBadInput) {
   ASSERT_FALSE(views.log_proposal.is_contiguous());
   const auto want = brain::brain_loss(plain), got = brain::brain_loss(views);
   EXPECT_EQ(got.target_weights.scalar_type(), at::kDouble);
-  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(got.target_weights), io<at::Tensor>::to_host(want.target_weights)), 1e-15);
-  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(got.baseline_weights), io<at::Tensor>::to_host(want.baseline_weights)), 1e-6);
+  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(got.target_weights), io<at::Tensor>::to_host(want.target_weights)),
+            1e-15);
+  EXPECT_LT(max_abs_diff(io<at::Tensor>::to_host(got.baseline_weights), io<at::Tensor>::to_host(want.baseline_weights)),
+            1e-6);
 
   host_samples bad = h;
   bad.reward(2, 3) = NAN;
@@ -175,7 +181,9 @@ TEST(TorchBackend, DeferredValidationOnTheCpuThrowsAtOnce) {
   const brain::options deferred{.defer_validation = true};
   EXPECT_EQ(brain_test::error_message([&] { (void)brain::brain_loss(s, brain::bradley_terry{}, deferred); }),
             brain_test::error_message([&] { (void)brain::brain_loss(s, brain::bradley_terry{}); }));
-  EXPECT_NE(brain_test::error_message([&] { (void)brain::brain_loss(s, brain::bradley_terry{}, deferred); }).find("reward[1, 2]"),
+  EXPECT_NE(brain_test::error_message([&] {
+              (void)brain::brain_loss(s, brain::bradley_terry{}, deferred);
+            }).find("reward[1, 2]"),
             std::string::npos);
   EXPECT_NO_THROW(brain::check_deferred_validation());
 }
@@ -197,7 +205,8 @@ TEST(TorchBackend, FloatAgreesWithEigenDoubleTo1e5) {
 // float16 / bfloat16 inputs are computed in float32: the results equal the float32 computation
 // on the same (rounded) inputs, and stay finite where a half-precision log-softmax would not.
 TEST(TorchBackend, HalfPrecisionInputsAreComputedInFloat32) {
-  host_samples h = {random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60), random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60),
+  host_samples h = {random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60),
+                    random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60),
                     random_matrix_host(4, 16) * 40 - host::Constant(4, 16, 60), random_matrix_host(4, 16) * 20};
   for (const auto type : {at::kHalf, at::kBFloat16}) {
     const brain::samples<at::Tensor> low{from_host(h.log_policy, type), from_host(h.log_proposal, type),
@@ -220,8 +229,9 @@ TEST(TorchBackend, HalfPrecisionInputsAreComputedInFloat32) {
 }
 
 TEST(TorchBackend, ResultsKeepTheInputsDeviceAndShapes) {
-  const brain::samples<at::Tensor> s = host_samples{random_matrix_host(3, 4), random_matrix_host(3, 4), random_matrix_host(3, 4),
-                                                    random_matrix_host(3, 4)}.as<at::Tensor>();
+  const brain::samples<at::Tensor> s = host_samples{random_matrix_host(3, 4), random_matrix_host(3, 4),
+                                                    random_matrix_host(3, 4), random_matrix_host(3, 4)}
+                                           .as<at::Tensor>();
   const auto out = brain::brain_loss(s);
   EXPECT_EQ(out.loss.dim(), 0);
   EXPECT_EQ(out.per_prompt.sizes(), (std::vector<int64_t>{3}));
@@ -239,13 +249,15 @@ TEST(TorchBackend, SurrogateAutogradGradientIsMinusTheCoefficients) {
     h.log_policy = h.log_proposal + random_matrix(prompts, n, -1, 1);
     brain::samples<at::Tensor> s = h.as<at::Tensor>();
     for (at::Tensor* t : {&s.log_policy, &s.log_proposal, &s.log_prior, &s.reward}) t->requires_grad_(true);
-    for (const auto e : {brain::estimator::brain, brain::estimator::no_baseline, brain::estimator::gdc_pp,
-                         brain::estimator::dpg, brain::estimator::rloo, brain::estimator::grpo, brain::estimator::ppo_clip}) {
-      const auto out = brain::surrogate_loss(s, e, brain::bradley_terry{.beta = 0.5}, brain::policy_gradient_options{.kl_coef = 0.2});
+    for (const auto e :
+         {brain::estimator::brain, brain::estimator::no_baseline, brain::estimator::gdc_pp, brain::estimator::dpg,
+          brain::estimator::rloo, brain::estimator::grpo, brain::estimator::ppo_clip}) {
+      const auto out = brain::surrogate_loss(s, e, brain::bradley_terry{.beta = 0.5},
+                                             brain::policy_gradient_options{.kl_coef = 0.2});
       RC_ASSERT(out.loss.requires_grad());
       RC_ASSERT(!out.coefficients.requires_grad());
-      const auto grads = torch::autograd::grad({out.loss}, {s.log_policy, s.log_proposal, s.log_prior, s.reward}, {}, false,
-                                               false, /*allow_unused=*/true);
+      const auto grads = torch::autograd::grad({out.loss}, {s.log_policy, s.log_proposal, s.log_prior, s.reward}, {},
+                                               false, false, /*allow_unused=*/true);
       RC_ASSERT(max_abs_diff(io<at::Tensor>::to_host(grads[0]), io<at::Tensor>::to_host(out.grad_log_policy)) < 1e-15);
       for (std::size_t k = 1; k < 4; ++k)
         if (grads[k].defined()) RC_ASSERT(grads[k].abs().max().item<double>() == 0.0);

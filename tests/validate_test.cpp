@@ -75,7 +75,8 @@ TYPED_TEST(ValidationTest, ShapeMismatchNamesBothShapes) {
 TYPED_TEST(ValidationTest, EmptyBatchesAreRejected) {
   using T = TypeParam;
   const host none(3, 0);
-  expect_invalid([&] { brain::brain_loss(make_samples<T>(none, none, none, none)); }, {"no columns", "sample per prompt"});
+  expect_invalid([&] { brain::brain_loss(make_samples<T>(none, none, none, none)); },
+                 {"no columns", "sample per prompt"});
   const host no_rows(0, 4);
   expect_invalid([&] { brain::brain_loss(make_samples<T>(no_rows, no_rows, no_rows, no_rows)); }, {"no rows"});
 }
@@ -114,9 +115,11 @@ TYPED_TEST(ValidationTest, OtherEntryPointsValidateToo) {
   expect_invalid([&] { brain::baseline_weights(b, g); }, {"log_baseline_weights", "log_policy[1, 1]"});
   expect_invalid([&] { brain::effective_sample_size(b); }, {"effective_sample_size", "weights[1, 1]"});
   expect_invalid([&] { brain::exact_kl(g, g); }, {"exact_kl", "not a normalised distribution"});
-  expect_invalid([&] { brain::pairwise(make_samples<T>(host::Zero(2, 3), host::Zero(2, 3), host::Zero(2, 3), host::Zero(2, 3))); },
-                 {"regroup", "must divide the 3 samples"});
-  expect_invalid([&] { brain::effective_sample_size(io<T>::from_host(-this->good.reward)); }, {"weights[0, 0]", "must be >= 0"});
+  expect_invalid(
+      [&] { brain::pairwise(make_samples<T>(host::Zero(2, 3), host::Zero(2, 3), host::Zero(2, 3), host::Zero(2, 3))); },
+      {"regroup", "must divide the 3 samples"});
+  expect_invalid([&] { brain::effective_sample_size(io<T>::from_host(-this->good.reward)); },
+                 {"weights[0, 0]", "must be >= 0"});
 }
 
 }  // namespace

@@ -27,8 +27,10 @@ TYPED_TEST(WeightsTest, ByHand) {
   l0 << 0, l2, l2;
   r << 0, 0, l2;
   lp << l2, 0, 0;
-  const host target = io<T>::to_host(brain::target_weights(io<T>::from_host(l0), io<T>::from_host(lq), io<T>::from_host(r)));
-  const host log_target = io<T>::to_host(brain::log_target_weights(io<T>::from_host(l0), io<T>::from_host(lq), io<T>::from_host(r)));
+  const host target =
+      io<T>::to_host(brain::target_weights(io<T>::from_host(l0), io<T>::from_host(lq), io<T>::from_host(r)));
+  const host log_target =
+      io<T>::to_host(brain::log_target_weights(io<T>::from_host(l0), io<T>::from_host(lq), io<T>::from_host(r)));
   const host baseline = io<T>::to_host(brain::baseline_weights(io<T>::from_host(lp), io<T>::from_host(lq)));
   const host log_baseline = io<T>::to_host(brain::log_baseline_weights(io<T>::from_host(lp), io<T>::from_host(lq)));
   const double t[] = {0.2, 0.4, 0.4}, b[] = {4.0 / 7, 2.0 / 7, 1.0 / 7};
@@ -61,8 +63,8 @@ TYPED_TEST(WeightsTest, RowsAreDistributionsAndMatchTheReference) {
     const host_samples h = random_samples(prompts, n);
     const auto expect = ref::brain_loss_bt(h.log_policy, h.log_proposal, h.log_prior, h.reward, beta);
     const T lq = io<T>::from_host(h.log_proposal);
-    const host target = io<T>::to_host(
-        brain::target_weights(io<T>::from_host(h.log_prior), lq, io<T>::from_host(h.reward), brain::bradley_terry{.beta = beta}));
+    const host target = io<T>::to_host(brain::target_weights(
+        io<T>::from_host(h.log_prior), lq, io<T>::from_host(h.reward), brain::bradley_terry{.beta = beta}));
     const host baseline = io<T>::to_host(brain::baseline_weights(io<T>::from_host(h.log_policy), lq));
     RC_ASSERT(max_abs_diff(target, expect.target) < 1e-13);
     RC_ASSERT(max_abs_diff(baseline, expect.baseline) < 1e-13);
@@ -80,7 +82,8 @@ TYPED_TEST(WeightsTest, OverflowIsReportedWithItsPosition) {
     ADD_FAILURE() << "no exception";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("log_baseline_weights: row 0, column 1: log_policy - log_proposal"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   host r = host::Zero(2, 2);
   r(1, 1) = 1e308;  // r / beta = +inf

@@ -1,5 +1,6 @@
 // Times the CUDA kernels at the issue's sizes and prints one line per kernel:
-//   name=<kernel> shape=<rows>x<cols> dtype=float time_us=<median> bytes=<moved> gbps=<achieved> peak_gbps=<card> fraction=<achieved/peak>
+//   name=<kernel> shape=<rows>x<cols> dtype=float time_us=<median> bytes=<moved> gbps=<achieved> peak_gbps=<card>
+//   fraction=<achieved/peak>
 // The byte counts are the minimum traffic (every input read once, every output written once), so
 // `fraction` is of the card's memory bandwidth (from its memory clock and bus width).
 // Medians of `--repeats` launches (default 100) timed with CUDA events after 10 warm-ups.
@@ -69,8 +70,8 @@ double peak_gbps() {
 
 void report(const char* name, long rows, long cols, double us, double bytes, double peak) {
   const double gbps = bytes / (us * 1e-6) / 1e9;
-  std::printf("name=%s shape=%ldx%ld dtype=float time_us=%.2f bytes=%.0f gbps=%.1f peak_gbps=%.1f fraction=%.3f\n", name,
-              rows, cols, us, bytes, gbps, peak, gbps / peak);
+  std::printf("name=%s shape=%ldx%ld dtype=float time_us=%.2f bytes=%.0f gbps=%.1f peak_gbps=%.1f fraction=%.3f\n",
+              name, rows, cols, us, bytes, gbps, peak, gbps / peak);
 }
 
 }  // namespace
@@ -79,8 +80,10 @@ int main(int argc, char** argv) {
   bool quick = false;
   int repeats = 100;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
-    else if (std::strcmp(argv[i], "--repeats") == 0 && i + 1 < argc) repeats = std::max(1, std::atoi(argv[++i]));
+    if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
+    else if (std::strcmp(argv[i], "--repeats") == 0 && i + 1 < argc)
+      repeats = std::max(1, std::atoi(argv[++i]));
     else {
       std::fprintf(stderr, "usage: %s [--quick] [--repeats N]\n", argv[0]);
       return 2;
@@ -89,7 +92,8 @@ int main(int argc, char** argv) {
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device (cudaGetDeviceCount: %s)\n", e == cudaSuccess ? "0 devices" : cudaGetErrorString(e));
+    std::printf("SKIPPED: no CUDA device (cudaGetDeviceCount: %s)\n",
+                e == cudaSuccess ? "0 devices" : cudaGetErrorString(e));
     return 77;
   }
   try {
@@ -109,8 +113,8 @@ int main(int argc, char** argv) {
       cuda_ok(cudaMalloc(&loss, sizeof(float)));
       const brain::kernels::group_loss_inputs<float> in{lp, lq, l0, r, prompts, n};
       const brain::kernels::group_loss_outputs<float> out{a, b, g, pp, loss};
-      const double us = median_us([&] { brain::cuda::launch_group_loss(in, out, brain::bradley_terry{}, nullptr, false); },
-                                  repeats);
+      const double us =
+          median_us([&] { brain::cuda::launch_group_loss(in, out, brain::bradley_terry{}, nullptr, false); }, repeats);
       report("group_loss", prompts, n, us, (4.0 + 3.0) * size * sizeof(float) + prompts * sizeof(float), peak);
       for (float* p : {lp, lq, l0, r, a, b, g, pp, loss}) cudaFree(p);
     }

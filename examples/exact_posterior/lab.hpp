@@ -43,7 +43,7 @@ struct space {
   int prompts, vocab, length;
   Index outputs, nodes;
   double beta;
-  std::vector<double> prior_logits;  ///< [prompts][nodes][vocab]
+  std::vector<double> prior_logits;           ///< [prompts][nodes][vocab]
   MatrixXd log_prior, reward, log_posterior;  ///< [prompts, outputs]
   MatrixXd log_partition;                     ///< [prompts, 1]: log sum_y p(y|x) exp(r(x,y)/beta)
   std::vector<std::vector<Index>> node_of;    ///< [outputs][length]: the prefix node before token t
@@ -99,7 +99,8 @@ inline std::vector<double> logits_of(const space& s, const MatrixXd& log_probs) 
         for (int k = 0; k < s.vocab; ++k) z += std::exp(level[std::size_t(p * s.vocab + k)] - m);
         up[std::size_t(p)] = m + std::log(z);
         for (int k = 0; k < s.vocab; ++k)
-          logits[std::size_t((x * s.nodes + start + p) * s.vocab + k)] = level[std::size_t(p * s.vocab + k)] - up[std::size_t(p)];
+          logits[std::size_t((x * s.nodes + start + p) * s.vocab + k)] =
+              level[std::size_t(p * s.vocab + k)] - up[std::size_t(p)];
       }
       level = std::move(up);
     }
@@ -108,7 +109,8 @@ inline std::vector<double> logits_of(const space& s, const MatrixXd& log_probs) 
 }
 
 inline space make_space(const space_config& c) {
-  if (c.vocab < 2 || c.length < 1 || c.prompts < 1) throw std::invalid_argument("lab: need vocab >= 2, length >= 1, prompts >= 1");
+  if (c.vocab < 2 || c.length < 1 || c.prompts < 1)
+    throw std::invalid_argument("lab: need vocab >= 2, length >= 1, prompts >= 1");
   space s{c.prompts, c.vocab, c.length, 1, 0, c.beta, {}, {}, {}, {}, {}, {}, {}};
   for (int t = 0; t < c.length; ++t) s.outputs *= c.vocab;
   s.nodes = (s.outputs - 1) / (c.vocab - 1);
@@ -178,7 +180,8 @@ inline std::vector<std::vector<Index>> draw(const MatrixXd& log_probs, int n, st
 
 /// log q(y|x) of the drawn outputs only, from a model's node log-probs (node_log_probs), [prompts, n];
 /// the same sums, in the same order, as sequence_log_probs.
-inline MatrixXd sample_log_probs(const space& s, const std::vector<double>& node_lp, const std::vector<std::vector<Index>>& ys) {
+inline MatrixXd sample_log_probs(const space& s, const std::vector<double>& node_lp,
+                                 const std::vector<std::vector<Index>>& ys) {
   MatrixXd out(s.prompts, Index(ys[0].size()));
   for (int x = 0; x < s.prompts; ++x)
     for (Index i = 0; i < out.cols(); ++i) {
@@ -247,15 +250,20 @@ inline MatrixXd coefficients(const space& sp, method kind, const brain::samples<
   const brain::bradley_terry goodness{.beta = sp.beta};
   const Index prompts = s.reward.rows(), n = s.reward.cols();
   switch (kind) {
-    case method::brain: return brain::gradient_coefficients(s, brain::estimator::brain, goodness);
-    case method::no_baseline: return brain::gradient_coefficients(s, brain::estimator::no_baseline, goodness);
-    case method::gdc_pp: return brain::gradient_coefficients(s, brain::estimator::gdc_pp, goodness, sp.log_partition);
-    case method::dpg: return brain::gradient_coefficients(s, brain::estimator::dpg, goodness, sp.log_partition);
+    case method::brain:
+      return brain::gradient_coefficients(s, brain::estimator::brain, goodness);
+    case method::no_baseline:
+      return brain::gradient_coefficients(s, brain::estimator::no_baseline, goodness);
+    case method::gdc_pp:
+      return brain::gradient_coefficients(s, brain::estimator::gdc_pp, goodness, sp.log_partition);
+    case method::dpg:
+      return brain::gradient_coefficients(s, brain::estimator::dpg, goodness, sp.log_partition);
     case method::dpo_sft:
     case method::dpo_sft_iw: {
       // n / 2 pairs per prompt; hard (argmax, Theorem 6.1) or soft (eq. 22) labels; q = p.
       const auto target = kind == method::dpo_sft ? brain::target_rule::argmax : brain::target_rule::softmax;
-      const MatrixXd paired = brain::gradient_coefficients(brain::pairwise(s), brain::estimator::brain, goodness, {.target = target});
+      const MatrixXd paired =
+          brain::gradient_coefficients(brain::pairwise(s), brain::estimator::brain, goodness, {.target = target});
       return paired.reshaped<Eigen::RowMajor>(prompts, n);  // back to one row per prompt
     }
     case method::rso_dpo: {
@@ -289,10 +297,11 @@ inline MatrixXd coefficients(const space& sp, method kind, const brain::samples<
 
 struct train_config {
   int steps = 400;
-  int refresh = 10;        ///< steps between proposal refreshes (arms that update it)
+  int refresh = 10;  ///< steps between proposal refreshes (arms that update it)
   double learning_rate = 0.05;
   int evaluate_every = 20;
-  int average_from = -1;   ///< >= 0: also measure the policy whose logits are the mean of θ_t over t in [average_from, steps]
+  int average_from =
+      -1;  ///< >= 0: also measure the policy whose logits are the mean of θ_t over t in [average_from, steps]
   unsigned seed = 1;
 };
 
@@ -305,8 +314,9 @@ struct measurement {
 };
 
 inline measurement measure(const space& s, int step, const MatrixXd& log_policy) {
-  return {step, brain::exact_kl(s.log_posterior, log_policy).mean(), brain::exact_kl(log_policy, s.log_posterior).mean(),
-          brain::exact_expectation(log_policy, s.reward).mean(), brain::exact_kl(log_policy, s.log_prior).mean()};
+  return {step, brain::exact_kl(s.log_posterior, log_policy).mean(),
+          brain::exact_kl(log_policy, s.log_posterior).mean(), brain::exact_expectation(log_policy, s.reward).mean(),
+          brain::exact_kl(log_policy, s.log_prior).mean()};
 }
 
 /// The measurement taken at `step` (a multiple of evaluate_every, or the last step).
@@ -333,8 +343,8 @@ struct adam {
 };
 
 struct run {
-  std::vector<measurement> trace;          ///< every evaluate_every steps and at the end
-  std::optional<measurement> tail_average; ///< the policy with the averaged logits (train_config::average_from)
+  std::vector<measurement> trace;           ///< every evaluate_every steps and at the end
+  std::optional<measurement> tail_average;  ///< the policy with the averaged logits (train_config::average_from)
 };
 
 /// Called before each step's draw with the step, the policy's logits and the proposal's log-probs
@@ -369,8 +379,8 @@ inline run train(const space& s, const arm& a, int n, const train_config& c, con
     if (refresh) log_proposal = log_policy, proposal = sampler(log_proposal);
     if (watch) watch(step, theta, log_proposal);
     const auto ys = proposal(n, rng);
-    const brain::samples<MatrixXd> batch{sample_log_probs(s, node_lp, ys), gather(log_proposal, ys), gather(s.log_prior, ys),
-                                         gather(s.reward, ys)};
+    const brain::samples<MatrixXd> batch{sample_log_probs(s, node_lp, ys), gather(log_proposal, ys),
+                                         gather(s.log_prior, ys), gather(s.reward, ys)};
     const MatrixXd w = coefficients(s, a.kind, batch, rng);
     optimiser.step(theta, direction(s, node_lp, w, ys), c.learning_rate);
   }
@@ -414,7 +424,8 @@ struct direction_stats {
 /// exact Z) for a policy (its logits) and a proposal (log-probs, [prompts, outputs]); every
 /// estimator sees the same `repeats` batches (drawn with `seed`).
 inline std::vector<direction_stats> direction_variance(const space& s, const std::vector<double>& policy_logits,
-                                                       const MatrixXd& log_proposal, int n, int repeats, unsigned seed) {
+                                                       const MatrixXd& log_proposal, int n, int repeats,
+                                                       unsigned seed) {
   if (repeats < 2 || n < 2) throw std::invalid_argument("lab: the variance needs repeats >= 2 and n >= 2");
   const std::vector<double> node_lp = node_log_probs(s, policy_logits), exact = exact_gradient(s, node_lp);
   sampler q(log_proposal);
@@ -426,10 +437,11 @@ inline std::vector<direction_stats> direction_variance(const space& s, const std
     double mse = 0;
     for (auto& gb : g) {
       const auto ys = q(n, rng);
-      const brain::samples<MatrixXd> batch{sample_log_probs(s, node_lp, ys), gather(log_proposal, ys), gather(s.log_prior, ys),
-                                           gather(s.reward, ys)};
+      const brain::samples<MatrixXd> batch{sample_log_probs(s, node_lp, ys), gather(log_proposal, ys),
+                                           gather(s.log_prior, ys), gather(s.reward, ys)};
       gb = direction(s, node_lp, coefficients(s, kind, batch, rng), ys);
-      for (std::size_t k = 0; k < gb.size(); ++k) mean[k] += gb[k] / repeats, mse += (gb[k] - exact[k]) * (gb[k] - exact[k]) / repeats;
+      for (std::size_t k = 0; k < gb.size(); ++k)
+        mean[k] += gb[k] / repeats, mse += (gb[k] - exact[k]) * (gb[k] - exact[k]) / repeats;
     }
     std::vector<double> deviation;
     double total = 0, norm_sq = 0;
@@ -451,7 +463,8 @@ inline std::vector<direction_stats> direction_variance(const space& s, const std
 /// One estimator at one (policy, proposal) configuration and one seed.
 struct variance_point {
   double lambda = NAN;  ///< the proposal's place between posterior (0) and prior (1) (gradient_variance)
-  int step = -1, lag = -1;  ///< the policy's step along a BRAIn run, and steps since the proposal's refresh (trajectory_variance)
+  int step = -1,
+      lag = -1;  ///< the policy's step along a BRAIn run, and steps since the proposal's refresh (trajectory_variance)
   double kl_proposal_posterior, kl_policy_posterior, kl_policy_proposal;
   double exact_norm;  ///< ||g*||, the exact gradient's norm
   unsigned seed;
@@ -461,8 +474,8 @@ struct variance_point {
 /// The policy fixed at the prior; proposals q_λ ∝ posterior^(1-λ) · prior^λ (λ = 0: the
 /// posterior, 1: the prior, > 1: beyond it). Algorithm 1 never pairs these two except at λ = 1,
 /// where training starts: its proposal is always a past policy.
-inline std::vector<variance_point> gradient_variance(const space& s, int n, int repeats, const std::vector<double>& lambdas,
-                                                     unsigned seed) {
+inline std::vector<variance_point> gradient_variance(const space& s, int n, int repeats,
+                                                     const std::vector<double>& lambdas, unsigned seed) {
   const double exact_norm = [&] {
     double sq = 0;
     for (double v : exact_gradient(s, node_log_probs(s, s.prior_logits))) sq += v * v;
@@ -506,7 +519,8 @@ inline std::vector<variance_point> trajectory_variance(const space& s, int n, in
     const double policy_to_posterior = brain::exact_kl(log_policy, s.log_posterior).mean();
     const double policy_to_proposal = brain::exact_kl(log_policy, log_q).mean();
     for (const auto& st : direction_variance(s, theta, log_q, n, repeats, seed))
-      out.push_back({NAN, step, step % c.refresh, to_posterior, policy_to_posterior, policy_to_proposal, std::sqrt(sq), seed, st});
+      out.push_back({NAN, step, step % c.refresh, to_posterior, policy_to_posterior, policy_to_proposal, std::sqrt(sq),
+                     seed, st});
   }
   return out;
 }
@@ -543,7 +557,8 @@ struct ratio_range {
 };
 
 inline ratio_range ratio_of(const std::vector<double>& a, const std::vector<double>& b) {
-  if (a.empty() || a.size() != b.size()) throw std::invalid_argument("lab: ratio_of needs two equally long, non-empty lists");
+  if (a.empty() || a.size() != b.size())
+    throw std::invalid_argument("lab: ratio_of needs two equally long, non-empty lists");
   std::vector<double> ratios;
   for (std::size_t k = 0; k < a.size(); ++k) {
     if (!(b[k] > 0) || !(a[k] >= 0)) throw std::invalid_argument("lab: ratio_of needs a >= 0 and b > 0");

@@ -36,7 +36,9 @@ TEST(Lab, DirectionIsTheGradientOfTheWeightedLogLikelihood) {
   const auto ys = lab::draw(s.log_prior, 4, rng);
   Eigen::MatrixXd w(2, 4);
   w << 0.3, -0.2, 1.1, -0.5, /**/ 0.0, 0.7, -0.9, 0.4;
-  const auto objective = [&](const std::vector<double>& t) { return (w.array() * lab::gather(lab::sequence_log_probs(s, t), ys).array()).sum() / s.prompts; };
+  const auto objective = [&](const std::vector<double>& t) {
+    return (w.array() * lab::gather(lab::sequence_log_probs(s, t), ys).array()).sum() / s.prompts;
+  };
   const auto g = lab::direction(s, lab::node_log_probs(s, theta), w, ys);
   for (std::size_t k = 0; k < theta.size(); k += 5) {
     auto plus = theta, minus = theta;
@@ -141,7 +143,8 @@ TEST(Lab, ExactGradientIsTheGradientOfMinusKl) {
   }
   EXPECT_GT(norm, 1e-4);
   // At the posterior it vanishes.
-  for (double v : lab::exact_gradient(s, lab::node_log_probs(s, lab::logits_of(s, s.log_posterior)))) EXPECT_NEAR(v, 0.0, 1e-12);
+  for (double v : lab::exact_gradient(s, lab::node_log_probs(s, lab::logits_of(s, s.log_posterior))))
+    EXPECT_NEAR(v, 0.0, 1e-12);
 }
 
 TEST(Lab, DirectionVarianceAtThePosterior) {
@@ -197,7 +200,7 @@ TEST(Lab, TrainObserverSeesTheProposalOfTheLastRefresh) {
     EXPECT_LT((proposals[std::size_t(step)] - expected).cwiseAbs().maxCoeff(), 1e-12) << step;
   }
   EXPECT_GT((proposals[10] - proposals[9]).cwiseAbs().maxCoeff(), 1e-6);  // the refresh moved it
-  EXPECT_EQ(r.trace.size(), 6u);  // steps 0, 5, ..., 25
+  EXPECT_EQ(r.trace.size(), 6u);                                          // steps 0, 5, ..., 25
   EXPECT_FALSE(r.tail_average.has_value());
 }
 
@@ -220,10 +223,11 @@ TEST(Lab, TailAverage) {
   // up to step 20 under the same seed).
   const auto averaged = lab::train(s, brain_arm, 2, {.steps = 20, .average_from = 10, .seed = 4});
   std::vector<double> sum(s.prior_logits.size(), 0.0);
-  lab::train(s, brain_arm, 2, {.steps = 21, .seed = 4}, [&](int step, const std::vector<double>& theta, const Eigen::MatrixXd&) {
-    if (step >= 10)
-      for (std::size_t k = 0; k < sum.size(); ++k) sum[k] += theta[k] / 11;
-  });
+  lab::train(s, brain_arm, 2, {.steps = 21, .seed = 4},
+             [&](int step, const std::vector<double>& theta, const Eigen::MatrixXd&) {
+               if (step >= 10)
+                 for (std::size_t k = 0; k < sum.size(); ++k) sum[k] += theta[k] / 11;
+             });
   const double expected = brain::exact_kl(s.log_posterior, lab::sequence_log_probs(s, sum)).mean();
   EXPECT_NEAR(averaged.tail_average->kl_posterior_policy, expected, 1e-12);
   EXPECT_GT(std::abs(expected - averaged.trace.back().kl_posterior_policy), 1e-6);  // not simply the last iterate
@@ -244,7 +248,7 @@ TEST(Lab, TrajectoryVarianceStartsAtTheLambdaOneConfiguration) {
   EXPECT_EQ(along[4].lag, 9);
   EXPECT_GT(along[4].kl_policy_proposal, 1e-4);  // nine steps ahead of its proposal
   EXPECT_EQ(along[8].lag, 0);
-  EXPECT_NEAR(along[8].kl_policy_proposal, 0.0, 1e-12);  // just refreshed
+  EXPECT_NEAR(along[8].kl_policy_proposal, 0.0, 1e-12);                             // just refreshed
   EXPECT_LT(along[8].kl_proposal_posterior, 0.5 * along[0].kl_proposal_posterior);  // training moved the proposal
   EXPECT_TRUE(lab::trajectory_variance(s, 8, 100, {}, {}, 6).empty());
 }

@@ -64,22 +64,24 @@ std::string mean_sd_range(const lab::spread& s) {
 std::string median_range(const lab::spread& s) { return sig(s.median) + " [" + sig(s.min) + "–" + sig(s.max) + "]"; }
 
 /// Writes a gnuplot script and runs it; returns false when gnuplot is missing or fails.
-bool plot(const std::filesystem::path& dir, const std::string& name, const std::string& script, const std::string& size = "1000,650") {
+bool plot(const std::filesystem::path& dir, const std::string& name, const std::string& script,
+          const std::string& size = "1000,650") {
   const auto path = dir / (name + ".gp");
-  std::ofstream(path) << "set terminal pngcairo size " << size << " font ',11'\nset output '" << (dir / (name + ".png")).string()
-                      << "'\nset datafile separator ','\nset key outside right\nset grid\n"
-                      // eleven distinguishable colours: gnuplot's default cycle repeats after eight
-                      << "set linetype 1 lc rgb '#7b2cbf'\nset linetype 2 lc rgb '#2a9d8f'\nset linetype 3 lc rgb '#219ebc'\n"
-                         "set linetype 4 lc rgb '#e9a800'\nset linetype 5 lc rgb '#f4743b'\nset linetype 6 lc rgb '#264653'\n"
-                         "set linetype 7 lc rgb '#e63946'\nset linetype 8 lc rgb '#000000'\nset linetype 9 lc rgb '#8d99ae'\n"
-                         "set linetype 10 lc rgb '#6a994e'\nset linetype 11 lc rgb '#bc6c25'\nset linetype cycle 11\n"
-                      << script;
+  std::ofstream(path)
+      << "set terminal pngcairo size " << size << " font ',11'\nset output '" << (dir / (name + ".png")).string()
+      << "'\nset datafile separator ','\nset key outside right\nset grid\n"
+      // eleven distinguishable colours: gnuplot's default cycle repeats after eight
+      << "set linetype 1 lc rgb '#7b2cbf'\nset linetype 2 lc rgb '#2a9d8f'\nset linetype 3 lc rgb '#219ebc'\n"
+         "set linetype 4 lc rgb '#e9a800'\nset linetype 5 lc rgb '#f4743b'\nset linetype 6 lc rgb '#264653'\n"
+         "set linetype 7 lc rgb '#e63946'\nset linetype 8 lc rgb '#000000'\nset linetype 9 lc rgb '#8d99ae'\n"
+         "set linetype 10 lc rgb '#6a994e'\nset linetype 11 lc rgb '#bc6c25'\nset linetype cycle 11\n"
+      << script;
   return std::system(("gnuplot '" + path.string() + "' 2>/dev/null").c_str()) == 0;
 }
 
 /// Runs task(0..count-1) on `threads` threads, the given order first to last; prints progress.
-void parallel(std::size_t count, int threads, const std::vector<std::size_t>& order, const std::function<void(std::size_t)>& task,
-              const char* what) {
+void parallel(std::size_t count, int threads, const std::vector<std::size_t>& order,
+              const std::function<void(std::size_t)>& task, const char* what) {
   const auto start = std::chrono::steady_clock::now();
   std::atomic<std::size_t> next{0}, done{0};
   std::mutex print;
@@ -158,9 +160,11 @@ void add_options(CLI::App& app, settings& s) {
   app.add_option("--space-seed", s.space_config.seed, "seed of the prior and rewards")->capture_default_str();
   app.add_option("--lr", s.learning_rates,
                  "Adam learning rate(s), paired with --steps (comma-separated; one value applies to all)")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--steps", s.step_counts, "optimiser steps per run, paired with --lr")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--refresh", s.train_config.refresh, "steps between proposal refreshes")->capture_default_str();
   app.add_option("--evaluate-every", s.train_config.evaluate_every, "steps between exact measurements")
       ->capture_default_str();
@@ -171,7 +175,8 @@ void add_options(CLI::App& app, settings& s) {
                  "also measure the policy with logits averaged over this last fraction of each run (0: off)")
       ->capture_default_str();
   app.add_option("--samples", s.sample_counts, "samples per prompt n (comma-separated)")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--reference-n", s.reference_n,
                  "n of the per-step plot and the all-measurements table (default: 32 if run, else the largest)");
   app.add_option("--arms", s.arm_ids, "arms to run (comma-separated ids; default: all)")->delimiter(',');
@@ -183,10 +188,12 @@ void add_options(CLI::App& app, settings& s) {
   app.add_option("--variance-seeds", s.variance_seeds, "seeds 7, 8, ... of the variance experiments (0: skip them)")
       ->capture_default_str();
   app.add_option("--variance-lambdas", s.lambdas, "policy = prior: proposals posterior^(1-λ) prior^λ")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--variance-steps", s.variance_steps,
                  "policy along a BRAIn run (lr and refresh as above): steps at which to measure")
-      ->delimiter(',')->capture_default_str();
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_flag("!--no-plots", s.plots, "skip the PNG plots");
 }
 
@@ -226,8 +233,7 @@ std::vector<schedule> schedules_of(const settings& s) {
 std::vector<lab::arm> chosen_arms(const settings& s) {
   std::vector<lab::arm> arms;
   for (const auto& a : lab::all_arms())
-    if (s.arm_ids.empty() || std::find(s.arm_ids.begin(), s.arm_ids.end(), a.id) != s.arm_ids.end())
-      arms.push_back(a);
+    if (s.arm_ids.empty() || std::find(s.arm_ids.begin(), s.arm_ids.end(), a.id) != s.arm_ids.end()) arms.push_back(a);
   return arms;
 }
 
@@ -261,11 +267,11 @@ struct experiment {
   std::filesystem::path dir;
   double prior_kl = 0;          // KL(posterior || prior)
   double posterior_reward = 0;  // E_posterior[r]
-  std::vector<job> jobs{};  // train_all fills it
+  std::vector<job> jobs{};      // train_all fills it
 
   /// Measurements over seeds: (row, n, step) -> spread of a field; step -1 is the run's end, -2 the
   /// tail average.
-  lab::spread over_seeds(std::size_t r, int n, int step, double M::*field) const {
+  lab::spread over_seeds(std::size_t r, int n, int step, double M::* field) const {
     std::vector<double> v;
     for (const auto& j : jobs)
       if (j.row == r && j.n == n) {
@@ -299,13 +305,16 @@ std::vector<job> train_all(const experiment& e) {
   std::iota(order.begin(), order.end(), 0);
   const auto cost = [&](std::size_t k) { return double(e.rows[jobs[k].row].sched.steps) * (8.0 + jobs[k].n); };
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost(a) > cost(b); });
-  parallel(jobs.size(), s.threads, order, [&](std::size_t k) {
-    lab::train_config c = s.train_config;
-    const schedule& sc = e.rows[jobs[k].row].sched;
-    c.learning_rate = sc.lr, c.steps = sc.steps, c.seed = jobs[k].seed;
-    c.average_from = s.average_tail > 0 ? sc.steps - int(std::lround(s.average_tail * sc.steps)) : -1;
-    jobs[k].result = lab::train(e.space, e.rows[jobs[k].row].arm, jobs[k].n, c);
-  }, "training");
+  parallel(
+      jobs.size(), s.threads, order,
+      [&](std::size_t k) {
+        lab::train_config c = s.train_config;
+        const schedule& sc = e.rows[jobs[k].row].sched;
+        c.learning_rate = sc.lr, c.steps = sc.steps, c.seed = jobs[k].seed;
+        c.average_from = s.average_tail > 0 ? sc.steps - int(std::lround(s.average_tail * sc.steps)) : -1;
+        jobs[k].result = lab::train(e.space, e.rows[jobs[k].row].arm, jobs[k].n, c);
+      },
+      "training");
   return jobs;
 }
 
@@ -339,8 +348,8 @@ void write_final_csv(const experiment& e) {
       csv << e.rows[r].arm.id << ",\"" << e.rows[r].arm.name << "\"," << e.rows[r].sched.lr << ','
           << e.rows[r].sched.steps << ',' << n << ',' << kl.count << ',' << kl.mean << ',' << kl.sd << ',' << kl.min
           << ',' << kl.max << ',' << kl.median << ',' << e.over_seeds(r, n, -1, &M::kl_policy_posterior).mean << ','
-          << reward.mean << ',' << reward.sd << ',' << prior.mean << ',' << prior.sd << ',' << avg.mean << ','
-          << avg.sd << ',' << avg.min << ',' << avg.max << '\n';
+          << reward.mean << ',' << reward.sd << ',' << prior.mean << ',' << prior.sd << ',' << avg.mean << ',' << avg.sd
+          << ',' << avg.min << ',' << avg.max << '\n';
     }
 }
 
@@ -424,18 +433,22 @@ variance_results measure_variance(const experiment& e, const stopwatch& clock) {
     const double before = clock.seconds();
     std::vector<std::size_t> tasks(std::size_t(2 * s.variance_seeds));
     std::iota(tasks.begin(), tasks.end(), 0);
-    parallel(tasks.size(), s.threads, tasks, [&](std::size_t k) {
-      const std::size_t seed_index = k / 2;
-      const unsigned seed = unsigned(7 + seed_index);
-      if (k % 2 == 0) {
-        v.by_lambda[seed_index] = lab::gradient_variance(e.space, s.variance_n, s.variance_repeats, s.lambdas, seed);
-      } else {
-        lab::train_config c = s.train_config;
-        c.learning_rate = e.schedules.front().lr;
-        v.along_run[seed_index] =
-            lab::trajectory_variance(e.space, s.variance_n, s.variance_repeats, c, s.variance_steps, seed);
-      }
-    }, "variance");
+    parallel(
+        tasks.size(), s.threads, tasks,
+        [&](std::size_t k) {
+          const std::size_t seed_index = k / 2;
+          const unsigned seed = unsigned(7 + seed_index);
+          if (k % 2 == 0) {
+            v.by_lambda[seed_index] =
+                lab::gradient_variance(e.space, s.variance_n, s.variance_repeats, s.lambdas, seed);
+          } else {
+            lab::train_config c = s.train_config;
+            c.learning_rate = e.schedules.front().lr;
+            v.along_run[seed_index] =
+                lab::trajectory_variance(e.space, s.variance_n, s.variance_repeats, c, s.variance_steps, seed);
+          }
+        },
+        "variance");
     v.seconds = clock.seconds() - before;
     std::fprintf(stderr, "variance: %d seeds x (%zu + %zu) configurations in %.1f s\n", s.variance_seeds,
                  s.lambdas.size(), s.variance_steps.size(), v.seconds);
@@ -474,13 +487,13 @@ void write_variance_csv(const experiment& e, const variance_results& v) {
       for (std::size_t k = 0; k < estimators; ++k) {
         const auto& x = summary[c];
         csv << (along ? "along BRAIn run" : "policy = prior") << ',' << (along ? NAN : e.s.lambdas[c]) << ','
-            << (along ? e.s.variance_steps[c] : -1) << ',' << (along ? v.along_run[0][c * estimators].lag : -1)
-            << ',' << e.s.variance_seeds << ',' << x.to_posterior.mean << ',' << x.policy_to_proposal.mean << ','
+            << (along ? e.s.variance_steps[c] : -1) << ',' << (along ? v.along_run[0][c * estimators].lag : -1) << ','
+            << e.s.variance_seeds << ',' << x.to_posterior.mean << ',' << x.policy_to_proposal.mean << ','
             << lab::variance_estimators()[k].first << ',' << x.variance[k].mean << ',' << x.variance[k].sd << ','
-            << x.variance[k].min << ',' << x.variance[k].max << ',' << x.variance[k].median << ','
-            << x.ratio[k].median << ',' << x.ratio[k].min << ',' << x.ratio[k].max << ',' << x.mse[k].median << ','
-            << x.mean_norm[k].median << ',' << x.exact_norm.median << ',' << x.typical[k].median << ','
-            << x.top_share[k].median << ',' << x.top_share[k].max << '\n';
+            << x.variance[k].min << ',' << x.variance[k].max << ',' << x.variance[k].median << ',' << x.ratio[k].median
+            << ',' << x.ratio[k].min << ',' << x.ratio[k].max << ',' << x.mse[k].median << ',' << x.mean_norm[k].median
+            << ',' << x.exact_norm.median << ',' << x.typical[k].median << ',' << x.top_share[k].median << ','
+            << x.top_share[k].max << '\n';
       }
   }
 }
@@ -495,8 +508,8 @@ void write_summary_header(std::ostream& md, const experiment& e, double wall_sec
   md << "# Exact-posterior lab\n\n"
      << space.prompts << " prompts; outputs: all " << space.outputs << " sequences of " << space.length
      << " tokens over " << space.vocab << "; tabular autoregressive prior and policy (" << space.parameters()
-     << " logits); Bradley–Terry " << "goodness with beta = " << space.beta << ". KL(posterior ‖ prior) = "
-     << format(e.prior_kl) << ", E_posterior[r] = " << format(e.posterior_reward)
+     << " logits); Bradley–Terry " << "goodness with beta = " << space.beta
+     << ". KL(posterior ‖ prior) = " << format(e.prior_kl) << ", E_posterior[r] = " << format(e.posterior_reward)
      << ", E_prior[r] = " << format(brain::exact_expectation(space.log_prior, space.reward).mean()) << ".\n\n"
      << "Each run: Adam from the prior (";
   for (std::size_t k = 0; k < e.schedules.size(); ++k)
@@ -581,8 +594,8 @@ void write_step_tables(std::ostream& md, const experiment& e) {
         }
         const auto reward = e.over_seeds(r, n, step, &M::expected_reward);
         const auto prior = e.over_seeds(r, n, step, &M::kl_policy_prior);
-        md << ' ' << format(reward.mean, 3) << " ± " << format(reward.sd, 3) << " / " << format(prior.mean, 3)
-           << " ± " << format(prior.sd, 3) << " |";
+        md << ' ' << format(reward.mean, 3) << " ± " << format(reward.sd, 3) << " / " << format(prior.mean, 3) << " ± "
+           << format(prior.sd, 3) << " |";
       }
       md << '\n';
     }
@@ -634,10 +647,9 @@ void write_variance_table(std::ostream& md, const experiment& e, const variance_
         md << "| " << sig(e.s.lambdas[c]) << " | " << format(x.to_posterior.mean, 3) << " |";
       md << ' ' << lab::variance_estimators()[k].first << " | " << sig(x.variance[k].mean) << " ± "
          << sig(x.variance[k].sd) << " | " << median_range(x.variance[k]) << " | "
-         << (k == 0 ? std::string("1") : median_range(x.ratio[k])) << " | " << format(x.top_share[k].median, 3)
-         << " [" << format(x.top_share[k].max, 3) << "] | " << sig(x.typical[k].median) << " | "
-         << sig(x.mse[k].median) << " | " << format(x.mean_norm[k].median, 3) << " ("
-         << format(x.exact_norm.median, 3) << ") |\n";
+         << (k == 0 ? std::string("1") : median_range(x.ratio[k])) << " | " << format(x.top_share[k].median, 3) << " ["
+         << format(x.top_share[k].max, 3) << "] | " << sig(x.typical[k].median) << " | " << sig(x.mse[k].median)
+         << " | " << format(x.mean_norm[k].median, 3) << " (" << format(x.exact_norm.median, 3) << ") |\n";
     }
 }
 
@@ -702,8 +714,10 @@ bool plot_training(const experiment& e) {
   const std::string size = many ? "1200,650" : "1000,650", n = std::to_string(e.s.reference_n);
   bool ok = true;
   ok = plot(e.dir, "kl_vs_step",
-            "set title 'KL(posterior || policy) during training, n = " + n + ", mean over seeds'\n"
-                "set xlabel 'step'\nset ylabel 'nats'\nset logscale y\n" + (many ? "set logscale x\n" : "") +
+            "set title 'KL(posterior || policy) during training, n = " + n +
+                ", mean over seeds'\n"
+                "set xlabel 'step'\nset ylabel 'nats'\nset logscale y\n" +
+                (many ? "set logscale x\n" : "") +
                 series(e, "kl_vs_step.dat", many ? "($1 > 0 ? $1 : 1/0):2" : "1:2", "lines lw 2") + "\n",
             size) &&
        ok;
@@ -716,7 +730,8 @@ bool plot_training(const experiment& e) {
   ok = plot(e.dir, "reward_vs_kl",
             "set title 'expected reward against KL(policy || prior), n = " + n +
                 ", mean over seeds; the star is the posterior' noenhanced\nset xlabel 'KL(policy || prior)'\n"
-                "set ylabel 'E[r] under the policy'\n" + series(e, "reward_vs_kl.dat", "1:2", "points pt 7 ps 2") +
+                "set ylabel 'E[r] under the policy'\n" +
+                series(e, "reward_vs_kl.dat", "1:2", "points pt 7 ps 2") +
                 ", '-' using 1:2 with points pt 3 ps 4 lc 'black' title 'posterior'\n" + format(e.prior_kl) + ',' +
                 format(e.posterior_reward) + "\ne\n",
             size) &&
@@ -750,8 +765,9 @@ bool plot_variance(const experiment& e, const variance_results& v) {
     }
   var_dat.close();
   const std::string file = "'" + (e.dir / "variance.dat").string() + "'";
-  std::string left = "set title 'policy = prior, proposal between posterior and beyond the prior' noenhanced\n"
-                     "set key inside top center\nplot ",
+  std::string left =
+                  "set title 'policy = prior, proposal between posterior and beyond the prior' noenhanced\n"
+                  "set key inside top center\nplot ",
               right = "set title 'along a BRAIn run: policy = proposal (lag 0) and " + std::to_string(max_lag) +
                       " steps ahead' noenhanced\nset key inside bottom right\nset logscale x\nplot ";
   for (std::size_t k = 0; k < estimators; ++k) {
@@ -766,8 +782,8 @@ bool plot_variance(const experiment& e, const variance_results& v) {
               "set multiplot layout 1,2 title 'gradient variance (n = " + std::to_string(e.s.variance_n) +
                   "), median and min-max over " + std::to_string(e.s.variance_seeds) +
                   " seeds' noenhanced\nset xlabel 'KL(q || posterior)'\nset ylabel 'E||g - Eg||^2' noenhanced\n"
-                  "set logscale y\nset yrange [" + sig(low / 2) + ":" + sig(high * 2) + "]\n" + left + "\n" + right +
-                  "\nunset multiplot\n",
+                  "set logscale y\nset yrange [" +
+                  sig(low / 2) + ":" + sig(high * 2) + "]\n" + left + "\n" + right + "\nunset multiplot\n",
               "1500,650");
 }
 

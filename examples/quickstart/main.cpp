@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   const MatrixXd log_prior = log_softmax_rows(prior_logits);
   const MatrixXd log_posterior = brain::exact_log_posterior(log_prior, reward, brain::bradley_terry{.beta = beta});
 
-  MatrixXd theta = log_prior;  // q_theta <- p
+  MatrixXd theta = log_prior;         // q_theta <- p
   MatrixXd log_proposal = log_prior;  // q <- p
   std::printf("step  KL(posterior||policy)  E_policy[r]  loss      ESS(target)\n");
   for (int step = 0; step <= steps; ++step) {
@@ -66,8 +66,10 @@ int main(int argc, char** argv) {
     if (step % refresh == 0) log_proposal = log_policy;  // proposal update (Algorithm 1)
     const auto ys = sample(log_proposal, n, rng);
 
-    brain::samples<MatrixXd> s{.log_policy = gather(log_policy, ys), .log_proposal = gather(log_proposal, ys),
-                               .log_prior = gather(log_prior, ys), .reward = gather(reward, ys)};
+    brain::samples<MatrixXd> s{.log_policy = gather(log_policy, ys),
+                               .log_proposal = gather(log_proposal, ys),
+                               .log_prior = gather(log_prior, ys),
+                               .reward = gather(reward, ys)};
     const auto out = brain::brain_loss(s, brain::bradley_terry{.beta = beta});
 
     // Chain rule: d log q_theta(y) / d theta_x,k = [y == k] - q_theta(k | x).

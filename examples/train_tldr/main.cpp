@@ -94,7 +94,9 @@ void add_arm_options(CLI::App& app, tldr::config& c) {
 void add_data_options(CLI::App& app, tldr::config& c) {
   app.add_option("--workdir", c.workdir, "where every stage caches its output")->capture_default_str();
   app.add_option("--seed", c.seed, "seed of the shared stages and of the main command's runs")->capture_default_str();
-  app.add_option("--threads", c.threads, "LibTorch threads of the shared stages")->capture_default_str()->check(CLI::Range(1, 256));
+  app.add_option("--threads", c.threads, "LibTorch threads of the shared stages")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--jobs", c.jobs, "alignment and evaluation runs at once, each single-threaded (0: --threads)")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
@@ -134,7 +136,8 @@ void add_training_options(CLI::App& app, tldr::config& c) {
   app.add_option("--sft-checkpoint-every", c.sft.checkpoint_every)->capture_default_str();
   app.add_option("--pairs-train-prompts", c.pairs.train_prompts)->capture_default_str();
   app.add_option("--pairs-valid-prompts", c.pairs.valid_prompts)->capture_default_str();
-  app.add_option("--pairs-responses", c.pairs.responses, "k responses the labeller ranks per prompt")->capture_default_str();
+  app.add_option("--pairs-responses", c.pairs.responses, "k responses the labeller ranks per prompt")
+      ->capture_default_str();
   app.add_option("--pairs-label-temperature", c.pairs.label_temperature, "Bradley–Terry noise, in oracle-score units")
       ->capture_default_str();
   app.add_option("--pairs-gold-fraction", c.pairs.gold_fraction)->capture_default_str();
@@ -147,7 +150,8 @@ void add_training_options(CLI::App& app, tldr::config& c) {
   app.add_option("--align-prompts", c.align.prompts, "m per refresh")->capture_default_str();
   app.add_option("--align-samples", c.align.samples, "n per prompt")->capture_default_str();
   app.add_option("--align-epochs", c.align.epochs, "passes over each refresh's units")->capture_default_str();
-  app.add_option("--align-groups-per-step", c.align.groups_per_step, "units (prompts) per minibatch")->capture_default_str();
+  app.add_option("--align-groups-per-step", c.align.groups_per_step, "units (prompts) per minibatch")
+      ->capture_default_str();
   app.add_option("--align-clip", c.align.clip)->capture_default_str();
   app.add_option("--align-validate-every", c.align.validate_every)->capture_default_str();
   app.add_option("--align-patience", c.align.patience,
@@ -158,7 +162,8 @@ void add_training_options(CLI::App& app, tldr::config& c) {
   app.add_option("--eval-valid-prompts", c.eval.valid_prompts)->capture_default_str();
   app.add_option("--eval-test-prompts", c.eval.test_prompts, "0: the whole test split")->capture_default_str();
   app.add_option("--eval-bootstrap", c.eval.bootstrap)->capture_default_str();
-  app.add_option("--eval-valid-temperature", c.eval.valid_temperature, "decoding of the checkpoint-selecting validation")
+  app.add_option("--eval-valid-temperature", c.eval.valid_temperature,
+                 "decoding of the checkpoint-selecting validation")
       ->capture_default_str();
 }
 
@@ -167,24 +172,29 @@ void add_judge_options(CLI::App& app, tldr::config& c) {
   app.add_option("--judge", c.judge.kind,
                  "oracle: win-rates under the reward model and the oracle; llm: also under an LLM judge "
                  "(an OpenAI-compatible server, the paper's prompt, both orders; docs/train_tldr.md)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, tldr::judge_kind>{{"oracle", tldr::judge_kind::oracle}, {"llm", tldr::judge_kind::llm}}))
+      ->transform(CLI::CheckedTransformer(std::map<std::string, tldr::judge_kind>{{"oracle", tldr::judge_kind::oracle},
+                                                                                  {"llm", tldr::judge_kind::llm}}))
       ->capture_default_str()
       ->group("LLM judge");
   app.add_option("--judge-url", c.judge.url, "the server, e.g. http://127.0.0.1:8080 (API key: $BRAIN_JUDGE_API_KEY)")
       ->group("LLM judge");
   app.add_option("--judge-model", c.judge.model, "the model name the server knows")->group("LLM judge");
-  app.add_option("--judge-timeout", c.judge.timeout, "seconds to wait for a reply")->capture_default_str()->group("LLM judge");
+  app.add_option("--judge-timeout", c.judge.timeout, "seconds to wait for a reply")
+      ->capture_default_str()
+      ->group("LLM judge");
   app.add_option("--judge-connect-timeout", c.judge.connect_timeout, "seconds to connect")
       ->capture_default_str()
       ->group("LLM judge");
-  app.add_option("--judge-retries", c.judge.retries, "retries after timeouts, connection errors, HTTP 429/5xx, malformed answers")
+  app.add_option("--judge-retries", c.judge.retries,
+                 "retries after timeouts, connection errors, HTTP 429/5xx, malformed answers")
       ->capture_default_str()
       ->group("LLM judge");
   app.add_option("--judge-backoff", c.judge.backoff, "seconds before the first retry, doubling (at most 60)")
       ->capture_default_str()
       ->group("LLM judge");
-  app.add_option("--judge-max-tokens", c.judge.max_tokens, "the reply's token limit")->capture_default_str()->group("LLM judge");
+  app.add_option("--judge-max-tokens", c.judge.max_tokens, "the reply's token limit")
+      ->capture_default_str()
+      ->group("LLM judge");
   app.add_option("--judge-parallel", c.judge.parallel, "requests at once")->capture_default_str()->group("LLM judge");
 }
 
@@ -215,7 +225,6 @@ void add_study_options(CLI::App& app, tldr::config& c) {
   study_option("curve-prompts", c.study.curve_prompts, "test prompts per curve point");
   study_option("refreshes", c.study.refreshes, "the most refreshes of a study run");
   study_option("patience", c.study.patience, "a study run stops after this many validations without improvement");
-
 }
 
 /// What this invocation does, as opposed to the experiment's settings in tldr::config.
@@ -228,22 +237,26 @@ struct command_line {
 };
 
 void add_command_options(CLI::App& app, tldr::config& c, command_line& cmd) {
-  app.add_option("--device", c.device, "cpu, cuda or cuda:N (data parallel: cuda is cuda:LOCAL_RANK)")->capture_default_str();
+  app.add_option("--device", c.device, "cpu, cuda or cuda:N (data parallel: cuda is cuda:LOCAL_RANK)")
+      ->capture_default_str();
   app.add_option("--dist-timeout", cmd.dist_timeout,
                  "data parallel (torchrun's RANK, WORLD_SIZE, ... set): seconds a rank waits for the others before "
                  "failing (a rank that died stops the run within it)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  const std::vector<std::string> stages{"all",    "data",  "tokenizer", "sft",   "pairs",
-                                        "rm",     "study", "report",    "judge", "export", "snapshot"};
-  app.add_option("stage", cmd.stage, "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
-                                 "oracle), report (print the last table), snapshot (write the pinned data from apt's "
-                                 "lists to --output), or a shared stage: data, tokenizer, sft, pairs, rm")
+  const std::vector<std::string> stages{"all",   "data",   "tokenizer", "sft",    "pairs",   "rm",
+                                        "study", "report", "judge",     "export", "snapshot"};
+  app.add_option("stage", cmd.stage,
+                 "all (Table 1's analog), study (every table, with seeds), judge (score JSONL with the "
+                 "oracle), report (print the last table), snapshot (write the pinned data from apt's "
+                 "lists to --output), or a shared stage: data, tokenizer, sft, pairs, rm")
       ->check(CLI::IsMember(stages))
       ->capture_default_str();
-  app.add_option("--export-from", cmd.export_from, "export: a checkpoint of the run (e.g. runs/NAME/best.pt, sft/model.pt)");
+  app.add_option("--export-from", cmd.export_from,
+                 "export: a checkpoint of the run (e.g. runs/NAME/best.pt, sft/model.pt)");
   app.add_option("--export-to", cmd.export_to, "export: the Hugging Face folder to write");
-  app.add_option("--input", cmd.judge_input, "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
+  app.add_option("--input", cmd.judge_input,
+                 "judge: JSONL lines with \"prompt\" and \"summary\" (default: standard input)");
   app.add_option("--output", cmd.judge_output,
                  "judge: where the scored lines go (default: standard output); snapshot: the file to write");
   app.add_flag("--blas-check", cmd.check_blas, "time and check the BLAS kernels under LibTorch, then exit");
@@ -254,7 +267,8 @@ void add_command_options(CLI::App& app, tldr::config& c, command_line& cmd) {
 /// `snapshot`: the pinned data, regenerated from this host's lists (docs/train_tldr.md).
 void write_snapshot(const tldr::config& c, const command_line& cmd) {
   if (cmd.judge_output.empty())
-    throw std::invalid_argument("snapshot needs --output FILE, e.g. examples/train_tldr/data/debian-descriptions.jsonl.xz");
+    throw std::invalid_argument(
+        "snapshot needs --output FILE, e.g. examples/train_tldr/data/debian-descriptions.jsonl.xz");
   const auto manifest = tldr::write_snapshot_from_apt(
       cmd.judge_output, c.apt_lists.empty() ? std::filesystem::path("/var/lib/apt/lists") : c.apt_lists, c.data);
   std::printf("%s", manifest.c_str());
@@ -270,7 +284,8 @@ void judge_lines(const tldr::config& c, const command_line& cmd, const std::shar
   if (!cmd.judge_output.empty()) out_file.open(cmd.judge_output);
   if (!cmd.judge_input.empty() && !in_file) throw std::runtime_error("cannot read " + cmd.judge_input.string());
   if (!cmd.judge_output.empty() && !out_file) throw std::runtime_error("cannot write " + cmd.judge_output.string());
-  tldr::score_jsonl(oracle, cmd.judge_input.empty() ? std::cin : in_file, cmd.judge_output.empty() ? std::cout : out_file,
+  tldr::score_jsonl(oracle, cmd.judge_input.empty() ? std::cin : in_file,
+                    cmd.judge_output.empty() ? std::cout : out_file,
                     cmd.judge_input.empty() ? "standard input" : cmd.judge_input.string());
 }
 
@@ -301,7 +316,7 @@ void run_command(const tldr::config& c, const command_line& cmd, const CLI::App&
   // The exact settings of this command, for its worker processes.
   const auto self_config = c.workdir / "worker.toml";
   tldr::atomic_write_text(self_config, app.config_to_str(false, false));  // what was set; defaults are shared
-  const bool report = tldr::ranks().is_main();                           // data parallel: rank 0 prints
+  const bool report = tldr::ranks().is_main();                            // data parallel: rank 0 prints
   if (cmd.stage == "all" || cmd.stage == "study") {
     const auto md = cmd.stage == "all" ? tldr::run_main(c, self_config, log) : tldr::run_study(c, self_config, log);
     if (report) std::printf("\n%s\n", md.c_str());
@@ -324,8 +339,9 @@ void run_command(const tldr::config& c, const command_line& cmd, const CLI::App&
 int main(int argc, char** argv) {
   tldr::config c;
   command_line cmd;
-  CLI::App app{"BRAIn on TL;DR-style summarisation: SFT, reward model, DPO, DPO-sft, RSO, BRAIn and its bridge and "
-               "ablations; win-rates against gold under the reward model and an oracle"};
+  CLI::App app{
+      "BRAIn on TL;DR-style summarisation: SFT, reward model, DPO, DPO-sft, RSO, BRAIn and its bridge and "
+      "ablations; win-rates against gold under the reward model and an oracle"};
   app.set_config("--config", "", "TOML or INI file: any option below as a key, e.g. sft-steps = 1200");
   add_data_options(app, c);
   add_command_options(app, c, cmd);

@@ -121,12 +121,10 @@ concept BackendTypes = requires {
 /// T enters the algorithms as tensor_t<T>: it is that type, or converts to it, and the tensor
 /// type is its own backend (results can be passed back in, e.g. pairwise(s) then brain_loss).
 template <class T>
-concept ConvertibleInput =
-    BackendTypes<T> && std::same_as<tensor_t<tensor_t<T>>, tensor_t<T>> &&
-    (std::same_as<T, tensor_t<T>> ||
-     requires(const T& x) {
-       { backend_traits<T>::to_tensor(x) } -> std::same_as<tensor_t<T>>;
-     } || std::constructible_from<tensor_t<T>, const T&>);
+concept ConvertibleInput = BackendTypes<T> && std::same_as<tensor_t<tensor_t<T>>, tensor_t<T>> &&
+                           (std::same_as<T, tensor_t<T>> || requires(const T& x) {
+                             { backend_traits<T>::to_tensor(x) } -> std::same_as<tensor_t<T>>;
+                           } || std::constructible_from<tensor_t<T>, const T&>);
 
 template <class T>
 concept ShapedBackend = BackendTypes<T> && requires(const tensor_t<T>& a) {
@@ -262,8 +260,7 @@ tensor_t<T> log_sigmoid(const X& a) {
     // |a| = 2 max(-a, 0) + a.
     const tensor_t<T> neg_part = ops<T>::clamp_min(ops<T>::affine(a, -1.0, 0.0), 0.0);
     const tensor_t<T> abs_a = ops<T>::add(ops<T>::affine(neg_part, 2.0, 0.0), a);
-    const tensor_t<T> log1p_term =
-        ops<T>::log(ops<T>::affine(ops<T>::exp(ops<T>::affine(abs_a, -1.0, 0.0)), 1.0, 1.0));
+    const tensor_t<T> log1p_term = ops<T>::log(ops<T>::affine(ops<T>::exp(ops<T>::affine(abs_a, -1.0, 0.0)), 1.0, 1.0));
     return ops<T>::sub(ops<T>::affine(neg_part, -1.0, 0.0), log1p_term);
   }
 }

@@ -50,13 +50,20 @@ enum class estimator {
 /// The estimator's name, for messages and tables.
 constexpr std::string_view name_of(estimator e) {
   switch (e) {
-    case estimator::brain: return "brain";
-    case estimator::no_baseline: return "no_baseline";
-    case estimator::gdc_pp: return "gdc_pp";
-    case estimator::dpg: return "dpg";
-    case estimator::rloo: return "rloo";
-    case estimator::grpo: return "grpo";
-    case estimator::ppo_clip: return "ppo_clip";
+    case estimator::brain:
+      return "brain";
+    case estimator::no_baseline:
+      return "no_baseline";
+    case estimator::gdc_pp:
+      return "gdc_pp";
+    case estimator::dpg:
+      return "dpg";
+    case estimator::rloo:
+      return "rloo";
+    case estimator::grpo:
+      return "grpo";
+    case estimator::ppo_clip:
+      return "ppo_clip";
   }
   return "unknown";
 }
@@ -82,7 +89,8 @@ struct policy_gradient_options {
       detail::fail("policy_gradient_options", "clip_high = ", detail::describe_value(clip_high),
                    " must be finite and >= 0");
     if (!(kl_coef >= 0.0) || !std::isfinite(kl_coef))
-      detail::fail("policy_gradient_options", "kl_coef = ", detail::describe_value(kl_coef), " must be finite and >= 0");
+      detail::fail("policy_gradient_options", "kl_coef = ", detail::describe_value(kl_coef),
+                   " must be finite and >= 0");
   }
 };
 
@@ -117,7 +125,8 @@ template <class T, class X>
 clipped_terms<T> clipped_surrogate(const X& rho, const X& advantage, const policy_gradient_options& pg) {
   const tensor_t<T> unclipped = ops<T>::mul(rho, advantage);
   // rho A - clip(rho) A > 0 exactly where the clipped branch is the minimum (a constant in theta).
-  const tensor_t<T> excess = ops<T>::mul(advantage, ops<T>::sub(rho, clip<T>(rho, 1.0 - pg.clip_low, 1.0 + pg.clip_high)));
+  const tensor_t<T> excess =
+      ops<T>::mul(advantage, ops<T>::sub(rho, clip<T>(rho, 1.0 - pg.clip_low, 1.0 + pg.clip_high)));
   const tensor_t<T> kept = ops<T>::affine(is_positive<T>(excess), -1.0, 1.0);
   // -min(x, y) = max(x - y, 0) - x with x - y = excess.
   return {ops<T>::mul(kept, unclipped), ops<T>::sub(ops<T>::clamp_min(excess, 0.0), unclipped)};
@@ -137,7 +146,8 @@ void check_coefficients(std::string_view where, estimator kind, const tensor_t<T
        ": an exponential overflowed; log_policy - log_proposal = ", describe_value(lp - lq),
        " (importance ratio exp of it)",
        log_alpha_minus_log_z != nullptr ? ", log alpha - log Z = " + v(*log_alpha_minus_log_z) : std::string(),
-       kind == estimator::grpo ? ", log_prior - log_policy = " + describe_value(l0 - lp) + " (k3 KL term)" : std::string(),
+       kind == estimator::grpo ? ", log_prior - log_policy = " + describe_value(l0 - lp) + " (k3 KL term)"
+                               : std::string(),
        "; log_policy[", i, ", ", j, "] = ", describe_value(lp), ", log_proposal = ", describe_value(lq),
        ", log_prior = ", describe_value(l0));
 }
@@ -149,8 +159,8 @@ void check_estimator_input(std::string_view where, const S& s, estimator kind, c
   const index prompts = ops<T>::rows(s.log_policy), n = ops<T>::cols(s.log_policy);
   check_sample_shapes<T>(where, s);
   // L = log g + log p - log q_theta needs a finite prior; so does GRPO's KL term.
-  const bool prior_in_reward = kind == estimator::rloo || kind == estimator::ppo_clip ||
-                               (kind == estimator::grpo && pg.kl_coef > 0.0);
+  const bool prior_in_reward =
+      kind == estimator::rloo || kind == estimator::ppo_clip || (kind == estimator::grpo && pg.kl_coef > 0.0);
   check_sample_values<T>(where, s, 0, prior_in_reward ? allow_negative_infinity::no : allow_negative_infinity::yes);
   if ((kind == estimator::rloo || kind == estimator::grpo) && n < 2)
     fail(where, "estimator ", name_of(kind), " needs n >= 2 samples per prompt (a baseline from the others), got ", n);
@@ -179,8 +189,7 @@ template <class T>
 tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling, index prompts, double nd) {
   const tensor_t<T> centred = ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
   if (scaling == advantage_scaling::group) {
-    const tensor_t<T> variance =
-        ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / (nd - 1.0), 0.0);
+    const tensor_t<T> variance = ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / (nd - 1.0), 0.0);
     const tensor_t<T> sd = ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0));
     return div_per_row<T>(centred, ops<T>::affine(sd, 1.0, 1e-4));
   }
@@ -245,9 +254,8 @@ estimate_result<T> policy_gradient_estimate(std::string_view where, const S& s, 
   if (kind == estimator::rloo) {
     out = rloo_estimate<T>(log_g, rho, lp, l0, nd, want_value);
   } else {
-    const tensor_t<T> advantage = kind == estimator::grpo
-                                      ? grpo_advantages<T>(log_g, pg.scale_rewards, prompts, nd)
-                                      : ppo_advantages<T>(log_g, lq, l0, prompts, nd);
+    const tensor_t<T> advantage = kind == estimator::grpo ? grpo_advantages<T>(log_g, pg.scale_rewards, prompts, nd)
+                                                          : ppo_advantages<T>(log_g, lq, l0, prompts, nd);
     out = clipped_estimate<T>(kind, rho, advantage, lp, l0, pg, nd, want_value);
   }
   if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, nullptr);
@@ -291,8 +299,8 @@ tensor_t<T> log_normaliser(std::string_view where, const tensor_t<T>& log_alpha,
                            index prompts, double nd, bool validate) {
   if (log_partition != nullptr && validate) {
     if (ops<T>::rows(*log_partition) != prompts || ops<T>::cols(*log_partition) != 1)
-      fail(where, "shape mismatch: log_partition is ", ops<T>::rows(*log_partition), "x",
-           ops<T>::cols(*log_partition), " but must be ", prompts, "x1 (one value per prompt)");
+      fail(where, "shape mismatch: log_partition is ", ops<T>::rows(*log_partition), "x", ops<T>::cols(*log_partition),
+           " but must be ", prompts, "x1 (one value per prompt)");
     check_values<T>(where, "log_partition", *log_partition);
   }
   return log_partition != nullptr ? *log_partition : ops<T>::affine(row_logsumexp<T>(log_alpha), 1.0, -std::log(nd));
@@ -345,9 +353,12 @@ estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, 
     case estimator::grpo:
     case estimator::ppo_clip:
       return policy_gradient_estimate<T>(where, s, kind, goodness, lp, lq, l0, pg, opt, want_value);
-    case estimator::brain: return brain_estimate<T>(where, s, goodness, lp, lq, l0, opt, want_value);
-    case estimator::no_baseline: return no_baseline_estimate<T>(where, s, goodness, lp, opt, want_value);
-    default: return normalised_estimate<T>(where, s, kind, goodness, log_partition, lp, lq, opt, want_value);
+    case estimator::brain:
+      return brain_estimate<T>(where, s, goodness, lp, lq, l0, opt, want_value);
+    case estimator::no_baseline:
+      return no_baseline_estimate<T>(where, s, goodness, lp, opt, want_value);
+    default:
+      return normalised_estimate<T>(where, s, kind, goodness, log_partition, lp, lq, opt, want_value);
   }
 }
 

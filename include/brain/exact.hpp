@@ -25,7 +25,8 @@ void check_log_distribution(std::string_view where, std::string_view name, const
   check_values<T>(where, name, log_p, allow_negative_infinity::yes);
   const tensor_t<T> lse = row_logsumexp<T>(log_p);
   // max |lse| over rows, by reductions (one host read), then the offending row if any.
-  const tensor_t<T> abs_lse = ops<T>::add(ops<T>::clamp_min(lse, 0.0), ops<T>::clamp_min(ops<T>::affine(lse, -1.0, 0.0), 0.0));
+  const tensor_t<T> abs_lse =
+      ops<T>::add(ops<T>::clamp_min(lse, 0.0), ops<T>::clamp_min(ops<T>::affine(lse, -1.0, 0.0), 0.0));
   if (column_max<T>(abs_lse) <= normalisation_tolerance) return;
   for (index i = 0; i < ops<T>::rows(lse); ++i) {
     const double v = ops<T>::value_at(lse, i, 0);
@@ -102,7 +103,8 @@ vector_t<T> kl_regularized_reward(const T& pi_input, const T& prior_input, const
     detail::check_values<T>(where, "reward", reward);
   }
   // E_pi[r - beta (log pi - log p)], one weighted sum so 0 log 0 = 0 holds per output.
-  const tensor_t<T> pointwise = ops::sub(ops::add(ops::affine(log_prior, beta, 0.0), reward), ops::affine(log_pi, beta, 0.0));
+  const tensor_t<T> pointwise =
+      ops::sub(ops::add(ops::affine(log_prior, beta, 0.0), reward), ops::affine(log_pi, beta, 0.0));
   return ops::to_vector(ops::row_weighted_sum(ops::exp(log_pi), pointwise));
 }
 

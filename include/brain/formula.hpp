@@ -2,9 +2,9 @@
 // BRAIn's per-sample formulas (docs/math.md §3-4), written once over a value type V: a float or
 // double (the CPU loops' tails, the CUDA threads), a SIMD pack of them (the CPU loops,
 // kernels/simd.hpp), or a whole backend tensor (brain_loss's composed path and estimator::brain,
-// through detail::tensor_value in backend.hpp; hence the deduced return types). Changing an equation is an edit here: the CPU
-// kernel (kernels/group_loss.hpp), the CUDA kernel (backends/cuda/group_loss.cuh), the composed
-// path (loss.hpp) and the estimators (estimators.hpp) all call these functions.
+// through detail::tensor_value in backend.hpp; hence the deduced return types). Changing an equation is an edit here:
+// the CPU kernel (kernels/group_loss.hpp), the CUDA kernel (backends/cuda/group_loss.cuh), the composed path (loss.hpp)
+// and the estimators (estimators.hpp) all call these functions.
 //
 // For one prompt's group of n samples y_1..y_n drawn from the proposal q:
 //   log alpha_i = log g(r_i) + log p(y_i|x) - log q(y_i|x)                       (eq. 6)
@@ -30,7 +30,7 @@ concept kernel_value = std::is_floating_point_v<kernels::simd::element_t<V>>;
 /// log alpha_i, the unnormalised log target weight (eq. 6).
 template <class V>
 BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT auto log_target_weight(const V& log_goodness, const V& log_prior,
-                                                           const V& log_proposal) {
+                                                              const V& log_proposal) {
   return log_goodness + log_prior - log_proposal;
 }
 

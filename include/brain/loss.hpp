@@ -44,8 +44,8 @@ struct loss_result {
   /// Mean over prompts of KL(alpha-bar || beta-bar) (eqs. 13-14). With autograd backends it is
   /// differentiable with respect to log_policy, and the target weights are detached.
   scalar_t<T> loss;
-  vector_t<T> per_prompt;      ///< KL(alpha-bar || beta-bar) of each prompt's group, [prompts]
-  tensor_t<T> target_weights;  ///< alpha-bar (eqs. 6, 21); each row sums to 1
+  vector_t<T> per_prompt;        ///< KL(alpha-bar || beta-bar) of each prompt's group, [prompts]
+  tensor_t<T> target_weights;    ///< alpha-bar (eqs. 6, 21); each row sums to 1
   tensor_t<T> baseline_weights;  ///< beta-bar (eq. 11); each row sums to 1
   /// d loss / d log_policy = (beta-bar - alpha-bar) / prompts: minus the BRAIn gradient
   /// coefficients of eq. 12, scaled for the mean over prompts. Feed it to a backward pass.
@@ -85,7 +85,8 @@ void brain_loss_into(loss_result<T>& out, const samples<T>& input, const G& good
     }
   }
 #endif
-  auto parts = detail::composed_group_loss<T>("brain_loss", s, goodness, opt, 1.0 / static_cast<double>(ops::rows(s.log_policy)));
+  auto parts = detail::composed_group_loss<T>("brain_loss", s, goodness, opt,
+                                              1.0 / static_cast<double>(ops::rows(s.log_policy)));
   out.loss = ops::mean(parts.per_prompt);
   out.per_prompt = ops::to_vector(parts.per_prompt);
   out.target_weights = std::move(parts.target_weights);

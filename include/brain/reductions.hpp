@@ -56,10 +56,10 @@ struct dpo_options {
 /// The DPO loss per pair and its gradients, for arbitrary [rows, cols] tensors of pairs.
 template <Backend T>
 struct dpo_result {
-  scalar_t<T> loss;            ///< mean of per_pair
-  tensor_t<T> per_pair;        ///< -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
-  tensor_t<T> grad_chosen;     ///< d loss / d chosen_log_policy
-  tensor_t<T> grad_rejected;   ///< d loss / d rejected_log_policy (= -grad_chosen)
+  scalar_t<T> loss;           ///< mean of per_pair
+  tensor_t<T> per_pair;       ///< -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
+  tensor_t<T> grad_chosen;    ///< d loss / d chosen_log_policy
+  tensor_t<T> grad_rejected;  ///< d loss / d rejected_log_policy (= -grad_chosen)
 };
 
 /// DPO (Rafailov et al. 2023, eq. 7) with h = [log pi(y_w) - log pi_ref(y_w)] -
@@ -80,9 +80,12 @@ dpo_result<T> dpo_loss(const T& chosen_policy_input, const T& rejected_policy_in
     detail::fail(where, "label_smoothing = ", detail::describe_value(dpo.label_smoothing), " must be in [0, 0.5]");
   if (opt.validate) {
     detail::check_not_empty<T>(where, "chosen_log_policy", chosen_log_policy);
-    detail::check_same_shape<T>(where, "rejected_log_policy", rejected_log_policy, "chosen_log_policy", chosen_log_policy);
-    detail::check_same_shape<T>(where, "chosen_log_reference", chosen_log_reference, "chosen_log_policy", chosen_log_policy);
-    detail::check_same_shape<T>(where, "rejected_log_reference", rejected_log_reference, "chosen_log_policy", chosen_log_policy);
+    detail::check_same_shape<T>(where, "rejected_log_policy", rejected_log_policy, "chosen_log_policy",
+                                chosen_log_policy);
+    detail::check_same_shape<T>(where, "chosen_log_reference", chosen_log_reference, "chosen_log_policy",
+                                chosen_log_policy);
+    detail::check_same_shape<T>(where, "rejected_log_reference", rejected_log_reference, "chosen_log_policy",
+                                chosen_log_policy);
     detail::check_values<T>(where, "chosen_log_policy", chosen_log_policy);
     detail::check_values<T>(where, "rejected_log_policy", rejected_log_policy);
     detail::check_values<T>(where, "chosen_log_reference", chosen_log_reference);

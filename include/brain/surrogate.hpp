@@ -32,9 +32,9 @@ namespace brain::inline v0 {
 /// What surrogate_loss returns. Per-sample members are [prompts, n] tensors of the backend.
 template <Backend T>
 struct surrogate_result {
-  scalar_t<T> loss;          ///< mean over prompts of per_prompt; differentiable w.r.t. log_policy
-  vector_t<T> per_prompt;    ///< the estimator's surrogate value of each prompt's group
-  tensor_t<T> coefficients;  ///< w of gradient_coefficients (ascent coefficients)
+  scalar_t<T> loss;             ///< mean over prompts of per_prompt; differentiable w.r.t. log_policy
+  vector_t<T> per_prompt;       ///< the estimator's surrogate value of each prompt's group
+  tensor_t<T> coefficients;     ///< w of gradient_coefficients (ascent coefficients)
   tensor_t<T> grad_log_policy;  ///< d loss / d log_policy = -w / prompts: feed it to a backward pass
 };
 
@@ -46,8 +46,8 @@ surrogate_result<T> surrogate_loss(const S& s, estimator kind, const G& goodness
   estimate_result<T> e = estimate<T>("surrogate_loss", s, kind, goodness, log_partition, pg, opt, true);
   const double prompts = static_cast<double>(ops<T>::rows(s.log_policy));
   // value + sum_i (-w_i)(lp_i - detach(lp_i)): the same value, gradient -w (autograd backends).
-  const tensor_t<T> zero_with_gradient = ops<T>::row_sum(ops<T>::mul(
-      ops<T>::affine(e.coefficients, -1.0, 0.0), ops<T>::sub(s.log_policy, detach<T>(s.log_policy))));
+  const tensor_t<T> zero_with_gradient = ops<T>::row_sum(
+      ops<T>::mul(ops<T>::affine(e.coefficients, -1.0, 0.0), ops<T>::sub(s.log_policy, detach<T>(s.log_policy))));
   const tensor_t<T> per_prompt = ops<T>::add(e.per_prompt, zero_with_gradient);
   tensor_t<T> grad = ops<T>::affine(e.coefficients, -1.0 / prompts, 0.0);
   return {.loss = ops<T>::mean(per_prompt),

@@ -26,11 +26,11 @@ void check_not_empty(std::string_view where, std::string_view name, const X& x) 
 
 /// Throws unless `x` has the same shape as `reference`.
 template <class T, class X, class R>
-void check_same_shape(std::string_view where, std::string_view name, const X& x,
-                      std::string_view reference_name, const R& reference) {
+void check_same_shape(std::string_view where, std::string_view name, const X& x, std::string_view reference_name,
+                      const R& reference) {
   if (ops<T>::rows(x) != ops<T>::rows(reference) || ops<T>::cols(x) != ops<T>::cols(reference))
-    fail(where, "shape mismatch: ", name, " is ", ops<T>::rows(x), "x", ops<T>::cols(x), " but ",
-         reference_name, " is ", ops<T>::rows(reference), "x", ops<T>::cols(reference));
+    fail(where, "shape mismatch: ", name, " is ", ops<T>::rows(x), "x", ops<T>::cols(x), " but ", reference_name,
+         " is ", ops<T>::rows(reference), "x", ops<T>::cols(reference));
 }
 
 enum class allow_negative_infinity : bool { no, yes };
@@ -56,8 +56,7 @@ std::optional<std::pair<index, index>> find_invalid(const X& x, bool allow_negat
 /// `row_offset` turns rows of a tile back into rows of the caller's tensor.
 template <class T, class X>
 void check_values(std::string_view where, std::string_view name, const X& x,
-                  allow_negative_infinity negative_infinity = allow_negative_infinity::no,
-                  index row_offset = 0) {
+                  allow_negative_infinity negative_infinity = allow_negative_infinity::no, index row_offset = 0) {
   const bool allow = negative_infinity == allow_negative_infinity::yes;
   if (const auto at = find_invalid<T>(x, allow))
     fail_value(where, name, at->first + row_offset, at->second, ops<T>::value_at(x, at->first, at->second), allow);

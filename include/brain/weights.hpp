@@ -47,9 +47,9 @@ tensor_t<T> log_importance_weights(std::string_view where, const X& log_prior, c
                                    const G& goodness, bool validate, index row_offset = 0) {
   const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(reward));
   if (validate) check_values<T>(where, "log goodness of reward", log_g, allow_negative_infinity::no, row_offset);
-  tensor_t<T> log_alpha =
-      formula::log_target_weight(value_of<T>(log_g), value_of<T>(detach<T>(log_prior)), value_of<T>(detach<T>(log_proposal)))
-          .t;
+  tensor_t<T> log_alpha = formula::log_target_weight(value_of<T>(log_g), value_of<T>(detach<T>(log_prior)),
+                                                     value_of<T>(detach<T>(log_proposal)))
+                              .t;
   if (validate) check_groups_possible<T>(where, log_alpha, row_offset);
   return log_alpha;
 }
@@ -98,7 +98,8 @@ composed_parts<T> composed_group_loss(std::string_view where, const S& s, const 
   tensor_t<T> baseline_weights = detach<T>(baseline.p);
   // eq. 12 with alpha-bar the target actually used (one-hot under target_rule::argmax), and eq. 14.
   tensor_t<T> grad = formula::loss_gradient(value_of<T>(target.p), value_of<T>(baseline_weights), gradient_scale).t;
-  tensor_t<T> kl = row_sum(formula::kl_summand(value_of<T>(target.p), value_of<T>(target.log_p), value_of<T>(baseline.log_p)));
+  tensor_t<T> kl =
+      row_sum(formula::kl_summand(value_of<T>(target.p), value_of<T>(target.log_p), value_of<T>(baseline.log_p)));
   return {std::move(kl), std::move(target.p), std::move(baseline_weights), std::move(grad)};
 }
 
@@ -108,8 +109,8 @@ composed_parts<T> composed_group_loss(std::string_view where, const S& s, const 
 /// With Bradley–Terry goodness and log_proposal == log_prior this is log_softmax(reward / beta)
 /// (Proposition 5.1).
 template <Backend T, GoodnessModel<T> G = bradley_terry>
-tensor_t<T> log_target_weights(const T& log_prior, const T& log_proposal, const T& reward,
-                               const G& goodness = {}, const options& opt = {}) {
+tensor_t<T> log_target_weights(const T& log_prior, const T& log_proposal, const T& reward, const G& goodness = {},
+                               const options& opt = {}) {
   constexpr std::string_view where = "log_target_weights";
   const auto &l0 = detail::as_tensor<T>(log_prior), &lq = detail::as_tensor<T>(log_proposal);
   const auto& r = detail::as_tensor<T>(reward);

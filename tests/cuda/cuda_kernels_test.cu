@@ -29,14 +29,14 @@ using brain::index;
 
 int failures = 0;
 
-#define CHECK(cond, ...)                                       \
-  do {                                                         \
-    if (!(cond)) {                                             \
-      ++failures;                                              \
+#define CHECK(cond, ...)                                            \
+  do {                                                              \
+    if (!(cond)) {                                                  \
+      ++failures;                                                   \
       std::printf("FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                \
-      std::printf("\n");                                       \
-    }                                                          \
+      std::printf(__VA_ARGS__);                                     \
+      std::printf("\n");                                            \
+    }                                                               \
   } while (0)
 
 void cuda_ok(cudaError_t e) {
@@ -51,7 +51,9 @@ struct device_array {
   explicit device_array(const std::vector<T>& v) : device_array(v.size()) { upload(v); }
   ~device_array() { cudaFree(ptr); }
   device_array(const device_array&) = delete;
-  void upload(const std::vector<T>& v) { cuda_ok(cudaMemcpy(ptr, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  void upload(const std::vector<T>& v) {
+    cuda_ok(cudaMemcpy(ptr, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
   std::vector<T> download() const {
     std::vector<T> v(size);
     cuda_ok(cudaMemcpy(v.data(), ptr, size * sizeof(T), cudaMemcpyDeviceToHost));
@@ -91,21 +93,23 @@ void group_loss_matches_cpu(index prompts, index n, const G& goodness, unsigned 
   std::vector<T> target(size), baseline(size), grad(size), per_prompt(prompts);
   T loss = 0;
   k::cpu_group_loss(k::group_loss_inputs<T>{lp.data(), lq.data(), l0.data(), r.data(), prompts, n},
-                k::group_loss_outputs<T>{target.data(), baseline.data(), grad.data(), per_prompt.data(), &loss},
-                goodness);
+                    k::group_loss_outputs<T>{target.data(), baseline.data(), grad.data(), per_prompt.data(), &loss},
+                    goodness);
 
   device_array<T> d_lp(lp), d_lq(lq), d_l0(l0), d_r(r), d_target(size), d_baseline(size), d_grad(size),
       d_per_prompt(prompts), d_loss(1);
-  brain::cuda::launch_group_loss(k::group_loss_inputs<T>{d_lp.ptr, d_lq.ptr, d_l0.ptr, d_r.ptr, prompts, n},
-                          k::group_loss_outputs<T>{d_target.ptr, d_baseline.ptr, d_grad.ptr, d_per_prompt.ptr, d_loss.ptr},
-                          goodness, nullptr);
+  brain::cuda::launch_group_loss(
+      k::group_loss_inputs<T>{d_lp.ptr, d_lq.ptr, d_l0.ptr, d_r.ptr, prompts, n},
+      k::group_loss_outputs<T>{d_target.ptr, d_baseline.ptr, d_grad.ptr, d_per_prompt.ptr, d_loss.ptr}, goodness,
+      nullptr);
   cuda_ok(cudaDeviceSynchronize());
   const double tol = tolerance<T>();
   std::printf("group_loss %s [%td, %td]\n", std::is_same_v<T, float> ? "float" : "double", prompts, n);
   CHECK(close(d_target.download(), target, tol, "target_weights"), "[%td, %td]", prompts, n);
   CHECK(close(d_baseline.download(), baseline, tol, "baseline_weights"), "[%td, %td]", prompts, n);
   // The gradient is (beta-bar - alpha-bar) / prompts: relative to the weights' scale.
-  CHECK(close(d_grad.download(), grad, tol / static_cast<double>(prompts), "grad_log_policy"), "[%td, %td]", prompts, n);
+  CHECK(close(d_grad.download(), grad, tol / static_cast<double>(prompts), "grad_log_policy"), "[%td, %td]", prompts,
+        n);
   CHECK(close(d_per_prompt.download(), per_prompt, tol, "per_prompt"), "[%td, %td]", prompts, n);
   CHECK(close(d_loss.download(), std::vector<T>{loss}, tol, "loss"), "[%td, %td]", prompts, n);
 }
@@ -121,8 +125,8 @@ void group_loss_rejects_bad_rows() {
   std::string message = "no exception";
   try {
     brain::cuda::launch_group_loss(k::group_loss_inputs<T>{lp.ptr, z.ptr, l0.ptr, z.ptr, prompts, n},
-                            k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr}, brain::bradley_terry{},
-                            nullptr);
+                                   k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr},
+                                   brain::bradley_terry{}, nullptr);
   } catch (const std::invalid_argument& e) {
     message = e.what();
   }
@@ -134,8 +138,8 @@ void group_loss_rejects_bad_rows() {
   message = "no exception";
   try {
     brain::cuda::launch_group_loss(k::group_loss_inputs<T>{lp.ptr, z.ptr, l0.ptr, z.ptr, prompts, n},
-                            k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr}, brain::bradley_terry{},
-                            nullptr);
+                                   k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr},
+                                   brain::bradley_terry{}, nullptr);
   } catch (const std::invalid_argument& e) {
     message = e.what();
   }
@@ -143,8 +147,8 @@ void group_loss_rejects_bad_rows() {
   message = "no exception";
   try {
     brain::cuda::launch_group_loss(k::group_loss_inputs<T>{nullptr, z.ptr, l0.ptr, z.ptr, prompts, n},
-                            k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr}, brain::bradley_terry{},
-                            nullptr);
+                                   k::group_loss_outputs<T>{a.ptr, b.ptr, g.ptr, pp.ptr, nullptr},
+                                   brain::bradley_terry{}, nullptr);
   } catch (const std::invalid_argument& e) {
     message = e.what();
   }
@@ -228,8 +232,9 @@ void sampled_token_log_probs_match_cpu(index rows, index vocabulary, const k::sa
   brain::cuda::token_log_probs_backward(d_logits.ptr, rows, vocabulary, d_labels.ptr, d_lse.ptr, d_upstream.ptr,
                                         d_grad.ptr, nullptr, s, d_thresholds.ptr);
   cuda_ok(cudaDeviceSynchronize());
-  std::printf("sampled token_log_probs %s [%td, %td] T %g top-k %lld top-p %g\n", std::is_same_v<T, float> ? "float" : "double",
-              rows, vocabulary, s.temperature, static_cast<long long>(s.top_k), s.top_p);
+  std::printf("sampled token_log_probs %s [%td, %td] T %g top-k %lld top-p %g\n",
+              std::is_same_v<T, float> ? "float" : "double", rows, vocabulary, s.temperature,
+              static_cast<long long>(s.top_k), s.top_p);
   const double tol = tolerance<T>();
   CHECK(close(d_lse.download(), lse, tol, "sampled lse"), "[%td, %td]", rows, vocabulary);
   CHECK(close(d_log_probs.download(), log_probs, tol, "sampled log_probs"), "[%td, %td]", rows, vocabulary);
@@ -241,7 +246,7 @@ void token_log_probs_edge_rows() {
   using acc = k::accumulate_t<T>;
   const index vocabulary = 40;
   std::vector<T> logits(3 * vocabulary, T(0));
-  logits[0 * vocabulary + 5] = static_cast<T>(NAN);  // row 0: NaN
+  logits[0 * vocabulary + 5] = static_cast<T>(NAN);    // row 0: NaN
   std::vector<std::int64_t> labels{1, vocabulary, 3};  // row 1: label out of range
   device_array<T> d_logits(logits);
   device_array<std::int64_t> d_labels(labels);
@@ -266,8 +271,9 @@ int main() {
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device (cudaGetDeviceCount: %s, %d devices); the GPU checks run in scripts/gpu-check\n",
-                e == cudaSuccess ? "ok" : cudaGetErrorString(e), devices);
+    std::printf(
+        "SKIPPED: no CUDA device (cudaGetDeviceCount: %s, %d devices); the GPU checks run in scripts/gpu-check\n",
+        e == cudaSuccess ? "ok" : cudaGetErrorString(e), devices);
     return 77;
   }
   try {

@@ -42,9 +42,9 @@ void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, co
     if (align == bt::alignment::next_token) labels = at::cat({labels.slice(1, 0, 1), labels.slice(1, 0, time - 1)}, 1);
   }
   at::Tensor mask = torch::ones({batch, time}, torch::kLong);
-  mask.select(1, 0).zero_();                    // next_token: the first token is never scored
-  mask.select(0, 1).slice(0, 0, 6).zero_();     // left padding
-  mask.select(0, 2).slice(0, 12, time).zero_(); // right padding
+  mask.select(1, 0).zero_();                     // next_token: the first token is never scored
+  mask.select(0, 1).slice(0, 0, 6).zero_();      // left padding
+  mask.select(0, 2).slice(0, 12, time).zero_();  // right padding
   const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
   const bt::log_prob_options opt{.reduce = reduce, .sample = sample};
 
@@ -63,7 +63,9 @@ void compare(at::ScalarType dtype, bt::alignment align, bt::reduction reduce, co
 // values, the autograd gradient of loss + sum c_i per_prompt_i, and the message for a NaN.
 void compare_loss(at::ScalarType dtype, int64_t prompts, int64_t n, const char* what) {
   torch::manual_seed(5);
-  const auto make = [&](double scale, double shift) { return torch::randn({prompts, n}, torch::dtype(dtype)) * scale + shift; };
+  const auto make = [&](double scale, double shift) {
+    return torch::randn({prompts, n}, torch::dtype(dtype)) * scale + shift;
+  };
   const at::Tensor lp = make(3, -20), lq = make(3, -20), l0 = make(3, -20), r = make(1, 0);
   const double tol = dtype == at::kFloat ? 1e-5 : 1e-12;
   const at::Tensor c = torch::randn({prompts}, torch::dtype(dtype));
@@ -159,7 +161,8 @@ void fused_memory() {
       weight.mutable_grad() = at::Tensor();
     }
     torch::cuda::synchronize();
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / repeats;
+    const double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / repeats;
     const double mib = static_cast<double>(alloc::getDeviceStats(device).allocated_bytes[0].peak - before) / (1 << 20);
     std::printf("name=%s shape=%lldx%lldx%lld time_us=%.0f peak_mib=%.1f\n", name, static_cast<long long>(batch * time),
                 static_cast<long long>(vocabulary), static_cast<long long>(width), us, mib);
@@ -169,7 +172,9 @@ void fused_memory() {
     bt::fused_linear_sequence_log_probs(hidden, weight, labels, mask, bt::alignment::same_position).sum().backward();
   });
   const double plain = measure("plain_linear", [&] {
-    (at::log_softmax(at::matmul(hidden, weight.t()), -1).gather(2, labels.unsqueeze(2)).squeeze(2) * mask).sum().backward();
+    (at::log_softmax(at::matmul(hidden, weight.t()), -1).gather(2, labels.unsqueeze(2)).squeeze(2) * mask)
+        .sum()
+        .backward();
   });
   const bool ok = fused * 8 <= plain;
   std::printf("%s fused peak %.1f MiB <= 1/8 of plain's %.1f MiB (%.3f)\n", ok ? "ok    " : "FAILED", fused, plain,
@@ -195,8 +200,10 @@ void deferred_validation() {
     }
     return std::string();
   };
-  const std::string own = message([&] { (void)brain::brain_loss(samples{good, good, good, bad}, brain::bradley_terry{}, deferred); });
-  const std::string next = message([&] { (void)brain::brain_loss(samples{good, good, good, good}, brain::bradley_terry{}, deferred); });
+  const std::string own =
+      message([&] { (void)brain::brain_loss(samples{good, good, good, bad}, brain::bradley_terry{}, deferred); });
+  const std::string next =
+      message([&] { (void)brain::brain_loss(samples{good, good, good, good}, brain::bradley_terry{}, deferred); });
   const bool ok1 = own.empty() && next.find("row 2") != std::string::npos && next.find("reward") != std::string::npos &&
                    next.find("deferred") != std::string::npos;
   std::printf("%s deferred validation: the next call names the earlier bad group (\"%s\")\n", ok1 ? "ok    " : "FAILED",
@@ -214,7 +221,9 @@ void deferred_validation() {
 
 int main() {
   if (bt::detail::find_device_log_probs(c10::DeviceType::CUDA) == nullptr) {
-    std::printf("SKIPPED: LibTorch was built without CUDA (no c10/cuda/impl/cuda_cmake_macros.h): CUDA tensors cannot exist here\n");
+    std::printf(
+        "SKIPPED: LibTorch was built without CUDA (no c10/cuda/impl/cuda_cmake_macros.h): CUDA tensors cannot exist "
+        "here\n");
     return 77;
   }
   if (!torch::cuda::is_available()) {

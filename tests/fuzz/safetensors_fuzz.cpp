@@ -12,8 +12,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace io = brain::io;
   try {
-    const io::safetensors_header header = io::parse_safetensors_header(
-        {reinterpret_cast<const std::byte*>(data), size}, "fuzz input", {.max_header_bytes = 1 << 20});
+    const io::safetensors_header header = io::parse_safetensors_header({reinterpret_cast<const std::byte*>(data), size},
+                                                                       "fuzz input", {.max_header_bytes = 1 << 20});
     std::uint64_t covered = 0;
     for (const io::tensor_entry& t : header.tensors) {
       if (t.begin != covered || t.end < t.begin || t.end > header.data_size) __builtin_trap();

@@ -168,7 +168,8 @@ brain::tensor_t<T> tensor_from_host(const host& h) {
 
 /// samples<T> from host matrices.
 template <class T>
-brain::samples<T> make_samples(const host& log_policy, const host& log_proposal, const host& log_prior, const host& reward) {
+brain::samples<T> make_samples(const host& log_policy, const host& log_proposal, const host& log_prior,
+                               const host& reward) {
   return {.log_policy = io<T>::from_host(log_policy),
           .log_proposal = io<T>::from_host(log_proposal),
           .log_prior = io<T>::from_host(log_prior),
@@ -179,7 +180,9 @@ brain::samples<T> make_samples(const host& log_policy, const host& log_proposal,
 struct host_samples {
   host log_policy, log_proposal, log_prior, reward;
   template <class T>
-  brain::samples<T> as() const { return make_samples<T>(log_policy, log_proposal, log_prior, reward); }
+  brain::samples<T> as() const {
+    return make_samples<T>(log_policy, log_proposal, log_prior, reward);
+  }
 };
 
 /// What `call` throws as std::invalid_argument, or "no exception".

@@ -35,7 +35,8 @@ unit_pairs labelled_pairs(const torch::Tensor& reward, double, std::uint64_t) {
 /// chosen, ties to the earlier one.
 unit_pairs consecutive_pairs(const torch::Tensor& reward, const std::vector<std::vector<brain::index>>& order) {
   unit_pairs out(static_cast<std::size_t>(reward.size(0)));
-  for (const auto& p : brain::rso_pairs(reward.to(torch::kFloat64).contiguous(), order)) out[std::size_t(p.row)].push_back(p);
+  for (const auto& p : brain::rso_pairs(reward.to(torch::kFloat64).contiguous(), order))
+    out[std::size_t(p.row)].push_back(p);
   return out;
 }
 
@@ -86,8 +87,8 @@ double mean_ess(const torch::Tensor& target_weights) {
 /// DPO-sft+IW: brain_loss on consecutive pairs of each group (soft labels σ((r_w − r_l)/β), eq. 22).
 step_report soft_pairs_loss(const minibatch& batch, const torch::Tensor& log_policy, const refresh_buffer& buffer,
                             double beta) {
-  const auto out = brain::brain_loss(brain::pairwise(group_samples(batch, log_policy, buffer)),
-                                     brain::bradley_terry{.beta = beta});
+  const auto out =
+      brain::brain_loss(brain::pairwise(group_samples(batch, log_policy, buffer)), brain::bradley_terry{.beta = beta});
   return {out.loss, mean_ess(out.target_weights), 0};
 }
 
@@ -131,22 +132,71 @@ std::vector<arm> builtin_arms() {
   // Defaults {β, learning rate, temperature}: the main command's, from the last study's choice on
   // the validation split (docs/train_tldr.md); the study chooses its own.
   return {
-      {"dpo", "DPO", "Table 1", proposal_rule::labelled_pairs, labelled_pairs, dpo_pairs_loss, {0.1, 1e-4, 0.5}, "dpo",
+      {"dpo",
+       "DPO",
+       "Table 1",
+       proposal_rule::labelled_pairs,
+       labelled_pairs,
+       dpo_pairs_loss,
+       {0.1, 1e-4, 0.5},
+       "dpo",
        {t::table1}},
-      {"dpo_sft", "DPO-sft", "Tables 1, 3", proposal_rule::prior, ranked_pairs, dpo_pairs_loss, {0.05, 3e-4, 0.3},
-       "dpo_sft", {t::table1, t::bridge}},
+      {"dpo_sft",
+       "DPO-sft",
+       "Tables 1, 3",
+       proposal_rule::prior,
+       ranked_pairs,
+       dpo_pairs_loss,
+       {0.05, 3e-4, 0.3},
+       "dpo_sft",
+       {t::table1, t::bridge}},
       {"rso", "RSO", "Table 1", proposal_rule::prior, rso_pairs, dpo_pairs_loss, {0.2, 3e-4, 0.7}, "rso", {t::table1}},
       {"dpo_sft_iw", "DPO-sft+IW", "Table 3", proposal_rule::prior, nullptr, soft_pairs_loss, {}, "brain", {t::bridge}},
-      {"dpo_sft_iw_n", "DPO-sft+IW+n", "Table 3; also BRAIn without proposal updates (§9.5)", proposal_rule::prior,
-       nullptr, group_softmax_loss, {}, "brain", {t::bridge, t::ablations}},
-      {"brain", "BRAIn", "Tables 1, 3", proposal_rule::refreshed, nullptr, group_softmax_loss, {0.2, 3e-4, 0.7},
-       "brain", {t::table1, t::bridge, t::ablations, t::policy_gradient}},
-      {"brain_no_baseline", "BRAIn without baseline", "§9.3", proposal_rule::refreshed, nullptr, no_baseline_loss, {},
-       "brain", {t::ablations}},
-      {"rloo", "RLOO", "not in the paper (the PPO family)", proposal_rule::refreshed, nullptr, rloo_loss,
-       {0.2, 1e-4, 0.5}, "rloo", {t::policy_gradient}},
-      {"grpo", "GRPO", "not in the paper (the PPO family)", proposal_rule::refreshed, nullptr, grpo_loss,
-       {0.05, 1e-4, 0.5}, "grpo", {t::policy_gradient}},  // β: the weight of GRPO's k3 KL term (TRL's `beta`)
+      {"dpo_sft_iw_n",
+       "DPO-sft+IW+n",
+       "Table 3; also BRAIn without proposal updates (§9.5)",
+       proposal_rule::prior,
+       nullptr,
+       group_softmax_loss,
+       {},
+       "brain",
+       {t::bridge, t::ablations}},
+      {"brain",
+       "BRAIn",
+       "Tables 1, 3",
+       proposal_rule::refreshed,
+       nullptr,
+       group_softmax_loss,
+       {0.2, 3e-4, 0.7},
+       "brain",
+       {t::table1, t::bridge, t::ablations, t::policy_gradient}},
+      {"brain_no_baseline",
+       "BRAIn without baseline",
+       "§9.3",
+       proposal_rule::refreshed,
+       nullptr,
+       no_baseline_loss,
+       {},
+       "brain",
+       {t::ablations}},
+      {"rloo",
+       "RLOO",
+       "not in the paper (the PPO family)",
+       proposal_rule::refreshed,
+       nullptr,
+       rloo_loss,
+       {0.2, 1e-4, 0.5},
+       "rloo",
+       {t::policy_gradient}},
+      {"grpo",
+       "GRPO",
+       "not in the paper (the PPO family)",
+       proposal_rule::refreshed,
+       nullptr,
+       grpo_loss,
+       {0.05, 1e-4, 0.5},
+       "grpo",
+       {t::policy_gradient}},  // β: the weight of GRPO's k3 KL term (TRL's `beta`)
   };
 }
 

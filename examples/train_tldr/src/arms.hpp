@@ -64,8 +64,8 @@ struct arm_settings {
 /// (chosen, rejected, chosen, rejected, ...).
 struct refresh_buffer {
   std::int64_t units = 0, width = 0;
-  std::vector<std::size_t> prompt_of;  ///< [units * width]: index of each cell's prompt in the train split
-  std::vector<tokens> responses;       ///< [units * width]
+  std::vector<std::size_t> prompt_of;             ///< [units * width]: index of each cell's prompt in the train split
+  std::vector<tokens> responses;                  ///< [units * width]
   torch::Tensor log_proposal, log_prior, reward;  ///< [units, width] float
 };
 
@@ -82,9 +82,9 @@ struct minibatch {
 
 /// What one loss evaluation reports besides the loss.
 struct step_report {
-  torch::Tensor loss;             ///< 0-dim, differentiable with respect to log_policy
-  double target_ess = 0;          ///< mean effective sample size of ᾱ (distillation group arms), else 0
-  std::int64_t trained_pairs = 0; ///< pairs in the step (pair arms), else 0
+  torch::Tensor loss;              ///< 0-dim, differentiable with respect to log_policy
+  double target_ess = 0;           ///< mean effective sample size of ᾱ (distillation group arms), else 0
+  std::int64_t trained_pairs = 0;  ///< pairs in the step (pair arms), else 0
 };
 
 /// The tables of `train_tldr study` an arm is a row of.

@@ -12,8 +12,8 @@
 namespace tldr {
 namespace {
 
-using text::is_space;
 using text::is_alnum;
+using text::is_space;
 
 std::vector<std::string_view> pieces_of(std::string_view text) {
   std::vector<std::string_view> out;
@@ -51,7 +51,8 @@ std::vector<std::pair<std::string_view, std::string>> runs_of(std::string_view t
     }
     std::size_t j = i;
     std::string key;
-    while (j < text.size() && is_alnum(text[j])) key += static_cast<char>(std::tolower(static_cast<unsigned char>(text[j++])));
+    while (j < text.size() && is_alnum(text[j]))
+      key += static_cast<char>(std::tolower(static_cast<unsigned char>(text[j++])));
     out.emplace_back(text.substr(i, j - i), std::move(key));
     i = j;
   }
@@ -140,7 +141,8 @@ std::vector<std::string> attacker::salient_words(std::string_view post, std::siz
     const double df = it == document_frequency_.end() ? 0.0 : it->second;
     ranked.emplace_back(tf[key] * std::log((documents_ + 1.0) / (df + 1.0)), key);
   }
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  std::sort(ranked.begin(), ranked.end(),
+            [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
   std::vector<std::string> out;
   for (std::size_t i = 0; i < std::min(k, ranked.size()); ++i) out.push_back(ranked[i].second);
   return out;
@@ -200,7 +202,8 @@ std::vector<attack> attacker::held_out(const example& target, std::span<const ex
       break;
     }
   }
-  const std::string predicate = join(std::span(sentence).subspan(from, std::min<std::size_t>(8, sentence.size() - from)));
+  const std::string predicate =
+      join(std::span(sentence).subspan(from, std::min<std::size_t>(8, sentence.size() - from)));
 
   std::string near_gold;
   {

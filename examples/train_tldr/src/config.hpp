@@ -28,8 +28,8 @@ struct pairs_config {
   std::int64_t train_prompts = 5000, valid_prompts = 400;
   std::int64_t responses = 4;       ///< k per prompt: k(k-1)/2 comparisons
   double label_temperature = 0.03;  ///< Bradley–Terry noise of each comparison, in oracle-score units
-  double gold_fraction = 0.0;       ///< share of prompts whose last response is the gold summary (docs/train_tldr.md: why 0)
-  std::int64_t chunk_prompts = 256; ///< prompts per resumable chunk
+  double gold_fraction = 0.0;  ///< share of prompts whose last response is the gold summary (docs/train_tldr.md: why 0)
+  std::int64_t chunk_prompts = 256;  ///< prompts per resumable chunk
 };
 
 struct rm_config {
@@ -45,7 +45,7 @@ struct align_config {
   std::int64_t epochs = 1;           ///< passes over each refresh's units: K = epochs * m / groups_per_step
   std::int64_t groups_per_step = 8;  ///< units (prompts) per minibatch
   double clip = 1.0;
-  std::int64_t validate_every = 1;   ///< refreshes between validations
+  std::int64_t validate_every = 1;  ///< refreshes between validations
   /// Early stopping: stop once this many validations in a row did not improve the best validation
   /// reward (0: train all `refreshes`).
   std::int64_t patience = 0;
@@ -76,8 +76,8 @@ struct eval_config {
 /// `train_tldr study` (docs/train_tldr.md, "The protocol"): the sweep on the validation split with
 /// the reward model, then every row with fresh seeds, evaluated on the test split with the oracle.
 struct study_config {
-  std::int64_t seeds = 6;         ///< seeds of the rows in a primary comparison (first_seed, first_seed + 1, ...)
-  std::int64_t other_seeds = 3;   ///< seeds of the other rows (DPO, RSO)
+  std::int64_t seeds = 6;        ///< seeds of the rows in a primary comparison (first_seed, first_seed + 1, ...)
+  std::int64_t other_seeds = 3;  ///< seeds of the other rows (DPO, RSO)
   std::uint64_t first_seed = 1;
   std::uint64_t sweep_seed = 1001;  ///< the sweep's one seed: never a study seed
   /// The sweep per swept arm: β over `betas` at the middle learning rate, then the learning rate
@@ -102,11 +102,11 @@ struct study_config {
   std::vector<std::string> secondaries{"brain:dpo", "brain:rso", "brain:sft"};  ///< reported at 95%, no correction
   double margin = 0.01;  ///< verdict "level": the difference's interval inside ±margin (oracle score)
   std::vector<std::int64_t> samples{4, 8, 16, 32};  ///< the n sweep (§9.4), for BRAIn and DPO-sft
-  std::int64_t samples_seeds = 1;  ///< seeds of the n sweep's extra runs
-  std::int64_t curve_seeds = 3;    ///< seeds whose every checkpoint is evaluated for the curves
-  std::int64_t curve_prompts = 256;  ///< test prompts of each curve point
-  std::int64_t refreshes = 16;     ///< the most refreshes of a study run (align-refreshes is the main command's)
-  std::int64_t patience = 3;       ///< a study run stops after this many validations without improvement
+  std::int64_t samples_seeds = 1;                   ///< seeds of the n sweep's extra runs
+  std::int64_t curve_seeds = 3;                     ///< seeds whose every checkpoint is evaluated for the curves
+  std::int64_t curve_prompts = 256;                 ///< test prompts of each curve point
+  std::int64_t refreshes = 16;  ///< the most refreshes of a study run (align-refreshes is the main command's)
+  std::int64_t patience = 3;    ///< a study run stops after this many validations without improvement
 };
 
 /// The evaluation's LLM judge (src/llm_judge.hpp, docs/train_tldr.md): "oracle" (the default)
@@ -115,12 +115,12 @@ struct study_config {
 enum class judge_kind { oracle, llm };
 struct judge_config {
   judge_kind kind = judge_kind::oracle;
-  std::string url;              ///< e.g. http://127.0.0.1:8080 (POST {url}/v1/chat/completions)
-  std::string model;            ///< the server's model name, part of every cache key
-  double connect_timeout = 10;  ///< seconds
-  double timeout = 300;         ///< seconds to wait for a reply (read timeout)
-  std::int64_t retries = 4;     ///< extra attempts after timeouts, connection errors, 429, 5xx, malformed answers
-  double backoff = 2;           ///< seconds before the first retry, doubling after each (at most 60)
+  std::string url;                 ///< e.g. http://127.0.0.1:8080 (POST {url}/v1/chat/completions)
+  std::string model;               ///< the server's model name, part of every cache key
+  double connect_timeout = 10;     ///< seconds
+  double timeout = 300;            ///< seconds to wait for a reply (read timeout)
+  std::int64_t retries = 4;        ///< extra attempts after timeouts, connection errors, 429, 5xx, malformed answers
+  double backoff = 2;              ///< seconds before the first retry, doubling after each (at most 60)
   std::int64_t max_tokens = 1024;  ///< the reply's limit: room for the explanation before the verdict
   std::int64_t parallel = 4;       ///< requests at once
 };

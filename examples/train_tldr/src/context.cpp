@@ -62,8 +62,9 @@ run_context::run_context(config settings, std::shared_ptr<spdlog::logger> log, b
   const auto resolved = to_json(cfg_).dump(2);
   const auto file = path("config.json");
   if (fs::exists(file) && read_text(file) != resolved)
-    log_->warn("settings differ from those in {}: cached stages are kept as they are (use a new --workdir to redo them)",
-               file.string());
+    log_->warn(
+        "settings differ from those in {}: cached stages are kept as they are (use a new --workdir to redo them)",
+        file.string());
   atomic_write_text(file, resolved);
 }
 

@@ -26,7 +26,8 @@ struct encoded_example {
 
 /// The log of a work directory: the console and <workdir>/<file> (data-parallel ranks other than 0:
 /// <workdir>/logs/rank-R.log alone).
-std::shared_ptr<spdlog::logger> open_log(const std::filesystem::path& workdir, const std::string& file = "train_tldr.log");
+std::shared_ptr<spdlog::logger> open_log(const std::filesystem::path& workdir,
+                                         const std::string& file = "train_tldr.log");
 
 class run_context {
  public:

@@ -69,14 +69,13 @@ std::string where(const std::filesystem::path& path, std::size_t line) {
 
 double unit_interval(std::uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
 
-const nlohmann::json& string_field(const nlohmann::json& object, const char* field,
-                                   const std::filesystem::path& path, std::size_t line) {
+const nlohmann::json& string_field(const nlohmann::json& object, const char* field, const std::filesystem::path& path,
+                                   std::size_t line) {
   auto it = object.find(field);
-  if (it == object.end())
-    throw std::runtime_error(where(path, line) + ": field \"" + field + "\" is missing");
+  if (it == object.end()) throw std::runtime_error(where(path, line) + ": field \"" + field + "\" is missing");
   if (!it->is_string())
-    throw std::runtime_error(where(path, line) + ": field \"" + field + "\" is not a string (got " +
-                             it->type_name() + " " + excerpt(it->dump()) + ")");
+    throw std::runtime_error(where(path, line) + ": field \"" + field + "\" is not a string (got " + it->type_name() +
+                             " " + excerpt(it->dump()) + ")");
   return *it;
 }
 
@@ -96,8 +95,8 @@ std::vector<example> read_tldr_jsonl(const std::filesystem::path& path) {
       throw std::runtime_error(where(path, line) + ": invalid JSON: " + e.what());
     }
     if (!object.is_object())
-      throw std::runtime_error(where(path, line) + ": expected a JSON object, got " +
-                               object.type_name() + " " + excerpt(object.dump()));
+      throw std::runtime_error(where(path, line) + ": expected a JSON object, got " + object.type_name() + " " +
+                               excerpt(object.dump()));
     example ex;
     ex.prompt = string_field(object, "prompt", path, line).get<std::string>();
     ex.label = string_field(object, "label", path, line).get<std::string>();
@@ -132,8 +131,8 @@ void write_tldr_jsonl(const std::filesystem::path& path, std::span<const example
       } catch (const nlohmann::json::type_error& e) {
         out.close();
         std::filesystem::remove(tmp);
-        throw std::runtime_error(path.string() + ": example " + std::to_string(i) + " (id \"" +
-                                 excerpt(ex.id) + "\") is not valid UTF-8: " + e.what());
+        throw std::runtime_error(path.string() + ": example " + std::to_string(i) + " (id \"" + excerpt(ex.id) +
+                                 "\") is not valid UTF-8: " + e.what());
       }
     }
     out.flush();
@@ -300,9 +299,8 @@ std::string command_output(const std::string& command, const std::string& subjec
   const int status = ::pclose(pipe);
   if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw std::runtime_error(subject + ": `" + command + "` failed (" +
-                             (status != -1 && WIFEXITED(status)
-                                  ? "exit status " + std::to_string(WEXITSTATUS(status))
-                                  : std::string("did not exit normally")) +
+                             (status != -1 && WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                                                : std::string("did not exit normally")) +
                              ")");
   return contents;
 }
@@ -310,8 +308,7 @@ std::string command_output(const std::string& command, const std::string& subjec
 }  // namespace
 
 std::string read_apt_list(const std::filesystem::path& path) {
-  if (!std::filesystem::is_regular_file(path))
-    throw std::runtime_error(path.string() + ": no such file");
+  if (!std::filesystem::is_regular_file(path)) throw std::runtime_error(path.string() + ": no such file");
   static constexpr std::array compressed{".lz4", ".gz", ".xz", ".zst", ".bz2", ".lzma"};
   const std::string ext = path.extension().string();
   if (std::find(compressed.begin(), compressed.end(), ext) == compressed.end()) {
@@ -347,14 +344,14 @@ std::string package_group(std::string_view package) {
   // Suffixes of binary packages that split one source's files; the list errs towards grouping
   // more, which only makes splits coarser.
   static constexpr std::array<std::string_view, 44> suffixes{
-      "dev",     "common", "data",     "utils",   "util",    "tools",  "tool",   "bin",     "bins",
-      "doc",     "docs",   "dbg",      "dbgsym",  "perl",    "python", "python3", "ruby",   "java",
-      "jni",     "cil",    "ocaml",    "prof",    "examples", "example", "runtime", "headers", "static",
-      "plugin",  "plugins", "extra",   "extras",  "core",    "cli",    "lib",    "libs",    "server",
-      "client",  "gtk",    "gtk3",     "qt",      "qt5",     "l10n",   "i18n",   "locales"};
-  static constexpr std::array<std::string_view, 14> prefixes{
-      "python3-", "python-", "ruby-", "node-", "golang-", "r-cran-", "r-bioc-", "r-other-",
-      "php-",     "lua-",    "elpa-", "gir1.2-", "ghc-",  "perl-"};
+      "dev",    "common",  "data",  "utils",  "util",     "tools",   "tool",    "bin",     "bins",
+      "doc",    "docs",    "dbg",   "dbgsym", "perl",     "python",  "python3", "ruby",    "java",
+      "jni",    "cil",     "ocaml", "prof",   "examples", "example", "runtime", "headers", "static",
+      "plugin", "plugins", "extra", "extras", "core",     "cli",     "lib",     "libs",    "server",
+      "client", "gtk",     "gtk3",  "qt",     "qt5",      "l10n",    "i18n",    "locales"};
+  static constexpr std::array<std::string_view, 14> prefixes{"python3-", "python-", "ruby-",    "node-", "golang-",
+                                                             "r-cran-",  "r-bioc-", "r-other-", "php-",  "lua-",
+                                                             "elpa-",    "gir1.2-", "ghc-",     "perl-"};
   static constexpr std::string_view version_chars = "0123456789.+~-";
   std::string s = lowercase(package);
   for (bool changed = true; changed;) {
@@ -391,8 +388,8 @@ namespace {
 // Synopses that describe the packaging rather than the software (a poor summary of the text).
 bool uninformative(const package_description& p) {
   static constexpr std::array<std::string_view, 4> name_suffixes{"-dbg", "-dbgsym", "-doc", "-docs"};
-  static constexpr std::array<std::string_view, 6> synopsis_words{
-      "transitional", "dummy", "debug symbols", "documentation", "metapackage", "meta-package"};
+  static constexpr std::array<std::string_view, 6> synopsis_words{"transitional",  "dummy",       "debug symbols",
+                                                                  "documentation", "metapackage", "meta-package"};
   for (std::string_view suffix : name_suffixes)
     if (std::string_view(p.package).ends_with(suffix)) return true;
   const std::string synopsis = lowercase(p.synopsis);
@@ -494,8 +491,8 @@ selection select_descriptions(std::vector<package_description> packages, const d
   std::erase_if(packages, [&](const package_description& p) {
     const std::size_t words = count_words(p.description);
     const std::size_t synopsis_words = count_words(p.synopsis);
-    return words < options.min_words || words > options.max_words || synopsis_words < 2 ||
-           synopsis_words > 16 || uninformative(p);
+    return words < options.min_words || words > options.max_words || synopsis_words < 2 || synopsis_words > 16 ||
+           uninformative(p);
   });
   result.kept_after_filters = packages.size();
 
@@ -530,7 +527,7 @@ dataset split_dataset(selection selected, const dataset_options& options) {
   const std::uint64_t salt = mix64(options.seed);
   for (const package_description& p : selected.packages) {
     const double u = unit_interval(mix64(fnv1a64(package_group(p.package)) ^ salt));
-    auto& split = u < options.valid_fraction                          ? result.valid
+    auto& split = u < options.valid_fraction                           ? result.valid
                   : u < options.valid_fraction + options.test_fraction ? result.test
                                                                        : result.train;
     split.push_back(make_example(p));
@@ -541,7 +538,8 @@ dataset split_dataset(selection selected, const dataset_options& options) {
     const double ratio = static_cast<double>(options.max_examples) / static_cast<double>(result.train.size());
     auto capped = [&](const std::vector<example>& split) -> std::size_t {
       if (split.empty()) return 0;
-      return std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(static_cast<double>(split.size()) * ratio)));
+      return std::max<std::size_t>(1,
+                                   static_cast<std::size_t>(std::llround(static_cast<double>(split.size()) * ratio)));
     };
     const std::size_t valid_cap = capped(result.valid), test_cap = capped(result.test);
     sample(result.train, options.max_examples, options.seed);
@@ -637,8 +635,8 @@ description_snapshot read_snapshot(const std::filesystem::path& file) {
       throw std::runtime_error(manifest_name + ": field " + pointer + " is missing");
     const nlohmann::json& value = manifest.at(at);
     if (is_count ? !value.is_number_unsigned() : !value.is_string())
-      throw std::runtime_error(manifest_name + ": field " + pointer + " is not " +
-                               (is_count ? "a count" : "a string") + " (got " + excerpt(value.dump()) + ")");
+      throw std::runtime_error(manifest_name + ": field " + pointer + " is not " + (is_count ? "a count" : "a string") +
+                               " (got " + excerpt(value.dump()) + ")");
     return value;
   };
   auto count = [&](const char* pointer) { return field(pointer, true).get<std::size_t>(); };
@@ -660,8 +658,8 @@ description_snapshot read_snapshot(const std::filesystem::path& file) {
   const std::string actual = fnv1a64_hex(text);
   if (actual != expected || text.size() != text_bytes)
     throw std::runtime_error(name + ": checksum mismatch: the decompressed text has FNV-1a 64 " + actual + " (" +
-                             std::to_string(text.size()) + " bytes), the manifest " + manifest_name +
-                             " expects " + expected + " (" + std::to_string(text_bytes) +
+                             std::to_string(text.size()) + " bytes), the manifest " + manifest_name + " expects " +
+                             expected + " (" + std::to_string(text_bytes) +
                              " bytes); restore the file or regenerate both with `train_tldr snapshot`");
   result.checksum = "fnv1a64:" + actual;
 
@@ -762,8 +760,8 @@ std::string utc_date() {
 
 }  // namespace
 
-std::string write_snapshot(const std::filesystem::path& file, const selection& selected,
-                           const dataset_options& options, const snapshot_source& source) {
+std::string write_snapshot(const std::filesystem::path& file, const selection& selected, const dataset_options& options,
+                           const snapshot_source& source) {
   const std::string text = snapshot_text(selected.packages);
   const dataset splits = split_dataset(selected, options);
   const std::filesystem::path manifest_file = snapshot_manifest_path(file);
@@ -811,10 +809,8 @@ std::string write_snapshot(const std::filesystem::path& file, const selection& s
                         {"train", splits.train.size()},
                         {"valid", splits.valid.size()},
                         {"test", splits.test.size()}};
-  manifest["source"] = {{"taken", source.taken},
-                        {"host", source.host},
-                        {"lists_dir", source.lists_dir},
-                        {"lists", lists}};
+  manifest["source"] = {
+      {"taken", source.taken}, {"host", source.host}, {"lists_dir", source.lists_dir}, {"lists", lists}};
   const std::string manifest_text = manifest.dump(2) + "\n";
   write_snapshot_file(manifest_tmp, manifest_text);
   std::filesystem::rename(file_tmp, file);

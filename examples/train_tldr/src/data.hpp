@@ -84,9 +84,9 @@ struct dataset_options {
 
 struct dataset {
   std::vector<example> train, valid, test;  // each sorted by id (= package name)
-  std::size_t packages_read = 0;       // distinct package names in the input
-  std::size_t kept_after_filters = 0;  // packages that passed the filters of step (a)
-  std::size_t duplicates_removed = 0;  // of those, dropped as near-duplicates in step (b)
+  std::size_t packages_read = 0;            // distinct package names in the input
+  std::size_t kept_after_filters = 0;       // packages that passed the filters of step (a)
+  std::size_t duplicates_removed = 0;       // of those, dropped as near-duplicates in step (b)
 };
 
 // Builds the data set. The result depends only on the set of input stanzas and the options, not
@@ -168,9 +168,9 @@ std::string text_checksum(std::string_view text);
 
 struct description_snapshot {
   std::vector<package_description> packages;  // sorted by package
-  std::string checksum;  // text_checksum of the decompressed text, equal to the manifest's
-  std::size_t min_words = 0, max_words = 0;  // the word limits it was selected at
-  std::string taken;     // when it was taken (YYYY-MM-DD)
+  std::string checksum;                       // text_checksum of the decompressed text, equal to the manifest's
+  std::size_t min_words = 0, max_words = 0;   // the word limits it was selected at
+  std::string taken;                          // when it was taken (YYYY-MM-DD)
   std::size_t packages_read = 0, kept_after_filters = 0, duplicates_removed = 0;  // in its source
 };
 
@@ -198,8 +198,8 @@ struct snapshot_source {
 // text only) and its manifest, each through a temporary file renamed into place. The manifest's
 // SHA-256s come from sha256sum, the split sizes from split_dataset at options. Returns the
 // manifest's text. Throws std::runtime_error when xz or sha256sum fails.
-std::string write_snapshot(const std::filesystem::path& file, const selection& selected,
-                           const dataset_options& options, const snapshot_source& source);
+std::string write_snapshot(const std::filesystem::path& file, const selection& selected, const dataset_options& options,
+                           const snapshot_source& source);
 
 // `train_tldr snapshot`: select_from_apt(options, lists_dir), then write_snapshot with this host's
 // description (/etc/os-release, /etc/debian_version), today's UTC date and each list's InRelease

@@ -24,7 +24,8 @@ void select_device(const std::string& name) {
   if (!device->is_cpu() && !device->is_cuda()) fail("device = '", name, "': only cpu and cuda are supported");
   if (device->is_cuda()) {
     if (!torch::cuda::is_available())
-      fail("device = '", name, "': this LibTorch has no usable CUDA (Debian's libtorch-dev is CPU-only; build against "
+      fail("device = '", name,
+           "': this LibTorch has no usable CUDA (Debian's libtorch-dev is CPU-only; build against "
            "a CUDA LibTorch from pytorch.org, see README)");
     const auto count = static_cast<std::int64_t>(torch::cuda::device_count());
     if (device->has_index() && device->index() >= count)

@@ -164,19 +164,21 @@ group::group(const launch& where, torch::Device device, std::chrono::millisecond
   if (!device.is_cpu() && !device.is_cuda()) fail("tldr::dist::group: device ", device, " has no process group");
 #ifndef USE_C10D_NCCL
   if (device.is_cuda())
-    fail("tldr::dist::group: device ", device, " needs ProcessGroupNCCL, which this build lacks (a CUDA "
+    fail("tldr::dist::group: device ", device,
+         " needs ProcessGroupNCCL, which this build lacks (a CUDA "
          "LibTorch built with NCCL, compiled with -DUSE_C10D_NCCL); Debian's LibTorch has Gloo only: "
          "use --device cpu");
 #endif
 #ifndef USE_C10D_GLOO
   if (device.is_cpu())
-    fail("tldr::dist::group: a world of ", where.world, " on the CPU needs ProcessGroupGloo, which this "
+    fail("tldr::dist::group: a world of ", where.world,
+         " on the CPU needs ProcessGroupGloo, which this "
          "build lacks (install libgloo-dev, compile with -DUSE_C10D_GLOO)");
 #endif
   // Gloo writes to sockets with writev, which raises SIGPIPE when a peer has died; Python (and so
   // torchrun's usual workers) ignores SIGPIPE, a C++ program dies of it silently. Ignored here,
   // the write fails with EPIPE and the collective throws the error this layer reports.
-  struct sigaction previous {};
+  struct sigaction previous{};
   if (sigaction(SIGPIPE, nullptr, &previous) == 0 && previous.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
 
   state_ = std::make_unique<state>();
@@ -186,8 +188,7 @@ group::group(const launch& where, torch::Device device, std::chrono::millisecond
     std::ostringstream out;
     out << "rank " << where.rank << " of " << where.world << ": rendezvous at " << where.master_addr << ":"
         << where.master_port << " failed (" << step << "): " << dist_describe(error)
-        << " (a rank may have died or not started; timeout " << static_cast<double>(timeout.count()) / 1000.0
-        << " s)";
+        << " (a rank may have died or not started; timeout " << static_cast<double>(timeout.count()) / 1000.0 << " s)";
     return std::runtime_error(out.str());
   };
   try {
@@ -348,7 +349,8 @@ std::vector<std::string> group::all_gather(const std::string& value) {
       state_->pg->allgather(out, in)->wait();
       return out[0];
     };
-    const auto lengths = gather(torch::full({1}, static_cast<std::int64_t>(value.size()), torch::kLong).to(wire_device));
+    const auto lengths =
+        gather(torch::full({1}, static_cast<std::int64_t>(value.size()), torch::kLong).to(wire_device));
     std::vector<std::int64_t> length(world);
     std::int64_t longest = 0;
     for (std::size_t r = 0; r < world; ++r) {
@@ -362,7 +364,8 @@ std::vector<std::string> group::all_gather(const std::string& value) {
     const auto bytes = gather(mine.to(wire_device));
     for (std::size_t r = 0; r < world; ++r) {
       const torch::Tensor host = bytes[r].cpu();
-      result[r].assign(reinterpret_cast<const char*>(host.data_ptr<std::uint8_t>()), static_cast<std::size_t>(length[r]));
+      result[r].assign(reinterpret_cast<const char*>(host.data_ptr<std::uint8_t>()),
+                       static_cast<std::size_t>(length[r]));
     }
     return result;
   });
@@ -411,10 +414,10 @@ void group::barrier() {
 
 struct overlapped_gradients::impl {
   struct bucket {
-    std::vector<std::size_t> members;    // indices into parameters_
-    std::vector<std::int64_t> offsets;   // each member's place in flat
-    torch::Tensor flat;                  // float32, zeroed before each step
-    std::size_t pending = 0;             // members whose gradient has not arrived this step
+    std::vector<std::size_t> members;   // indices into parameters_
+    std::vector<std::int64_t> offsets;  // each member's place in flat
+    torch::Tensor flat;                 // float32, zeroed before each step
+    std::size_t pending = 0;            // members whose gradient has not arrived this step
     c10::intrusive_ptr<c10d::Work> work;
   };
   std::mutex mutex;
@@ -512,8 +515,10 @@ void overlapped_gradients::finish(double scale) {
       auto& p = parameters_[b.members[j]];
       const auto sum = b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
       auto& grad = p.mutable_grad();
-      if (grad.defined()) grad.copy_(sum);
-      else grad = sum.clone();
+      if (grad.defined())
+        grad.copy_(sum);
+      else
+        grad = sum.clone();
       if (scale != 1.0) grad.mul_(scale);
     }
     b.flat.zero_();  // ready for the next step

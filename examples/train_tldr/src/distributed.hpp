@@ -56,8 +56,7 @@ class group {
   /// Gloo's network device: the interfaces in GLOO_SOCKET_IFNAME (comma-separated) as torch does,
   /// else loopback when master_addr is a loopback address (every rank on this machine), else the
   /// address this machine's hostname resolves to (torch's default).
-  group(const launch& where, torch::Device device = torch::kCPU,
-        std::chrono::milliseconds timeout = default_timeout);
+  group(const launch& where, torch::Device device = torch::kCPU, std::chrono::milliseconds timeout = default_timeout);
   ~group();
   group(const group&) = delete;
   group& operator=(const group&) = delete;

@@ -91,7 +91,8 @@ void load_gpt2_weights(const fs::path& weights, Gpt& model) {
   torch::NoGradGuard no_grad;
   for (const auto& n : gpt2_names(model->config().layers)) {
     const std::string name = prefix + n.theirs;
-    if (!file.contains(name)) fail(label, ": no tensor '", name, "' (a GPT-2 model of ", model->config().layers, " layers needs it)");
+    if (!file.contains(name))
+      fail(label, ": no tensor '", name, "' (a GPT-2 model of ", model->config().layers, " layers needs it)");
     auto* target = ours.find(n.ours);
     if (target == nullptr) fail("load_hf_weights: the Gpt has no parameter ", n.ours);
     auto value = read_tensor(file, name);
@@ -145,7 +146,8 @@ gpt_config gpt2_config_from_hf(const nlohmann::json& hf, const std::string& labe
   c.d_model = hf_integer(hf, label, {"n_embd", "hidden_size"});
   c.layers = hf_integer(hf, label, {"n_layer", "num_hidden_layers"});
   c.heads = hf_integer(hf, label, {"n_head", "num_attention_heads"});
-  hf_require(hf, label, "activation_function", {"gelu_new", "gelu_pytorch_tanh"}, "the Gpt uses tanh-approximated GELU");
+  hf_require(hf, label, "activation_function", {"gelu_new", "gelu_pytorch_tanh"},
+             "the Gpt uses tanh-approximated GELU");
   hf_require(hf, label, "layer_norm_epsilon", {1e-5}, "the Gpt's LayerNorms use eps 1e-5");
   hf_require(hf, label, "n_inner", {4 * c.d_model}, "the Gpt's MLP is 4 x n_embd wide");
   hf_require(hf, label, "tie_word_embeddings", {true}, "the Gpt's output layer is its token embedding");

@@ -189,13 +189,14 @@ judge_cache::judge_cache(fs::path file, spdlog::logger* log) : file_(std::move(f
     }
     try {
       const auto j = json::parse(line);
-      key k{j.at("model").get<std::string>(), judge_parse_hex(j, "template"), judge_parse_hex(j, "post"),
-            judge_parse_hex(j, "candidate"), judge_parse_hex(j, "reference"), false};
+      key k{j.at("model").get<std::string>(), judge_parse_hex(j, "template"),  judge_parse_hex(j, "post"),
+            judge_parse_hex(j, "candidate"),  judge_parse_hex(j, "reference"), false};
       const auto order = j.at("order").get<std::string>();
       if (order != "candidate_a" && order != "candidate_b")
         throw std::invalid_argument("order '" + order + "' is not candidate_a or candidate_b");
       k.candidate_first = order == "candidate_a";
-      entries_[k.text()] = {judge_verdict_of_letter(j.at("verdict").get<std::string>()), j.at("reply").get<std::string>()};
+      entries_[k.text()] = {judge_verdict_of_letter(j.at("verdict").get<std::string>()),
+                            j.at("reply").get<std::string>()};
     } catch (const std::exception& e) {
       const bool last = content.find_first_not_of(" \t\r\n", next) == std::string::npos;
       if (!last)
@@ -204,8 +205,8 @@ judge_cache::judge_cache(fs::path file, spdlog::logger* log) : file_(std::move(f
             "the line (or the file, which costs its requests again)",
             file_.string(), number, e.what()));
       if (log)
-        log->warn("LLM judge cache {}:{}: dropping a corrupt last line (a write cut short?): {}", file_.string(), number,
-                  e.what());
+        log->warn("LLM judge cache {}:{}: dropping a corrupt last line (a write cut short?): {}", file_.string(),
+                  number, e.what());
       fs::resize_file(file_, pos);
       content.resize(pos);
       break;
@@ -247,7 +248,8 @@ void judge_cache::add(const key& k, entry e) {
   while (done < line.size()) {
     const auto n = ::write(fd_, line.data() + done, line.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error("LLM judge cache: cannot write " + file_.string() + ": " + std::strerror(errno));
+    if (n <= 0)
+      throw std::runtime_error("LLM judge cache: cannot write " + file_.string() + ": " + std::strerror(errno));
     done += std::size_t(n);
   }
   if (::fdatasync(fd_) != 0)
@@ -321,8 +323,8 @@ judge_cache::entry llm_judge::ask(const std::string& prompt, const std::string& 
 
 judge_verdict llm_judge::verdict_of(const judge_pair& pair, bool candidate_first) {
   static const auto template_hash = fnv1a64(tldr_judge_template());
-  const judge_cache::key k{settings_.model, template_hash, fnv1a64(pair.post), fnv1a64(pair.candidate),
-                           fnv1a64(pair.reference), candidate_first};
+  const judge_cache::key k{settings_.model,         template_hash,           fnv1a64(pair.post),
+                           fnv1a64(pair.candidate), fnv1a64(pair.reference), candidate_first};
   {
     const std::lock_guard lock(cache_mutex_);
     if (const auto* e = cache_.find(k)) {
@@ -349,7 +351,8 @@ judge_result llm_judge::judge(const judge_pair& pair) {
   return r;
 }
 
-std::vector<judge_result> llm_judge::judge_all(std::span<const judge_pair> pairs, const std::function<void()>& on_pair) {
+std::vector<judge_result> llm_judge::judge_all(std::span<const judge_pair> pairs,
+                                               const std::function<void()>& on_pair) {
   std::vector<judge_result> out(pairs.size());
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop{false};
@@ -428,11 +431,12 @@ void judge_evaluations(const run_context& ctx, const std::vector<std::string>& n
     for (std::size_t i = 0; std::getline(in, line); ++i) {
       const auto j = json::parse(line);
       if (i >= ctx.test().size() || j.at("id").get<std::string>() != ctx.test()[i].id)
-        throw std::runtime_error(fmt::format("LLM judge: {}:{} is not test prompt {} of this work directory",
-                                             eval_file.string(), i + 1, i));
+        throw std::runtime_error(
+            fmt::format("LLM judge: {}:{} is not test prompt {} of this work directory", eval_file.string(), i + 1, i));
       const auto& e = ctx.test()[i];
       ids.push_back(e.id);
-      pairs.push_back({e.post, j.at("summary").get<std::string>(), e.gold_text, fmt::format("eval/{} prompt {}", name, e.id)});
+      pairs.push_back(
+          {e.post, j.at("summary").get<std::string>(), e.gold_text, fmt::format("eval/{} prompt {}", name, e.id)});
     }
     const auto requests_before = judge->requests();
     const auto hits_before = judge->cache_hits();
@@ -467,7 +471,8 @@ void judge_evaluations(const run_context& ctx, const std::vector<std::string>& n
 std::vector<double> read_llm_judge(const run_context& ctx, const std::string& name) {
   const auto file = judge_file_of(ctx, name);
   std::ifstream in(file);
-  if (!in) throw std::runtime_error("LLM judge: no verdicts in " + file.string() + " (the evaluation stage makes them)");
+  if (!in)
+    throw std::runtime_error("LLM judge: no verdicts in " + file.string() + " (the evaluation stage makes them)");
   std::vector<double> scores;
   std::string line;
   for (std::size_t number = 1; std::getline(in, line); ++number) {

@@ -126,8 +126,8 @@ class llm_judge {
   /// called after each pair (one call at a time).
   std::vector<judge_result> judge_all(std::span<const judge_pair> pairs, const std::function<void()>& on_pair = {});
 
-  [[nodiscard]] std::size_t requests() const { return requests_; }     ///< HTTP requests sent
-  [[nodiscard]] std::size_t cache_hits() const { return cache_hits_; }  ///< verdicts found in the cache
+  [[nodiscard]] std::size_t requests() const { return requests_; }         ///< HTTP requests sent
+  [[nodiscard]] std::size_t cache_hits() const { return cache_hits_; }     ///< verdicts found in the cache
   [[nodiscard]] const std::string& endpoint() const { return endpoint_; }  ///< the full URL posted to
   [[nodiscard]] const judge_cache& cache() const { return cache_; }
 

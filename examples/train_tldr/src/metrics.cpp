@@ -37,8 +37,7 @@ std::size_t decode_utf8(const unsigned char* p, const unsigned char* end, char32
   if (b >= 0xF0 && b <= 0xF4) {
     const unsigned char lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
     if (!cont(1, lo, hi) || !cont(2) || !cont(3)) return 0;
-    cp = (char32_t{b} & 0x07) << 18 | char32_t{p[1] & 0x3Fu} << 12 | char32_t{p[2] & 0x3Fu} << 6 |
-         (p[3] & 0x3F);
+    cp = (char32_t{b} & 0x07) << 18 | char32_t{p[1] & 0x3Fu} << 12 | char32_t{p[2] & 0x3Fu} << 6 | (p[3] & 0x3F);
     return 4;
   }
   return 0;
@@ -67,7 +66,13 @@ void for_each_char(std::string_view text, F&& f) {
 bool is_python_space(char32_t c) {
   if (c < 0x80) return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
   switch (c) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
     case 0x3000:
       return true;
     default:
@@ -171,8 +176,7 @@ int leading_zeros(unsigned __int128 x) {
 int trailing_zeros(std::uint64_t x) { return std::countr_zero(x); }
 int trailing_zeros(unsigned __int128 x) {
   const auto low = static_cast<std::uint64_t>(x);
-  return low != 0 ? std::countr_zero(low)
-                  : 64 + std::countr_zero(static_cast<std::uint64_t>(x >> 64));
+  return low != 0 ? std::countr_zero(low) : 64 + std::countr_zero(static_cast<std::uint64_t>(x >> 64));
 }
 
 // The clipped matches M_n. Every position of either text gets a window: the next 6 characters,
@@ -209,7 +213,7 @@ void count_matches(const std::vector<char32_t>& cand, const std::vector<char32_t
     const int length = chrf_order - trailing_zeros(slots) / bits;  // characters in the window
     const auto side = static_cast<unsigned>(window & 1);
     for (int k = 0; k < chrf_order; ++k) {  // k = n - 1
-      if (shared <= k) {  // a new n-gram: close the last one's group
+      if (shared <= k) {                    // a new n-gram: close the last one's group
         matches[k] += std::min(in_group[0][k], in_group[1][k]);
         in_group[0][k] = in_group[1][k] = 0;
       }
@@ -230,8 +234,7 @@ double chrf_from_counts(const order_counts (&counts)[chrf_order], chrf_smoothing
     // An order the reference lacks counts no candidate n-grams (sacreBLEU's convention).
     const std::size_t hyp = c.reference > 0 ? c.candidate : 0;
     const double p = hyp > 0 ? static_cast<double>(c.matches) / static_cast<double>(hyp) : eps;
-    const double r =
-        c.reference > 0 ? static_cast<double>(c.matches) / static_cast<double>(c.reference) : eps;
+    const double r = c.reference > 0 ? static_cast<double>(c.matches) / static_cast<double>(c.reference) : eps;
     const double denominator = chrf_beta_squared * p + r;
     sum_f += denominator > 0 ? (1 + chrf_beta_squared) * p * r / denominator : eps;
     if (hyp > 0 && c.reference > 0) {
@@ -295,11 +298,10 @@ double chrf(std::string_view candidate, std::string_view reference, chrf_smoothi
   return chrf_from_counts(counts, smoothing);
 }
 
-double mean_sentence_score(std::span<const std::string> candidates,
-                           std::span<const std::string> references, sentence_metric metric) {
+double mean_sentence_score(std::span<const std::string> candidates, std::span<const std::string> references,
+                           sentence_metric metric) {
   if (candidates.size() != references.size()) {
-    fail("mean_sentence_score: ", candidates.size(), " candidates but ", references.size(),
-         " references");
+    fail("mean_sentence_score: ", candidates.size(), " candidates but ", references.size(), " references");
   }
   if (candidates.empty()) fail("mean_sentence_score: no pairs to average");
   double sum = 0.0;

@@ -88,7 +88,7 @@ using sentence_metric = double (*)(std::string_view candidate, std::string_view 
 // The mean of metric(candidates[i], references[i]) over i: the corpus score the experiment
 // reports (a macro-average of sentence scores, not sacreBLEU's corpus_chrf, which pools the
 // n-gram counts). Throws std::invalid_argument when the sizes differ or there are no pairs.
-double mean_sentence_score(std::span<const std::string> candidates,
-                           std::span<const std::string> references, sentence_metric metric);
+double mean_sentence_score(std::span<const std::string> candidates, std::span<const std::string> references,
+                           sentence_metric metric);
 
 }  // namespace tldr

@@ -17,8 +17,8 @@ namespace {
 constexpr double masked_score = -1e9;
 
 // Additive attention bias [B, 1, Tq, Tk] from allowed [B, 1, Tq, Tk] (bool, broadcastable).
-torch::Tensor attention_bias(const torch::Tensor& allowed, std::int64_t batch, std::int64_t queries,
-                               std::int64_t keys, const torch::TensorOptions& options) {
+torch::Tensor attention_bias(const torch::Tensor& allowed, std::int64_t batch, std::int64_t queries, std::int64_t keys,
+                             const torch::TensorOptions& options) {
   return torch::zeros({batch, 1, queries, keys}, options).masked_fill_(allowed.logical_not(), masked_score);
 }
 
@@ -26,7 +26,8 @@ std::int64_t config_field(const nlohmann::json& j, const char* name) {
   if (!j.is_object()) fail("gpt_config::from_json: json must be an object, got ", j.dump());
   const auto it = j.find(name);
   if (it == j.end()) fail("gpt_config::from_json: json has no field \"", name, "\" in ", j.dump());
-  if (!it->is_number_integer()) fail("gpt_config::from_json: field \"", name, "\" = ", it->dump(), " is not an integer");
+  if (!it->is_number_integer())
+    fail("gpt_config::from_json: field \"", name, "\" = ", it->dump(), " is not an integer");
   return it->get<std::int64_t>();
 }
 
@@ -97,7 +98,8 @@ batch right_pad(const std::vector<std::vector<std::int64_t>>& sequences, std::in
 response_batch join_right_pad(const std::vector<std::vector<std::int64_t>>& prompts,
                               const std::vector<std::vector<std::int64_t>>& responses, std::size_t first,
                               std::size_t last, std::int64_t pad_id, std::int64_t context) {
-  if (prompts.size() != responses.size()) fail("join_right_pad: ", prompts.size(), " prompts but ", responses.size(), " responses");
+  if (prompts.size() != responses.size())
+    fail("join_right_pad: ", prompts.size(), " prompts but ", responses.size(), " responses");
   if (first > last || last > prompts.size())
     fail("join_right_pad: rows [", first, ", ", last, ") outside the ", prompts.size(), " given");
   std::vector<std::vector<std::int64_t>> sequences;
@@ -144,7 +146,7 @@ BlockImpl::BlockImpl(std::int64_t d_model, std::int64_t heads) : heads_(heads), 
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bias, torch::Tensor* keys,
-                                   torch::Tensor* values, std::int64_t start) {
+                                 torch::Tensor* values, std::int64_t start) {
   const std::int64_t b = x.size(0), t = x.size(1), d = x.size(2);
   // [B, T, 3, h, dh] → [3, B, h, T, dh]: q, k, v as views of one product.
   const auto parts = qkv(ln1(x)).view({b, t, 3, heads_, d_head_}).permute({2, 0, 3, 1, 4});
@@ -169,12 +171,10 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const torch::Tensor& bi
 GptImpl::GptImpl(const gpt_config& config) : config_(config) {
   config_.validate();
   token_embedding = register_module("token_embedding", torch::nn::Embedding(config_.vocab, config_.d_model));
-  position_embedding =
-      register_module("position_embedding", torch::nn::Embedding(config_.context, config_.d_model));
+  position_embedding = register_module("position_embedding", torch::nn::Embedding(config_.context, config_.d_model));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (std::int64_t l = 0; l < config_.layers; ++l) blocks->push_back(Block(config_.d_model, config_.heads));
-  final_norm =
-      register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config_.d_model})));
+  final_norm = register_module("final_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config_.d_model})));
 
   // GPT-2 initialisation: N(0, 0.02) everywhere, zero biases, and the two projections that feed
   // the residual stream scaled by 1/sqrt(2·layers) so its variance does not grow with depth.
@@ -298,8 +298,8 @@ torch::Tensor RewardModelImpl::forward(const torch::Tensor& ids_in, const torch:
 }
 
 torch::Tensor RewardModelImpl::score(const std::vector<std::vector<std::int64_t>>& prompts,
-                                       const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
-                                       std::int64_t max_batch_rows) {
+                                     const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
+                                     std::int64_t max_batch_rows) {
   if (max_batch_rows < 0) fail("RewardModel::score: max_batch_rows = ", max_batch_rows, " must be >= 0 (0: all)");
   const std::size_t total = prompts.size();
   const std::size_t per_chunk = max_batch_rows == 0 ? std::max<std::size_t>(1, total) : std::size_t(max_batch_rows);

@@ -61,7 +61,7 @@ struct kv_cache {
   std::vector<torch::Tensor> keys, values;  ///< per layer [B, heads, capacity, d_head]
   torch::Tensor key_mask;                   ///< [B, capacity] bool: slot holds a real token
   torch::Tensor real_count;                 ///< [B] int64: real tokens so far (the next position)
-  std::int64_t length = 0;                    ///< slots filled
+  std::int64_t length = 0;                  ///< slots filled
 
   std::int64_t batch_size() const { return key_mask.size(0); }
   std::int64_t capacity() const { return key_mask.size(1); }
@@ -77,7 +77,7 @@ class BlockImpl : public torch::nn::Module {
   /// Without a cache Tk = T; with one, the new keys/values go to slots [start, start + T) of
   /// `keys`/`values` and the queries attend to slots [0, start + T).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& bias, torch::Tensor* keys = nullptr,
-                          torch::Tensor* values = nullptr, std::int64_t start = 0);
+                        torch::Tensor* values = nullptr, std::int64_t start = 0);
 
   torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
   torch::nn::Linear qkv{nullptr}, proj{nullptr}, fc{nullptr}, fc_proj{nullptr};
@@ -131,8 +131,8 @@ class RewardModelImpl : public torch::nn::Module {
   /// r(prompts[i], responses[i]) [N] float, max_batch_rows rows at a time (0: all at once);
   /// differentiable when grad mode is on. The model's mode is left as it is.
   torch::Tensor score(const std::vector<std::vector<std::int64_t>>& prompts,
-                        const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
-                        std::int64_t max_batch_rows = 256);
+                      const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
+                      std::int64_t max_batch_rows = 256);
   /// Copies a trained GPT's parameters into the backbone (configs must match); the head keeps its
   /// own initialisation.
   void load_backbone(const Gpt& source);

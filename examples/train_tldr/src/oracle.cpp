@@ -26,10 +26,10 @@ constexpr std::size_t mark_kinds = 7;  // stop .. junk
 
 struct token {
   kind k = kind::word;
-  bool content = false;         // a word of two or more characters, not a stopword
-  std::uint8_t signature = 0;   // shape and suffix: the class of a rare word in the form model
-  std::uint64_t stem = 0;       // FNV-1a of the stemmed lowercase word
-  std::uint64_t surface = 0;    // FNV-1a of the lowercase word
+  bool content = false;        // a word of two or more characters, not a stopword
+  std::uint8_t signature = 0;  // shape and suffix: the class of a rare word in the form model
+  std::uint64_t stem = 0;      // FNV-1a of the stemmed lowercase word
+  std::uint64_t surface = 0;   // FNV-1a of the lowercase word
 };
 
 using text::is_alnum;
@@ -44,16 +44,18 @@ std::uint64_t pair_key(std::uint64_t a, std::uint64_t b) {
 // The hashes of a small English stopword list, sorted.
 constexpr auto stopword_hashes = [] {
   constexpr std::array<std::string_view, 126> words{
-      "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as",
-      "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can",
-      "could", "did", "do", "does", "doing", "don", "down", "during", "each", "eg", "etc", "even", "every",
-      "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
-      "his", "how", "ie", "if", "in", "into", "is", "it", "its", "just", "may", "me", "might", "more", "most",
-      "much", "must", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "one", "only", "or",
-      "other", "our", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than",
-      "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to",
-      "too", "under", "until", "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where",
-      "which", "while", "who", "will", "with", "would", "you", "your"};
+      "about",  "above",  "after", "again", "against", "all",  "also",   "am",    "an",      "and",     "any",
+      "are",    "as",     "at",    "be",    "because", "been", "before", "being", "below",   "between", "both",
+      "but",    "by",     "can",   "could", "did",     "do",   "does",   "doing", "don",     "down",    "during",
+      "each",   "eg",     "etc",   "even",  "every",   "few",  "for",    "from",  "further", "had",     "has",
+      "have",   "having", "he",    "her",   "here",    "hers", "him",    "his",   "how",     "ie",      "if",
+      "in",     "into",   "is",    "it",    "its",     "just", "may",    "me",    "might",   "more",    "most",
+      "much",   "must",   "my",    "no",    "nor",     "not",  "now",    "of",    "off",     "on",      "once",
+      "one",    "only",   "or",    "other", "our",     "out",  "over",   "own",   "same",    "shall",   "she",
+      "should", "so",     "some",  "such",  "than",    "that", "the",    "their", "them",    "then",    "there",
+      "these",  "they",   "this",  "those", "through", "to",   "too",    "under", "until",   "up",      "upon",
+      "us",     "very",   "was",   "we",    "were",    "what", "when",   "where", "which",   "while",   "who",
+      "will",   "with",   "would", "you",   "your"};
   std::array<std::uint64_t, words.size()> hashes{};
   for (std::size_t i = 0; i < words.size(); ++i) hashes[i] = fnv1a64(words[i]);
   std::sort(hashes.begin(), hashes.end());
@@ -85,7 +87,8 @@ std::string_view stem_of(char* w, std::size_t n) {
     w[n - 1] = 'y';
   } else if (n > 4 && ends("ed")) {
     n -= 2;
-  } else if (n > 4 && ends("es") && (w[n - 3] == 's' || w[n - 3] == 'x' || w[n - 3] == 'z' || ends("ches") || ends("shes"))) {
+  } else if (n > 4 && ends("es") &&
+             (w[n - 3] == 's' || w[n - 3] == 'x' || w[n - 3] == 'z' || ends("ches") || ends("shes"))) {
     n -= 2;
   } else if (n > 3 && w[n - 1] == 's' && !ends("ss") && !ends("us") && !ends("is")) {
     n -= 1;
@@ -105,7 +108,8 @@ bool junk_piece(std::string_view piece) {
         piece[i + 2] == piece[i])
       return true;
   if (std::any_of(piece.begin(), piece.end(), is_alnum)) return false;
-  static constexpr std::array<std::string_view, 9> allowed{"-", "--", "/", "&", "+", "\xE2\x80\x93", "\xE2\x80\x94", "(", ")"};
+  static constexpr std::array<std::string_view, 9> allowed{"-", "--", "/", "&", "+", "\xE2\x80\x93", "\xE2\x80\x94",
+                                                           "(", ")"};
   return std::find(allowed.begin(), allowed.end(), piece) == allowed.end() &&
          piece.find_first_of(".,:;!?\"'") == std::string_view::npos;
 }
@@ -123,10 +127,14 @@ std::uint8_t signature_of(std::string_view lower, std::size_t uppercase, bool ca
       if (lower[lower.size() - x.size() + i] != x[i]) return false;
     return true;
   };
-  const int suffix = ends("ing") ? 1 : ends("ed") ? 2 : ends("ly") ? 3 : ends("tion") || ends("sion") ? 4
-                     : ends("er") || ends("or") ? 5
+  const int suffix = ends("ing")                                                                             ? 1
+                     : ends("ed")                                                                            ? 2
+                     : ends("ly")                                                                            ? 3
+                     : ends("tion") || ends("sion")                                                          ? 4
+                     : ends("er") || ends("or")                                                              ? 5
                      : ends("al") || ends("ic") || ends("ive") || ends("ous") || ends("ful") || ends("able") ? 6
-                     : ends("s") && !ends("ss") ? 7 : 0;
+                     : ends("s") && !ends("ss")                                                              ? 7
+                                                                                                             : 0;
   return static_cast<std::uint8_t>((capitalised && uppercase == 1 ? 8 : 0) + suffix);
 }
 
@@ -265,11 +273,11 @@ struct oracle::model {
 
   oracle_options options;
   double posts = 0, words = 0, carry_rate = 0;
-  hash_table<word_stats> stats;          // by stem
-  hash_table<std::uint32_t> pairs;       // adjacent stems in the train posts and synopses
-  hash_table<std::uint32_t> frequent;    // surface -> class + 1
-  std::vector<double> form_llr;          // [previous class][class]: log P_synopsis - log P_description
-  std::vector<double> length_prior;      // by number of words
+  hash_table<word_stats> stats;        // by stem
+  hash_table<std::uint32_t> pairs;     // adjacent stems in the train posts and synopses
+  hash_table<std::uint32_t> frequent;  // surface -> class + 1
+  std::vector<double> form_llr;        // [previous class][class]: log P_synopsis - log P_description
+  std::vector<double> length_prior;    // by number of words
 
   std::size_t class_of(const token& t, bool word_known) const {
     if (t.k != kind::word) return frequent_words + signatures + static_cast<std::size_t>(t.k) - 1;
@@ -344,7 +352,8 @@ struct oracle::model {
   std::vector<word_info> look_up(const std::vector<const token*>& words, const post_view& post) const;
   double faithfulness(const std::vector<word_info>& info, std::vector<std::uint64_t>& content) const;
   double coverage(post_view post, const std::vector<const token*>& words) const;
-  double phrasing(const std::vector<word_info>& info, const post_view& post, std::vector<std::uint64_t>& pair_keys) const;
+  double phrasing(const std::vector<word_info>& info, const post_view& post,
+                  std::vector<std::uint64_t>& pair_keys) const;
   double form(const std::vector<token>& tokens, const std::vector<word_info>& info) const;
   double combine(const verdict& v) const;
 };
@@ -394,8 +403,9 @@ oracle::oracle(std::span<const example> train, oracle_options options) {
     ++lengths[n];
   }
   std::vector<std::pair<std::uint64_t, std::uint64_t>> by_frequency(frequency.begin(), frequency.end());
-  std::sort(by_frequency.begin(), by_frequency.end(),
-            [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  std::sort(by_frequency.begin(), by_frequency.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
   for (std::size_t i = 0; i < std::min(model::frequent_words, by_frequency.size()); ++i)
     m->frequent[by_frequency[i].first] = static_cast<std::uint32_t>(i + 1);
 
@@ -583,7 +593,8 @@ oracle::verdict oracle::rate(std::string_view post, std::string_view summary) co
     const double n = static_cast<double>(x.size());
     return (n - static_cast<double>(distinct(std::move(x)).size())) / n;
   };
-  v.redundancy = std::pow((1.0 - repeated_share(content)) * (1.0 - repeated_share(pair_keys)), m.options.redundancy_power);
+  v.redundancy =
+      std::pow((1.0 - repeated_share(content)) * (1.0 - repeated_share(pair_keys)), m.options.redundancy_power);
   v.score = m.combine(v);
   return v;
 }
@@ -605,7 +616,8 @@ void score_jsonl(const oracle& o, std::istream& in, std::ostream& out, std::stri
       const auto it = object.find(field);
       if (it == object.end()) throw std::runtime_error(where(line) + ": field \"" + field + "\" is missing");
       if (!it->is_string())
-        throw std::runtime_error(where(line) + ": field \"" + field + "\" is not a string (got " + it->type_name() + ")");
+        throw std::runtime_error(where(line) + ": field \"" + field + "\" is not a string (got " + it->type_name() +
+                                 ")");
     }
     const oracle::verdict v =
         o.rate(post_of(object["prompt"].get<std::string>()), object["summary"].get<std::string>());

@@ -13,15 +13,24 @@ namespace tldr {
 std::string format_duration(double s) {
   char buf[32];
   if (!std::isfinite(s) || s < 0) return "?";
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm %02ds", int(s) / 60, int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%dh %02dm", int(s) / 3600, int(s) % 3600 / 60);
+  if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.1fs", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%dm %02ds", int(s) / 60, int(s) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dh %02dm", int(s) / 3600, int(s) % 3600 / 60);
   return buf;
 }
 
 progress::progress(std::string label, std::int64_t total, std::string unit, std::int64_t start)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(std::max<std::int64_t>(total, 1)), done_(start),
-      start_(start), begin_(std::chrono::steady_clock::now()), last_draw_(begin_), tty_(isatty(STDERR_FILENO) != 0) {
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(std::max<std::int64_t>(total, 1)),
+      done_(start),
+      start_(start),
+      begin_(std::chrono::steady_clock::now()),
+      last_draw_(begin_),
+      tty_(isatty(STDERR_FILENO) != 0) {
   draw(false);
 }
 
@@ -64,15 +73,19 @@ void progress::draw(bool final) {
   std::fill_n(bar.begin(), int(fraction * width), '#');
   // Slow units read better as seconds per unit than as a rate of 0.0.
   char speed[48];
-  if (rate >= 1.0 || rate <= 0.0) std::snprintf(speed, sizeof speed, "%.1f %s/s", rate, unit_.c_str());
-  else std::snprintf(speed, sizeof speed, "%.1f s/%s", 1.0 / rate, unit_.c_str());
+  if (rate >= 1.0 || rate <= 0.0)
+    std::snprintf(speed, sizeof speed, "%.1f %s/s", rate, unit_.c_str());
+  else
+    std::snprintf(speed, sizeof speed, "%.1f s/%s", 1.0 / rate, unit_.c_str());
   char line[512];
-  std::snprintf(line, sizeof line, "%-14s [%s] %3d%% %lld/%lld %s  %s  %s%s%s%s", label_.c_str(),
-                bar.c_str(), int(fraction * 100), static_cast<long long>(done_), static_cast<long long>(total_),
-                unit_.c_str(), speed, final ? "took " : "ETA ",
-                format_duration(final ? elapsed : eta).c_str(), status_.empty() ? "" : "  ", status_.c_str());
-  if (tty_) std::fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
-  else std::fprintf(stderr, "%s\n", line);
+  std::snprintf(line, sizeof line, "%-14s [%s] %3d%% %lld/%lld %s  %s  %s%s%s%s", label_.c_str(), bar.c_str(),
+                int(fraction * 100), static_cast<long long>(done_), static_cast<long long>(total_), unit_.c_str(),
+                speed, final ? "took " : "ETA ", format_duration(final ? elapsed : eta).c_str(),
+                status_.empty() ? "" : "  ", status_.c_str());
+  if (tty_)
+    std::fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+  else
+    std::fprintf(stderr, "%s\n", line);
   std::fflush(stderr);
 }
 

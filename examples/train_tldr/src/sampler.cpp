@@ -36,8 +36,10 @@ void check_options(const sampling_options& o, const gpt_config& c) {
     fail("sample: temperature = ", o.temperature, " must be finite and >= 0 (0: greedy)");
   if (o.top_k < 0) fail("sample: top_k = ", o.top_k, " must be >= 0 (0: no filter)");
   if (!(o.top_p > 0.0 && o.top_p <= 1.0)) fail("sample: top_p = ", o.top_p, " must be in (0, 1]");
-  if (o.eos_id < 0 || o.eos_id >= c.vocab) fail("sample: eos_id = ", o.eos_id, " must be in [0, vocab = ", c.vocab, ")");
-  if (o.pad_id < 0 || o.pad_id >= c.vocab) fail("sample: pad_id = ", o.pad_id, " must be in [0, vocab = ", c.vocab, ")");
+  if (o.eos_id < 0 || o.eos_id >= c.vocab)
+    fail("sample: eos_id = ", o.eos_id, " must be in [0, vocab = ", c.vocab, ")");
+  if (o.pad_id < 0 || o.pad_id >= c.vocab)
+    fail("sample: pad_id = ", o.pad_id, " must be in [0, vocab = ", c.vocab, ")");
   if (o.max_batch_rows < 1) fail("sample: max_batch_rows = ", o.max_batch_rows, " must be >= 1");
 }
 
@@ -139,8 +141,7 @@ void decode_chunk(Gpt& model, const std::vector<std::vector<std::int64_t>>& all_
       token = logits.argmax(-1);
     } else {
       // Unfiltered sampling reuses `raw`, so log_proposal equals log_model exactly.
-      const auto proposal =
-          filtered ? brain::libtorch::sampled_log_softmax(logits, settings) : raw;
+      const auto proposal = filtered ? brain::libtorch::sampled_log_softmax(logits, settings) : raw;
       token = draw_tokens(proposal, row_of, {seed, keys, first, n}, s);
       log_proposal.index_add_(0, row_of, proposal.gather(1, token.unsqueeze(1)).squeeze(1).masked_fill(~alive, 0.0));
     }
@@ -202,8 +203,8 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
 }
 
 torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,
-                                  const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
-                                  std::int64_t max_batch_rows) {
+                                const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
+                                std::int64_t max_batch_rows) {
   const auto& config = model->config();
   if (prompts.size() != responses.size())
     fail("sequence_log_prob: ", prompts.size(), " prompts but ", responses.size(), " responses");
@@ -211,17 +212,17 @@ torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::i
     fail("sequence_log_prob: pad_id = ", pad_id, " must be in [0, vocab = ", config.vocab, ")");
   if (max_batch_rows < 0) fail("sequence_log_prob: max_batch_rows = ", max_batch_rows, " must be >= 0 (0: all)");
   const std::size_t total = prompts.size();
-  const std::size_t per_chunk = max_batch_rows == 0 ? std::max<std::size_t>(1, total)
-                                                    : static_cast<std::size_t>(max_batch_rows);
+  const std::size_t per_chunk =
+      max_batch_rows == 0 ? std::max<std::size_t>(1, total) : static_cast<std::size_t>(max_batch_rows);
   std::vector<torch::Tensor> parts;
   for (std::size_t first = 0; first < total; first += per_chunk) {
-    const auto b = join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id, config.context);
+    const auto b =
+        join_right_pad(prompts, responses, first, std::min(total, first + per_chunk), pad_id, config.context);
     const auto device = model->head_weight().device();
     const auto ids = b.input.ids.to(device);
     const auto hidden = model->hidden(ids, b.input.mask);
-    parts.push_back(brain::libtorch::fused_linear_sequence_log_probs(hidden, model->head_weight(), ids,
-                                                                  b.response_mask.to(device),
-                                                                  brain::libtorch::alignment::next_token));
+    parts.push_back(brain::libtorch::fused_linear_sequence_log_probs(
+        hidden, model->head_weight(), ids, b.response_mask.to(device), brain::libtorch::alignment::next_token));
   }
   if (parts.empty()) return torch::zeros({0}, model->head_weight().options().dtype(torch::kFloat));
   return parts.size() == 1 ? parts.front() : torch::cat(parts);

@@ -15,9 +15,9 @@ namespace tldr {
 
 struct sampling_options {
   std::int64_t samples_per_prompt = 1, max_new_tokens = 24;
-  double temperature = 1.0;  ///< 0: greedy
-  std::int64_t top_k = 0;    ///< 0: no top-k filter
-  double top_p = 1.0;        ///< in (0, 1]; 1: no nucleus filter
+  double temperature = 1.0;               ///< 0: greedy
+  std::int64_t top_k = 0;                 ///< 0: no top-k filter
+  double top_p = 1.0;                     ///< in (0, 1]; 1: no nucleus filter
   std::int64_t eos_id = -1, pad_id = -1;  ///< must be set (in [0, vocab))
   /// Rows decoded together (memory bound); a chunk holds whole prompts, at least one.
   std::int64_t max_batch_rows = 512;
@@ -50,7 +50,7 @@ samples sample(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts
 /// processed max_batch_rows at a time (0: all at once). Prompts must be non-empty and each
 /// prompt + response must fit in the context.
 torch::Tensor sequence_log_prob(Gpt& model, const std::vector<std::vector<std::int64_t>>& prompts,
-                                  const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
-                                  std::int64_t max_batch_rows = 512);
+                                const std::vector<std::vector<std::int64_t>>& responses, std::int64_t pad_id,
+                                std::int64_t max_batch_rows = 512);
 
 }  // namespace tldr

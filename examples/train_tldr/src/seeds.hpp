@@ -13,9 +13,23 @@ namespace tldr {
 
 /// What a seed is for; one value per kind of draw, never reused.
 enum class purpose : std::uint64_t {
-  sft_init = 1, sft_order, pairs_prompts, pairs_sampling, pairs_labels, rm_init, rm_order,
-  align_prompts, align_sampling, align_minibatch, align_pairing, valid_sampling, test_sampling, test_kl_sampling,
-  bootstrap, dpo_pairs, sample_draw,
+  sft_init = 1,
+  sft_order,
+  pairs_prompts,
+  pairs_sampling,
+  pairs_labels,
+  rm_init,
+  rm_order,
+  align_prompts,
+  align_sampling,
+  align_minibatch,
+  align_pairing,
+  valid_sampling,
+  test_sampling,
+  test_kl_sampling,
+  bootstrap,
+  dpo_pairs,
+  sample_draw,
 };
 
 /// splitmix64 of (seed, purpose, a, b): independent, reproducible streams.

@@ -22,12 +22,12 @@ namespace tldr {
 
 // ---- shared stages (stages/data.cpp, sft.cpp, pairs.cpp, reward_model.cpp) ------------------
 
-void prepare_data(const config& settings, spdlog::logger& log);       ///< data/{train,valid,test}.jsonl
+void prepare_data(const config& settings, spdlog::logger& log);  ///< data/{train,valid,test}.jsonl
 /// tokenizer/spm.model, or tokenizer/tokenizer.json copied from --model-dir.
 void prepare_tokenizer(const config& settings, spdlog::logger& log);
-void train_sft(const run_context& ctx);                                ///< sft/model.pt
-void make_pairs(const run_context& ctx);                               ///< pairs/{train,valid}.jsonl: rankings
-void train_reward_model(const run_context& ctx);                       ///< rm/model.pt
+void train_sft(const run_context& ctx);           ///< sft/model.pt
+void make_pairs(const run_context& ctx);          ///< pairs/{train,valid}.jsonl: rankings
+void train_reward_model(const run_context& ctx);  ///< rm/model.pt
 
 /// One prompt's responses as the simulated labeller ranked them: k responses, so that every pair of
 /// them is a comparison (InstructGPT's K-way rankings, which give k(k-1)/2 comparisons for k
@@ -46,7 +46,7 @@ struct preference_record {
   std::size_t index = 0;
   tokens chosen, rejected;
   double oracle_chosen = 0, oracle_rejected = 0;  ///< noiseless oracle scores
-  bool against_gold = false;                       ///< one side is the gold summary
+  bool against_gold = false;                      ///< one side is the gold summary
 };
 /// The k(k-1)/2 comparisons of a ranking, chosen = ranked higher, in ranking order.
 std::vector<preference_record> pairs_of(const ranking_record& r);
@@ -65,7 +65,7 @@ struct validation_point {
   double rm_mean = 0;  ///< mean reward-model score of one sample per validation prompt: the selection metric
   double rm_win = 0;   ///< win-rate against the gold summary under the reward model (ties half)
   double words = 0;
-  double kl = 0;           ///< KL(policy ‖ SFT) estimated from samples at temperature 1
+  double kl = 0;                    ///< KL(policy ‖ SFT) estimated from samples at temperature 1
   double loss = 0, target_ess = 0;  ///< means over the refresh's steps (0 before training)
   std::int64_t skipped_steps = 0;   ///< minibatches without any pair (RSO)
 };
@@ -113,7 +113,8 @@ struct matchup {
 /// Per row and metric: the per-seed means, their mean and standard deviation, and for the
 /// a 95% hierarchical bootstrap interval (seeds resampled, then prompts within seeds); per matchup:
 /// win / tie / loss under the oracle and the reward model, per seed and over seeds.
-nlohmann::json summarize(const run_context& ctx, const std::vector<table_row>& rows, const std::vector<matchup>& matchups);
+nlohmann::json summarize(const run_context& ctx, const std::vector<table_row>& rows,
+                         const std::vector<matchup>& matchups);
 /// The summary's rows as a markdown table (mean ± sd over seeds, [hierarchical 95% interval]).
 std::string rows_markdown(const nlohmann::json& summary);
 /// The summary's matchups as a markdown table.

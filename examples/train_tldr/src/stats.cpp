@@ -86,7 +86,8 @@ paired_difference paired_difference_of(const std::vector<std::vector<double>>& o
   paired_difference out;
   for (std::size_t s = 0; s < ours.size(); ++s) {
     if (ours[s].size() != theirs[s].size())
-      fail("paired_difference_of: seed ", s, " has ", ours[s].size(), " values of ours and ", theirs[s].size(), " of theirs");
+      fail("paired_difference_of: seed ", s, " has ", ours[s].size(), " values of ours and ", theirs[s].size(),
+           " of theirs");
     std::vector<double> d(ours[s].size());
     for (std::size_t i = 0; i < d.size(); ++i) d[i] = ours[s][i] - theirs[s][i];
     out.per_seed.push_back(mean_of(d));
@@ -138,10 +139,14 @@ verdict verdict_of(const interval& d, double margin) {
 
 const char* name_of(verdict v) {
   switch (v) {
-    case verdict::ahead: return "ahead";
-    case verdict::level: return "level";
-    case verdict::behind: return "behind";
-    case verdict::undecided: return "undecided";
+    case verdict::ahead:
+      return "ahead";
+    case verdict::level:
+      return "level";
+    case verdict::behind:
+      return "behind";
+    case verdict::undecided:
+      return "undecided";
   }
   return "?";
 }

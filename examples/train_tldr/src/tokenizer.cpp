@@ -87,7 +87,8 @@ tokenizer::tokenizer(fs::path model_file) : model_(std::move(model_file)) {
     for (const char* name : {"<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"})
       if (!end) end = bpe_->token_id(name);
     if (!end)
-      throw std::invalid_argument(model_.string() + ": no end-of-text token (\"<|endoftext|>\", \"</s>\", "
+      throw std::invalid_argument(model_.string() +
+                                  ": no end-of-text token (\"<|endoftext|>\", \"</s>\", "
                                   "\"<|end_of_text|>\" or \"<eos>\"), which the pipeline needs as bos and eos");
     bos_ = eos_ = *end;
     return;
@@ -98,13 +99,15 @@ tokenizer::tokenizer(fs::path model_file) : model_(std::move(model_file)) {
   for (const auto& line : read_lines(s.dir / "vocab")) pieces_.push_back(line.substr(0, line.find('\t')));
   const std::vector<std::string> expected{"<pad>", "<unk>", "<s>", "</s>"};
   if (pieces_.size() < expected.size() || !std::equal(expected.begin(), expected.end(), pieces_.begin()))
-    throw std::runtime_error("SentencePiece model " + model_.string() +
-                             " must have ids pad=0 unk=1 bos=2 eos=3 (spm_train --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3)");
+    throw std::runtime_error(
+        "SentencePiece model " + model_.string() +
+        " must have ids pad=0 unk=1 bos=2 eos=3 (spm_train --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3)");
 }
 
 tokenizer tokenizer::train(std::span<const example> corpus, int vocab_size, const fs::path& model_file, int threads) {
   if (corpus.empty()) throw std::invalid_argument("tokenizer::train: empty corpus");
-  if (vocab_size < 8) throw std::invalid_argument("tokenizer::train: vocab_size = " + std::to_string(vocab_size) + " < 8");
+  if (vocab_size < 8)
+    throw std::invalid_argument("tokenizer::train: vocab_size = " + std::to_string(vocab_size) + " < 8");
   scratch s;
   std::vector<std::string> lines;
   lines.reserve(2 * corpus.size());
@@ -116,10 +119,13 @@ tokenizer tokenizer::train(std::span<const example> corpus, int vocab_size, cons
   run_tool({"spm_train", "--input=" + (s.dir / "corpus.txt").string(), "--model_prefix=" + (s.dir / "spm").string(),
             "--vocab_size=" + std::to_string(vocab_size), "--model_type=unigram", "--character_coverage=0.9995",
             "--pad_id=0", "--unk_id=1", "--bos_id=2", "--eos_id=3", "--input_sentence_size=2000000",
-            "--shuffle_input_sentence=false", "--hard_vocab_limit=false", "--num_threads=" + std::to_string(threads), "--minloglevel=1"},
+            "--shuffle_input_sentence=false", "--hard_vocab_limit=false", "--num_threads=" + std::to_string(threads),
+            "--minloglevel=1"},
            s.dir / "log");
   if (model_file.has_parent_path()) fs::create_directories(model_file.parent_path());
-  atomic_write(model_file, [&](const fs::path& tmp) { fs::copy_file(s.dir / "spm.model", tmp, fs::copy_options::overwrite_existing); });
+  atomic_write(model_file, [&](const fs::path& tmp) {
+    fs::copy_file(s.dir / "spm.model", tmp, fs::copy_options::overwrite_existing);
+  });
   return tokenizer(model_file);
 }
 
@@ -163,7 +169,7 @@ std::vector<std::string> tokenizer::decode(std::span<const tokens> sequences) co
       const auto last = std::find(first, seq.end(), eos_);
       std::string text = bpe_->decode(std::span<const std::int64_t>(&*first, static_cast<std::size_t>(last - first)));
       if (text.starts_with(' ')) text.erase(0, 1);  // the space encode_responses adds
-      out.push_back(brain::io::valid_utf8(text));  // samples may stop inside a character
+      out.push_back(brain::io::valid_utf8(text));   // samples may stop inside a character
     }
     return out;
   }
@@ -175,7 +181,8 @@ std::vector<std::string> tokenizer::decode(std::span<const tokens> sequences) co
     for (const auto id : seq) {
       if (id == eos_) break;
       if (id == pad_id || id == bos_) continue;
-      if (id < 0 || id >= vocab_size()) throw std::invalid_argument("tokenizer::decode: id " + std::to_string(id) + " out of range");
+      if (id < 0 || id >= vocab_size())
+        throw std::invalid_argument("tokenizer::decode: id " + std::to_string(id) + " out of range");
       if (!line.empty()) line += ' ';
       line += std::to_string(id);
     }
@@ -195,14 +202,17 @@ std::vector<std::string> tokenizer::decode(std::span<const tokens> sequences) co
   return out;
 }
 
-tokens tokenizer::encode(const std::string& text) const { return encode(std::span<const std::string>(&text, 1)).front(); }
+tokens tokenizer::encode(const std::string& text) const {
+  return encode(std::span<const std::string>(&text, 1)).front();
+}
 std::string tokenizer::decode(const tokens& ids) const { return decode(std::span<const tokens>(&ids, 1)).front(); }
 
 std::vector<tokens> tokenizer::encode_prompts(std::span<const std::string> prompts, std::int64_t max_tokens) const {
   static const std::string tail = "TL;DR:";
   const tokens tail_ids = encode(tail);
   const auto room = max_tokens - 1 - static_cast<std::int64_t>(tail_ids.size());
-  if (room < 1) throw std::invalid_argument("encode_prompts: max_tokens = " + std::to_string(max_tokens) + " is too small");
+  if (room < 1)
+    throw std::invalid_argument("encode_prompts: max_tokens = " + std::to_string(max_tokens) + " is too small");
   std::vector<std::string> heads;
   std::vector<bool> has_tail;
   for (const auto& p : prompts) {

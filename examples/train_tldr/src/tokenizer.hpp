@@ -69,11 +69,12 @@ class tokenizer {
   /// "TL;DR:" tail always survives (cutting it would change the task).
   [[nodiscard]] std::vector<tokens> encode_prompts(std::span<const std::string> prompts, std::int64_t max_tokens) const;
   /// Per label: its tokens + eos, cut at max_tokens (a cut label has no eos).
-  [[nodiscard]] std::vector<tokens> encode_responses(std::span<const std::string> labels, std::int64_t max_tokens) const;
+  [[nodiscard]] std::vector<tokens> encode_responses(std::span<const std::string> labels,
+                                                     std::int64_t max_tokens) const;
 
  private:
   std::filesystem::path model_;
-  std::vector<std::string> pieces_;                  // SentencePiece
+  std::vector<std::string> pieces_;                      // SentencePiece
   std::shared_ptr<const brain::io::bpe_tokenizer> bpe_;  // tokenizer.json
   std::int64_t bos_ = spm_bos_id, eos_ = spm_eos_id;
 };

@@ -31,12 +31,14 @@ TEST(arms, the_table_is_consistent) {
     EXPECT_NE(a.loss, nullptr) << a.id;
   }
   // Table 1's columns and the bridge are all there.
-  for (const char* id : {"dpo", "dpo_sft", "rso", "brain", "dpo_sft_iw", "dpo_sft_iw_n", "brain_no_baseline", "rloo", "grpo"})
+  for (const char* id :
+       {"dpo", "dpo_sft", "rso", "brain", "dpo_sft_iw", "dpo_sft_iw_n", "brain_no_baseline", "rloo", "grpo"})
     EXPECT_TRUE(ids.contains(id)) << id;
   EXPECT_EQ(tldr::find_arm("brain").proposal, tldr::proposal_rule::refreshed);
   EXPECT_EQ(tldr::find_arm("dpo_sft_iw_n").proposal, tldr::proposal_rule::prior);  // the only difference (§9.5)
   EXPECT_EQ(tldr::find_arm("dpo_sft_iw_n").loss, tldr::find_arm("brain").loss);
-  EXPECT_NE(error_of([] { (void)tldr::find_arm("ppo"); }).find("unknown arm 'ppo' (known: dpo, dpo_sft"), std::string::npos);
+  EXPECT_NE(error_of([] { (void)tldr::find_arm("ppo"); }).find("unknown arm 'ppo' (known: dpo, dpo_sft"),
+            std::string::npos);
 }
 
 TEST(arms, run_names_tell_settings_apart) {
@@ -105,7 +107,8 @@ TEST(arms, config_validation_names_the_setting) {
             std::string::npos);
   c = {};
   c.study.sweep_seed = 3;  // one of the study's seeds 1..6
-  EXPECT_NE(error_of([&] { c.validate(); }).find("study-sweep-seed = 3 is one of the study's seeds"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.validate(); }).find("study-sweep-seed = 3 is one of the study's seeds"),
+            std::string::npos);
   c = {};
   c.align.patience = -1;
   EXPECT_NE(error_of([&] { c.validate(); }).find("align-patience = -1"), std::string::npos);
@@ -173,7 +176,7 @@ TEST(arms, group_losses_are_the_librarys) {
   const auto lp = (-10 * torch::rand({8})).requires_grad_();
   const auto rows = torch::tensor(units);
   const brain::samples<torch::Tensor> s{lp.detach().view({2, 4}), b.log_proposal.index_select(0, rows),
-                                          b.log_prior.index_select(0, rows), b.reward.index_select(0, rows)};
+                                        b.log_prior.index_select(0, rows), b.reward.index_select(0, rows)};
   const double beta = 0.3;
   // BRAIn: brain_loss on the group.
   const auto out = tldr::minibatch_loss(arm("brain"), mb, lp, b, beta);
@@ -255,8 +258,9 @@ TEST(arms, pair_losses_are_dpo_on_the_planned_pairs) {
   const auto none = tldr::minibatch_loss(arm("rso"), empty, torch::zeros({0}), b, beta);
   EXPECT_EQ(none.trained_pairs, 0);
   EXPECT_EQ(none.loss.item<double>(), 0.0);
-  EXPECT_NE(error_of([&] { (void)tldr::minibatch_loss(arm("dpo_sft"), mb, torch::zeros({3}), b, beta); })
-                .find("the minibatch has 4 cells"),
+  EXPECT_NE(error_of([&] {
+              (void)tldr::minibatch_loss(arm("dpo_sft"), mb, torch::zeros({3}), b, beta);
+            }).find("the minibatch has 4 cells"),
             std::string::npos);
 }
 

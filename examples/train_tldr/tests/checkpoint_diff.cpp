@@ -14,7 +14,8 @@
 
 namespace {
 
-void collect(torch::serialize::InputArchive& archive, const std::string& prefix, std::map<std::string, torch::Tensor>& out) {
+void collect(torch::serialize::InputArchive& archive, const std::string& prefix,
+             std::map<std::string, torch::Tensor>& out) {
   for (const auto& key : archive.keys()) {
     torch::Tensor t;
     if (archive.try_read(key, t)) {
@@ -53,7 +54,8 @@ int main(int argc, char** argv) {
         std::printf("%s: tensor %s is missing or has another shape in %s\n", argv[1], name.c_str(), argv[2]);
         return 1;
       }
-      const double d = t.numel() == 0 ? 0.0 : (t.to(torch::kDouble) - it->second.to(torch::kDouble)).abs().max().item<double>();
+      const double d =
+          t.numel() == 0 ? 0.0 : (t.to(torch::kDouble) - it->second.to(torch::kDouble)).abs().max().item<double>();
       if (d > worst || where.empty()) worst = d, where = name;
     }
     if (a.size() != b.size()) {

@@ -72,12 +72,13 @@ std::vector<package_description> parse_text(const std::string& text) {
 std::vector<package_description> synthetic_families(std::size_t families) {
   std::vector<package_description> out;
   std::mt19937 rng(42);
-  const std::vector<std::string> vocabulary{"fast", "library", "parser", "network", "image", "audio", "format",
-                                            "secure", "client", "server", "tool", "plugin", "data", "stream",
-                                            "file", "graph", "matrix", "text", "window", "protocol"};
+  const std::vector<std::string> vocabulary{"fast",   "library", "parser", "network", "image",  "audio",   "format",
+                                            "secure", "client",  "server", "tool",    "plugin", "data",    "stream",
+                                            "file",   "graph",   "matrix", "text",    "window", "protocol"};
   auto words = [&](std::size_t n) {
     std::string s;
-    for (std::size_t i = 0; i < n; ++i) s += (i ? " " : "") + vocabulary[rng() % vocabulary.size()] + std::to_string(rng() % 1000);
+    for (std::size_t i = 0; i < n; ++i)
+      s += (i ? " " : "") + vocabulary[rng() % vocabulary.size()] + std::to_string(rng() % 1000);
     return s;
   };
   for (std::size_t f = 0; f < families; ++f) {
@@ -134,7 +135,8 @@ TEST(data_translation, parses_sample_stanzas_exactly) {
   ASSERT_NE(game, nullptr);
   EXPECT_EQ(game->synopsis, "Slide and add puzzle game for text mode");
   EXPECT_EQ(game->description.find('\n'), std::string::npos);  // one paragraph
-  EXPECT_TRUE(game->description.starts_with("The 2048 game is a mathematics based puzzle game where you have to slide"));
+  EXPECT_TRUE(
+      game->description.starts_with("The 2048 game is a mathematics based puzzle game where you have to slide"));
 }
 
 TEST(data_translation, handles_crlf_blank_runs_and_unknown_fields) {
@@ -210,7 +212,8 @@ TEST(data_jsonl, round_trip_is_exact_and_atomic) {
   const fs::path path = dir.path / "out.jsonl";
   const std::vector<example> examples{
       {"0ad", "TITLE: 0ad\nPOST: Real-time strategy \"RTS\" game\tof 500 B.C.\nTL;DR:", " Real-time strategy game"},
-      {"", "POST: caf\u00e9 na\u00efve \u2018quotes\u2019 \u65e5\u672c\u8a9e \U0001F600 back\\slash\nTL;DR:", " \u00e9t\u00e9 \"q\"\n2nd line"},
+      {"", "POST: caf\u00e9 na\u00efve \u2018quotes\u2019 \u65e5\u672c\u8a9e \U0001F600 back\\slash\nTL;DR:",
+       " \u00e9t\u00e9 \"q\"\n2nd line"},
       {"x/y", "TL;DR:", " control \x01 char"},
   };
   write_file(path, "old contents that must disappear\n");
@@ -273,7 +276,9 @@ TEST(data_apt, reads_plain_and_compressed_lists) {
   if (!fs::exists("/usr/lib/apt/apt-helper") || std::system("command -v gzip >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "needs apt-helper and gzip";
   const fs::path gz = dir.path / "it's_i18n_Translation-en.gz";  // a quote, to test the quoting
-  ASSERT_EQ(std::system(("gzip -c '" + (dir.path / "x_i18n_Translation-en").string() + "' > \"" + gz.string() + "\"").c_str()), 0);
+  ASSERT_EQ(std::system(
+                ("gzip -c '" + (dir.path / "x_i18n_Translation-en").string() + "' > \"" + gz.string() + "\"").c_str()),
+            0);
   EXPECT_EQ(read_apt_list(gz), text);
   // (zlib passes non-gzip data through, so the failure case uses lz4.)
   write_file(dir.path / "broken.lz4", "not lz4 at all");

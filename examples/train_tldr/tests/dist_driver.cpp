@@ -6,8 +6,8 @@
 //                                     throw the layer's error within the timeout (exit 3)
 //   tldr_dist_driver stall            rank V stays alive but silent; the others must time out (exit 3)
 //   tldr_dist_driver bench [MB]       all-reduce of MB megabytes of float32 (default 100): GB/s
-// Options after the mode: --timeout-ms T (default 10000), --victim V (default 1). Exit 0: every check passed; 1: a check
-// failed (printed); 3: the expected communication error (printed to stderr).
+// Options after the mode: --timeout-ms T (default 10000), --victim V (default 1). Exit 0: every check passed; 1: a
+// check failed (printed); 3: the expected communication error (printed to stderr).
 
 #include "distributed.hpp"
 
@@ -50,10 +50,10 @@ void check_all_reduce(tldr::dist::group& g, std::size_t bucket_bytes) {
     std::vector<std::int64_t> shape;
     torch::ScalarType dtype;
   };
-  const std::vector<spec> specs = {
-      {{3, 5}, torch::kFloat},  {{7}, torch::kDouble},   {{100}, torch::kLong},   {{4}, torch::kBFloat16},
-      {{33}, torch::kHalf},     {{0}, torch::kInt},      {{10}, torch::kByte},    {{2, 3, 4}, torch::kShort},
-      {{1000}, torch::kFloat},  {{9}, torch::kChar},     {{6}, torch::kInt},      {{5}, torch::kFloat}};
+  const std::vector<spec> specs = {{{3, 5}, torch::kFloat}, {{7}, torch::kDouble},      {{100}, torch::kLong},
+                                   {{4}, torch::kBFloat16}, {{33}, torch::kHalf},       {{0}, torch::kInt},
+                                   {{10}, torch::kByte},    {{2, 3, 4}, torch::kShort}, {{1000}, torch::kFloat},
+                                   {{9}, torch::kChar},     {{6}, torch::kInt},         {{5}, torch::kFloat}};
   std::vector<torch::Tensor> tensors;
   std::vector<torch::Tensor> expected;
   for (const auto& s : specs) {
@@ -209,9 +209,9 @@ void check_overlapped_gradients(tldr::dist::group& g) {
     const auto pa = a->parameters(), pb = b->parameters();
     for (std::size_t i = 0; i < pa.size(); ++i) {
       const auto ga = pa[i].grad().defined() ? pa[i].grad() : torch::zeros_like(pa[i]);
-      check(pb[i].grad().defined() && ga.equal(pb[i].grad()),
-            "overlapped_gradients: step " + std::to_string(step) + ", parameter " + std::to_string(i) +
-                " equals sum_gradients'");
+      check(pb[i].grad().defined() && ga.equal(pb[i].grad()), "overlapped_gradients: step " + std::to_string(step) +
+                                                                  ", parameter " + std::to_string(i) +
+                                                                  " equals sum_gradients'");
     }
     if (!empty_share && overlapping)
       check(overlap.launched_during_backward() > 0, "overlapped_gradients: buckets launched during backward");
@@ -275,10 +275,11 @@ int run_bench(const tldr::dist::launch& where, std::chrono::milliseconds timeout
     check(tensors[0][0].item<double>() == expected && tensors[0][n - 1].item<double>() == expected, "bench sums");
     const int w = g.world();
     if (g.is_main())
-      std::printf("all_reduce_sum of %.0f MB float32, %d ranks, bucket %.1f MiB: %.3f s, %.2f GB/s of tensor "
-                  "(%.2f GB/s per rank on the wire, ring 2(N-1)/N)\n",
-                  bytes / 1e6, w, static_cast<double>(bucket) / (1 << 20), seconds, bytes / seconds / 1e9,
-                  2.0 * (w - 1) / w * bytes / seconds / 1e9);
+      std::printf(
+          "all_reduce_sum of %.0f MB float32, %d ranks, bucket %.1f MiB: %.3f s, %.2f GB/s of tensor "
+          "(%.2f GB/s per rank on the wire, ring 2(N-1)/N)\n",
+          bytes / 1e6, w, static_cast<double>(bucket) / (1 << 20), seconds, bytes / seconds / 1e9,
+          2.0 * (w - 1) / w * bytes / seconds / 1e9);
   }
   return failures ? 1 : 0;
 }

@@ -26,8 +26,10 @@ class dist_env_scope {
   }
   ~dist_env_scope() {
     for (const auto& [name, value] : saved_) {
-      if (value) ::setenv(name.c_str(), value->c_str(), 1);
-      else ::unsetenv(name.c_str());
+      if (value)
+        ::setenv(name.c_str(), value->c_str(), 1);
+      else
+        ::unsetenv(name.c_str());
     }
   }
 
@@ -55,8 +57,8 @@ TEST(distributed, no_launcher_is_a_world_of_one) {
 }
 
 TEST(distributed, reads_torchrun_variables) {
-  dist_env_scope scope({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.0.0.7"},
-                        {"MASTER_PORT", "12345"}});
+  dist_env_scope scope(
+      {{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "12345"}});
   const auto where = tldr::dist::launch_from_env();
   EXPECT_EQ(where.rank, 3);
   EXPECT_EQ(where.world, 4);

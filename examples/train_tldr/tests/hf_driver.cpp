@@ -58,7 +58,8 @@ int resave(const fs::path& folder, const fs::path& out) {
 int main(int argc, char** argv) {
   try {
     const std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.size() >= 4 && args[0] == "logits") return logits(args[1], args[2], args[3], args.size() > 4 ? args[4] : "");
+    if (args.size() >= 4 && args[0] == "logits")
+      return logits(args[1], args[2], args[3], args.size() > 4 ? args[4] : "");
     if (args.size() == 3 && args[0] == "resave") return resave(args[1], args[2]);
     std::fprintf(stderr, "usage: hf_driver logits SOURCE IDS.json OUT.json [FOLDER] | resave FOLDER OUT\n");
     return 2;

@@ -27,8 +27,14 @@ fs::path hf_scratch(const std::string& name) {
 }
 
 json hf_gpt2_json() {
-  return {{"model_type", "gpt2"}, {"vocab_size", 50}, {"n_positions", 32}, {"n_embd", 32}, {"n_layer", 2},
-          {"n_head", 4},          {"n_inner", nullptr}, {"activation_function", "gelu_new"},
+  return {{"model_type", "gpt2"},
+          {"vocab_size", 50},
+          {"n_positions", 32},
+          {"n_embd", 32},
+          {"n_layer", 2},
+          {"n_head", 4},
+          {"n_inner", nullptr},
+          {"activation_function", "gelu_new"},
           {"layer_norm_epsilon", 1e-5}};
 }
 
@@ -71,12 +77,13 @@ fs::path write_byte_tokenizer(const fs::path& dir, const std::string& end_token 
   vocab[space + "t"] = 256;
   vocab["he"] = 257;
   vocab[space + "the"] = 258;  // " t" + "he"
-  json tok = {{"version", "1.0"},
-              {"added_tokens", json::array({{{"id", 259}, {"content", end_token}, {"special", true}}})},
-              {"normalizer", nullptr},
-              {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-              {"decoder", {{"type", "ByteLevel"}}},
-              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({space + " t", "h e", space + "t he"})}}}};
+  json tok = {
+      {"version", "1.0"},
+      {"added_tokens", json::array({{{"id", 259}, {"content", end_token}, {"special", true}}})},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({space + " t", "h e", space + "t he"})}}}};
   const auto file = dir / "tokenizer.json";
   std::ofstream(file) << tok.dump();
   return file;
@@ -85,8 +92,11 @@ fs::path write_byte_tokenizer(const fs::path& dir, const std::string& end_token 
 TEST(hf_model, config_maps_gpt2_fields_and_names_what_it_cannot_honour) {
   const auto c = tldr::gpt2_config_from_hf(hf_gpt2_json(), "cfg");
   EXPECT_EQ(c, tldr::testing::tiny_config());
-  auto alternate = json{{"vocab_size", 50}, {"max_position_embeddings", 32}, {"hidden_size", 32},
-                        {"num_hidden_layers", 2}, {"num_attention_heads", 4}};
+  auto alternate = json{{"vocab_size", 50},
+                        {"max_position_embeddings", 32},
+                        {"hidden_size", 32},
+                        {"num_hidden_layers", 2},
+                        {"num_attention_heads", 4}};
   EXPECT_EQ(tldr::gpt2_config_from_hf(alternate, "cfg"), c);
   const std::vector<std::pair<json, std::string>> bad{
       {{{"activation_function", "relu"}}, "\"activation_function\" = \"relu\" is not supported"},
@@ -106,7 +116,8 @@ TEST(hf_model, config_maps_gpt2_fields_and_names_what_it_cannot_honour) {
   }
   auto missing = hf_gpt2_json();
   missing.erase("n_layer");
-  EXPECT_NE(hf_error([&] { (void)tldr::gpt2_config_from_hf(missing, "c"); }).find("no \"n_layer\" field"), std::string::npos);
+  EXPECT_NE(hf_error([&] { (void)tldr::gpt2_config_from_hf(missing, "c"); }).find("no \"n_layer\" field"),
+            std::string::npos);
   // Written back, the config reads as the same model.
   EXPECT_EQ(tldr::gpt2_config_from_hf(tldr::gpt2_config_to_hf(c, 7), "c"), c);
   EXPECT_EQ(tldr::gpt2_config_to_hf(c, 7).at("eos_token_id"), 7);
@@ -128,7 +139,8 @@ TEST(hf_model, saves_and_loads_back_exactly_with_conv1d_layouts) {
   const auto model = tldr::testing::tiny_model(3);
   const auto tok = write_byte_tokenizer(dir);
   tldr::save_hf_model(model, dir / "out", tok, 259);
-  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) EXPECT_TRUE(fs::exists(dir / "out" / f)) << f;
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+    EXPECT_TRUE(fs::exists(dir / "out" / f)) << f;
   EXPECT_EQ(tldr::read_text(dir / "out/tokenizer.json"), tldr::read_text(tok));
   // Hugging Face's names and layouts: Conv1D weights [in, out], no lm_head (tied).
   const brain::io::safetensors file(dir / "out/model.safetensors");
@@ -138,8 +150,8 @@ TEST(hf_model, saves_and_loads_back_exactly_with_conv1d_layouts) {
   EXPECT_EQ(c_attn.shape, (std::vector<std::int64_t>{32, 96}));
   const auto values = file.floats("transformer.h.1.attn.c_attn.weight");
   const auto& qkv = model->blocks->at<tldr::BlockImpl>(1).qkv->weight;  // [96, 32]
-  EXPECT_EQ(values[1], qkv[1][0].item<float>());   // row 0 (input 0), column 1 (output 1)
-  EXPECT_EQ(values[96], qkv[0][1].item<float>());  // row 1 (input 1), column 0
+  EXPECT_EQ(values[1], qkv[1][0].item<float>());                        // row 0 (input 0), column 1 (output 1)
+  EXPECT_EQ(values[96], qkv[0][1].item<float>());                       // row 1 (input 1), column 0
   const auto again = tldr::load_hf_model(dir / "out");
   EXPECT_EQ(again->config(), model->config());
   const auto a = model->named_parameters(), b = again->named_parameters();
@@ -150,8 +162,10 @@ TEST(hf_model, saves_and_loads_back_exactly_with_conv1d_layouts) {
 }
 
 // Rewrites a folder's model.safetensors with `change` applied to its tensors (name → float data).
-void rewrite_weights(const fs::path& dir,
-                     const std::function<void(std::map<std::string, std::pair<std::vector<std::int64_t>, std::vector<float>>>&)>& change) {
+void rewrite_weights(
+    const fs::path& dir,
+    const std::function<void(std::map<std::string, std::pair<std::vector<std::int64_t>, std::vector<float>>>&)>&
+        change) {
   std::map<std::string, std::pair<std::vector<std::int64_t>, std::vector<float>>> tensors;
   {
     const brain::io::safetensors file(dir / "model.safetensors");
@@ -160,8 +174,7 @@ void rewrite_weights(const fs::path& dir,
   change(tensors);
   std::vector<brain::io::tensor_view> views;
   for (const auto& [name, t] : tensors)
-    views.push_back({name, brain::io::dtype::f32, t.first,
-                     std::as_bytes(std::span(t.second.data(), t.second.size()))});
+    views.push_back({name, brain::io::dtype::f32, t.first, std::as_bytes(std::span(t.second.data(), t.second.size()))});
   brain::io::write_safetensors(dir / "model.safetensors", views);
 }
 
@@ -204,7 +217,8 @@ TEST(hf_model, weights_that_do_not_fit_the_config_are_named) {
   auto other = tldr::testing::tiny_config();
   other.layers = 1;
   tldr::Gpt small(other);
-  EXPECT_NE(hf_error([&] { tldr::load_hf_weights(dir / "m", small); }).find("differs from the Gpt's"), std::string::npos);
+  EXPECT_NE(hf_error([&] { tldr::load_hf_weights(dir / "m", small); }).find("differs from the Gpt's"),
+            std::string::npos);
   fs::remove_all(dir);
 }
 
@@ -227,7 +241,9 @@ TEST(hf_model, pipeline_tokenizer_reads_tokenizer_json_with_its_end_of_text_toke
   EXPECT_EQ(tok.decode(prompt), "the post\nTL;DR:");
   EXPECT_EQ(tok.decode(tldr::tokens{'a', 259, 'b'}), "a");
   // A sample that stops inside a character: its bytes become U+FFFD (valid UTF-8 for the JSON files).
-  EXPECT_EQ(tok.decode(tldr::tokens{'a', 0xC3, 'b', 0xE2, 0x82}), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(tok.decode(tldr::tokens{'a', 0xC3, 'b', 0xE2, 0x82}),
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(tok.decode(tldr::tokens{0xC3, 0xA9, 0xF0, 0x9F, 0x98, 0x80}), "\xC3\xA9\xF0\x9F\x98\x80");  // é, 😀 kept
   // Without an end-of-text token the pipeline cannot stop its samples.
   const auto none = hf_scratch("tok-none");

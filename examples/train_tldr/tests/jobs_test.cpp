@@ -59,7 +59,8 @@ TEST(jobs, every_job_runs_and_a_failure_is_named_with_its_log) {
     EXPECT_EQ(what.find("good"), std::string::npos) << what;
   }
   // After a failure no new job starts.
-  EXPECT_THROW(tldr::run_jobs({child("bad2", "fails"), child("never", "succeeds")}, 1, dir / "logs", *log), std::runtime_error);
+  EXPECT_THROW(tldr::run_jobs({child("bad2", "fails"), child("never", "succeeds")}, 1, dir / "logs", *log),
+               std::runtime_error);
   EXPECT_FALSE(fs::exists(dir / "logs/never.log"));
   fs::remove_all(dir);
 }
@@ -73,7 +74,8 @@ TEST(jobs, workers_die_with_the_process_that_started_them) {
     tldr::run_jobs({child("sleeper", "sleeps_then_writes")}, 1, dir / "logs", *log);
     ::_exit(0);
   }
-  for (int i = 0; i < 100 && !fs::exists(dir / "logs/sleeper.log"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && !fs::exists(dir / "logs/sleeper.log"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ::kill(parent, SIGKILL);
   ::waitpid(parent, nullptr, 0);

@@ -108,7 +108,9 @@ std::string judge_slot(const std::string& prompt, const std::string& title) {
   return prompt.substr(from, prompt.find("\n-----", from) - from);
 }
 
-std::string judge_prompt_of(const json& request) { return request.at("messages").at(0).at("content").get<std::string>(); }
+std::string judge_prompt_of(const json& request) {
+  return request.at("messages").at(0).at("content").get<std::string>();
+}
 
 /// A fair judge: prefers the summary holding "good"; [[C]] when neither or both do.
 judge_stub_reply judge_fair(const json& request, int) {
@@ -137,8 +139,8 @@ class judge_temp_dir {
  public:
   judge_temp_dir() {
     static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("llm_judge_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    path_ =
+        fs::temp_directory_path() / ("llm_judge_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }
@@ -171,10 +173,11 @@ std::string judge_error_of(const std::function<void()>& f) {
 
 TEST(LlmJudgePrompt, is_the_papers_with_the_texts_in_their_slots) {
   const std::string t(tldr::tldr_judge_template());
-  EXPECT_EQ(t.rfind("Please act as an impartial judge and evaluate the quality of the tldrs or summaries provided by the\n"
-                    "two AI assistants to the reddit post displayed below.",
-                    0),
-            0u);
+  EXPECT_EQ(
+      t.rfind("Please act as an impartial judge and evaluate the quality of the tldrs or summaries provided by the\n"
+              "two AI assistants to the reddit post displayed below.",
+              0),
+      0u);
   EXPECT_NE(t.find("\"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is better, and\n\"[[C]]\" for a tie."),
             std::string::npos);
   // B is shown before A, as in the paper.
@@ -200,10 +203,10 @@ TEST(LlmJudgeParse, takes_exactly_one_kind_of_marker) {
 TEST(LlmJudgeCombine, wins_and_losses_need_both_orders) {
   using V = tldr::judge_verdict;
   // (candidate as A, candidate as B) → score.
-  EXPECT_EQ(tldr::combine_verdicts(V::a, V::b), 1.0);    // both prefer the candidate
-  EXPECT_EQ(tldr::combine_verdicts(V::b, V::a), 0.0);    // both prefer the reference
-  EXPECT_EQ(tldr::combine_verdicts(V::a, V::a), 0.5);    // position bias: always A
-  EXPECT_EQ(tldr::combine_verdicts(V::b, V::b), 0.5);    // position bias: always B
+  EXPECT_EQ(tldr::combine_verdicts(V::a, V::b), 1.0);  // both prefer the candidate
+  EXPECT_EQ(tldr::combine_verdicts(V::b, V::a), 0.0);  // both prefer the reference
+  EXPECT_EQ(tldr::combine_verdicts(V::a, V::a), 0.5);  // position bias: always A
+  EXPECT_EQ(tldr::combine_verdicts(V::b, V::b), 0.5);  // position bias: always B
   EXPECT_EQ(tldr::combine_verdicts(V::tie, V::tie), 0.5);
   EXPECT_EQ(tldr::combine_verdicts(V::a, V::tie), 0.5);  // a tie in either order is a tie
   EXPECT_EQ(tldr::combine_verdicts(V::tie, V::b), 0.5);
@@ -275,11 +278,16 @@ TEST(LlmJudgeClient, malformed_answers_are_retried) {
   // No verdict, two different ones, lowercase, a body that is not a completion: then a verdict.
   judge_stub stub([](const json&, int n) {
     switch (n) {
-      case 0: return judge_completion("I cannot decide.");
-      case 1: return judge_completion("[[A]] or maybe [[B]]");
-      case 2: return judge_completion("[[a]]");
-      case 3: return judge_stub_reply{200, "{\"choices\": []}"};
-      default: return judge_completion("[[B]]");
+      case 0:
+        return judge_completion("I cannot decide.");
+      case 1:
+        return judge_completion("[[A]] or maybe [[B]]");
+      case 2:
+        return judge_completion("[[a]]");
+      case 3:
+        return judge_stub_reply{200, "{\"choices\": []}"};
+      default:
+        return judge_completion("[[B]]");
     }
   });
   judge_temp_dir dir;
@@ -297,12 +305,13 @@ TEST(LlmJudgeClient, malformed_answers_fail_after_the_retry_limit) {
   judge_stub stub([](const json&, int) { return judge_completion("Both are fine: [[a]]"); });
   judge_temp_dir dir;
   tldr::llm_judge judge(judge_test_settings(stub.url()), dir.cache());  // 2 retries
-  const auto message = judge_error_of([&] { judge.judge({"post", "the candidate text", "reference", "eval/x prompt 7"}); });
+  const auto message =
+      judge_error_of([&] { judge.judge({"post", "the candidate text", "reference", "eval/x prompt 7"}); });
   EXPECT_EQ(stub.count(), 3);
   EXPECT_NE(message.find(stub.url() + "/v1/chat/completions"), std::string::npos) << message;
   EXPECT_NE(message.find("3 attempt"), std::string::npos) << message;
   EXPECT_NE(message.find("malformed answer"), std::string::npos) << message;
-  EXPECT_NE(message.find("[[a]]"), std::string::npos) << message;  // the body's excerpt
+  EXPECT_NE(message.find("[[a]]"), std::string::npos) << message;            // the body's excerpt
   EXPECT_NE(message.find("eval/x prompt 7"), std::string::npos) << message;  // the pair
   EXPECT_NE(message.find("the candidate text"), std::string::npos) << message;
 }
@@ -335,7 +344,8 @@ TEST(LlmJudgeClient, persistent_server_errors_name_the_status_and_body) {
 }
 
 TEST(LlmJudgeClient, client_errors_fail_at_once) {
-  judge_stub stub([](const json&, int) { return judge_stub_reply{400, "{\"error\": \"model 'stub-model' not found\"}"}; });
+  judge_stub stub(
+      [](const json&, int) { return judge_stub_reply{400, "{\"error\": \"model 'stub-model' not found\"}"}; });
   judge_temp_dir dir;
   tldr::llm_judge judge(judge_test_settings(stub.url()), dir.cache());
   const auto message = judge_error_of([&] { judge.judge({"post", "candidate", "reference", "the pair"}); });
@@ -477,7 +487,9 @@ TEST(LlmJudgeCache, a_truncated_last_line_is_dropped_with_a_warning) {
   judge_stub stub(judge_fair);
   judge_temp_dir dir;
   const auto pairs = judge_test_pairs(2);
-  { (void)tldr::llm_judge(judge_test_settings(stub.url()), dir.cache()).judge_all(pairs); }
+  {
+    (void)tldr::llm_judge(judge_test_settings(stub.url()), dir.cache()).judge_all(pairs);
+  }
   ASSERT_EQ(stub.count(), 4);
   {
     std::ofstream out(dir.cache(), std::ios::app);
@@ -502,7 +514,9 @@ TEST(LlmJudgeCache, a_truncated_last_line_is_dropped_with_a_warning) {
 TEST(LlmJudgeCache, corruption_before_the_last_line_is_an_error) {
   judge_stub stub(judge_fair);
   judge_temp_dir dir;
-  { (void)tldr::llm_judge(judge_test_settings(stub.url()), dir.cache()).judge_all(judge_test_pairs(2)); }
+  {
+    (void)tldr::llm_judge(judge_test_settings(stub.url()), dir.cache()).judge_all(judge_test_pairs(2));
+  }
   std::string text;
   {
     std::ifstream in(dir.cache());

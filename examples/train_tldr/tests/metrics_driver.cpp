@@ -47,8 +47,7 @@ int score_stdin() {
       std::fprintf(stderr, "metrics_driver: line %zu is not HEX<TAB>HEX\n", number);
       return 1;
     }
-    std::printf("%.17g %.17g %.17g\n", tldr::rouge_l_f1(candidate, reference),
-                tldr::chrf(candidate, reference),
+    std::printf("%.17g %.17g %.17g\n", tldr::rouge_l_f1(candidate, reference), tldr::chrf(candidate, reference),
                 tldr::chrf(candidate, reference, tldr::chrf_smoothing::epsilon));
   }
   return 0;
@@ -76,26 +75,25 @@ void bench(const char* title, std::span<const char* const> words, std::size_t pa
     for (std::size_t i = 0; i < pairs; ++i) sink += metric(cands[i % distinct], refs[i % distinct]);
     const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
     const double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
-    std::printf("%-9s %-18s %8.0f pairs/s of CPU time (%.2f us a pair), %8.0f of wall time "
-                "(checksum %.6g)\n",
-                title, name, pairs / cpu, 1e6 * cpu / pairs, pairs / wall.count(), sink);
+    std::printf(
+        "%-9s %-18s %8.0f pairs/s of CPU time (%.2f us a pair), %8.0f of wall time "
+        "(checksum %.6g)\n",
+        title, name, pairs / cpu, 1e6 * cpu / pairs, pairs / wall.count(), sink);
   };
   time("rouge_l_f1", [](const std::string& c, const std::string& r) { return tldr::rouge_l_f1(c, r); });
   time("chrf", [](const std::string& c, const std::string& r) { return tldr::chrf(c, r); });
-  time("both", [](const std::string& c, const std::string& r) {
-    return tldr::rouge_l_f1(c, r) + tldr::chrf(c, r);
-  });
+  time("both", [](const std::string& c, const std::string& r) { return tldr::rouge_l_f1(c, r) + tldr::chrf(c, r); });
 }
 
 int bench(std::size_t pairs) {
-  static const char* const english[] = {
-      "the",  "program", "parses", "json",    "files",  "and",   "prints", "a",      "summary",
-      "of",   "each",    "record", "library", "for",    "gtk",   "tools",  "to",     "manage",
-      "disk", "images",  "with",   "support", "python", "module", "fast",  "simple", "server"};
+  static const char* const english[] = {"the",     "program", "parses", "json",   "files",  "and",     "prints",
+                                        "a",       "summary", "of",     "each",   "record", "library", "for",
+                                        "gtk",     "tools",   "to",     "manage", "disk",   "images",  "with",
+                                        "support", "python",  "module", "fast",   "simple", "server"};
   // Characters above U+03FF take chrF's 128-bit path.
-  static const char* const russian[] = {
-      "программа", "читает", "файлы", "и",    "печатает", "сводку", "для",   "каждой",
-      "записи",    "быстрый", "сервер", "с",   "поддержкой", "модуль", "диск", "образы"};
+  static const char* const russian[] = {"программа",  "читает", "файлы",  "и",       "печатает", "сводку",
+                                        "для",        "каждой", "записи", "быстрый", "сервер",   "с",
+                                        "поддержкой", "модуль", "диск",   "образы"};
   bench("english", english, pairs);
   bench("russian", russian, pairs);
   return 0;

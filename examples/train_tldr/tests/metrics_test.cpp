@@ -28,8 +28,7 @@ TEST(RougeL, WorkedExample) {
   // reference: the quick brown dog jumps on the log             (8 tokens)
   // LCS: the quick brown . jumps . the = 5 (taking "dog" instead gives only
   // "the quick brown dog" = 4). P = 5/9, R = 5/8, F1 = 2 (25/72) / (85/72) = 10/17.
-  EXPECT_DOUBLE_EQ(rouge_l_f1("the quick brown fox jumps over the lazy dog",
-                              "The quick brown dog jumps on the log."),
+  EXPECT_DOUBLE_EQ(rouge_l_f1("the quick brown fox jumps over the lazy dog", "The quick brown dog jumps on the log."),
                    10.0 / 17.0);
   // Repeats: LCS("the the the", "the") = 1, P = 1/3, R = 1, F1 = 1/2.
   EXPECT_DOUBLE_EQ(rouge_l_f1("the the the", "the"), 0.5);
@@ -56,8 +55,7 @@ TEST(RougeL, PublishedRougeScoreTests) {
   const char* target0 =
       "ZfbCUIUuePaiLVUlCaUXxkpu XPeWing tUHfPMuZ',-Xd Y BrUgVJing M-HV.-DgdDaY.rFDJCRing Ht-LM "
       "EKBDXkME,yz'RBr q'wtion wIojNbN wL,b .a-'XdQggyFl jB-RPP'iyOIcUxer tKM L\n";
-  const char* prediction0 =
-      "rFDJCRtion Ht-LM EKtDXkME,yz'RBr q'wer wrojNbN wL,b .a-'XdQggyFl jB-RPP'iyOIcUxi\n";
+  const char* prediction0 = "rFDJCRtion Ht-LM EKtDXkME,yz'RBr q'wer wrojNbN wL,b .a-'XdQggyFl jB-RPP'iyOIcUxi\n";
   const char* target1 =
       "KsJdPByEtAor fE-Qg Dpdbring cw-WeFyu vC MoBL Xdn g wkvcEiGvKtion BDFhrpMtion psing sbKao "
       "Q m qiing LMmer HqqLFXe,XPY,J XsurkMer ,ed nB'wH'bWVHjWFEing tQ.saefZwJtKrTlixYpMMsJing "
@@ -79,8 +77,7 @@ TEST(RougeL, EmptyOrWithoutTokens) {
 TEST(RougeL, CaseAndPunctuation) {
   EXPECT_DOUBLE_EQ(rouge_l_f1("Hello, World!", "hello world"), 1.0);
   EXPECT_DOUBLE_EQ(rouge_l_f1("e-mail", "E mail"), 1.0);
-  EXPECT_EQ(rouge_tokens("Don't STOP-me_now, 2x!"),
-            (std::vector<std::string>{"don", "t", "stop", "me", "now", "2x"}));
+  EXPECT_EQ(rouge_tokens("Don't STOP-me_now, 2x!"), (std::vector<std::string>{"don", "t", "stop", "me", "now", "2x"}));
 }
 
 TEST(RougeL, Utf8) {
@@ -92,7 +89,10 @@ TEST(RougeL, Utf8) {
   // Python's lower(): KELVIN SIGN -> k; İ -> i + combining dot, which separates.
   EXPECT_EQ(rouge_tokens("\u212Aelvin İstanbul"), (std::vector<std::string>{"kelvin", "i", "stanbul"}));
   // Invalid bytes separate too.
-  EXPECT_EQ(rouge_tokens("ab\xff" "cd\xe2\x82" "ef\xc3"), (std::vector<std::string>{"ab", "cd", "ef"}));
+  EXPECT_EQ(rouge_tokens("ab\xff"
+                         "cd\xe2\x82"
+                         "ef\xc3"),
+            (std::vector<std::string>{"ab", "cd", "ef"}));
 }
 
 // ---- chrF ----
@@ -160,9 +160,9 @@ TEST(Chrf, PublishedSacrebleuTests) {
   EXPECT_NEAR(chrf_eps("a", "a"), 16.6667, 1e-4);
   EXPECT_NEAR(chrf_eps("a b c", "a b c"), 50.0, 1e-4);
   EXPECT_NEAR(chrf_eps("a b c", "abc"), 50.0, 1e-4);
-  EXPECT_NEAR(chrf_eps("Niemand hat die Absicht, eine Mauer zu errichten",
-                       "Niemand hat die Absicht, eine Mauer zu errichten"),
-              100.0, 1e-4);
+  EXPECT_NEAR(
+      chrf_eps("Niemand hat die Absicht, eine Mauer zu errichten", "Niemand hat die Absicht, eine Mauer zu errichten"),
+      100.0, 1e-4);
 }
 
 TEST(Chrf, Empty) {
@@ -193,7 +193,7 @@ TEST(Chrf, Utf8CodePoints) {
 
 TEST(Chrf, InvalidBytesAreOneCharacterEach) {
   EXPECT_DOUBLE_EQ(chrf("\xff", "\xff"), 100.0);
-  EXPECT_EQ(chrf("\xff", "\xfe"), 0.0);  // not all one replacement character
+  EXPECT_EQ(chrf("\xff", "\xfe"), 0.0);      // not all one replacement character
   EXPECT_EQ(chrf("\xc3", "\xc3\xa9"), 0.0);  // a truncated é is not é
   // "\x80\x80" against "\x80": n = 1: P 1/2, R 1; n = 2: the reference has none.
   // chrF = 100 * 5 (1/2) / (2 + 1) = 100 * 5/6.
@@ -202,8 +202,14 @@ TEST(Chrf, InvalidBytesAreOneCharacterEach) {
   // P 1/3, R 1, and the reference has no 2-gram: chrF = 100 * (5/3) / (7/3) = 100 * 5/7.
   EXPECT_NEAR(chrf("\xed\xa0\x80", "\xed"), 100.0 * 5 / 7, 1e-12);
   // A raw A0 byte is not the NBSP character C2 A0, so it is not removed as whitespace.
-  EXPECT_DOUBLE_EQ(chrf("a\xc2\xa0" "b", "ab"), 100.0);
-  EXPECT_LT(chrf("a\xa0" "b", "ab"), 100.0);
+  EXPECT_DOUBLE_EQ(chrf("a\xc2\xa0"
+                        "b",
+                        "ab"),
+                   100.0);
+  EXPECT_LT(chrf("a\xa0"
+                 "b",
+                 "ab"),
+            100.0);
 }
 
 // ---- corpus mean ----
@@ -212,8 +218,7 @@ TEST(MeanSentenceScore, AveragesSentenceScores) {
   const std::vector<std::string> candidates{"a b", "x", "banana"};
   const std::vector<std::string> references{"a b", "y", "bandana"};
   EXPECT_DOUBLE_EQ(mean_sentence_score(candidates, references, rouge_l_f1), (1.0 + 0.0 + 0.0) / 3);
-  EXPECT_NEAR(mean_sentence_score(candidates, references, chrf),
-              (100.0 + 0.0 + 100.0 * 2323 / 7008) / 3, 1e-12);
+  EXPECT_NEAR(mean_sentence_score(candidates, references, chrf), (100.0 + 0.0 + 100.0 * 2323 / 7008) / 3, 1e-12);
   EXPECT_NEAR(mean_sentence_score(candidates, references, chrf_eps),
               (chrf_eps("a b", "a b") + 0.0 + chrf_eps("banana", "bandana")) / 3, 1e-12);
 }

@@ -16,9 +16,7 @@ using seqs = std::vector<std::vector<std::int64_t>>;
 using tldr::testing::tiny_config;
 using tldr::testing::tiny_model;
 
-torch::Tensor one_row(const std::vector<std::int64_t>& s) {
-  return torch::tensor(s, torch::kLong).view({1, -1});
-}
+torch::Tensor one_row(const std::vector<std::int64_t>& s) { return torch::tensor(s, torch::kLong).view({1, -1}); }
 
 torch::Tensor all_real(const torch::Tensor& ids) { return torch::ones_like(ids, torch::kBool); }
 

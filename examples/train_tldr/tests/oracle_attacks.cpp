@@ -20,11 +20,16 @@ int main(int argc, char** argv) {
   bool show = false, held_out = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--lists" && i + 1 < argc) lists = argv[++i];
-    else if (a == "--snapshot" && i + 1 < argc) snapshot = argv[++i];
-    else if (a == "--split" && i + 1 < argc) split = argv[++i];
-    else if (a == "--show-losses") show = true;
-    else if (a == "--held-out") held_out = true;
+    if (a == "--lists" && i + 1 < argc)
+      lists = argv[++i];
+    else if (a == "--snapshot" && i + 1 < argc)
+      snapshot = argv[++i];
+    else if (a == "--split" && i + 1 < argc)
+      split = argv[++i];
+    else if (a == "--show-losses")
+      show = true;
+    else if (a == "--held-out")
+      held_out = true;
     else {
       std::fprintf(stderr, "tldr_oracle_attacks: unknown argument '%s'\n", a.c_str());
       return 2;
@@ -47,13 +52,17 @@ int main(int argc, char** argv) {
   }
   const auto& examples = split == "test" ? d.test : d.valid;
   if (examples.size() < 200) {
-    std::fprintf(stderr, "tldr_oracle_attacks: only %zu %s posts; expected the full data set\n", examples.size(), split.c_str());
+    std::fprintf(stderr, "tldr_oracle_attacks: only %zu %s posts; expected the full data set\n", examples.size(),
+                 split.c_str());
     return 1;
   }
   const tldr::oracle oracle(d.train);
   const tldr::attacker attacker(d.train);
 
-  struct tally { std::size_t wins = 0, games = 0; double score = 0; };
+  struct tally {
+    std::size_t wins = 0, games = 0;
+    double score = 0;
+  };
   bool failed = false;
   for (const bool designed : {true, false}) {
     if (!designed && !held_out) break;
@@ -72,7 +81,8 @@ int main(int argc, char** argv) {
         t.wins += gold > s;
         t.score += s;
         if (show && gold <= s)
-          std::printf("  loss [%s] gold %.3f \"%s\" vs %.3f \"%s\"\n", a.name.c_str(), gold, e.label.c_str(), s, a.summary.c_str());
+          std::printf("  loss [%s] gold %.3f \"%s\" vs %.3f \"%s\"\n", a.name.c_str(), gold, e.label.c_str(), s,
+                      a.summary.c_str());
       }
     }
     std::printf("%s attacks on the %s split (%zu posts; gold's mean score %.3f):\n", designed ? "designed" : "held-out",

@@ -87,7 +87,8 @@ TEST(oracle_components, length_prior_from_the_synopses) {
   EXPECT_DOUBLE_EQ(plain().rate("p", "one").length, 1.0);
   EXPECT_DOUBLE_EQ(plain().rate("p", "one two three four five").length, 1.0);
   // From corpus synopses of 2, 2, 2 and 5 words: (count + 1) / (max count + 1), to the power 0.5.
-  const std::vector<example> corpus{{"a", "POST: x\nTL;DR:", " red fox"}, {"b", "POST: y\nTL;DR:", " blue fox"},
+  const std::vector<example> corpus{{"a", "POST: x\nTL;DR:", " red fox"},
+                                    {"b", "POST: y\nTL;DR:", " blue fox"},
                                     {"c", "POST: z\nTL;DR:", " green fox"},
                                     {"d", "POST: w\nTL;DR:", " one two three four five"}};
   const oracle o(corpus);
@@ -115,11 +116,12 @@ TEST(oracle_components, score_is_the_documented_combination) {
     }
     // The weighted geometric mean of the floored components, times the redundancy.
     const auto floored = [&](double x) { return std::log(o.floor + (1 - o.floor) * x); };
-    const double weights = o.faithfulness_weight + o.coverage_weight + o.phrasing_weight + o.form_weight + o.length_weight;
+    const double weights =
+        o.faithfulness_weight + o.coverage_weight + o.phrasing_weight + o.form_weight + o.length_weight;
     const double expected =
-        v.redundancy * std::exp((o.faithfulness_weight * floored(v.faithfulness) + o.coverage_weight * floored(v.coverage) +
-                                 o.phrasing_weight * floored(v.phrasing) + o.form_weight * floored(v.form) +
-                                 o.length_weight * floored(v.length)) /
+        v.redundancy * std::exp((o.faithfulness_weight * floored(v.faithfulness) +
+                                 o.coverage_weight * floored(v.coverage) + o.phrasing_weight * floored(v.phrasing) +
+                                 o.form_weight * floored(v.form) + o.length_weight * floored(v.length)) /
                                 weights);
     EXPECT_NEAR(v.score, expected, 1e-12) << summary;
   }
@@ -153,14 +155,17 @@ TEST(oracle_preference, gold_beats_attacks_on_the_debian_sample) {
   // The full-split check with every attack is ctest tldr_oracle_attacks; this one runs anywhere.
   const attacker a(sample());
   EXPECT_GT(gold_win_rate(sample_oracle(), [](const example& e) { return first_words(post_of(e.prompt), 10); }), 0.85);
-  EXPECT_GT(gold_win_rate(sample_oracle(), [&](const example& e) {
-              std::string list;
-              for (const auto& w : a.salient_words(post_of(e.prompt), 5)) list += (list.empty() ? "" : " ") + w;
-              return list;
-            }),
+  EXPECT_GT(gold_win_rate(sample_oracle(),
+                          [&](const example& e) {
+                            std::string list;
+                            for (const auto& w : a.salient_words(post_of(e.prompt), 5))
+                              list += (list.empty() ? "" : " ") + w;
+                            return list;
+                          }),
             0.85);
   EXPECT_GT(gold_win_rate(sample_oracle(), [](const example& e) { return shuffled_words(e.label, 3); }), 0.8);
-  EXPECT_GT(gold_win_rate(sample_oracle(), [](const example& e) { return repeated(first_words(e.label, 1), 5); }), 0.95);
+  EXPECT_GT(gold_win_rate(sample_oracle(), [](const example& e) { return repeated(first_words(e.label, 1), 5); }),
+            0.95);
   // Another package's synopsis: the next one in the (name-sorted) sample.
   EXPECT_GT(gold_win_rate(sample_oracle(),
                           [](const example& e) {
@@ -215,8 +220,10 @@ TEST(oracle_jsonl, bad_lines_are_named) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(error_of("{\"prompt\": \"p\", \"summary\": \"s\"}\n{oops\n").find("probe.jsonl:2: invalid JSON"), std::string::npos);
+  EXPECT_NE(error_of("{\"prompt\": \"p\", \"summary\": \"s\"}\n{oops\n").find("probe.jsonl:2: invalid JSON"),
+            std::string::npos);
   EXPECT_NE(error_of("[1, 2]\n").find("probe.jsonl:1: expected a JSON object"), std::string::npos);
   EXPECT_NE(error_of("{\"prompt\": \"p\"}\n").find("probe.jsonl:1: field \"summary\" is missing"), std::string::npos);
-  EXPECT_NE(error_of("{\"prompt\": 3, \"summary\": \"s\"}\n").find("field \"prompt\" is not a string"), std::string::npos);
+  EXPECT_NE(error_of("{\"prompt\": 3, \"summary\": \"s\"}\n").find("field \"prompt\" is not a string"),
+            std::string::npos);
 }

@@ -321,9 +321,10 @@ TEST(sampler_speed, report_throughput) {
   std::size_t tokens = 0;
   for (const auto& r : out.responses) tokens += r.size();
   // CPU time too: on a shared machine the wall time mostly measures the other processes.
-  std::printf("[ report   ] sampling 512 x 24 after 96-token prompts (V=2000, d=128, 4 layers, 1 thread): "
-              "%.2f s wall, %.2f s CPU, %.0f new tokens per wall second\n",
-              seconds, cpu, static_cast<double>(tokens) / seconds);
+  std::printf(
+      "[ report   ] sampling 512 x 24 after 96-token prompts (V=2000, d=128, 4 layers, 1 thread): "
+      "%.2f s wall, %.2f s CPU, %.0f new tokens per wall second\n",
+      seconds, cpu, static_cast<double>(tokens) / seconds);
   ::at::set_num_threads(threads);
   EXPECT_GT(tokens, 0u);
 }

@@ -176,17 +176,24 @@ TEST(data_snapshot, a_changed_text_names_file_expected_and_actual) {
 TEST(data_snapshot, malformed_snapshots_fail_with_their_place) {
   snapshot_scratch_dir dir;
   const fs::path file = write_small_snapshot(dir.path);
-  const std::string good = R"({"package":"a","synopsis":"s","description":"d")" "}\n";
+  const std::string good = R"({"package":"a","synopsis":"s","description":"d")"
+                           "}\n";
 
   replace_text(file, good + "{\"package\": \"b\", not json\n", 2);
   std::string message = snapshot_error(file);
   EXPECT_NE(message.find(file.string() + ":2: invalid JSON"), std::string::npos) << message;
 
-  replace_text(file, good + R"({"package":"b","synopsis":"s"})" "\n", 2);
+  replace_text(file,
+               good + R"({"package":"b","synopsis":"s"})"
+                      "\n",
+               2);
   message = snapshot_error(file);
   EXPECT_NE(message.find(file.string() + ":2: expected an object with the fields"), std::string::npos) << message;
 
-  replace_text(file, good + R"({"package":"b","synopsis":1,"description":"d"})" "\n", 2);
+  replace_text(file,
+               good + R"({"package":"b","synopsis":1,"description":"d"})"
+                      "\n",
+               2);
   message = snapshot_error(file);
   EXPECT_NE(message.find(file.string() + ":2: field \"synopsis\" is not a string"), std::string::npos) << message;
 

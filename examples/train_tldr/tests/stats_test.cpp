@@ -67,8 +67,9 @@ TEST(stats, the_pooled_bootstrap_resamples_prompts_with_all_their_seeds) {
 TEST(stats, spread_by_hand) {
   const auto s = tldr::spread_of({1.0, 2.0, 4.0});
   EXPECT_DOUBLE_EQ(s.mean, 7.0 / 3.0);
-  EXPECT_DOUBLE_EQ(s.sd, std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) +
-                                    (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2.0));
+  EXPECT_DOUBLE_EQ(
+      s.sd,
+      std::sqrt(((1 - 7.0 / 3) * (1 - 7.0 / 3) + (2 - 7.0 / 3) * (2 - 7.0 / 3) + (4 - 7.0 / 3) * (4 - 7.0 / 3)) / 2.0));
   EXPECT_EQ(s.min, 1.0);
   EXPECT_EQ(s.max, 4.0);
   EXPECT_EQ(s.count, 3u);
@@ -85,8 +86,9 @@ TEST(stats, bad_input_is_named) {
     return std::string("no exception");
   };
   EXPECT_NE(message([] { (void)tldr::outcomes({1, 2}, {1}); }).find("2 scores against 1"), std::string::npos);
-  EXPECT_NE(message([] { (void)tldr::pooled_bootstrap({{1, 2}, {1}}, 10, 1); }).find("seed 1 has 1 values but seed 0 has 2"),
-            std::string::npos);
+  EXPECT_NE(
+      message([] { (void)tldr::pooled_bootstrap({{1, 2}, {1}}, 10, 1); }).find("seed 1 has 1 values but seed 0 has 2"),
+      std::string::npos);
   EXPECT_NE(message([] { (void)tldr::pooled_bootstrap({}, 10, 1); }).find("no values"), std::string::npos);
   EXPECT_NE(message([] { (void)tldr::mean_of({}); }).find("no values"), std::string::npos);
   EXPECT_NE(message([] { (void)tldr::pooled_bootstrap({{1}}, 0, 1); }).find("resamples = 0"), std::string::npos);

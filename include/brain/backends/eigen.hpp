@@ -77,9 +77,13 @@ struct backend_traits<X> {
 
  public:
   template <class A>
-  static index rows(const A& a) { return a.rows(); }
+  static index rows(const A& a) {
+    return a.rows();
+  }
   template <class A>
-  static index cols(const A& a) { return a.cols(); }
+  static index cols(const A& a) {
+    return a.cols();
+  }
 
   template <class A>
   static tensor full(const A&, index rows, index cols, double value) {
@@ -87,26 +91,42 @@ struct backend_traits<X> {
   }
 
   template <class A, class B>
-  static tensor add(const A& a, const B& b) { return make(a.array() + b.array()); }
+  static tensor add(const A& a, const B& b) {
+    return make(a.array() + b.array());
+  }
   template <class A, class B>
-  static tensor sub(const A& a, const B& b) { return make(a.array() - b.array()); }
+  static tensor sub(const A& a, const B& b) {
+    return make(a.array() - b.array());
+  }
   template <class A, class B>
-  static tensor mul(const A& a, const B& b) { return make(a.array() * b.array()); }
+  static tensor mul(const A& a, const B& b) {
+    return make(a.array() * b.array());
+  }
   template <class A>
   static tensor affine(const A& a, double scale, double shift) {
     return make(a.array() * cast(scale) + cast(shift));
   }
   template <class A>
-  static tensor exp(const A& a) { return make(a.array().unaryExpr(detail::exp_flush_op<value_type>{})); }
+  static tensor exp(const A& a) {
+    return make(a.array().unaryExpr(detail::exp_flush_op<value_type>{}));
+  }
   template <class A>
-  static tensor log(const A& a) { return make(a.array().log()); }
+  static tensor log(const A& a) {
+    return make(a.array().log());
+  }
   template <class A>
-  static tensor clamp_min(const A& a, double lo) { return make(a.array().max(cast(lo))); }
+  static tensor clamp_min(const A& a, double lo) {
+    return make(a.array().max(cast(lo)));
+  }
 
   template <class A>
-  static tensor row_max(const A& a) { return make(a.array().rowwise().maxCoeff()); }
+  static tensor row_max(const A& a) {
+    return make(a.array().rowwise().maxCoeff());
+  }
   template <class A>
-  static tensor row_sum(const A& a) { return make(a.array().rowwise().sum()); }
+  static tensor row_sum(const A& a) {
+    return make(a.array().rowwise().sum());
+  }
   template <class W, class A>
   static tensor row_weighted_sum(const W& w, const A& a) {
     return make(w.array().binaryExpr(a.array(), detail::weighted_term_op<value_type>{}).rowwise().sum());
@@ -138,15 +158,23 @@ struct backend_traits<X> {
   }
 
   template <class A>
-  static double value_at(const A& a, index i, index j) { return static_cast<double>(a(i, j)); }
+  static double value_at(const A& a, index i, index j) {
+    return static_cast<double>(a(i, j));
+  }
   template <class V>
-  static vector to_vector(const V& v) { return vector(v.array().col(0).matrix()); }
+  static vector to_vector(const V& v) {
+    return vector(v.array().col(0).matrix());
+  }
   template <class V>
-  static scalar mean(const V& v) { return v.array().mean(); }
+  static scalar mean(const V& v) {
+    return v.array().mean();
+  }
 
   // Optional: a comparison mask.
   template <class A>
-  static tensor is_positive(const A& a) { return make((a.array() > value_type(0)).template cast<value_type>()); }
+  static tensor is_positive(const A& a) {
+    return make((a.array() > value_type(0)).template cast<value_type>());
+  }
 
   // Optional: the whole loss in three passes over each group in cache (kernels::cpu_group_loss),
   // in SIMD packs along a group's row (row-major) or across a tile of groups (column-major).
@@ -157,9 +185,9 @@ struct backend_traits<X> {
     for (tensor* t : {&out.target_weights, &out.baseline_weights, &out.grad_log_policy})
       if (t->rows() != prompts || t->cols() != n) t->resize(prompts, n);
     out.per_prompt.resize(prompts);
-    const kernels::group_loss_inputs<value_type> in{s.log_policy.data(), s.log_proposal.data(), s.log_prior.data(),
-                                                    s.reward.data(),     prompts,               n,
-                                                    !tensor::IsRowMajor};
+    const kernels::group_loss_inputs<value_type> in{
+        s.log_policy.data(), s.log_proposal.data(), s.log_prior.data(), s.reward.data(), prompts, n,
+        !tensor::IsRowMajor};
     value_type loss = 0;
     const kernels::group_loss_outputs<value_type> o{out.target_weights.data(), out.baseline_weights.data(),
                                                     out.grad_log_policy.data(), out.per_prompt.data(), &loss};

@@ -54,13 +54,16 @@ inline torch::autograd::variable_list fused_group_loss_backward(torch::autograd:
 struct fused_group_loss_tensors {
   at::Tensor loss, per_prompt, target, baseline, grad;
   explicit fused_group_loss_tensors(const at::Tensor& log_policy)
-      : loss(at::empty({}, log_policy.options())), per_prompt(at::empty({log_policy.size(0)}, log_policy.options())),
-        target(at::empty_like(log_policy)), baseline(at::empty_like(log_policy)), grad(at::empty_like(log_policy)) {}
+      : loss(at::empty({}, log_policy.options())),
+        per_prompt(at::empty({log_policy.size(0)}, log_policy.options())),
+        target(at::empty_like(log_policy)),
+        baseline(at::empty_like(log_policy)),
+        grad(at::empty_like(log_policy)) {}
   template <class S>
   static kernels::group_loss_inputs<S> inputs(const at::Tensor& log_policy, const at::Tensor& log_proposal,
                                               const at::Tensor& log_prior, const at::Tensor& reward) {
-    return {log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(), log_prior.data_ptr<S>(), reward.data_ptr<S>(),
-            log_policy.size(0), log_policy.size(1)};
+    return {log_policy.data_ptr<S>(), log_proposal.data_ptr<S>(), log_prior.data_ptr<S>(),
+            reward.data_ptr<S>(),     log_policy.size(0),         log_policy.size(1)};
   }
   template <class S>
   kernels::group_loss_outputs<S> outputs() {
@@ -87,9 +90,12 @@ template <class G>
 std::optional<builtin_goodness> as_builtin(const G& goodness) {
   if constexpr (std::same_as<G, bradley_terry>)
     return builtin_goodness{builtin_goodness::model::bradley_terry, goodness.beta};
-  else if constexpr (std::same_as<G, logistic>) return builtin_goodness{builtin_goodness::model::logistic};
-  else if constexpr (std::same_as<G, log_goodness>) return builtin_goodness{builtin_goodness::model::log_goodness};
-  else return std::nullopt;
+  else if constexpr (std::same_as<G, logistic>)
+    return builtin_goodness{builtin_goodness::model::logistic};
+  else if constexpr (std::same_as<G, log_goodness>)
+    return builtin_goodness{builtin_goodness::model::log_goodness};
+  else
+    return std::nullopt;
 }
 
 /// A device's fused group loss: {loss, per_prompt, target, baseline, grad} (autograd as
@@ -164,9 +170,9 @@ struct backend_traits<at::Tensor> {
   }
 
   static at::Tensor add(const at::Tensor& a, const at::Tensor& b) { return in(a) + in(b); }
-  static at::Tensor sub(const at::Tensor& a, const at::Tensor& b) { return in(a) - in(b); }
-  static at::Tensor mul(const at::Tensor& a, const at::Tensor& b) { return in(a) * in(b); }
-  static at::Tensor affine(const at::Tensor& a, double scale, double shift) { return in(a) * scale + shift; }
+  static at::Tensor sub(const at::Tensor& a, const at::Tensor& b) { return in(a)-in(b); }
+  static at::Tensor mul(const at::Tensor& a, const at::Tensor& b) { return in(a)*in(b); }
+  static at::Tensor affine(const at::Tensor& a, double scale, double shift) { return in(a)*scale + shift; }
   static at::Tensor exp(const at::Tensor& a) { return at::exp(in(a)); }
   static at::Tensor log(const at::Tensor& a) { return at::log(in(a)); }
   static at::Tensor clamp_min(const at::Tensor& a, double lo) { return at::clamp_min(in(a), lo); }
@@ -183,7 +189,7 @@ struct backend_traits<at::Tensor> {
     const at::Tensor x = in(a);
     return at::zeros_like(x).scatter_(1, x.argmax(1, /*keepdim=*/true), 1.0);
   }
-  static at::Tensor sub_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a) - in(v); }
+  static at::Tensor sub_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a)-in(v); }
   static at::Tensor regroup(const at::Tensor& a, index k) { return in(a).reshape({-1, k}); }
 
   static double value_at(const at::Tensor& a, index i, index j) { return a.select(0, i).select(0, j).item<double>(); }
@@ -317,9 +323,12 @@ struct cuda_group_loss_function : torch::autograd::Function<cuda_group_loss_func
     };
     const auto with_model = [&]<class S>(S zero) {
       switch (static_cast<builtin_goodness::model>(model)) {
-        case builtin_goodness::model::bradley_terry: return launch(zero, bradley_terry{.beta = beta});
-        case builtin_goodness::model::logistic: return launch(zero, logistic{});
-        case builtin_goodness::model::log_goodness: return launch(zero, log_goodness{});
+        case builtin_goodness::model::bradley_terry:
+          return launch(zero, bradley_terry{.beta = beta});
+        case builtin_goodness::model::logistic:
+          return launch(zero, logistic{});
+        case builtin_goodness::model::log_goodness:
+          return launch(zero, log_goodness{});
       }
     };
     if (log_policy.scalar_type() == at::kDouble)

@@ -107,10 +107,14 @@ inline utf8_unit decode_utf8(std::string_view s, std::size_t i) {
   if (b0 < 0x80) return {b0, 1, true};
   std::size_t length = 0;
   char32_t code = 0, least = 0;
-  if ((b0 & 0xe0u) == 0xc0u) length = 2, code = b0 & 0x1fu, least = 0x80;
-  else if ((b0 & 0xf0u) == 0xe0u) length = 3, code = b0 & 0x0fu, least = 0x800;
-  else if ((b0 & 0xf8u) == 0xf0u) length = 4, code = b0 & 0x07u, least = 0x10000;
-  else return {b0, 1, false};
+  if ((b0 & 0xe0u) == 0xc0u)
+    length = 2, code = b0 & 0x1fu, least = 0x80;
+  else if ((b0 & 0xf0u) == 0xe0u)
+    length = 3, code = b0 & 0x0fu, least = 0x800;
+  else if ((b0 & 0xf8u) == 0xf0u)
+    length = 4, code = b0 & 0x07u, least = 0x10000;
+  else
+    return {b0, 1, false};
   if (s.size() - i < length) return {b0, 1, false};
   for (std::size_t k = 1; k < length; ++k) {
     if ((byte(i + k) & 0xc0u) != 0x80u) return {b0, 1, false};
@@ -149,10 +153,15 @@ inline char_class classify(char32_t c) {
     return char_class::other;
   }
   switch (u_charType(static_cast<UChar32>(c))) {
-    case U_UPPERCASE_LETTER: case U_LOWERCASE_LETTER: case U_TITLECASE_LETTER: case U_MODIFIER_LETTER:
+    case U_UPPERCASE_LETTER:
+    case U_LOWERCASE_LETTER:
+    case U_TITLECASE_LETTER:
+    case U_MODIFIER_LETTER:
     case U_OTHER_LETTER:
       return char_class::letter;
-    case U_DECIMAL_DIGIT_NUMBER: case U_LETTER_NUMBER: case U_OTHER_NUMBER:
+    case U_DECIMAL_DIGIT_NUMBER:
+    case U_LETTER_NUMBER:
+    case U_OTHER_NUMBER:
       return char_class::number;
     default:
       return u_isUWhiteSpace(static_cast<UChar32>(c)) ? char_class::space : char_class::other;
@@ -178,7 +187,8 @@ inline bool is_white_space(const utf8_unit& u) {
 inline bool is_word_character(const utf8_unit& u) {
   if (!u.valid) return false;
   const auto c = static_cast<UChar32>(u.code);
-  return u_hasBinaryProperty(c, UCHAR_ALPHABETIC) || (U_GET_GC_MASK(c) & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0 ||
+  return u_hasBinaryProperty(c, UCHAR_ALPHABETIC) ||
+         (U_GET_GC_MASK(c) & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0 ||
          u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL);
 }
 
@@ -188,7 +198,8 @@ inline utf8_unit unit_before(std::string_view s, std::size_t end) {
     const utf8_unit u = decode_utf8(s, end - back);
     if (u.valid && u.length == back) return u;
   }
-  return decode_utf8(s, end - 1).length == 1 ? decode_utf8(s, end - 1) : utf8_unit{static_cast<unsigned char>(s[end - 1]), 1, false};
+  return decode_utf8(s, end - 1).length == 1 ? decode_utf8(s, end - 1)
+                                             : utf8_unit{static_cast<unsigned char>(s[end - 1]), 1, false};
 }
 
 /// GPT-2's bytes_to_unicode(): byte b is the character table[b] (printable Latin-1 bytes map to
@@ -258,8 +269,10 @@ inline std::string valid_utf8(std::string_view bytes) {
   out.reserve(bytes.size());
   for (std::size_t i = 0; i < bytes.size();) {
     const detail::utf8_unit u = detail::decode_utf8(bytes, i);
-    if (u.valid) out.append(bytes.substr(i, u.length));
-    else detail::append_utf8(out, U'\uFFFD');
+    if (u.valid)
+      out.append(bytes.substr(i, u.length));
+    else
+      detail::append_utf8(out, U'\uFFFD');
     i += u.length;
   }
   return out;
@@ -544,7 +557,8 @@ class bpe_tokenizer {
     if (cacheable) {
       const std::lock_guard lock(cache_->mutex);
       if (cache_->words.size() < word_cache::max_words)
-        cache_->words.emplace(std::string(word), std::vector<std::int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
+        cache_->words.emplace(std::string(word),
+                              std::vector<std::int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
     }
   }
 
@@ -589,13 +603,14 @@ class bpe_tokenizer {
     const auto n = static_cast<std::int32_t>(word.size());
     std::vector<symbol> symbols(word.size());
     for (std::int32_t i = 0; i < n; ++i)
-      symbols[static_cast<std::size_t>(i)] = {t.byte_ids[static_cast<unsigned char>(word[static_cast<std::size_t>(i)])], i - 1,
-                                              i + 1 < n ? i + 1 : -1};
+      symbols[static_cast<std::size_t>(i)] = {t.byte_ids[static_cast<unsigned char>(word[static_cast<std::size_t>(i)])],
+                                              i - 1, i + 1 < n ? i + 1 : -1};
     std::priority_queue<candidate, std::vector<candidate>, std::greater<>> queue;
     const auto push = [&](std::int32_t left) {
       const symbol& a = symbols[static_cast<std::size_t>(left)];
       if (a.next < 0) return;
-      if (const merge_entry* e = find_merge(a.id, symbols[static_cast<std::size_t>(a.next)].id)) queue.push({e->rank, left, e->id});
+      if (const merge_entry* e = find_merge(a.id, symbols[static_cast<std::size_t>(a.next)].id))
+        queue.push({e->rank, left, e->id});
     };
     for (std::int32_t i = 0; i + 1 < n; ++i) push(i);
     while (!queue.empty()) {
@@ -614,7 +629,8 @@ class bpe_tokenizer {
       if (a.prev >= 0) push(a.prev);
       push(top.pos);
     }
-    for (std::int32_t i = 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next) out.push_back(symbols[static_cast<std::size_t>(i)].id);
+    for (std::int32_t i = 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next)
+      out.push_back(symbols[static_cast<std::size_t>(i)].id);
   }
 
   // --- reading tokenizer.json ---------------------------------------------------------------
@@ -635,7 +651,8 @@ class bpe_tokenizer {
                       bool otherwise) {
     const nlohmann::json* v = member(object, key);
     if (v == nullptr || v->is_null()) return otherwise;
-    if (!v->is_boolean()) detail::fail_tokenizer(label, where, ".", key, " ", detail::describe_json(*v), " is not a boolean");
+    if (!v->is_boolean())
+      detail::fail_tokenizer(label, where, ".", key, " ", detail::describe_json(*v), " is not a boolean");
     return v->get<bool>();
   }
 
@@ -647,15 +664,18 @@ class bpe_tokenizer {
   }
 
   /// A ByteLevel pre-tokenizer (or decoder): its add_prefix_space and use_regex.
-  static std::pair<bool, bool> byte_level_options(std::string_view label, const nlohmann::json& v, std::string_view where) {
+  static std::pair<bool, bool> byte_level_options(std::string_view label, const nlohmann::json& v,
+                                                  std::string_view where) {
     only_keys(label, v, where, {"type", "add_prefix_space", "trim_offsets", "use_regex"});
     return {boolean(label, v, "add_prefix_space", where, true), boolean(label, v, "use_regex", where, true)};
   }
 
   static std::int32_t parse_id(std::string_view label, const nlohmann::json& v, std::string_view where) {
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max()))
+    if (v.is_number_unsigned() &&
+        v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max()))
       return static_cast<std::int32_t>(v.get<std::uint64_t>());
-    if (v.is_number_integer() && v.get<std::int64_t>() >= 0 && v.get<std::int64_t>() <= std::numeric_limits<std::int32_t>::max())
+    if (v.is_number_integer() && v.get<std::int64_t>() >= 0 &&
+        v.get<std::int64_t>() <= std::numeric_limits<std::int32_t>::max())
       return static_cast<std::int32_t>(v.get<std::int64_t>());
     detail::fail_tokenizer(label, where, " ", detail::describe_json(v), " is not an id (an integer in [0, 2^31))");
   }
@@ -701,8 +721,10 @@ class bpe_tokenizer {
     std::vector<std::unordered_set<std::string>> open_objects;
     const auto no_repeated_keys = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& value) {
       using event_t = nlohmann::json::parse_event_t;
-      if (event == event_t::object_start) open_objects.emplace_back();
-      else if (event == event_t::object_end) open_objects.pop_back();
+      if (event == event_t::object_start)
+        open_objects.emplace_back();
+      else if (event == event_t::object_end)
+        open_objects.pop_back();
       else if (event == event_t::key && !open_objects.back().insert(value.get<std::string>()).second)
         fail_tokenizer(label, "the JSON repeats the key \"", value.get<std::string>(), "\" in one object");
       return true;
@@ -784,8 +806,8 @@ class bpe_tokenizer {
 
   /// model: a BPE without dropout, affixes or byte fallback; sets t.ignore_merges.
   static const nlohmann::json& read_model_options(std::string_view label, const nlohmann::json& root, tables& t) {
-    using detail::fail_tokenizer;
     using detail::describe_json;
+    using detail::fail_tokenizer;
     const nlohmann::json* model = member(root, "model");
     if (model == nullptr) fail_tokenizer(label, "no \"model\"");
     if (const std::string type = type_of(label, *model, "model"); type != "BPE")
@@ -880,8 +902,8 @@ class bpe_tokenizer {
 
   /// model.merges, rank by rank: the ids of each pair and of the token it merges into, each pair once.
   static void read_merges(std::string_view label, const nlohmann::json& model, tables& t) {
-    using detail::fail_tokenizer;
     using detail::describe_json;
+    using detail::fail_tokenizer;
     const nlohmann::json* merges = member(model, "merges");
     if (merges == nullptr || !merges->is_array())
       fail_tokenizer(label, "model.merges ", merges ? describe_json(*merges) : "(missing)", " is not a list");

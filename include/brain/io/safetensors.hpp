@@ -60,9 +60,12 @@ enum class dtype : std::uint8_t { f32, f16, bf16 };
 /// The format's name of a dtype ("F32", "F16", "BF16").
 inline std::string_view name_of(dtype t) {
   switch (t) {
-    case dtype::f32: return "F32";
-    case dtype::f16: return "F16";
-    case dtype::bf16: return "BF16";
+    case dtype::f32:
+      return "F32";
+    case dtype::f16:
+      return "F16";
+    case dtype::bf16:
+      return "BF16";
   }
   return "?";
 }
@@ -146,8 +149,9 @@ inline bool parse_dtype(std::string_view s, dtype& out) {
 }
 
 inline bool is_known_dtype(std::string_view s) {
-  static constexpr std::string_view known[] = {"F64", "I64", "U64", "I32", "U32", "I16", "U16", "I8", "U8",
-                                               "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"};
+  static constexpr std::string_view known[] = {"F64",     "I64",     "U64",     "I32",  "U32",     "I16",
+                                               "U16",     "I8",      "U8",      "BOOL", "F8_E4M3", "F8_E5M2",
+                                               "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",   "C64"};
   return std::find(std::begin(known), std::end(known), s) != std::end(known);
 }
 
@@ -226,11 +230,12 @@ inline safetensors_header parse_safetensors_header(std::span<const std::byte> fi
   std::set<std::string, std::less<>> seen;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text, text + length, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& key) {
-      if (event == nlohmann::json::parse_event_t::key && depth == 1 && !seen.insert(key.get<std::string>()).second)
-        fail_io(label, "header names '", key.get<std::string>(), "' twice");
-      return true;
-    });
+    header = nlohmann::json::parse(
+        text, text + length, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& key) {
+          if (event == nlohmann::json::parse_event_t::key && depth == 1 && !seen.insert(key.get<std::string>()).second)
+            fail_io(label, "header names '", key.get<std::string>(), "' twice");
+          return true;
+        });
   } catch (const nlohmann::json::exception& e) {
     fail_io(label, "header is not valid JSON: ", e.what());
   }
@@ -247,8 +252,9 @@ inline safetensors_header parse_safetensors_header(std::span<const std::byte> fi
     out.tensors.push_back(detail::parse_entry(label, name, value, out.data_size));
   }
   // The data section is covered exactly: sorted by offset, each tensor starts where the previous ends.
-  std::sort(out.tensors.begin(), out.tensors.end(),
-            [](const tensor_entry& a, const tensor_entry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  std::sort(out.tensors.begin(), out.tensors.end(), [](const tensor_entry& a, const tensor_entry& b) {
+    return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+  });
   std::uint64_t covered = 0;
   const tensor_entry* previous = nullptr;
   for (const tensor_entry& t : out.tensors) {
@@ -270,7 +276,7 @@ class safetensors {
     const std::string label = file.string();
     const int fd = ::open(label.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) detail::fail_io(label, "cannot open: ", std::strerror(errno));
-    struct stat st {};
+    struct stat st{};
     if (::fstat(fd, &st) != 0) {
       const int error = errno;
       ::close(fd);
@@ -296,7 +302,9 @@ class safetensors {
   safetensors(const safetensors&) = delete;
   safetensors& operator=(const safetensors&) = delete;
   safetensors(safetensors&& other) noexcept
-      : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)),
+      : path_(std::move(other.path_)),
+        data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
         header_(std::move(other.header_)) {}
   ~safetensors() { unmap(); }
 
@@ -376,9 +384,10 @@ inline void write_safetensors(const std::filesystem::path& file, std::span<const
         detail::fail_io(label, "tensor '", t.name, "': its shape has too many elements");
     }
     if (__builtin_mul_overflow(elements, size_of(t.type), &bytes) || bytes != t.data.size())
-      detail::fail_io(label, "tensor '", t.name, "': ", t.data.size(), " bytes, but ", name_of(t.type), " of ", elements,
-                      " elements needs ", elements * size_of(t.type));
-    header[t.name] = {{"dtype", name_of(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
+      detail::fail_io(label, "tensor '", t.name, "': ", t.data.size(), " bytes, but ", name_of(t.type), " of ",
+                      elements, " elements needs ", elements * size_of(t.type));
+    header[t.name] = {
+        {"dtype", name_of(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
     offset += t.data.size();
   }
   std::string text = header.dump();
@@ -388,7 +397,8 @@ inline void write_safetensors(const std::filesystem::path& file, std::span<const
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     unsigned char length[8];
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
+    for (int i = 0; i < 8; ++i)
+      length[i] = static_cast<unsigned char>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
     out.write(reinterpret_cast<const char*>(length), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const tensor_view& t : tensors)

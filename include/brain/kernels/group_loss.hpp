@@ -45,15 +45,22 @@ enum class group_status : std::uint8_t {
 /// What group_status means, for error messages.
 inline std::string_view describe(group_status s) {
   switch (s) {
-    case group_status::ok: return "ok";
-    case group_status::bad_log_policy: return "log_policy holds NaN or an infinity";
-    case group_status::bad_log_proposal: return "log_proposal holds NaN or an infinity";
-    case group_status::bad_log_prior: return "log_prior holds NaN or +inf";
-    case group_status::bad_reward: return "reward (or its log goodness) holds NaN or an infinity";
+    case group_status::ok:
+      return "ok";
+    case group_status::bad_log_policy:
+      return "log_policy holds NaN or an infinity";
+    case group_status::bad_log_proposal:
+      return "log_proposal holds NaN or an infinity";
+    case group_status::bad_log_prior:
+      return "log_prior holds NaN or +inf";
+    case group_status::bad_reward:
+      return "reward (or its log goodness) holds NaN or an infinity";
     case group_status::baseline_overflow:
       return "log_policy - log_proposal overflowed (the log baseline weight of eq. 11 is not finite)";
-    case group_status::no_target_support: return brain::detail::no_target_support_text;
-    case group_status::weight_overflow: return brain::detail::weight_overflow_text;
+    case group_status::no_target_support:
+      return brain::detail::no_target_support_text;
+    case group_status::weight_overflow:
+      return brain::detail::weight_overflow_text;
   }
   return "unknown status";
 }
@@ -139,14 +146,19 @@ template <class T, class G>
     const acc lp = log_policy[j], lq = log_proposal[j], l0 = log_prior[j], r = reward[j];
     const acc lg = log_goodness_value<acc>(goodness, r);
     switch (check_sample(lp, lq, l0, r, lg)) {
-      case group_status::ok: continue;
-      case group_status::bad_log_policy: d::fail_value(where, "log_policy", row, j, lp);
-      case group_status::bad_log_proposal: d::fail_value(where, "log_proposal", row, j, lq);
-      case group_status::bad_log_prior: d::fail_value(where, "log_prior", row, j, l0, true);
+      case group_status::ok:
+        continue;
+      case group_status::bad_log_policy:
+        d::fail_value(where, "log_policy", row, j, lp);
+      case group_status::bad_log_proposal:
+        d::fail_value(where, "log_proposal", row, j, lq);
+      case group_status::bad_log_prior:
+        d::fail_value(where, "log_prior", row, j, l0, true);
       case group_status::bad_reward:
         if (!(r - r == acc(0))) d::fail_value(where, "reward", row, j, r);
         d::fail_value(where, "log goodness of reward", row, j, lg);
-      default: d::fail_baseline_overflow(where, row, j, lp, lq, formula::log_baseline_weight(lp, lq));
+      default:
+        d::fail_baseline_overflow(where, row, j, lp, lq, formula::log_baseline_weight(lp, lq));
     }
   }
   if (status == group_status::no_target_support) d::fail_no_target_support(where, row, n);
@@ -168,9 +180,9 @@ void check_group_loss_arguments(std::string_view where, const group_loss_inputs<
                                 const group_loss_outputs<T>& out) {
   if (in.prompts < 1) brain::detail::fail(where, "prompts = ", in.prompts, " must be >= 1");
   if (in.n < 1) brain::detail::fail(where, "n = ", in.n, " must be >= 1");
-  const void* pointers[] = {in.log_policy, in.log_proposal, in.log_prior, in.reward,
+  const void* pointers[] = {in.log_policy,      in.log_proposal,      in.log_prior,        in.reward,
                             out.target_weights, out.baseline_weights, out.grad_log_policy, out.per_prompt};
-  const char* names[] = {"log_policy", "log_proposal", "log_prior", "reward",
+  const char* names[] = {"log_policy",     "log_proposal",     "log_prior",       "reward",
                          "target_weights", "baseline_weights", "grad_log_policy", "per_prompt"};
   for (int k = 0; k < 8; ++k)
     if (pointers[k] == nullptr) brain::detail::fail(where, names[k], " is a null pointer");
@@ -233,7 +245,8 @@ BRAIN_INLINE_ELEMENT void weigh(const group_loss_inputs<T>& in, const group_loss
 template <class V, class T>
 BRAIN_INLINE_ELEMENT void exponentiate(const group_loss_outputs<T>& out, index at, V max_alpha, V max_beta,
                                        group_state<V>& s) {
-  const V a = simd::load<V>(out.target_weights + at) - max_alpha, b = simd::load<V>(out.baseline_weights + at) - max_beta;
+  const V a = simd::load<V>(out.target_weights + at) - max_alpha,
+          b = simd::load<V>(out.baseline_weights + at) - max_beta;
   const V e = simd::exp_branchless(a), f = simd::exp_branchless(b);
   simd::store(out.target_weights + at, e);
   simd::store(out.baseline_weights + at, f);
@@ -317,8 +330,8 @@ group_result<T> row_major_group(const group_loss_inputs<T>& in_ref, const group_
 /// Rows [begin, begin + count) of row-major arrays, count <= the pack width: each group alone,
 /// then their KLs (eq. 14) as one pack. Writes statuses[0..count).
 template <class T, class G>
-void row_major_groups(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness,
-                      index begin, index count, group_status* statuses) {
+void row_major_groups(const group_loss_inputs<T>& in, const group_loss_outputs<T>& out, const G& goodness, index begin,
+                      index count, group_status* statuses) {
   using P = simd::pack<T>;
   constexpr index W = simd::width<T>;
   T summands[W], sum_alpha[W], sum_beta[W], kl[W];
@@ -386,12 +399,10 @@ void column_major_tile(const group_loss_inputs<T>& in_ref, const group_loss_outp
     out.per_prompt[begin + packs * W + r] = formula::group_kl(rows[r].kl, rows[r].sum_alpha, rows[r].sum_beta);
   }
   const P pack_scale = broadcast<P>(scale);
-  each([&](index at, group_state<P>& s) BRAIN_INLINE_LAMBDA {
-         normalise<P>(out, at, inv_alpha[&s - lanes], inv_beta[&s - lanes], pack_scale);
-       },
-       [&](index at, group_state<T>& s) BRAIN_INLINE_LAMBDA {
-         normalise<T>(out, at, row_inv_alpha[&s - rows], row_inv_beta[&s - rows], scale);
-       });
+  each([&](index at, group_state<P>& s)
+           BRAIN_INLINE_LAMBDA { normalise<P>(out, at, inv_alpha[&s - lanes], inv_beta[&s - lanes], pack_scale); },
+       [&](index at, group_state<T>& s)
+           BRAIN_INLINE_LAMBDA { normalise<T>(out, at, row_inv_alpha[&s - rows], row_inv_beta[&s - rows], scale); });
   for (index b = 0; b < packs; ++b)
     for (index l = 0; l < W; ++l)
       statuses[b * W + l] = status_of(in, goodness, begin + b * W + l, simd::lane(lanes[b].bad, int(l)),

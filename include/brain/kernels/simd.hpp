@@ -269,7 +269,7 @@ BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V log_branchless(V x) {
   constexpr std::uint64_t one = single ? 0x3f800000u : 0x3ff0000000000000u;
   constexpr std::uint64_t sqrt_half = single ? 0x3f3504f3u : 0x3fe6a09e00000000u;  // bits of ~sqrt(2)/2
   constexpr std::uint64_t mantissa_mask = (std::uint64_t(1) << mantissa) - 1;
-  constexpr E shifter = single ? E(12582912.0f) : E(6755399441055744.0);  // 1.5 * 2^mantissa
+  constexpr E shifter = single ? E(12582912.0f) : E(6755399441055744.0);          // 1.5 * 2^mantissa
   constexpr E denormal_scale = single ? E(33554432.0f) : E(18014398509481984.0);  // 2^25, 2^54
   constexpr E denormal_shift = single ? E(25) : E(54);
   const auto tiny = x < c(std::numeric_limits<E>::min());
@@ -278,8 +278,8 @@ BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V log_branchless(V x) {
   const bits moved = to_bits(y) + splat<bits>(one - sqrt_half);
   const bits exponent = moved >> mantissa;  // biased, sign bit clear for x > 0
   // k as a floating-point value, read off the shifter's low bits (no integer conversion needed).
-  const V k = (from_bits<V>(to_bits(c(shifter)) + exponent) - c(shifter)) -
-              c(single ? E(127) : E(1023)) - select<V>(tiny, c(denormal_shift), c(0));
+  const V k = (from_bits<V>(to_bits(c(shifter)) + exponent) - c(shifter)) - c(single ? E(127) : E(1023)) -
+              select<V>(tiny, c(denormal_shift), c(0));
   const V f = from_bits<V>((moved & splat<bits>(mantissa_mask)) + splat<bits>(sqrt_half)) - c(1);
   const V s = f / (c(2) + f), z = s * s, w = z * z, half_f2 = c(0.5) * f * f;
   V r;
@@ -288,9 +288,11 @@ BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V log_branchless(V x) {
     const V t2 = z * (c(6.6666662693e-01f) + w * c(2.8498786688e-01f));
     r = t1 + t2;
   } else {
-    const V t1 = w * (c(3.999999999940941908e-01) + w * (c(2.222219843214978396e-01) + w * c(1.531383769920937332e-01)));
-    const V t2 = z * (c(6.666666666666735130e-01) +
-                      w * (c(2.857142874366239149e-01) + w * (c(1.818357216161805012e-01) + w * c(1.479819860511658591e-01))));
+    const V t1 =
+        w * (c(3.999999999940941908e-01) + w * (c(2.222219843214978396e-01) + w * c(1.531383769920937332e-01)));
+    const V t2 =
+        z * (c(6.666666666666735130e-01) +
+             w * (c(2.857142874366239149e-01) + w * (c(1.818357216161805012e-01) + w * c(1.479819860511658591e-01))));
     r = t1 + t2;
   }
   constexpr E ln2_hi = single ? E(6.9313812256e-01f) : E(6.93147180369123816490e-01);
@@ -317,13 +319,16 @@ BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V exp_branchless(V x) {
   if constexpr (sizeof(E) == 4) {
     constexpr float lo = -87.3f, hi = 88.3f, log2e = 1.44269504088896341f;
     constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f, shifter = 12582912.0f;  // 1.5 * 2^23
-    const auto below = x < c(lo), above = x > c(hi), nan = x != x;
+    const auto below = x<c(lo), above = x> c(hi), nan = x != x;
     const V clamped = select<V>(below | nan, c(lo), select<V>(above, c(hi), x));
     const V shifted = clamped * c(log2e) + c(shifter);  // round(x log2 e) in the low bits
     const V k = shifted - c(shifter);
     const V r = clamped - k * c(ln2_hi) - k * c(ln2_lo);
-    const V poly = ((((c(1.9875691500e-4f) * r + c(1.3981999507e-3f)) * r + c(8.3334519073e-3f)) * r +
-                     c(4.1665795894e-2f)) * r + c(1.6666665459e-1f)) * r + c(5.0000001201e-1f);
+    const V poly =
+        ((((c(1.9875691500e-4f) * r + c(1.3981999507e-3f)) * r + c(8.3334519073e-3f)) * r + c(4.1665795894e-2f)) * r +
+         c(1.6666665459e-1f)) *
+            r +
+        c(5.0000001201e-1f);
     const bits k_bits = to_bits(shifted) - to_bits(c(shifter));  // k as a two's complement integer
     const V e = (poly * r * r + r + c(1.0f)) * from_bits<V>((k_bits + splat<bits>(127)) << 23);
     return select<V>(below, c(0.0f), select<V>(above, c(std::numeric_limits<float>::infinity()), select<V>(nan, x, e)));
@@ -334,10 +339,11 @@ BRAIN_HOST_DEVICE BRAIN_INLINE_ELEMENT V exp_branchless(V x) {
     const V clamped = select<V>(x < c(lo), c(lo), select<V>(x > c(hi), c(hi), x));
     const V k = (clamped * c(log2e) + c(shifter)) - c(shifter);
     const V r = (clamped - k * c(ln2_hi)) - k * c(ln2_lo), r2 = r * r;
-    const V p = r * ((c(1.26177193074810590878e-4) * r2 + c(3.02994407707441961300e-2)) * r2 +
-                     c(9.99999999999999999910e-1));
-    const V q = ((c(3.00198505138664455042e-6) * r2 + c(2.52448340349684104192e-3)) * r2 +
-                 c(2.27265548208155028766e-1)) * r2 + c(2.00000000000000000009e0);
+    const V p =
+        r * ((c(1.26177193074810590878e-4) * r2 + c(3.02994407707441961300e-2)) * r2 + c(9.99999999999999999910e-1));
+    const V q =
+        ((c(3.00198505138664455042e-6) * r2 + c(2.52448340349684104192e-3)) * r2 + c(2.27265548208155028766e-1)) * r2 +
+        c(2.00000000000000000009e0);
     const V e = c(1.0) + c(2.0) * p / (q - p);
     // 2^k as 2^k1 * 2^k2, k1 = round(k / 2): each factor's exponent stays normal for k in [-1075, 1024].
     const V k1 = (k * c(0.5) + c(shifter)) - c(shifter), k2 = k - k1;

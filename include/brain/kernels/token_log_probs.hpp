@@ -253,7 +253,8 @@ template <class In, class Out, class Load>
 BRAIN_HOST_DEVICE void tile_log_prob_backward(const In* x, std::int64_t n, std::int64_t label, Load load,
                                               accumulate_t<In> lse, accumulate_t<In> upstream, Out* grad) {
   using acc = accumulate_t<In>;
-  const acc at_label = label >= 0 ? logit_gradient(load(x, label), lse, upstream, true) : acc(0);  // before x is overwritten
+  const acc at_label =
+      label >= 0 ? logit_gradient(load(x, label), lse, upstream, true) : acc(0);  // before x is overwritten
   for (std::int64_t j = 0; j < n; ++j) grad[j] = static_cast<Out>(logit_gradient(load(x, j), lse, upstream, false));
   if (label >= 0) grad[label] = static_cast<Out>(at_label);
 }
@@ -262,8 +263,8 @@ BRAIN_HOST_DEVICE void tile_log_prob_backward(const In* x, std::int64_t n, std::
 /// gradient of upstream * log p(label) with respect to the logits, written in one pass. `grad`
 /// may alias `x` (in place).
 template <class In, class Out>
-BRAIN_HOST_DEVICE void token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label,
-                                               accumulate_t<In> lse, accumulate_t<In> upstream, Out* grad) {
+BRAIN_HOST_DEVICE void token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label, accumulate_t<In> lse,
+                                               accumulate_t<In> upstream, Out* grad) {
   tile_log_prob_backward(x, n, label, detail::plain_load<In>{}, lse, upstream, grad);
 }
 
@@ -308,7 +309,8 @@ accumulate_t<In> truncation_threshold(const In* x, std::int64_t n, const samplin
     for (std::int64_t i = 0; i < m && mass_above < s.top_p;) {
       const acc value = scratch[static_cast<std::size_t>(i)];
       threshold = value;
-      for (; i < m && scratch[static_cast<std::size_t>(i)] == value; ++i) mass_above += std::exp(double(value) - double(lse));
+      for (; i < m && scratch[static_cast<std::size_t>(i)] == value; ++i)
+        mass_above += std::exp(double(value) - double(lse));
     }
   }
   return threshold;
@@ -336,15 +338,16 @@ BRAIN_HOST_DEVICE accumulate_t<In> sampled_token_log_prob(const In* x, std::int6
 /// written in one pass; `grad` may alias `x`. A label outside the kept set (log p' = -inf) gets
 /// a zero gradient row.
 template <class In, class Out>
-BRAIN_HOST_DEVICE void sampled_token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label, const sampling& s,
-                                                       sampled_row<accumulate_t<In>> row, accumulate_t<In> upstream,
-                                                       Out* grad) {
+BRAIN_HOST_DEVICE void sampled_token_log_prob_backward(const In* x, std::int64_t n, std::int64_t label,
+                                                       const sampling& s, sampled_row<accumulate_t<In>> row,
+                                                       accumulate_t<In> upstream, Out* grad) {
   using acc = accumulate_t<In>;
   if (s.is_plain()) return token_log_prob_backward(x, n, label, row.lse, upstream, grad);
   const detail::sampled_load<In> load{static_cast<acc>(s.temperature), row.threshold};
   const bool label_kept = load(x, label) > -std::numeric_limits<acc>::infinity();
   // Dropped logits read -inf, so exp(-inf - lse) = 0 and their gradient is exactly 0.
-  tile_log_prob_backward(x, n, label, load, row.lse, label_kept ? upstream / static_cast<acc>(s.temperature) : acc(0), grad);
+  tile_log_prob_backward(x, n, label, load, row.lse, label_kept ? upstream / static_cast<acc>(s.temperature) : acc(0),
+                         grad);
 }
 
 }  // namespace brain::inline v0::kernels

@@ -28,8 +28,15 @@ using nlohmann::json;
 namespace {
 
 json to_json(const validation_point& p) {
-  return {{"refresh", p.refresh}, {"step", p.step}, {"rm_mean", p.rm_mean}, {"rm_win", p.rm_win}, {"words", p.words},
-          {"kl", p.kl}, {"loss", p.loss}, {"target_ess", p.target_ess}, {"skipped_steps", p.skipped_steps}};
+  return {{"refresh", p.refresh},
+          {"step", p.step},
+          {"rm_mean", p.rm_mean},
+          {"rm_win", p.rm_win},
+          {"words", p.words},
+          {"kl", p.kl},
+          {"loss", p.loss},
+          {"target_ess", p.target_ess},
+          {"skipped_steps", p.skipped_steps}};
 }
 validation_point point_from(const json& j) {
   validation_point p;
@@ -59,7 +66,6 @@ std::string tensor_text(const torch::Tensor& t) {
   return {static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.numel())};
 }
 
-
 /// Every rank's [rows] float values, in rank order, as one float tensor on the compute device.
 torch::Tensor gather_floats(const torch::Tensor& mine) {
   const auto cpu = mine.to(torch::kCPU, torch::kFloat).contiguous();
@@ -69,7 +75,7 @@ torch::Tensor gather_floats(const torch::Tensor& mine) {
 }
 
 json spec_json(const run_spec& r) {
-  return {{"arm", r.arm},          {"samples", r.samples},       {"seed", r.seed},        {"beta", r.settings.beta},
+  return {{"arm", r.arm},        {"samples", r.samples},     {"seed", r.seed},        {"beta", r.settings.beta},
           {"lr", r.settings.lr}, {"refreshes", r.refreshes}, {"patience", r.patience}};
 }
 
@@ -165,7 +171,7 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
                                                       slice(b.responses, begin, end), tokenizer::pad_id)
                                   : torch::zeros({0}, torch::kFloat);
     b.log_prior = gather_floats(mine).view({m, n});
-    b.log_proposal = b.log_prior;  // unused by DPO
+    b.log_proposal = b.log_prior;                                                        // unused by DPO
     b.reward = torch::tensor({1.0f, 0.0f}).repeat({m, n / 2}).to(b.log_prior.device());  // chosen first
     return b;
   }
@@ -275,8 +281,10 @@ struct run_progress {
     std::int64_t since = 0;
     double top = -1e300;
     for (std::size_t i = 1; i < history.size(); ++i) {
-      if (history[i].rm_mean > top) top = history[i].rm_mean, since = 0;
-      else ++since;
+      if (history[i].rm_mean > top)
+        top = history[i].rm_mean, since = 0;
+      else
+        ++since;
     }
     return since;
   }
@@ -365,7 +373,6 @@ std::vector<validation_point> read_history(const fs::path& file) {
   return h;
 }
 
-
 void align(const run_context& ctx, const run_spec& run) {
   const arm& which = find_arm(run.arm);
   if (main_has(run_dir(ctx, run) / "history.json")) return;
@@ -402,7 +409,8 @@ void align(const run_context& ctx, const run_spec& run) {
       at.keep(dir, v, st.policy);
     }
     at.save_done(state, st, opt);
-    auto status = fmt::format("loss {:.4f}  RM {:.3f}  KL {:.2f}", v.loss, at.history.back().rm_mean, at.history.back().kl);
+    auto status =
+        fmt::format("loss {:.4f}  RM {:.3f}  KL {:.2f}", v.loss, at.history.back().rm_mean, at.history.back().kl);
     if (v.target_ess > 0) status += fmt::format("  ESS {:.1f}", v.target_ess);  // distillation arms
     bar.advance(1, status);
     ctx.log().info("{}: refresh {}: {}", run.name(), at.refresh + 1, status);

@@ -18,11 +18,12 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-constexpr std::array<std::pair<shared_stage, const char*>, 5> shared_stage_names{{{shared_stage::data, "data"},
-                                                                                  {shared_stage::tokenizer, "tokenizer"},
-                                                                                  {shared_stage::sft, "sft"},
-                                                                                  {shared_stage::pairs, "pairs"},
-                                                                                  {shared_stage::rm, "rm"}}};
+constexpr std::array<std::pair<shared_stage, const char*>, 5> shared_stage_names{
+    {{shared_stage::data, "data"},
+     {shared_stage::tokenizer, "tokenizer"},
+     {shared_stage::sft, "sft"},
+     {shared_stage::pairs, "pairs"},
+     {shared_stage::rm, "rm"}}};
 }  // namespace
 
 std::optional<shared_stage> shared_stage_of(std::string_view name) {
@@ -92,8 +93,9 @@ std::string run_main(const config& settings, const fs::path& self_config, std::s
 void export_model(const run_context& ctx, const fs::path& checkpoint, const fs::path& folder) {
   const auto& c = ctx.settings();
   if (!ctx.tok().is_byte_level())
-    fail("export: this run's tokenizer is a SentencePiece model; a Hugging Face folder needs the tokenizer.json of a "
-         "run started with --model-dir");
+    fail(
+        "export: this run's tokenizer is a SentencePiece model; a Hugging Face folder needs the tokenizer.json of a "
+        "run started with --model-dir");
   Gpt model(c.model);
   load_model(checkpoint, *model);
   if (ranks().is_main()) save_hf_model(model, folder, c.tokenizer_file(), ctx.tok().eos_id());

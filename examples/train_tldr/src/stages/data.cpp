@@ -59,9 +59,14 @@ void prepare_data(const config& c, spdlog::logger& log) {
     write_tldr_jsonl(dir / "train.jsonl", d.train);
     write_tldr_jsonl(dir / "valid.jsonl", d.valid);
     write_tldr_jsonl(dir / "test.jsonl", d.test);
-    stats.update(json{{"checksum", checksum}, {"records", records}, {"packages_read", d.packages_read},
-                      {"kept_after_filters", d.kept_after_filters}, {"duplicates_removed", d.duplicates_removed},
-                      {"train", d.train.size()}, {"valid", d.valid.size()}, {"test", d.test.size()}});
+    stats.update(json{{"checksum", checksum},
+                      {"records", records},
+                      {"packages_read", d.packages_read},
+                      {"kept_after_filters", d.kept_after_filters},
+                      {"duplicates_removed", d.duplicates_removed},
+                      {"train", d.train.size()},
+                      {"valid", d.valid.size()},
+                      {"test", d.test.size()}});
   }
   atomic_write_text(dir / "stats.json", stats.dump(2));
   log.info("data: {}", stats.dump());
@@ -77,7 +82,9 @@ void prepare_tokenizer(const config& c, spdlog::logger&) {
     return;
   }
   if (!c.tokenizer_model.empty()) {
-    atomic_write(file, [&](const fs::path& tmp) { fs::copy_file(c.tokenizer_model, tmp, fs::copy_options::overwrite_existing); });
+    atomic_write(file, [&](const fs::path& tmp) {
+      fs::copy_file(c.tokenizer_model, tmp, fs::copy_options::overwrite_existing);
+    });
     return;
   }
   const auto train = read_tldr_jsonl(c.workdir / "data/train.jsonl");

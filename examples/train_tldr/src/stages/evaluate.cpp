@@ -24,7 +24,6 @@ std::size_t test_count(const run_context& ctx) {
   return n > 0 ? std::min<std::size_t>(ctx.test().size(), std::size_t(n)) : ctx.test().size();
 }
 
-
 RewardModel load_rm(const run_context& ctx) {
   RewardModel rm(ctx.settings().model);
   place(rm);
@@ -54,8 +53,11 @@ void evaluate_gold(const run_context& ctx) {
     const auto r = rm->score(slice(prompts, begin, end), slice(golds, begin, end), tokenizer::pad_id).cpu();
     for (std::size_t i = begin; i < end; ++i) {
       const auto& e = ctx.test()[i];
-      lines.push_back(json{{"id", e.id}, {"gold", e.gold_text}, {"rm", r[long(i - begin)].item<double>()},
-                           {"oracle", ctx.oracle().score(e.post, e.gold_text)}, {"words", word_count(e.gold_text)}}
+      lines.push_back(json{{"id", e.id},
+                           {"gold", e.gold_text},
+                           {"rm", r[long(i - begin)].item<double>()},
+                           {"oracle", ctx.oracle().score(e.post, e.gold_text)},
+                           {"words", word_count(e.gold_text)}}
                           .dump() +
                       "\n");
     }
@@ -72,8 +74,7 @@ void evaluate_model(const run_context& ctx, const std::string& name, const fs::p
   if (main_has(file)) return;
   torch::NoGradGuard no_grad;
   // Data parallel: each rank its share of the prompts, samples keyed by the prompt's index.
-  const auto [begin, end] =
-      my_share(prompt_limit > 0 ? std::min(prompt_limit, test_count(ctx)) : test_count(ctx));
+  const auto [begin, end] = my_share(prompt_limit > 0 ? std::min(prompt_limit, test_count(ctx)) : test_count(ctx));
   auto rm = load_rm(ctx);
   auto policy = load_gpt(ctx, model_file);
   auto prior = load_gpt(ctx, ctx.path("sft/model.pt"));
@@ -96,9 +97,13 @@ void evaluate_model(const run_context& ctx, const std::string& name, const fs::p
     for (std::size_t i = begin; i < end; ++i) {
       const auto& e = ctx.test()[i];
       const auto& text = texts[i - begin];
-      lines.push_back(json{{"id", e.id}, {"summary", text}, {"rm", reward[long(i - begin)].item<double>()},
-                           {"oracle", ctx.oracle().score(e.post, text)}, {"rouge_l", rouge_l_f1(text, e.gold_text)},
-                           {"chrf", chrf(text, e.gold_text)}, {"words", word_count(text)},
+      lines.push_back(json{{"id", e.id},
+                           {"summary", text},
+                           {"rm", reward[long(i - begin)].item<double>()},
+                           {"oracle", ctx.oracle().score(e.post, text)},
+                           {"rouge_l", rouge_l_f1(text, e.gold_text)},
+                           {"chrf", chrf(text, e.gold_text)},
+                           {"words", word_count(text)},
                            {"kl", kl[long(i - begin)].item<double>()}}
                           .dump() +
                       "\n");
@@ -123,12 +128,14 @@ double validate_temperature(const run_context& ctx, const std::string& name, con
   double mean = 0;
   if (begin < end) {
     const auto prompts = slice(run_context::prompts_of(ctx.valid(), end), begin, end);
-    const auto drawn = sample(policy, prompts, ctx.decoding(1, temperature), derive_seed(seed, purpose::valid_sampling, 2),
-                              indices(begin, end));
-    mean = rm->score(prompts, drawn.responses, tokenizer::pad_id).to(torch::kFloat64).sum().item<double>() / double(count);
+    const auto drawn = sample(policy, prompts, ctx.decoding(1, temperature),
+                              derive_seed(seed, purpose::valid_sampling, 2), indices(begin, end));
+    mean =
+        rm->score(prompts, drawn.responses, tokenizer::pad_id).to(torch::kFloat64).sum().item<double>() / double(count);
   }
   mean = ranks().sum(mean);
-  atomic_write_text(file, json{{"model", model_file.string()}, {"temperature", temperature}, {"rm_mean", mean}}.dump(2));
+  atomic_write_text(file,
+                    json{{"model", model_file.string()}, {"temperature", temperature}, {"rm_mean", mean}}.dump(2));
   ranks().barrier();
   return mean;
 }

@@ -24,7 +24,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::vector<std::size_t> noisy_ranking(const std::vector<double>& scores, double temperature, std::uint64_t seed) {
-  if (!(temperature > 0)) throw std::invalid_argument("noisy_ranking: temperature = " + std::to_string(temperature) + " must be > 0");
+  if (!(temperature > 0))
+    throw std::invalid_argument("noisy_ranking: temperature = " + std::to_string(temperature) + " must be > 0");
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   std::vector<double> key(scores.size());
@@ -63,8 +64,9 @@ std::vector<ranking_record> read_rankings(const fs::path& file) {
       std::vector<std::size_t> expected(k);
       std::iota(expected.begin(), expected.end(), std::size_t{0});
       if (k < 2 || r.oracle.size() != k || sorted != expected || r.gold < -1 || r.gold >= std::int64_t(k))
-        throw std::runtime_error("a ranking needs k >= 2 responses, k oracle scores, an order that is a permutation "
-                                 "of 0..k-1 and gold in [-1, k)");
+        throw std::runtime_error(
+            "a ranking needs k >= 2 responses, k oracle scores, an order that is a permutation "
+            "of 0..k-1 and gold in [-1, k)");
       out.push_back(std::move(r));
     } catch (const std::exception& e) {
       throw std::runtime_error(file.string() + ":" + std::to_string(number) + ": " + e.what());
@@ -99,8 +101,9 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
     std::vector<tokens> prompts;
     for (std::size_t i = first; i < last; ++i) prompts.push_back(split[order[i]].prompt);
     const auto keys = indices(first, last);
-    const auto drawn = prompts.empty() ? samples{} : sample(sft, prompts, ctx.decoding(std::int64_t(k), 1.0),
-                                                            derive_seed(c.seed, purpose::pairs_sampling, stream), keys);
+    const auto drawn = prompts.empty() ? samples{}
+                                       : sample(sft, prompts, ctx.decoding(std::int64_t(k), 1.0),
+                                                derive_seed(c.seed, purpose::pairs_sampling, stream), keys);
     const auto texts = ctx.tok().decode(drawn.responses);
     std::uniform_real_distribution<double> u(0.0, 1.0);
     std::vector<std::string> lines;
@@ -118,8 +121,14 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
         r.oracle.back() = ctx.oracle().score(e.post, e.gold_text);
       }
       r.order = noisy_ranking(r.oracle, c.pairs.label_temperature, rng());
-      lines.push_back(json{{"example", e.id}, {"index", r.index}, {"responses", r.responses}, {"oracle", r.oracle},
-                           {"order", r.order}, {"gold", r.gold}}.dump() + "\n");
+      lines.push_back(json{{"example", e.id},
+                           {"index", r.index},
+                           {"responses", r.responses},
+                           {"oracle", r.oracle},
+                           {"order", r.order},
+                           {"gold", r.gold}}
+                          .dump() +
+                      "\n");
     }
     std::string out;
     for (const auto& line : gather_shares(lines)) out += line;
@@ -142,10 +151,11 @@ void make_split(const run_context& ctx, Gpt& sft, const std::vector<encoded_exam
         ++pairs;
         agree += p.oracle_chosen > p.oracle_rejected;
       }
-  ctx.log().info("pairs/{}: {} prompts × {} responses, {} comparisons; the labels agree with the noiseless oracle on "
-                 "{:.1f}% of the untied ones",
-                 name, prompts_total, k, prompts_total * k * (k - 1) / 2,
-                 100.0 * double(agree) / double(std::max<std::size_t>(pairs, 1)));
+  ctx.log().info(
+      "pairs/{}: {} prompts × {} responses, {} comparisons; the labels agree with the noiseless oracle on "
+      "{:.1f}% of the untied ones",
+      name, prompts_total, k, prompts_total * k * (k - 1) / 2,
+      100.0 * double(agree) / double(std::max<std::size_t>(pairs, 1)));
 }
 }  // namespace
 

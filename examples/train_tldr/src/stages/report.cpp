@@ -26,9 +26,13 @@ json metric(const std::vector<std::vector<double>>& per_seed_values, std::int64_
 }
 
 const std::vector<std::pair<std::string, std::string>>& metric_names() {
-  static const std::vector<std::pair<std::string, std::string>> names{
-      {"rm_win", "win vs gold, RM (%)"}, {"oracle_win", "win vs gold, oracle (%)"}, {"oracle", "oracle score"},
-      {"rouge_l", "ROUGE-L F1"}, {"chrf", "chrF"}, {"kl", "KL(π‖SFT)"}, {"words", "words"}};
+  static const std::vector<std::pair<std::string, std::string>> names{{"rm_win", "win vs gold, RM (%)"},
+                                                                      {"oracle_win", "win vs gold, oracle (%)"},
+                                                                      {"oracle", "oracle score"},
+                                                                      {"rouge_l", "ROUGE-L F1"},
+                                                                      {"chrf", "chrF"},
+                                                                      {"kl", "KL(π‖SFT)"},
+                                                                      {"words", "words"}};
   return names;
 }
 
@@ -36,8 +40,8 @@ std::string cell(const json& m, double scale, int digits, bool interval) {
   std::string s = fmt::format("{:.{}f}", scale * m.at("mean").get<double>(), digits);
   if (m.at("per_seed").size() > 1) s += fmt::format(" ± {:.{}f}", scale * m.at("sd").get<double>(), digits);
   if (interval)
-    s += fmt::format(" [{:.{}f}, {:.{}f}]", scale * m.at("low").get<double>(), digits, scale * m.at("high").get<double>(),
-                     digits);
+    s += fmt::format(" [{:.{}f}, {:.{}f}]", scale * m.at("low").get<double>(), digits,
+                     scale * m.at("high").get<double>(), digits);
   return s;
 }
 
@@ -50,8 +54,10 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
   json out{{"prompts", gold.rm.size()}, {"gold", {{"oracle", mean_of(gold.oracle)}, {"words", mean_of(gold.words)}}}};
   const bool llm_judged = ctx.settings().judge.kind == tldr::judge_kind::llm;
   if (llm_judged)
-    out["llm_judge"] = {{"model", ctx.settings().judge.model}, {"url", ctx.settings().judge.url},
-                        {"rule", "both orders; win when both prefer the summary, loss when both prefer gold, else tie"}};
+    out["llm_judge"] = {
+        {"model", ctx.settings().judge.model},
+        {"url", ctx.settings().judge.url},
+        {"rule", "both orders; win when both prefer the summary, loss when both prefer gold, else tie"}};
   std::map<std::string, std::vector<eval_columns>> columns;
   for (const auto& row : rows) {
     if (row.evals.empty()) throw std::invalid_argument("summarize: row " + row.id + " has no evaluation");
@@ -102,8 +108,9 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
       }
       const auto rate = hierarchical_bootstrap(per_seed, resamples, boot_seed);
       const auto w = spread_of(win), t = spread_of(tie), l = spread_of(loss);
-      entry[judge] = {{"win", w.mean}, {"win_sd", w.sd}, {"tie", t.mean}, {"tie_sd", t.sd}, {"loss", l.mean},
-                      {"loss_sd", l.sd}, {"rate", rate.value}, {"rate_low", rate.low}, {"rate_high", rate.high}};
+      entry[judge] = {{"win", w.mean},      {"win_sd", w.sd},       {"tie", t.mean},
+                      {"tie_sd", t.sd},     {"loss", l.mean},       {"loss_sd", l.sd},
+                      {"rate", rate.value}, {"rate_low", rate.low}, {"rate_high", rate.high}};
     }
     // Paired differences of the score and of a metric the labels never saw, with the seed noise.
     for (const std::string key : {"oracle", "rouge_l"}) {
@@ -113,8 +120,9 @@ json summarize(const run_context& ctx, const std::vector<table_row>& rows, const
         y.push_back(key == "oracle" ? b->second[s].oracle : b->second[s].rouge_l);
       }
       const auto d = paired_difference_of(x, y, resamples, boot_seed);
-      entry["difference"][key] = {{"per_seed", d.per_seed}, {"mean", d.over_seeds.mean}, {"sd", d.over_seeds.sd},
-                                  {"low", d.both.low}, {"high", d.both.high}, {"seeds_ahead", d.seeds_ahead}};
+      entry["difference"][key] = {{"per_seed", d.per_seed}, {"mean", d.over_seeds.mean},
+                                  {"sd", d.over_seeds.sd},  {"low", d.both.low},
+                                  {"high", d.both.high},    {"seeds_ahead", d.seeds_ahead}};
     }
     out["matchups"].push_back(entry);
   }
@@ -135,8 +143,8 @@ std::string rows_markdown(const json& summary) {
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |", r.at("label").get<std::string>(),
                       m.at("oracle").at("per_seed").size(), cell(m.at("rm_win"), 100, 1, true),
                       cell(m.at("oracle_win"), 100, 1, true), cell(m.at("oracle"), 1, 3, true),
-                      cell(m.at("rouge_l"), 1, 3, false), cell(m.at("chrf"), 1, 1, false), cell(m.at("kl"), 1, 2, false),
-                      cell(m.at("words"), 1, 1, false));
+                      cell(m.at("rouge_l"), 1, 3, false), cell(m.at("chrf"), 1, 1, false),
+                      cell(m.at("kl"), 1, 2, false), cell(m.at("words"), 1, 1, false));
     if (llm_judged) md += fmt::format(" {} |", cell(m.at("llm_win"), 100, 1, true));
     md += "\n";
   }
@@ -148,7 +156,8 @@ std::string matchups_markdown(const json& summary) {
   std::map<std::string, std::string> label;
   for (const auto& r : summary.at("rows")) label[r.at("id")] = r.at("label");
   std::string md =
-      "| comparison | seeds | oracle: win / tie / loss (%) | oracle win-rate, ties half (%) | reward model: win / tie / loss (%) "
+      "| comparison | seeds | oracle: win / tie / loss (%) | oracle win-rate, ties half (%) | reward model: win / tie "
+      "/ loss (%) "
       "| oracle score, difference | ROUGE-L F1, difference |\n"
       "|---|---|---|---|---|---|---|\n";
   // mean ± sd over seeds [hierarchical interval], seeds ahead.
@@ -167,8 +176,9 @@ std::string matchups_markdown(const json& summary) {
   for (const auto& m : summary.at("matchups")) {
     const auto& o = m.at("oracle");
     md += fmt::format("| {} vs {} | {} | {} | {:.1f} [{:.1f}, {:.1f}] | {} | {} | {} |\n", label.at(m.at("ours")),
-                      label.at(m.at("theirs")), m.at("seeds").get<std::size_t>(), wtl(o), 100 * o.at("rate").get<double>(),
-                      100 * o.at("rate_low").get<double>(), 100 * o.at("rate_high").get<double>(), wtl(m.at("rm")),
+                      label.at(m.at("theirs")), m.at("seeds").get<std::size_t>(), wtl(o),
+                      100 * o.at("rate").get<double>(), 100 * o.at("rate_low").get<double>(),
+                      100 * o.at("rate_high").get<double>(), wtl(m.at("rm")),
                       difference(m.at("difference").at("oracle")), difference(m.at("difference").at("rouge_l")));
   }
   return md;
@@ -181,7 +191,8 @@ void plot_frontier(const json& summary, const fs::path& png, spdlog::logger& log
     const auto& kl = r.at("metrics").at("kl").at("per_seed");
     const auto& oracle = r.at("metrics").at("oracle").at("per_seed");
     data += "# " + r.at("label").get<std::string>() + "\n";
-    for (std::size_t s = 0; s < kl.size(); ++s) data += fmt::format("{} {}\n", kl[s].get<double>(), oracle[s].get<double>());
+    for (std::size_t s = 0; s < kl.size(); ++s)
+      data += fmt::format("{} {}\n", kl[s].get<double>(), oracle[s].get<double>());
     data += "\n\n";
     // gnuplot cycles 8 colours; shapes cycle 5 (circle, square, triangles, diamond), so up to 40
     // rows get distinct (colour, shape) pairs.
@@ -193,10 +204,12 @@ void plot_frontier(const json& summary, const fs::path& png, spdlog::logger& log
   }
   const auto dat = png.parent_path() / (png.stem().string() + ".dat");
   atomic_write_text(dat, data);
-  const std::string script = "set terminal pngcairo size 900,560 noenhanced; set output '" + png.string() +
-                             "'; set title 'Mean oracle score against KL(policy || SFT) on the test prompts (a point per "
-                             "seed)'; set xlabel 'KL(policy || SFT), nats'; set ylabel 'mean oracle score'; set key "
-                             "outside right; set grid; plot " + plots + "\n";
+  const std::string script =
+      "set terminal pngcairo size 900,560 noenhanced; set output '" + png.string() +
+      "'; set title 'Mean oracle score against KL(policy || SFT) on the test prompts (a point per "
+      "seed)'; set xlabel 'KL(policy || SFT), nats'; set ylabel 'mean oracle score'; set key "
+      "outside right; set grid; plot " +
+      plots + "\n";
   const auto gp = png.parent_path() / (png.stem().string() + ".gp");
   atomic_write_text(gp, script);
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {

@@ -22,8 +22,8 @@ namespace {
 
 /// r of every response of rankings order[first..last), [rows, k], one forward pass.
 torch::Tensor ranking_rewards(RewardModel& rm, const std::vector<encoded_example>& split,
-                                const std::vector<ranking_record>& rankings, const std::vector<std::size_t>& order,
-                                std::size_t first, std::size_t last) {
+                              const std::vector<ranking_record>& rankings, const std::vector<std::size_t>& order,
+                              std::size_t first, std::size_t last) {
   std::vector<tokens> prompts, responses;
   for (std::size_t j = first; j < last; ++j)
     for (const auto& response : rankings[order[j]].responses) {
@@ -36,7 +36,7 @@ torch::Tensor ranking_rewards(RewardModel& rm, const std::vector<encoded_example
 /// The Bradley–Terry loss over every comparison of the rankings order[first..last): the mean of
 /// −log σ(r_w − r_l) (InstructGPT's loss for K-way rankings), and the share of pairs ordered right.
 std::pair<torch::Tensor, double> ranking_loss(const torch::Tensor& r, const std::vector<ranking_record>& rankings,
-                                                const std::vector<std::size_t>& order, std::size_t first) {
+                                              const std::vector<std::size_t>& order, std::size_t first) {
   std::vector<std::int64_t> winner, loser;
   for (std::int64_t b = 0; b < r.size(0); ++b) {
     const auto& ranked = rankings[order[first + std::size_t(b)]].order;
@@ -111,7 +111,9 @@ agreement held_out(RewardModel& rm, const run_context& ctx, const std::vector<ra
     if (count[b] == 0) continue;
     a.calibration_error += std::abs(predicted[b] - observed[b]);
     total += count[b];
-    a.bins.push_back({{"bin", b}, {"pairs", count[b]}, {"predicted", predicted[b] / count[b]},
+    a.bins.push_back({{"bin", b},
+                      {"pairs", count[b]},
+                      {"predicted", predicted[b] / count[b]},
                       {"observed", observed[b] / count[b]}});
   }
   a.calibration_error /= std::max(total, 1.0);
@@ -148,7 +150,8 @@ void train_reward_model(const run_context& ctx) {
   for (; step < total; ++step) {
     const auto epoch = step / per_epoch;
     const auto within = static_cast<std::size_t>(step % per_epoch);
-    const auto order = permutation(train.size(), derive_seed(c.seed, purpose::rm_order, static_cast<std::uint64_t>(epoch)));
+    const auto order =
+        permutation(train.size(), derive_seed(c.seed, purpose::rm_order, static_cast<std::uint64_t>(epoch)));
     const auto first = within * batch, last = std::min(train.size(), first + batch);
     // This rank's share of the batch's rankings; each ranking has k(k-1)/2 comparisons, so the
     // batch's mean is the share's mean weighted by its share of the rankings.
@@ -174,15 +177,19 @@ void train_reward_model(const run_context& ctx) {
   }
   bar.finish();
   const auto a = held_out(rm, ctx, valid);
-  ctx.log().info("rm: held-out agreement {:.1f}% with the labels, {:.1f}% with the noiseless oracle ({:.1f}% on pairs "
-                 "of two samples), calibration error {:.3f} ({} comparisons)",
-                 100 * a.with_labels, 100 * a.with_oracle, 100 * a.with_oracle_samples_only, a.calibration_error, a.pairs);
+  ctx.log().info(
+      "rm: held-out agreement {:.1f}% with the labels, {:.1f}% with the noiseless oracle ({:.1f}% on pairs "
+      "of two samples), calibration error {:.3f} ({} comparisons)",
+      100 * a.with_labels, 100 * a.with_oracle, 100 * a.with_oracle_samples_only, a.calibration_error, a.pairs);
   save_model(dir / "model.pt", *rm);
-  atomic_write_text(dir / "metrics.json", json{{"valid_comparisons", a.pairs}, {"agreement_with_labels", a.with_labels},
-                                                {"agreement_with_oracle", a.with_oracle},
-                                                {"agreement_with_oracle_samples_only", a.with_oracle_samples_only},
-                                                {"calibration_error", a.calibration_error}, {"calibration", a.bins},
-                                                {"seconds", bar.elapsed_seconds()}}.dump(2));
+  atomic_write_text(dir / "metrics.json", json{{"valid_comparisons", a.pairs},
+                                               {"agreement_with_labels", a.with_labels},
+                                               {"agreement_with_oracle", a.with_oracle},
+                                               {"agreement_with_oracle_samples_only", a.with_oracle_samples_only},
+                                               {"calibration_error", a.calibration_error},
+                                               {"calibration", a.bins},
+                                               {"seconds", bar.elapsed_seconds()}}
+                                              .dump(2));
   if (ranks().is_main()) fs::remove(state);
   ranks().barrier();
 }

@@ -65,18 +65,23 @@ evaluation evaluation_of(const run_context& ctx, const run_spec& r) {
 }
 
 evaluation sft_evaluation(const run_context& ctx, double temperature, std::uint64_t seed) {
-  return {"sft-t" + setting_text(temperature) + "-s" + std::to_string(seed), ctx.path("sft/model.pt"), temperature, seed};
+  return {"sft-t" + setting_text(temperature) + "-s" + std::to_string(seed), ctx.path("sft/model.pt"), temperature,
+          seed};
 }
 
-void align_all(run_context& ctx, const std::vector<run_spec>& runs, const fs::path& self_config,
-               spdlog::logger& log) {
+void align_all(run_context& ctx, const std::vector<run_spec>& runs, const fs::path& self_config, spdlog::logger& log) {
   std::vector<job> jobs;
   for (const auto& r : runs) {
     if (main_has(run_dir(ctx, r) / "history.json")) continue;
     jobs.push_back(worker_job(r.name(),
-                              {{"task", task_name(task_kind::align)}, {"arm", r.arm}, {"samples", r.samples},
-                               {"seed", r.seed}, {"beta", r.settings.beta}, {"lr", r.settings.lr},
-                               {"refreshes", r.refreshes}, {"patience", r.patience}},
+                              {{"task", task_name(task_kind::align)},
+                               {"arm", r.arm},
+                               {"samples", r.samples},
+                               {"seed", r.seed},
+                               {"beta", r.settings.beta},
+                               {"lr", r.settings.lr},
+                               {"refreshes", r.refreshes},
+                               {"patience", r.patience}},
                               self_config));
   }
   if (!jobs.empty()) log.info("alignment: {} run(s), {} at a time", jobs.size(), parallel_jobs(ctx.settings()));
@@ -90,8 +95,12 @@ void evaluate_all(run_context& ctx, const std::vector<evaluation>& evals, const 
   for (const auto& e : evals) {
     if (main_has(ctx.path("eval/" + e.name + ".jsonl"))) continue;
     jobs.push_back(worker_job("eval-" + e.name,
-                              {{"task", task_name(task_kind::evaluate)}, {"name", e.name}, {"model", e.model.string()},
-                               {"temperature", e.temperature}, {"seed", e.seed}, {"prompts", e.prompts}},
+                              {{"task", task_name(task_kind::evaluate)},
+                               {"name", e.name},
+                               {"model", e.model.string()},
+                               {"temperature", e.temperature},
+                               {"seed", e.seed},
+                               {"prompts", e.prompts}},
                               self_config));
   }
   if (!jobs.empty()) log.info("evaluation: {} model(s) on the test split", jobs.size());
@@ -111,13 +120,17 @@ std::vector<double> validate_temperatures(run_context& ctx, const std::vector<te
   for (const auto& t : trials)
     if (!main_has(ctx.path("sweep/temperature/" + t.name + ".json")))
       jobs.push_back(worker_job("valid-" + t.name,
-                                {{"task", task_name(task_kind::temperature)}, {"name", t.name},
-                                 {"model", t.model.string()}, {"temperature", t.temperature}, {"seed", seed}},
+                                {{"task", task_name(task_kind::temperature)},
+                                 {"name", t.name},
+                                 {"model", t.model.string()},
+                                 {"temperature", t.temperature},
+                                 {"seed", seed}},
                                 self_config));
   run_all(ctx, jobs, log);
   std::vector<double> out;
   for (const auto& t : trials)
-    out.push_back(json::parse(read_text(ctx.path("sweep/temperature/" + t.name + ".json"))).at("rm_mean").get<double>());
+    out.push_back(
+        json::parse(read_text(ctx.path("sweep/temperature/" + t.name + ".json"))).at("rm_mean").get<double>());
   return out;
 }
 
@@ -125,8 +138,12 @@ void run_task(run_context& ctx, const json& j) {
   switch (task_of(j.at("task").get<std::string>())) {
     case task_kind::align:
       ctx.seal_oracle("an alignment run (its validation and checkpoint choice)");
-      align(ctx, run_spec{j.at("arm"), j.at("samples"), j.at("seed"), {j.at("beta"), j.at("lr"), 0.0},
-                          j.at("refreshes"), j.at("patience")});
+      align(ctx, run_spec{j.at("arm"),
+                          j.at("samples"),
+                          j.at("seed"),
+                          {j.at("beta"), j.at("lr"), 0.0},
+                          j.at("refreshes"),
+                          j.at("patience")});
       return;
     case task_kind::evaluate:
       evaluate_model(ctx, j.at("name"), j.at("model").get<std::string>(), j.at("temperature"), j.at("seed"),
@@ -134,7 +151,8 @@ void run_task(run_context& ctx, const json& j) {
       return;
     case task_kind::temperature:
       ctx.seal_oracle("the choice of a decoding temperature");
-      (void)validate_temperature(ctx, j.at("name"), j.at("model").get<std::string>(), j.at("temperature"), j.at("seed"));
+      (void)validate_temperature(ctx, j.at("name"), j.at("model").get<std::string>(), j.at("temperature"),
+                                 j.at("seed"));
       return;
   }
 }

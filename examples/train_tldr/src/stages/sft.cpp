@@ -39,8 +39,10 @@ void train_sft(const run_context& ctx) {
   const auto state = dir / "state.pt";
   std::int64_t step = resume_from(state, *model, opt);
   dist::overlapped_gradients overlap(ranks(), model->parameters());
-  if (step > 0) ctx.log().info("sft: resuming at step {}", step);
-  else ctx.log().info("sft: GPT with {} parameters, {} training examples", parameter_count(*model), ctx.train().size());
+  if (step > 0)
+    ctx.log().info("sft: resuming at step {}", step);
+  else
+    ctx.log().info("sft: GPT with {} parameters, {} training examples", parameter_count(*model), ctx.train().size());
   model->train();
   const auto& train = ctx.train();
   const auto n = train.size();
@@ -97,8 +99,9 @@ void train_sft(const run_context& ctx) {
   ctx.log().info("sft: validation loss {:.3f} nats/token", per_token);
   save_model(dir / "model.pt", *model);
   atomic_write_text(dir / "metrics.json", json{{"valid_loss_per_token", per_token},
-                                                {"parameters", parameter_count(*model)},
-                                                {"seconds", bar.elapsed_seconds()}}.dump(2));
+                                               {"parameters", parameter_count(*model)},
+                                               {"seconds", bar.elapsed_seconds()}}
+                                              .dump(2));
   if (ranks().is_main()) fs::remove(state);
   ranks().barrier();  // the model is on disk before any rank reads it
 }

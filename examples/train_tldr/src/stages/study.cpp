@@ -68,8 +68,9 @@ json preregistration_of(const config& c) {
           {"verdict", "ahead: interval above 0; behind: below 0; level: inside (−margin, margin); else undecided"},
           {"study_seeds", {s.first_seed, s.seeds, s.other_seeds}},
           {"sweep_seed", s.sweep_seed},
-          {"selection", "β, learning rate, decoding temperature and checkpoints by the reward model's mean score on "
-                        "the validation split; the oracle is sealed until the test stage"}};
+          {"selection",
+           "β, learning rate, decoding temperature and checkpoints by the reward model's mean score on "
+           "the validation split; the oracle is sealed until the test stage"}};
 }
 
 void preregister(const run_context& ctx, spdlog::logger& log) {
@@ -77,7 +78,8 @@ void preregister(const run_context& ctx, spdlog::logger& log) {
   const auto wanted = preregistration_of(ctx.settings());
   if (main_has(file)) {
     if (json::parse(read_text(file)) != wanted)
-      fail(file.string(), " pre-registered other comparisons, seeds or rules than this command asks for; a study "
+      fail(file.string(),
+           " pre-registered other comparisons, seeds or rules than this command asks for; a study "
            "keeps what it registered before its runs (start a new --workdir for another study)");
     return;
   }
@@ -106,8 +108,8 @@ run_result result_of(const run_context& ctx, const run_spec& r) {
 /// One axis of an arm's search: the values tried, in order, and how the choice ended.
 struct axis {
   std::vector<double> values;
-  double lo = 0, hi = 0;     ///< the limits
-  std::string note;          ///< "interior", "at the lower limit", "at the upper limit", "budget spent"
+  double lo = 0, hi = 0;  ///< the limits
+  std::string note;       ///< "interior", "at the lower limit", "at the upper limit", "budget spent"
   std::optional<double> chosen;
 };
 
@@ -118,8 +120,8 @@ std::optional<double> extend(axis& a, double best, bool budget_left) {
   const auto n = a.values.size();
   const bool low_edge = best == a.values.front(), high_edge = best == a.values.back();
   if (n < 2 || (!low_edge && !high_edge)) return a.note = "interior", std::nullopt;
-  const double next = high_edge ? a.values[n - 1] * (a.values[n - 1] / a.values[n - 2])
-                                : a.values[0] / (a.values[1] / a.values[0]);
+  const double next =
+      high_edge ? a.values[n - 1] * (a.values[n - 1] / a.values[n - 2]) : a.values[0] / (a.values[1] / a.values[0]);
   if (next > a.hi * (1 + 1e-9) || next < a.lo * (1 - 1e-9))
     return a.note = high_edge ? "at the upper limit" : "at the lower limit", std::nullopt;
   if (!budget_left) return a.note = "budget spent", std::nullopt;
@@ -145,7 +147,11 @@ struct arm_search {
 };
 
 run_spec sweep_run(const config& c, const std::string& arm, double beta, double lr) {
-  return {arm, c.align.samples, c.study.sweep_seed, {beta, lr, c.eval.valid_temperature}, c.study.refreshes,
+  return {arm,
+          c.align.samples,
+          c.study.sweep_seed,
+          {beta, lr, c.eval.valid_temperature},
+          c.study.refreshes,
           c.study.patience};
 }
 
@@ -172,8 +178,11 @@ std::vector<arm_search> search_all(run_context& ctx, const json& choice, const f
   std::vector<arm_search> searches;
   for (const auto& a : all_arms())
     if (a.swept() && !(choice.contains("settings") && choice["settings"].contains(a.id))) {
-      arm_search s{a.id, {c.study.betas, c.study.beta_min, c.study.beta_max, "", {}},
-                   {c.study.lrs, c.study.lr_min, c.study.lr_max, "", {}}, 0, {}};
+      arm_search s{a.id,
+                   {c.study.betas, c.study.beta_min, c.study.beta_max, "", {}},
+                   {c.study.lrs, c.study.lr_min, c.study.lr_max, "", {}},
+                   0,
+                   {}};
       auto sorted = c.study.lrs;
       std::sort(sorted.begin(), sorted.end());
       s.lr0 = sorted[sorted.size() / 2];
@@ -208,22 +217,31 @@ void choose_temperatures(run_context& ctx, json& choice, const std::vector<arm_s
     }
   if (!choice.contains("sft_temperature"))
     for (double t : c.study.temperatures) {
-      trials.push_back({"sft-t" + setting_text(t) + "-s" + std::to_string(c.study.sweep_seed), ctx.path("sft/model.pt"), t});
+      trials.push_back(
+          {"sft-t" + setting_text(t) + "-s" + std::to_string(c.study.sweep_seed), ctx.path("sft/model.pt"), t});
       owners.push_back("sft");
     }
   const auto scores = validate_temperatures(ctx, trials, c.study.sweep_seed, self_config, log);
   std::map<std::string, std::pair<double, double>> best;  // owner → (temperature, score)
   for (std::size_t k = 0; k < trials.size(); ++k) {
-    choice["temperatures"].push_back({{"arm", owners[k]}, {"temperature", trials[k].temperature}, {"valid_rm", scores[k]}});
-    if (!best.contains(owners[k]) || scores[k] > best[owners[k]].second) best[owners[k]] = {trials[k].temperature, scores[k]};
+    choice["temperatures"].push_back(
+        {{"arm", owners[k]}, {"temperature", trials[k].temperature}, {"valid_rm", scores[k]}});
+    if (!best.contains(owners[k]) || scores[k] > best[owners[k]].second)
+      best[owners[k]] = {trials[k].temperature, scores[k]};
   }
   const auto [lo, hi] = std::minmax_element(c.study.temperatures.begin(), c.study.temperatures.end());
-  const auto edge = [&, lo = *lo, hi = *hi](double t) { return t == lo || t == hi ? "at the grid's limit" : "interior"; };
+  const auto edge = [&, lo = *lo, hi = *hi](double t) {
+    return t == lo || t == hi ? "at the grid's limit" : "interior";
+  };
   for (const auto& s : searches)
-    choice["settings"][s.arm] = {{"beta", *s.beta.chosen},    {"lr", *s.lr.chosen},
-                                 {"temperature", best.at(s.arm).first}, {"valid_rm", result_of(ctx, s.runs.at({*s.beta.chosen, *s.lr.chosen})).rm_mean},
-                                 {"beta_edge", s.beta.note},  {"lr_edge", s.lr.note},
-                                 {"temperature_edge", edge(best.at(s.arm).first)}, {"trials", s.runs.size()}};
+    choice["settings"][s.arm] = {{"beta", *s.beta.chosen},
+                                 {"lr", *s.lr.chosen},
+                                 {"temperature", best.at(s.arm).first},
+                                 {"valid_rm", result_of(ctx, s.runs.at({*s.beta.chosen, *s.lr.chosen})).rm_mean},
+                                 {"beta_edge", s.beta.note},
+                                 {"lr_edge", s.lr.note},
+                                 {"temperature_edge", edge(best.at(s.arm).first)},
+                                 {"trials", s.runs.size()}};
   if (best.contains("sft"))
     choice["sft_temperature"] = {{"temperature", best.at("sft").first}, {"edge", edge(best.at("sft").first)}};
 }
@@ -242,8 +260,12 @@ json sweep(run_context& ctx, const fs::path& self_config, spdlog::logger& log) {
   for (const auto& s : searches)
     for (const auto& [bl, r] : s.runs) {
       const auto res = result_of(ctx, r);
-      choice["grid"].push_back({{"arm", s.arm}, {"beta", bl.first}, {"lr", bl.second}, {"valid_rm", res.rm_mean},
-                                {"refreshes", res.refreshes}, {"best_refresh", res.best_refresh}});
+      choice["grid"].push_back({{"arm", s.arm},
+                                {"beta", bl.first},
+                                {"lr", bl.second},
+                                {"valid_rm", res.rm_mean},
+                                {"refreshes", res.refreshes},
+                                {"best_refresh", res.best_refresh}});
     }
   choose_temperatures(ctx, choice, searches, self_config, log);
   atomic_write_text(file, choice.dump(2));
@@ -259,7 +281,8 @@ struct plan {
   std::map<std::string, std::vector<run_spec>> runs;           ///< row id → one per seed
   std::map<std::string, std::vector<std::string>> eval_names;  ///< row id → one per seed
   std::vector<evaluation> evals, curve_evals;
-  std::map<std::string, std::vector<std::vector<std::pair<std::int64_t, std::string>>>> curves;  ///< row → seed → (refresh, eval)
+  std::map<std::string, std::vector<std::vector<std::pair<std::int64_t, std::string>>>>
+      curves;  ///< row → seed → (refresh, eval)
 };
 
 std::vector<std::string> row_ids(const config& c) {
@@ -303,7 +326,7 @@ plan plan_study(const run_context& ctx, const json& choice) {
     study_row row = row_of(dash == std::string::npos ? id : id.substr(0, dash), n);
     row.id = id;
     if (dash != std::string::npos) row.label += ", n = " + std::to_string(n);
-    const std::int64_t seeds = dash != std::string::npos ? c.study.samples_seeds
+    const std::int64_t seeds = dash != std::string::npos           ? c.study.samples_seeds
                                : primary_row(c, id) || id == "sft" ? c.study.seeds
                                                                    : c.study.other_seeds;
     for (std::int64_t k = 0; k < seeds; ++k) {
@@ -313,7 +336,8 @@ plan plan_study(const run_context& ctx, const json& choice) {
         p.eval_names[id].push_back(p.evals.back().name);
         continue;
       }
-      const run_spec r{row.arm, n, seed, chosen_settings(choice, row.settings_arm), c.study.refreshes, c.study.patience};
+      const run_spec r{row.arm,         n, seed, chosen_settings(choice, row.settings_arm), c.study.refreshes,
+                       c.study.patience};
       p.runs[id].push_back(r);
       p.evals.push_back(evaluation_of(ctx, r));
       p.eval_names[id].push_back(r.eval_name());
@@ -341,7 +365,8 @@ void plan_curves(const run_context& ctx, plan& p, const json& choice) {
       for (const auto& v : read_history(run_dir(ctx, r) / "history.json")) {
         if (v.refresh == 0) continue;
         const auto name = r.eval_name() + "-c" + std::to_string(v.refresh);
-        p.curve_evals.push_back({name, run_dir(ctx, r) / "checkpoints" / ("refresh-" + std::to_string(v.refresh) + ".pt"),
+        p.curve_evals.push_back({name,
+                                 run_dir(ctx, r) / "checkpoints" / ("refresh-" + std::to_string(v.refresh) + ".pt"),
                                  r.settings.temperature, r.seed, prompts});
         points.push_back({v.step, name});
       }
@@ -363,37 +388,39 @@ json compare(const run_context& ctx, const plan& p, const std::string& compariso
   for (const std::string metric : {"oracle", "rouge_l"}) {
     std::vector<std::vector<double>> x, y;
     for (std::size_t s = 0; s < seeds; ++s) {
-      const auto ea = read_eval(ctx.path("eval/" + a[s] + ".jsonl")), eb = read_eval(ctx.path("eval/" + b[s] + ".jsonl"));
+      const auto ea = read_eval(ctx.path("eval/" + a[s] + ".jsonl")),
+                 eb = read_eval(ctx.path("eval/" + b[s] + ".jsonl"));
       x.push_back(metric == "oracle" ? ea.oracle : ea.rouge_l);
-      y.push_back(metric == "oracle" ? eb.oracle : (eb.rouge_l.empty() ? std::vector<double>(ea.rouge_l.size(), 0.0)
-                                                                      : eb.rouge_l));
+      y.push_back(metric == "oracle" ? eb.oracle
+                                     : (eb.rouge_l.empty() ? std::vector<double>(ea.rouge_l.size(), 0.0) : eb.rouge_l));
     }
     const auto at_level = paired_difference_of(x, y, ctx.settings().eval.bootstrap, boot, level);
     const auto at_95 = paired_difference_of(x, y, ctx.settings().eval.bootstrap, boot, 0.95);
-    out[metric] = {{"per_seed", at_level.per_seed},      {"mean", at_level.over_seeds.mean},
-                   {"sd", at_level.over_seeds.sd},       {"low", at_level.both.low},
-                   {"high", at_level.both.high},         {"low95", at_95.both.low},
-                   {"high95", at_95.both.high},          {"seeds_ahead", at_level.seeds_ahead}};
+    out[metric] = {{"per_seed", at_level.per_seed}, {"mean", at_level.over_seeds.mean},
+                   {"sd", at_level.over_seeds.sd},  {"low", at_level.both.low},
+                   {"high", at_level.both.high},    {"low95", at_95.both.low},
+                   {"high95", at_95.both.high},     {"seeds_ahead", at_level.seeds_ahead}};
     if (metric == "oracle") out["verdict"] = name_of(verdict_of(at_level.both, margin));
   }
   return out;
 }
 
 std::string comparisons_markdown(const json& list, const std::map<std::string, std::string>& labels) {
-  std::string md = "| comparison | seeds | oracle score, ours − theirs (mean ± sd over seeds) | interval at the "
-                   "verdict's level | 95% interval | seeds ahead | verdict | ROUGE-L F1, ours − theirs [95%] |\n"
-                   "|---|---|---|---|---|---|---|---|\n";
+  std::string md =
+      "| comparison | seeds | oracle score, ours − theirs (mean ± sd over seeds) | interval at the "
+      "verdict's level | 95% interval | seeds ahead | verdict | ROUGE-L F1, ours − theirs [95%] |\n"
+      "|---|---|---|---|---|---|---|---|\n";
   for (const auto& c : list) {
     const auto& o = c.at("oracle");
     const auto& r = c.at("rouge_l");
-    md += fmt::format("| {} vs {} | {} | {:+.4f} ± {:.4f} | [{:+.4f}, {:+.4f}] ({:.1f}%) | [{:+.4f}, {:+.4f}] | {}/{} | **{}** | "
-                      "{:+.4f} [{:+.4f}, {:+.4f}] |\n",
-                      labels.at(c.at("ours")), labels.at(c.at("theirs")), c.at("seeds").get<std::size_t>(),
-                      o.at("mean").get<double>(), o.at("sd").get<double>(), o.at("low").get<double>(),
-                      o.at("high").get<double>(), 100 * c.at("level").get<double>(), o.at("low95").get<double>(),
-                      o.at("high95").get<double>(), o.at("seeds_ahead").get<std::size_t>(),
-                      c.at("seeds").get<std::size_t>(), c.at("verdict").get<std::string>(), r.at("mean").get<double>(),
-                      r.at("low95").get<double>(), r.at("high95").get<double>());
+    md += fmt::format(
+        "| {} vs {} | {} | {:+.4f} ± {:.4f} | [{:+.4f}, {:+.4f}] ({:.1f}%) | [{:+.4f}, {:+.4f}] | {}/{} | **{}** | "
+        "{:+.4f} [{:+.4f}, {:+.4f}] |\n",
+        labels.at(c.at("ours")), labels.at(c.at("theirs")), c.at("seeds").get<std::size_t>(),
+        o.at("mean").get<double>(), o.at("sd").get<double>(), o.at("low").get<double>(), o.at("high").get<double>(),
+        100 * c.at("level").get<double>(), o.at("low95").get<double>(), o.at("high95").get<double>(),
+        o.at("seeds_ahead").get<std::size_t>(), c.at("seeds").get<std::size_t>(), c.at("verdict").get<std::string>(),
+        r.at("mean").get<double>(), r.at("low95").get<double>(), r.at("high95").get<double>());
   }
   return md;
 }
@@ -412,23 +439,31 @@ json convergence_of(const run_context& ctx, const plan& p) {
       stopped += res.refreshes < r.refreshes;
       at_last += res.best_refresh == res.refreshes;
     }
-    out.push_back({{"id", row.id}, {"label", row.label}, {"runs", refreshes.size()}, {"refreshes", mean_of(refreshes)},
+    out.push_back({{"id", row.id},
+                   {"label", row.label},
+                   {"runs", refreshes.size()},
+                   {"refreshes", mean_of(refreshes)},
                    {"refreshes_max", *std::max_element(refreshes.begin(), refreshes.end())},
-                   {"best_refresh", mean_of(best)}, {"steps", mean_of(steps)}, {"stopped_early", stopped},
+                   {"best_refresh", mean_of(best)},
+                   {"steps", mean_of(steps)},
+                   {"stopped_early", stopped},
                    {"best_is_last", at_last}});
   }
   return out;
 }
 
 std::string convergence_markdown(const json& rows, std::int64_t cap) {
-  std::string md = fmt::format("| row | runs | refreshes trained (mean, most) | optimiser steps (mean) | chosen "
-                               "checkpoint's refresh (mean) | stopped early (of {} at most) | chosen = last |\n"
-                               "|---|---|---|---|---|---|---|\n", cap);
+  std::string md = fmt::format(
+      "| row | runs | refreshes trained (mean, most) | optimiser steps (mean) | chosen "
+      "checkpoint's refresh (mean) | stopped early (of {} at most) | chosen = last |\n"
+      "|---|---|---|---|---|---|---|\n",
+      cap);
   for (const auto& r : rows)
     md += fmt::format("| {} | {} | {:.1f}, {:.0f} | {:.0f} | {:.1f} | {} | {} |\n", r.at("label").get<std::string>(),
-                      r.at("runs").get<std::size_t>(), r.at("refreshes").get<double>(), r.at("refreshes_max").get<double>(),
-                      r.at("steps").get<double>(), r.at("best_refresh").get<double>(),
-                      r.at("stopped_early").get<std::size_t>(), r.at("best_is_last").get<std::size_t>());
+                      r.at("runs").get<std::size_t>(), r.at("refreshes").get<double>(),
+                      r.at("refreshes_max").get<double>(), r.at("steps").get<double>(),
+                      r.at("best_refresh").get<double>(), r.at("stopped_early").get<std::size_t>(),
+                      r.at("best_is_last").get<std::size_t>());
   return md;
 }
 
@@ -473,7 +508,8 @@ std::string matched_kl_markdown(const json& curves, const std::vector<study_row>
       std::vector<double> v;
       for (const auto& seed : curves.at(row.id))
         if (const auto o = at_kl(seed, k)) v.push_back(*o);
-      if (v.empty()) md += " — |";
+      if (v.empty())
+        md += " — |";
       else {
         const auto s = spread_of(v);
         md += fmt::format(" {:.3f} ± {:.3f} ({}/{} seeds) |", s.mean, s.sd, v.size(), curves.at(row.id).size());
@@ -491,20 +527,22 @@ void plot_curves(const json& curves, const std::string& x, const std::string& y,
   int index = 0;
   for (const auto& [id, seeds] : curves.items())
     for (std::size_t s = 0; s < seeds.size(); ++s) {
-      for (const auto& point : seeds[s]) data += fmt::format("{} {}\n", point.at(x).get<double>(), point.at(y).get<double>());
+      for (const auto& point : seeds[s])
+        data += fmt::format("{} {}\n", point.at(x).get<double>(), point.at(y).get<double>());
       data += "\n\n";
-      plots += fmt::format("{}'{}' index {} using 1:2 with linespoints lc {} pt {} ps 0.6 title '{}'", index ? ", " : "",
-                           (png.parent_path() / (png.stem().string() + ".dat")).string(), index,
+      plots += fmt::format("{}'{}' index {} using 1:2 with linespoints lc {} pt {} ps 0.6 title '{}'",
+                           index ? ", " : "", (png.parent_path() / (png.stem().string() + ".dat")).string(), index,
                            std::distance(curves.begin(), curves.find(id)) + 1, 7, s == 0 ? labels.at(id) : "");
       ++index;
     }
   atomic_write_text(png.parent_path() / (png.stem().string() + ".dat"), data);
-  const std::string script = "set terminal pngcairo size 1000,620 noenhanced; set output '" + png.string() + "'; set title '" +
-                             title + "'; set xlabel '" + x + "'; set ylabel '" + y +
+  const std::string script = "set terminal pngcairo size 1000,620 noenhanced; set output '" + png.string() +
+                             "'; set title '" + title + "'; set xlabel '" + x + "'; set ylabel '" + y +
                              "'; set key outside right; set grid; plot " + plots + "\n";
   const auto gp = png.parent_path() / (png.stem().string() + ".gp");
   atomic_write_text(gp, script);
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return log.warn("gnuplot not found: {} not drawn", png.string());
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    return log.warn("gnuplot not found: {} not drawn", png.string());
   if (std::system(("gnuplot " + gp.string()).c_str()) != 0) log.warn("gnuplot failed; see {}", gp.string());
 }
 
@@ -522,21 +560,24 @@ json validation_curves(const run_context& ctx, const plan& p) {
 }
 
 std::string sweep_markdown(const json& choice) {
-  std::string md = "| arm | β | learning rate | validation reward (chosen checkpoint) | refreshes | chosen refresh |\n"
-                   "|---|---|---|---|---|---|\n";
+  std::string md =
+      "| arm | β | learning rate | validation reward (chosen checkpoint) | refreshes | chosen refresh |\n"
+      "|---|---|---|---|---|---|\n";
   for (const auto& g : choice.at("grid"))
-    md += fmt::format("| {} | {:g} | {:g} | {:.4f} | {} | {} |\n", g.at("arm").get<std::string>(), g.at("beta").get<double>(),
-                      g.at("lr").get<double>(), g.at("valid_rm").get<double>(), g.at("refreshes").get<std::int64_t>(),
-                      g.at("best_refresh").get<std::int64_t>());
-  md += "\nChosen (edges: a choice on the edge of what was tried, after the edge rule):\n\n"
-        "| arm | trials | β (edge) | learning rate (edge) | temperature (edge) |\n|---|---|---|---|---|\n";
+    md += fmt::format("| {} | {:g} | {:g} | {:.4f} | {} | {} |\n", g.at("arm").get<std::string>(),
+                      g.at("beta").get<double>(), g.at("lr").get<double>(), g.at("valid_rm").get<double>(),
+                      g.at("refreshes").get<std::int64_t>(), g.at("best_refresh").get<std::int64_t>());
+  md +=
+      "\nChosen (edges: a choice on the edge of what was tried, after the edge rule):\n\n"
+      "| arm | trials | β (edge) | learning rate (edge) | temperature (edge) |\n|---|---|---|---|---|\n";
   for (const auto& [arm, s] : choice.at("settings").items())
     md += fmt::format("| {} | {} | {} ({}) | {} ({}) | {:g} ({}) |\n", arm, s.at("trials").get<std::size_t>(),
                       setting_text(s.at("beta")), s.at("beta_edge").get<std::string>(), setting_text(s.at("lr")),
                       s.at("lr_edge").get<std::string>(), s.at("temperature").get<double>(),
                       s.at("temperature_edge").get<std::string>());
   const auto& sft = choice.at("sft_temperature");
-  md += fmt::format("| SFT | — | — | — | {:g} ({}) |\n", sft.at("temperature").get<double>(), sft.at("edge").get<std::string>());
+  md += fmt::format("| SFT | — | — | — | {:g} ({}) |\n", sft.at("temperature").get<double>(),
+                    sft.at("edge").get<std::string>());
   return md;
 }
 
@@ -548,7 +589,8 @@ std::vector<table_row> rows_in(const plan& p, study_table t) {
   std::vector<table_row> out;
   if (t == study_table::table1) out.push_back(table_row_of(p, p.rows.front()));
   for (const auto& r : p.rows)
-    if (r.id != "sft" && r.id.find("-n") == std::string::npos && find_arm(r.arm).in(t)) out.push_back(table_row_of(p, r));
+    if (r.id != "sft" && r.id.find("-n") == std::string::npos && find_arm(r.arm).in(t))
+      out.push_back(table_row_of(p, r));
   return out;
 }
 
@@ -611,8 +653,10 @@ std::string study_report(const run_context& ctx, const plan& p, const json& choi
       fmt::format("{:.2f}% (95% Bonferroni-corrected for {} comparisons), margin ±{:g}.\n\n", 100 * level,
                   c.study.primaries.size(), c.study.margin) +
       comparisons_markdown(primary, labels) + "\n### Secondary comparisons (95%, no correction)\n\n" +
-      comparisons_markdown(secondary, labels) + "\n" + md + "### Training length (early stopping on the validation "
-      "reward)\n\n" + convergence_markdown(results["convergence"], c.study.refreshes) +
+      comparisons_markdown(secondary, labels) + "\n" + md +
+      "### Training length (early stopping on the validation "
+      "reward)\n\n" +
+      convergence_markdown(results["convergence"], c.study.refreshes) +
       fmt::format("\n### Oracle score at matched KL (the first {} seeds' checkpoints, {} test prompts each)\n\n",
                   c.study.curve_seeds, c.study.curve_prompts) +
       matched_kl_markdown(results["curves"], p.rows) + "\n### The sweep (validation split, reward model, seed " +

@@ -82,7 +82,8 @@ class deferred_check {
   /// For launch_group_loss: queues the copy of the status word behind the launch.
   void record(cudaStream_t stream) {
     constexpr std::string_view where = "cuda::deferred_check";
-    detail::check(cudaMemcpyAsync(host_, device_, sizeof(*host_), cudaMemcpyDeviceToHost, stream), where, "cudaMemcpyAsync");
+    detail::check(cudaMemcpyAsync(host_, device_, sizeof(*host_), cudaMemcpyDeviceToHost, stream), where,
+                  "cudaMemcpyAsync");
     detail::check(cudaEventRecord(event_, stream), where, "cudaEventRecord");
     pending_ = true;
   }
@@ -102,14 +103,14 @@ class deferred_check {
 /// give NaN and nothing waits.
 template <class T, class G>
 void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
-                const G& goodness, cudaStream_t stream, bool validate = true);
+                       const G& goodness, cudaStream_t stream, bool validate = true);
 
 /// launch_group_loss with its validation deferred to `deferred` (see deferred_check): first checks the
 /// previous launch's status (throwing for its bad group), then queues the kernel and the copy of
 /// its status; nothing waits for this launch.
 template <class T, class G>
 void launch_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
-                const G& goodness, cudaStream_t stream, deferred_check& deferred);
+                       const G& goodness, cudaStream_t stream, deferred_check& deferred);
 
 /// Per-row log-probabilities from logits [rows, vocabulary] (device memory, row-major):
 /// lse[r] = logsumexp(logits[r, :]) and log_probs[r] = logits[r, labels[r]] - lse[r], reading each

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(group_block_threads)
 /// Queues the kernel on `stream` (status: the first bad (row << 8 | check) goes there, or null).
 template <class T, class G>
 void enqueue_group_loss(const kernels::group_loss_inputs<T>& in, const kernels::group_loss_outputs<T>& out,
-                       const G& goodness, cudaStream_t stream, unsigned long long* status) {
+                        const G& goodness, cudaStream_t stream, unsigned long long* status) {
   constexpr std::string_view where = "cuda::launch_group_loss";
   if (out.loss != nullptr) check(cudaMemsetAsync(out.loss, 0, sizeof(T), stream), where, "cudaMemsetAsync");
   constexpr int block = group_block_threads;

@@ -75,8 +75,8 @@ __device__ void map_row(const T* x, T* out, index n, F&& f) {
 
 template <class T>
 __global__ void __launch_bounds__(row_block_threads)
-    token_log_probs_kernel(const T* logits, index vocabulary, const std::int64_t* labels,
-                           kernels::accumulate_t<T>* lse, kernels::accumulate_t<T>* log_probs) {
+    token_log_probs_kernel(const T* logits, index vocabulary, const std::int64_t* labels, kernels::accumulate_t<T>* lse,
+                           kernels::accumulate_t<T>* log_probs) {
   using acc = kernels::accumulate_t<T>;
   const index row = blockIdx.x;
   const std::int64_t label = labels[row];
@@ -157,7 +157,10 @@ __device__ kernels::accumulate_t<T> truncation_threshold(const T* x, index n, co
       sum_state<long long> count;
       for_each_in_row(x, n, [&](T v) { count.value += key::of(static_cast<acc>(v) / temperature) >= mid ? 1 : 0; });
       count = group_all_reduce<row_block_threads>(count);
-      if (count.value >= s.top_k) lo = mid; else hi = mid - 1;
+      if (count.value >= s.top_k)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     threshold = key::value(lo);
   }
@@ -179,7 +182,10 @@ __device__ kernels::accumulate_t<T> truncation_threshold(const T* x, index n, co
         if (!(a < threshold) && key::of(a) > mid) mass.value += exp(static_cast<double>(a) - static_cast<double>(lse));
       });
       mass = group_all_reduce<row_block_threads>(mass);
-      if (mass.value < s.top_p) hi = mid; else lo = mid + 1;
+      if (mass.value < s.top_p)
+        hi = mid;
+      else
+        lo = mid + 1;
     }
     threshold = key::value(lo);
   }
@@ -234,9 +240,8 @@ __global__ void __launch_bounds__(row_block_threads)
   const bool label_kept = load(x, label) > -std::numeric_limits<acc>::infinity();
   const acc row_lse = lse[row], up = label_kept ? upstream[row] / static_cast<acc>(s.temperature) : acc(0);
   // Dropped logits read -inf: exp(-inf - lse) = 0, so their gradient is exactly 0.
-  map_row(x, g, vocabulary, [&](index j, T v) {
-    return static_cast<T>(kernels::logit_gradient(load(&v, 0), row_lse, up, j == label));
-  });
+  map_row(x, g, vocabulary,
+          [&](index j, T v) { return static_cast<T>(kernels::logit_gradient(load(&v, 0), row_lse, up, j == label)); });
 }
 
 template <class T>
@@ -276,11 +281,12 @@ void token_log_probs(const T* logits, index rows, index vocabulary, const std::i
     brain::detail::fail(where, lse == nullptr ? "lse" : "log_probs", " is a null pointer");
   if (rows == 0) return;
   if (sampling.is_plain()) {
-    detail::token_log_probs_kernel<T>
-        <<<static_cast<unsigned>(rows), detail::row_block_threads, 0, stream>>>(logits, vocabulary, labels, lse, log_probs);
+    detail::token_log_probs_kernel<T><<<static_cast<unsigned>(rows), detail::row_block_threads, 0, stream>>>(
+        logits, vocabulary, labels, lse, log_probs);
     if (thresholds != nullptr)
-      detail::check(cudaMemsetAsync(thresholds, 0, sizeof(kernels::accumulate_t<T>) * static_cast<std::size_t>(rows), stream),
-                    where, "clearing the thresholds");
+      detail::check(
+          cudaMemsetAsync(thresholds, 0, sizeof(kernels::accumulate_t<T>) * static_cast<std::size_t>(rows), stream),
+          where, "clearing the thresholds");
   } else {
     detail::sampled_token_log_probs_kernel<T><<<static_cast<unsigned>(rows), detail::row_block_threads, 0, stream>>>(
         logits, vocabulary, labels, lse, log_probs, thresholds, sampling);
@@ -297,7 +303,11 @@ void token_log_probs_backward(const T* logits, index rows, index vocabulary, con
   detail::check_row_arguments(where, logits, rows, vocabulary, labels);
   detail::check_sampling(where, sampling);
   if (rows > 0 && (lse == nullptr || upstream == nullptr || grad == nullptr))
-    brain::detail::fail(where, lse == nullptr ? "lse" : upstream == nullptr ? "upstream" : "grad", " is a null pointer");
+    brain::detail::fail(where,
+                        lse == nullptr        ? "lse"
+                        : upstream == nullptr ? "upstream"
+                                              : "grad",
+                        " is a null pointer");
   if (rows > 0 && sampling.truncates() && thresholds == nullptr)
     brain::detail::fail(where, "thresholds is a null pointer, but top-k / top-p sampling needs the forward's");
   if (rows == 0) return;
@@ -305,8 +315,9 @@ void token_log_probs_backward(const T* logits, index rows, index vocabulary, con
     detail::token_log_probs_backward_kernel<T><<<static_cast<unsigned>(rows), detail::row_block_threads, 0, stream>>>(
         logits, vocabulary, labels, lse, upstream, grad);
   else
-    detail::sampled_token_log_probs_backward_kernel<T><<<static_cast<unsigned>(rows), detail::row_block_threads, 0, stream>>>(
-        logits, vocabulary, labels, lse, upstream, thresholds, grad, sampling);
+    detail::sampled_token_log_probs_backward_kernel<T>
+        <<<static_cast<unsigned>(rows), detail::row_block_threads, 0, stream>>>(logits, vocabulary, labels, lse,
+                                                                                upstream, thresholds, grad, sampling);
   detail::check(cudaGetLastError(), where, "the kernel launch");
 }
 

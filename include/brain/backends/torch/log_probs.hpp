@@ -91,8 +91,7 @@ inline at::Tensor sequence_log_probs(const at::Tensor& logits, const at::Tensor&
                                      alignment align, const log_prob_options& opt = {}) {
   constexpr std::string_view where = "sequence_log_probs";
   if (logits.dim() != 3) detail::fail(where, "logits has ", logits.dim(), " dimensions: expected [B, T, V]");
-  const auto s =
-      detail::select_tokens(where, labels, mask, logits.size(0), logits.size(1), logits.size(2), align, opt);
+  const auto s = detail::select_tokens(where, labels, mask, logits.size(0), logits.size(1), logits.size(2), align, opt);
   if (!logits.device().is_cpu()) {
     if (const detail::device_log_probs* device = detail::find_device_log_probs(logits.device().type()))
       if (at::Tensor out = device->sequence(logits, s, opt); out.defined()) return out;
@@ -100,8 +99,7 @@ inline at::Tensor sequence_log_probs(const at::Tensor& logits, const at::Tensor&
     if (opt.validate) detail::check_finite_tokens(where, token, s.active, s.shift, opt.sample);
     return detail::reduce_tokens(token, s.active, opt.reduce);
   }
-  return detail::apply_sequence_function<detail::sequence_log_probs_function>(logits, s.labels, s.active, s.shift,
-                                                                              opt);
+  return detail::apply_sequence_function<detail::sequence_log_probs_function>(logits, s.labels, s.active, s.shift, opt);
 }
 
 /// log q(y|x) from the last hidden states [B, T, d] and the output layer's weight [V, d]
@@ -124,14 +122,12 @@ inline at::Tensor fused_linear_sequence_log_probs(const at::Tensor& hidden, cons
     detail::fail(where, "weight is on ", weight.device(), " but hidden is on ", hidden.device());
   if (chunk_tokens < 0) detail::fail(where, "chunk_tokens = ", chunk_tokens, " must be >= 0 (0: automatic)");
   if (opt.vocab_tile < 0) detail::fail(where, "vocab_tile = ", opt.vocab_tile, " must be >= 0 (0: automatic)");
-  const auto s =
-      detail::select_tokens(where, labels, mask, hidden.size(0), hidden.size(1), weight.size(0), align, opt);
+  const auto s = detail::select_tokens(where, labels, mask, hidden.size(0), hidden.size(1), weight.size(0), align, opt);
   const int64_t vocabulary = weight.size(0);
   const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : detail::default_chunk_tokens(vocabulary);
   if (!hidden.device().is_cpu()) {
     const detail::device_log_probs* device = detail::find_device_log_probs(hidden.device().type());
-    return detail::chunked_linear_log_probs(hidden, weight, s, chunk, opt,
-                                            device != nullptr ? device->rows : nullptr);
+    return detail::chunked_linear_log_probs(hidden, weight, s, chunk, opt, device != nullptr ? device->rows : nullptr);
   }
   const sampling& sample = opt.sample;
   const auto value_bytes = static_cast<int64_t>(c10::elementSize(detail::accumulate_type(hidden.scalar_type())));

@@ -128,7 +128,7 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
       acc* threshold_ptr = threshold.data_ptr<acc>();
       const int64_t* label_ptr = token_labels.data_ptr<int64_t>();
       const auto forward_tile = [&](at::Tensor& logits, const at::Tensor& w_tile, int64_t start, int64_t begin,
-                                int64_t end) {
+                                    int64_t end) {
         const int64_t columns = logits.size(1);
         acc* x = logits.data_ptr<acc>();
         acc* rescale_ptr = eager ? rescale.data_ptr<acc>() : nullptr;
@@ -187,10 +187,11 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
     const at::Tensor h = scoring_rows(in.hidden, in.positions, in.shift, acc_type);
     const at::Tensor w = in.weight.to(acc_type).contiguous();
     // d/d v_j of upstream * log p'(y) scaled by d v / d x = 1 / T; 0 for a label the settings drop.
-    const at::Tensor scaled = sample.is_plain()
-                                  ? upstream
-                                  : (upstream * (in.token != -std::numeric_limits<double>::infinity()).to(acc_type) /
-                                     sample.temperature).contiguous();
+    const at::Tensor scaled =
+        sample.is_plain()
+            ? upstream
+            : (upstream * (in.token != -std::numeric_limits<double>::infinity()).to(acc_type) / sample.temperature)
+                  .contiguous();
     at::Tensor grad_rows = need_hidden ? at::zeros_like(h) : at::Tensor();
     at::Tensor grad_weight = need_weight ? at::zeros_like(w) : at::Tensor();  // no buffer for a frozen head
     AT_DISPATCH_FLOATING_TYPES(acc_type, "brain::fused_linear_sequence_log_probs_backward", [&] {
@@ -213,8 +214,7 @@ struct fused_linear_function : ::torch::autograd::Function<fused_linear_function
           }
         });
         if (need_hidden) grad_rows.slice(0, begin, end).addmm_(logits, w_tile);
-        if (need_weight)
-          grad_weight.slice(0, start, start + logits.size(1)).addmm_(logits.t(), h.slice(0, begin, end));
+        if (need_weight) grad_weight.slice(0, start, start + logits.size(1)).addmm_(logits.t(), h.slice(0, begin, end));
       };
       for_each_logits_tile(h, w, sequence_chunks(in.active, in.chunk), in.chunk, tile, backward_tile);
     });

@@ -67,10 +67,9 @@ struct cuda_sequence_log_probs_function : ::torch::autograd::Function<cuda_seque
     at::Tensor threshold = at::empty({batch, time}, logits.options());
     at::Tensor per_row = at::empty({batch, time}, logits.options());
     AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::sequence_log_probs (CUDA)", [&] {
-      brain::cuda::token_log_probs<scalar_t>(logits.data_ptr<scalar_t>(), batch * time, vocabulary,
-                                             rows.data_ptr<int64_t>(), lse.data_ptr<scalar_t>(),
-                                             per_row.data_ptr<scalar_t>(), call.stream, settings.sample,
-                                             threshold.data_ptr<scalar_t>());
+      brain::cuda::token_log_probs<scalar_t>(
+          logits.data_ptr<scalar_t>(), batch * time, vocabulary, rows.data_ptr<int64_t>(), lse.data_ptr<scalar_t>(),
+          per_row.data_ptr<scalar_t>(), call.stream, settings.sample, threshold.data_ptr<scalar_t>());
     });
     const at::Tensor token = shift_time(per_row, 0, shift);  // per label position
     return finish_sequence_forward(ctx, settings, validate, token, logits, rows, active, lse, threshold);
@@ -81,7 +80,7 @@ struct cuda_sequence_log_probs_function : ::torch::autograd::Function<cuda_seque
     const at::Tensor& logits = in.logits;
     const cuda_call call(logits);
     const at::Tensor upstream = shift_time(in.upstream, in.settings.shift, 0);  // per logits row
-    at::Tensor grad = at::empty_like(logits);  // every row is written by the kernel
+    at::Tensor grad = at::empty_like(logits);                                   // every row is written by the kernel
     AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::sequence_log_probs_backward (CUDA)", [&] {
       brain::cuda::token_log_probs_backward<scalar_t>(
           logits.data_ptr<scalar_t>(), logits.size(0) * logits.size(1), logits.size(2), in.labels.data_ptr<int64_t>(),
@@ -106,10 +105,9 @@ inline bool cuda_rows_forward(const at::Tensor& logits, const at::Tensor& labels
   if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble) return false;
   const cuda_call call(logits);
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "brain::fused_linear_sequence_log_probs (CUDA)", [&] {
-    brain::cuda::token_log_probs<scalar_t>(logits.data_ptr<scalar_t>(), logits.size(0), logits.size(1),
-                                           labels.data_ptr<int64_t>(), lse.data_ptr<scalar_t>(),
-                                           log_prob.data_ptr<scalar_t>(), call.stream, s,
-                                           threshold.data_ptr<scalar_t>());
+    brain::cuda::token_log_probs<scalar_t>(
+        logits.data_ptr<scalar_t>(), logits.size(0), logits.size(1), labels.data_ptr<int64_t>(),
+        lse.data_ptr<scalar_t>(), log_prob.data_ptr<scalar_t>(), call.stream, s, threshold.data_ptr<scalar_t>());
   });
   return true;
 }

@@ -128,9 +128,9 @@ struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_func
     for (int64_t begin = 0; begin < count; begin += chunk) {
       const int64_t end = std::min(count, begin + chunk);
       at::Tensor logits = at::mm(h.slice(0, begin, end), w.t());  // recomputed
-      const at::Tensor g = rows_gradient(rows, logits, token_labels.slice(0, begin, end), sample,
-                                         lse.slice(0, begin, end), threshold.slice(0, begin, end),
-                                         upstream.slice(0, begin, end));
+      const at::Tensor g =
+          rows_gradient(rows, logits, token_labels.slice(0, begin, end), sample, lse.slice(0, begin, end),
+                        threshold.slice(0, begin, end), upstream.slice(0, begin, end));
       if (need_hidden) {
         at::Tensor out = grad_rows.slice(0, begin, end);
         at::mm_out(out, g, w);
@@ -143,15 +143,13 @@ struct chunked_linear_function : ::torch::autograd::Function<chunked_linear_func
 
 /// fused_linear_sequence_log_probs off the CPU: chunked_linear_function with the device's row
 /// kernels.
-inline at::Tensor chunked_linear_log_probs(const at::Tensor& hidden, const at::Tensor& weight,
-                                           const token_selection& s, int64_t chunk, const log_prob_options& opt,
-                                           const device_rows* rows) {
+inline at::Tensor chunked_linear_log_probs(const at::Tensor& hidden, const at::Tensor& weight, const token_selection& s,
+                                           int64_t chunk, const log_prob_options& opt, const device_rows* rows) {
   const bool eager = at::GradMode::is_enabled() && hidden.requires_grad() && !weight.requires_grad();
   const sampling& sample = opt.sample;
-  return chunked_linear_function::apply(hidden, weight, s.labels.contiguous(), s.active.contiguous(), s.shift,
-                                        static_cast<int64_t>(opt.reduce), chunk, opt.validate, eager,
-                                        sample.temperature, sample.top_k, sample.top_p,
-                                        chunked_linear_function::address(rows));
+  return chunked_linear_function::apply(
+      hidden, weight, s.labels.contiguous(), s.active.contiguous(), s.shift, static_cast<int64_t>(opt.reduce), chunk,
+      opt.validate, eager, sample.temperature, sample.top_k, sample.top_p, chunked_linear_function::address(rows));
 }
 
 }  // namespace brain::inline v0::libtorch::detail

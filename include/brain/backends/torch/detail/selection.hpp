@@ -117,8 +117,8 @@ inline void check_finite_tokens(std::string_view where, const at::Tensor& token_
   const at::Tensor at_ = at::nonzero(bad).select(0, 0).cpu();
   const int64_t b = at_[0].item<int64_t>(), t = at_[1].item<int64_t>();
   if (s.truncates() && token_log_probs.select(0, b).select(0, t).item<double>() == -INFINITY)
-    fail(where, "labels[", b, ", ", t, "] is outside the top-k / top-p set of the sampling settings (top_k = ",
-         s.top_k, ", top_p = ", s.top_p, "): the sampler could not have drawn it (log-prob -inf)");
+    fail(where, "labels[", b, ", ", t, "] is outside the top-k / top-p set of the sampling settings (top_k = ", s.top_k,
+         ", top_p = ", s.top_p, "): the sampler could not have drawn it (log-prob -inf)");
   fail(where, "the logits at [", b, ", ", t - shift, "] (scoring labels[", b, ", ", t,
        "]) contain NaN or +inf, or overflow");
 }
