@@ -18,6 +18,7 @@
 #include <brain/formula.hpp>
 #include <brain/goodness.hpp>
 #include <brain/reductions.hpp>
+#include <brain/rewards.hpp>
 #include <brain/samples.hpp>
 #include <brain/surrogate.hpp>
 #include <brain/weights.hpp>
