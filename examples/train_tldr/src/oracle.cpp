@@ -255,6 +255,13 @@ using oracle_detail::hash_table;
 
 // ---- the model learnt from the train split -------------------------------------------------------
 
+namespace {
+// rate's views of a post and of a summary's words (defined after the model, whose statistics
+// they point into; in this file only, so outside the model).
+struct post_view;
+struct word_info;
+}  // namespace
+
 struct oracle::model {
   struct word_stats {
     std::uint32_t posts = 0;        // train posts holding the stem
@@ -330,24 +337,6 @@ struct oracle::model {
   }
 
   // ---- rate's components (oracle::rate): each one a number in [0, 1] ----
-  /// The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
-  /// first occurrence of each content stem.
-  struct post_view {
-    std::vector<std::uint64_t> stems, pairs;
-    std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
-    [[nodiscard]] double count(const std::vector<std::uint64_t>& sorted, std::uint64_t x) const {
-      const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
-      return static_cast<double>(hi - lo);
-    }
-    [[nodiscard]] bool has(std::uint64_t stem) const { return std::binary_search(stems.begin(), stems.end(), stem); }
-  };
-  /// A summary word with its statistics; a word neither in the corpus nor in the post is a
-  /// non-word (SentencePiece pieces glued together).
-  struct word_info {
-    const token* t;
-    const word_stats* stats;
-    bool in_post, known;
-  };
   static post_view read_post(std::string_view post);
   std::vector<word_info> look_up(const std::vector<const token*>& words, const post_view& post) const;
   double faithfulness(const std::vector<word_info>& info, std::vector<std::uint64_t>& content) const;
@@ -357,6 +346,27 @@ struct oracle::model {
   double form(const std::vector<token>& tokens, const std::vector<word_info>& info) const;
   double combine(const verdict& v) const;
 };
+
+namespace {
+/// The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
+/// first occurrence of each content stem.
+struct post_view {
+  std::vector<std::uint64_t> stems, pairs;
+  std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
+  [[nodiscard]] double count(const std::vector<std::uint64_t>& sorted, std::uint64_t x) const {
+    const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
+    return static_cast<double>(hi - lo);
+  }
+  [[nodiscard]] bool has(std::uint64_t stem) const { return std::binary_search(stems.begin(), stems.end(), stem); }
+};
+/// A summary word with its statistics; a word neither in the corpus nor in the post is a
+/// non-word (SentencePiece pieces glued together).
+struct word_info {
+  const token* t;
+  const oracle::model::word_stats* stats;
+  bool in_post, known;
+};
+}  // namespace
 
 namespace {
 
@@ -450,7 +460,7 @@ oracle::oracle(std::span<const example> train, oracle_options options) {
 std::size_t oracle::corpus_size() const { return static_cast<std::size_t>(model_->posts); }
 const oracle_options& oracle::options() const { return model_->options; }
 
-oracle::model::post_view oracle::model::read_post(std::string_view post) {
+post_view oracle::model::read_post(std::string_view post) {
   post_view out;
   std::uint64_t previous = 0;
   for (const token& t : tokenize(post, text_kind::description)) {
@@ -465,8 +475,7 @@ oracle::model::post_view oracle::model::read_post(std::string_view post) {
   return out;
 }
 
-std::vector<oracle::model::word_info> oracle::model::look_up(const std::vector<const token*>& words,
-                                                             const post_view& post) const {
+std::vector<word_info> oracle::model::look_up(const std::vector<const token*>& words, const post_view& post) const {
   std::vector<word_info> info;
   info.reserve(words.size());
   for (const token* t : words) {
@@ -579,7 +588,7 @@ oracle::verdict oracle::rate(std::string_view post, std::string_view summary) co
   for (const token& t : tokens)
     if (t.k == kind::word) words.push_back(&t);
   if (words.empty()) return v;
-  const model::post_view seen = model::read_post(post);
+  const post_view seen = model::read_post(post);
   const auto info = m.look_up(words, seen);
   std::vector<std::uint64_t> content, pair_keys;
   v.faithfulness = m.faithfulness(info, content);

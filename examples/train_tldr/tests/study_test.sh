@@ -102,7 +102,7 @@ import json, sys
 path = sys.argv[1]
 c = json.load(open(path))
 json.dump(c, open(path + ".first", "w"), indent=2)
-b = c["settings"]["brain"]
+b = c["settings"]["rso"]                         # RSO: one row, one seed, so little to retrain
 b["beta"] = 0.2 if b["beta"] == 0.1 else 0.1   # a hand edit: must be used, not recomputed
 del c["settings"]["grpo"]                       # as if the table had gained GRPO after the sweep
 c["grid"] = [g for g in c["grid"] if g["arm"] != "grpo"]
@@ -119,15 +119,15 @@ r = json.load(open(f"{w}/study/results.json"))
 fail = []
 if now["settings"].get("grpo") != first["settings"]["grpo"]:
     fail.append(f"GRPO re-swept to {now['settings'].get('grpo')}, first {first['settings']['grpo']}")
-if now["settings"]["brain"]["beta"] == first["settings"]["brain"]["beta"]:
-    fail.append("the edited BRAIn choice was recomputed")
-for arm in ["dpo", "dpo_sft", "rso", "rloo"]:
+if now["settings"]["rso"]["beta"] == first["settings"]["rso"]["beta"]:
+    fail.append("the edited RSO choice was recomputed")
+for arm in ["dpo", "dpo_sft", "brain", "rloo"]:
     if now["settings"][arm] != first["settings"][arm]: fail.append(f"{arm}'s choice changed")
 if now["sft_temperature"] != first["sft_temperature"]: fail.append("SFT's temperature changed")
-b = now["settings"]["brain"]
+b = now["settings"]["rso"]
 t1 = next(v for k, v in r["tables"].items() if k.startswith("Table 1:"))
-row = {x["id"]: x for x in t1["rows"]}["brain"]["evals"][0]
-if f"-b{b['beta']:g}-" not in row: fail.append(f"BRAIn's row {row} does not use the edited choice β = {b['beta']}")
+row = {x["id"]: x for x in t1["rows"]}["rso"]["evals"][0]
+if f"-b{b['beta']:g}-" not in row: fail.append(f"RSO's row {row} does not use the edited choice β = {b['beta']}")
 print("\n".join("FAIL: " + f for f in fail) or "ok: the written choice kept, the missing arm added as before")
 sys.exit(1 if fail else 0)
 EOF
