@@ -382,6 +382,7 @@ TEST(BpeTokenizer, AddedTokens) {
 // ---------------------------------------------------------------------------------------------
 // Rejected files: each names the file and the field
 
+// Over 80 lines on purpose: a table of edits, one per line, each with the message it must give.
 TEST(BpeTokenizer, RejectsUnsupportedAndMalformedFiles) {
   const json base = tiny({"yz", "xy"}, {"y z", "x y"});
   ASSERT_EQ(rejection(base.dump()), "");

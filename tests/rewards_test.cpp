@@ -68,7 +68,7 @@ TYPED_TEST(RewardsTest, BatchScaleStandardisesOverEverySample) {
   using T = TypeParam;
   host a(2, 2);
   a << 1, 3, 5, 7;  // mean 4, population variance (9 + 1 + 1 + 9) / 4 = 5
-  const host got = combined<T>({a}, {.scale = brain::reward_scale::batch, .epsilon = 1e-300});
+  const host got = combined<T>({a}, {.weights = {}, .scale = brain::reward_scale::batch, .epsilon = 1e-300});
   host want(2, 2);
   want << -3, -1, 1, 3;
   want /= std::sqrt(5.0);
@@ -81,7 +81,7 @@ TYPED_TEST(RewardsTest, GroupScaledRowsHaveMeanZeroAndUnitSpread) {
     const index rows = *rc::gen::inRange<index>(1, 4), cols = *rc::gen::inRange<index>(2, 7);
     const host r = random_matrix(rows, cols, -100, 100);
     for (index i = 0; i < rows; ++i) RC_PRE((r.row(i).array() - r.row(i).mean()).abs().maxCoeff() > 1e-3);
-    const host z = combined<T>({r}, {.scale = brain::reward_scale::group, .epsilon = 1e-12});
+    const host z = combined<T>({r}, {.weights = {}, .scale = brain::reward_scale::group, .epsilon = 1e-12});
     for (index i = 0; i < rows; ++i) {
       RC_ASSERT(std::abs(z.row(i).mean()) < 1e-9);
       RC_ASSERT(std::abs(z.row(i).squaredNorm() / double(cols) - 1.0) < 1e-8);
@@ -102,13 +102,15 @@ TYPED_TEST(RewardsTest, RejectionsNameTheRewardAndTheSetting) {
   EXPECT_NE(rejection<T>({a, a}, {.weights = {1.0}}).find("weights has 1 entries for 2 rewards"), std::string::npos);
   EXPECT_NE(rejection<T>({a}, {.weights = {INFINITY}}).find("weights[0] = +inf"), std::string::npos)
       << rejection<T>({a}, {.weights = {INFINITY}});
-  EXPECT_NE(rejection<T>({a}, {.scale = brain::reward_scale::group, .epsilon = 0.0}).find("epsilon = 0"),
+  EXPECT_NE(rejection<T>({a}, {.weights = {}, .scale = brain::reward_scale::group, .epsilon = 0.0}).find("epsilon = 0"),
             std::string::npos);
   host single(3, 1);
   single << 1, 2, 3;
-  EXPECT_NE(rejection<T>({single}, {.scale = brain::reward_scale::group}).find("at least 2 samples per prompt"),
+  EXPECT_NE(rejection<T>({single}, {.weights = {}, .scale = brain::reward_scale::group})
+                .find("at least 2 samples per prompt"),
             std::string::npos);
-  EXPECT_EQ(rejection<T>({single}, {.scale = brain::reward_scale::batch}), "");  // 3 samples in the batch
+  EXPECT_EQ(rejection<T>({single}, {.weights = {}, .scale = brain::reward_scale::batch}),
+            "");  // 3 samples in the batch
 }
 
 }  // namespace

@@ -255,13 +255,6 @@ using oracle_detail::hash_table;
 
 // ---- the model learnt from the train split -------------------------------------------------------
 
-namespace {
-// rate's views of a post and of a summary's words (defined after the model, whose statistics
-// they point into; in this file only, so outside the model).
-struct post_view;
-struct word_info;
-}  // namespace
-
 struct oracle::model {
   struct word_stats {
     std::uint32_t posts = 0;        // train posts holding the stem
@@ -337,6 +330,25 @@ struct oracle::model {
   }
 
   // ---- rate's components (oracle::rate): each one a number in [0, 1] ----
+  /// The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
+  /// first occurrence of each content stem.
+  struct post_view {
+    std::vector<std::uint64_t> stems, pairs;
+    std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
+    [[nodiscard]] double count(const std::vector<std::uint64_t>& sorted, std::uint64_t x) const {
+      const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
+      return static_cast<double>(hi - lo);
+    }
+    [[nodiscard]] bool has(std::uint64_t stem) const { return std::binary_search(stems.begin(), stems.end(), stem); }
+  };
+  /// A summary word (its stem and whether it is a content word) with its statistics; a word
+  /// neither in the corpus nor in the post is a non-word (SentencePiece pieces glued together).
+  struct word_info {
+    std::uint64_t stem;
+    bool content;
+    const word_stats* stats;
+    bool in_post, known;
+  };
   static post_view read_post(std::string_view post);
   std::vector<word_info> look_up(const std::vector<const token*>& words, const post_view& post) const;
   double faithfulness(const std::vector<word_info>& info, std::vector<std::uint64_t>& content) const;
@@ -346,27 +358,6 @@ struct oracle::model {
   double form(const std::vector<token>& tokens, const std::vector<word_info>& info) const;
   double combine(const verdict& v) const;
 };
-
-namespace {
-/// The post: its stems (sorted, with repeats), adjacent pairs (sorted) and the position of the
-/// first occurrence of each content stem.
-struct post_view {
-  std::vector<std::uint64_t> stems, pairs;
-  std::vector<std::pair<std::uint64_t, std::size_t>> first_seen;  // content stem, position
-  [[nodiscard]] double count(const std::vector<std::uint64_t>& sorted, std::uint64_t x) const {
-    const auto [lo, hi] = std::equal_range(sorted.begin(), sorted.end(), x);
-    return static_cast<double>(hi - lo);
-  }
-  [[nodiscard]] bool has(std::uint64_t stem) const { return std::binary_search(stems.begin(), stems.end(), stem); }
-};
-/// A summary word with its statistics; a word neither in the corpus nor in the post is a
-/// non-word (SentencePiece pieces glued together).
-struct word_info {
-  const token* t;
-  const oracle::model::word_stats* stats;
-  bool in_post, known;
-};
-}  // namespace
 
 namespace {
 
@@ -460,7 +451,7 @@ oracle::oracle(std::span<const example> train, oracle_options options) {
 std::size_t oracle::corpus_size() const { return static_cast<std::size_t>(model_->posts); }
 const oracle_options& oracle::options() const { return model_->options; }
 
-post_view oracle::model::read_post(std::string_view post) {
+oracle::model::post_view oracle::model::read_post(std::string_view post) {
   post_view out;
   std::uint64_t previous = 0;
   for (const token& t : tokenize(post, text_kind::description)) {
@@ -475,13 +466,14 @@ post_view oracle::model::read_post(std::string_view post) {
   return out;
 }
 
-std::vector<word_info> oracle::model::look_up(const std::vector<const token*>& words, const post_view& post) const {
+std::vector<oracle::model::word_info> oracle::model::look_up(const std::vector<const token*>& words,
+                                                             const post_view& post) const {
   std::vector<word_info> info;
   info.reserve(words.size());
   for (const token* t : words) {
     const word_stats* s = stats.find(t->stem);
     const bool p = post.has(t->stem);
-    info.push_back({t, s, p, s != nullptr || p});
+    info.push_back({t->stem, t->content, s, p, s != nullptr || p});
   }
   return info;
 }
@@ -491,8 +483,8 @@ std::vector<word_info> oracle::model::look_up(const std::vector<const token*>& w
 double oracle::model::faithfulness(const std::vector<word_info>& info, std::vector<std::uint64_t>& content) const {
   double claimed = 0, supported = 0;
   for (const word_info& w : info) {
-    if (!w.t->content) continue;
-    content.push_back(w.t->stem);
+    if (!w.content) continue;
+    content.push_back(w.stem);
     const double weight = idf(w.stats);
     claimed += weight;
     supported += weight * (w.in_post ? 1.0 : paraphrase(w.stats));
@@ -534,11 +526,11 @@ double oracle::model::phrasing(const std::vector<word_info>& info, const post_vi
   const double vocabulary = static_cast<double>(stats.size()) + 1.0;
   for (std::size_t i = 1; i < info.size(); ++i) {
     const word_info &a = info[i - 1], &b = info[i];
-    const std::uint64_t key = pair_key(a.t->stem, b.t->stem);
+    const std::uint64_t key = pair_key(a.stem, b.stem);
     pair_keys.push_back(key);
     if (!a.known || !b.known) continue;  // a non-word belongs with nothing
     const std::uint32_t* corpus_pair = pairs.find(key);
-    const double a_in_post = post.count(post.stems, a.t->stem);
+    const double a_in_post = post.count(post.stems, a.stem);
     const double c = (corpus_pair ? *corpus_pair : 0) + o.cache_weight * post.count(post.pairs, key);
     const double cv = (a.stats ? a.stats->followed : 0) + o.cache_weight * a_in_post;
     const double types = (a.stats ? a.stats->followers : 0) + (a_in_post > 0 ? 1.0 : 0.0) + o.pair_smoothing;
@@ -588,7 +580,7 @@ oracle::verdict oracle::rate(std::string_view post, std::string_view summary) co
   for (const token& t : tokens)
     if (t.k == kind::word) words.push_back(&t);
   if (words.empty()) return v;
-  const post_view seen = model::read_post(post);
+  const model::post_view seen = model::read_post(post);
   const auto info = m.look_up(words, seen);
   std::vector<std::uint64_t> content, pair_keys;
   v.faithfulness = m.faithfulness(info, content);

@@ -15,6 +15,52 @@
 #include "data.hpp"
 #include "oracle.hpp"
 
+namespace {
+
+struct tally {
+  std::size_t wins = 0, games = 0;
+  double score = 0;
+};
+
+/// Plays gold against every designed (or held-out) attack on each post and prints one line per
+/// attack; returns false when a designed attack's gold win-rate is below 90%.
+bool play(const tldr::oracle& oracle, const tldr::attacker& attacker, const std::vector<tldr::example>& examples,
+          const std::string& split, bool designed, bool show) {
+  std::vector<std::string> names;
+  std::map<std::string, tally> by_name;
+  double gold_mean = 0;
+  for (const auto& e : examples) {
+    const auto post = tldr::post_of(e.prompt);
+    const double gold = oracle.score(post, e.label);
+    gold_mean += gold;
+    for (const auto& a : designed ? attacker.designed(e, examples) : attacker.held_out(e, examples)) {
+      if (!by_name.contains(a.name)) names.push_back(a.name);
+      const double s = oracle.score(post, a.summary);
+      auto& t = by_name[a.name];
+      ++t.games;
+      t.wins += gold > s;
+      t.score += s;
+      if (show && gold <= s)
+        std::printf("  loss [%s] gold %.3f \"%s\" vs %.3f \"%s\"\n", a.name.c_str(), gold, e.label.c_str(), s,
+                    a.summary.c_str());
+    }
+  }
+  std::printf("%s attacks on the %s split (%zu posts; gold's mean score %.3f):\n", designed ? "designed" : "held-out",
+              split.c_str(), examples.size(), gold_mean / double(examples.size()));
+  bool ok = true;
+  for (const auto& name : names) {
+    const auto& t = by_name[name];
+    const double rate = double(t.wins) / double(t.games);
+    const bool bad = designed && rate < 0.90;
+    ok &= !bad;
+    std::printf("  %-42s gold wins %5.1f%%   attack's mean score %.3f%s\n", name.c_str(), 100 * rate,
+                t.score / double(t.games), bad ? "   FAIL (< 90%)" : "");
+  }
+  return ok;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::string lists, snapshot, split = "test";
   bool show = false, held_out = false;
@@ -58,43 +104,7 @@ int main(int argc, char** argv) {
   }
   const tldr::oracle oracle(d.train);
   const tldr::attacker attacker(d.train);
-
-  struct tally {
-    std::size_t wins = 0, games = 0;
-    double score = 0;
-  };
-  bool failed = false;
-  for (const bool designed : {true, false}) {
-    if (!designed && !held_out) break;
-    std::vector<std::string> names;
-    std::map<std::string, tally> by_name;
-    double gold_mean = 0;
-    for (const auto& e : examples) {
-      const auto post = tldr::post_of(e.prompt);
-      const double gold = oracle.score(post, e.label);
-      gold_mean += gold;
-      for (const auto& a : designed ? attacker.designed(e, examples) : attacker.held_out(e, examples)) {
-        if (!by_name.contains(a.name)) names.push_back(a.name);
-        const double s = oracle.score(post, a.summary);
-        auto& t = by_name[a.name];
-        ++t.games;
-        t.wins += gold > s;
-        t.score += s;
-        if (show && gold <= s)
-          std::printf("  loss [%s] gold %.3f \"%s\" vs %.3f \"%s\"\n", a.name.c_str(), gold, e.label.c_str(), s,
-                      a.summary.c_str());
-      }
-    }
-    std::printf("%s attacks on the %s split (%zu posts; gold's mean score %.3f):\n", designed ? "designed" : "held-out",
-                split.c_str(), examples.size(), gold_mean / double(examples.size()));
-    for (const auto& name : names) {
-      const auto& t = by_name[name];
-      const double rate = double(t.wins) / double(t.games);
-      const bool bad = designed && rate < 0.90;
-      failed |= bad;
-      std::printf("  %-42s gold wins %5.1f%%   attack's mean score %.3f%s\n", name.c_str(), 100 * rate,
-                  t.score / double(t.games), bad ? "   FAIL (< 90%)" : "");
-    }
-  }
-  return failed ? 1 : 0;
+  bool ok = play(oracle, attacker, examples, split, /*designed=*/true, show);
+  if (held_out) ok &= play(oracle, attacker, examples, split, /*designed=*/false, show);
+  return ok ? 0 : 1;
 }
