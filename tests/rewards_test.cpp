@@ -54,8 +54,9 @@ TYPED_TEST(RewardsTest, GroupScaleStandardisesEachPromptsSamples) {
   a << 1, 2, 3, 5, 5, 5;  // row 2: equal rewards, an uninformative group
   b << 0, 0, 6, 1, 2, 3;
   const double eps = 1e-4;
-  // Row 1: a has mean 2 and population std sqrt(2/3); b mean 2, std sqrt(8).
-  const double sa = std::sqrt(2.0 / 3.0) + eps, sb = std::sqrt(8.0) + eps, s2 = std::sqrt(2.0 / 3.0) + eps;
+  // Unbiased stds (n - 1): row 1 of a, mean 2, std sqrt(2 / 2) = 1; of b, mean 2, std sqrt(24 / 2);
+  // row 2 of b as row 1 of a. (Population stds, sqrt(2/3) and sqrt(8), would fail.)
+  const double sa = 1.0 + eps, sb = std::sqrt(12.0) + eps, s2 = 1.0 + eps;
   host want(2, 3);
   want << 1.0 * -1 / sa + 3.0 * -2 / sb, 0.0 + 3.0 * -2 / sb, 1.0 * 1 / sa + 3.0 * 4 / sb,  //
       3.0 * -1 / s2, 0.0, 3.0 * 1 / s2;                                                     // a's row adds 0
@@ -67,24 +68,24 @@ TYPED_TEST(RewardsTest, GroupScaleStandardisesEachPromptsSamples) {
 TYPED_TEST(RewardsTest, BatchScaleStandardisesOverEverySample) {
   using T = TypeParam;
   host a(2, 2);
-  a << 1, 3, 5, 7;  // mean 4, population variance (9 + 1 + 1 + 9) / 4 = 5
+  a << 1, 3, 5, 7;  // mean 4, unbiased variance (9 + 1 + 1 + 9) / 3
   const host got = combined<T>({a}, {.weights = {}, .scale = brain::reward_scale::batch, .epsilon = 1e-300});
   host want(2, 2);
   want << -3, -1, 1, 3;
-  want /= std::sqrt(5.0);
+  want /= std::sqrt(20.0 / 3.0);
   EXPECT_LT((got - want).cwiseAbs().maxCoeff(), 1e-14) << got;
 }
 
 TYPED_TEST(RewardsTest, GroupScaledRowsHaveMeanZeroAndUnitSpread) {
   using T = TypeParam;
-  check_property("group scale: each row mean 0, population std 1", [] {
+  check_property("group scale: each row mean 0, unbiased std 1", [] {
     const index rows = *rc::gen::inRange<index>(1, 4), cols = *rc::gen::inRange<index>(2, 7);
     const host r = random_matrix(rows, cols, -100, 100);
     for (index i = 0; i < rows; ++i) RC_PRE((r.row(i).array() - r.row(i).mean()).abs().maxCoeff() > 1e-3);
     const host z = combined<T>({r}, {.weights = {}, .scale = brain::reward_scale::group, .epsilon = 1e-12});
     for (index i = 0; i < rows; ++i) {
       RC_ASSERT(std::abs(z.row(i).mean()) < 1e-9);
-      RC_ASSERT(std::abs(z.row(i).squaredNorm() / double(cols) - 1.0) < 1e-8);
+      RC_ASSERT(std::abs(z.row(i).squaredNorm() / double(cols - 1) - 1.0) < 1e-8);
     }
   });
 }
@@ -111,6 +112,9 @@ TYPED_TEST(RewardsTest, RejectionsNameTheRewardAndTheSetting) {
             std::string::npos);
   EXPECT_EQ(rejection<T>({single}, {.weights = {}, .scale = brain::reward_scale::batch}),
             "");  // 3 samples in the batch
+  const host one = host::Constant(1, 1, 2.0);
+  EXPECT_NE(rejection<T>({one}, {.weights = {}, .scale = brain::reward_scale::batch}).find("the rewards have 1"),
+            std::string::npos);
 }
 
 }  // namespace

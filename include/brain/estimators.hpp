@@ -27,6 +27,7 @@
 
 #include <brain/backend.hpp>
 #include <brain/goodness.hpp>
+#include <brain/rewards.hpp>
 #include <brain/samples.hpp>
 #include <brain/weights.hpp>
 
@@ -187,12 +188,8 @@ estimate_result<T> rloo_estimate(const tensor_t<T>& log_g, const tensor_t<T>& rh
 /// grpo's advantages: log g centred within each group, scaled as TRL's scale_rewards says.
 template <class T>
 tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling, index prompts, double nd) {
+  if (scaling == advantage_scaling::group) return standardise_rows<T>(log_g, 1e-4);
   const tensor_t<T> centred = ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
-  if (scaling == advantage_scaling::group) {
-    const tensor_t<T> variance = ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / (nd - 1.0), 0.0);
-    const tensor_t<T> sd = ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0));
-    return div_per_row<T>(centred, ops<T>::affine(sd, 1.0, 1e-4));
-  }
   if (scaling == advantage_scaling::batch) {
     const double count = nd * static_cast<double>(prompts);
     const double mean = scalar_of<T>(total<T>(log_g)) / count;

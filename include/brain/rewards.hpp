@@ -25,7 +25,7 @@ namespace brain::inline v0 {
 /// How each reward is put on a common scale before the weighted sum.
 enum class reward_scale {
   none,   ///< as given
-  group,  ///< (r - mean) / (std + epsilon) over the samples of its prompt (population std)
+  group,  ///< (r - mean) / (std + epsilon) over the samples of its prompt (unbiased std, as GRPO's)
   batch,  ///< the same over every sample of the batch
 };
 
@@ -51,12 +51,13 @@ struct reward_mix {
 
 namespace detail {
 
-/// (a - row mean) / (row population std + epsilon) for each row of a.
+/// (a - row mean) / (row std + epsilon) for each row of a, the std unbiased (n - 1), as torch.std
+/// and TRL's scale_rewards. GRPO's group advantages (estimators.hpp) are this with epsilon 1e-4.
 template <class T>
 tensor_t<T> standardise_rows(const tensor_t<T>& a, double epsilon) {
   const double n = static_cast<double>(ops<T>::cols(a));
   const tensor_t<T> centred = ops<T>::sub_per_row(a, ops<T>::affine(ops<T>::row_sum(a), 1.0 / n, 0.0));
-  const tensor_t<T> variance = ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / n, 0.0);
+  const tensor_t<T> variance = ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / (n - 1.0), 0.0);
   // sqrt as exp(log(v) / 2): log(0) = -inf and exp(-inf) = 0, so a row of equal rewards gives 0.
   const tensor_t<T> spread = ops<T>::affine(ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0)), 1.0, epsilon);
   return div_per_row<T>(centred, spread);
