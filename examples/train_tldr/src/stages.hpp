@@ -122,6 +122,12 @@ std::string matchups_markdown(const nlohmann::json& summary);
 /// A PNG of mean oracle score against KL(policy ‖ SFT), a point per row and seed (gnuplot; a
 /// warning and no file when gnuplot is missing).
 void plot_frontier(const nlohmann::json& summary, const std::filesystem::path& png, spdlog::logger& log);
+/// `text` as a gnuplot string literal: single-quoted, a quote inside doubled ("BRAIn's settings").
+std::string gnuplot_quoted(std::string_view text);
+/// Writes `commands` (after gnuplot's terminal and output lines for `png`) to png's .gp file and
+/// runs gnuplot on it; a warning (no exception) when gnuplot is missing or fails.
+void draw_with_gnuplot(const std::string& commands, const std::filesystem::path& png, int width, int height,
+                       spdlog::logger& log);
 
 // ---- the commands (stages/commands.cpp) ----------------------------------------------------------
 

@@ -86,6 +86,10 @@ for row in ("brain", "dpo_sft", "rloo"):
 print("\n".join("FAIL: " + f for f in fail) or "ok: pre-registration, sweep, verdicts, tables and curves as asked")
 sys.exit(1 if fail else 0)
 EOF
+# gnuplot is installed by scripts/setup: every plot the report links must be drawn.
+for png in frontier oracle_vs_steps oracle_vs_kl valid_rm_vs_steps; do
+  [ -s "$root/w/study/$png.png" ] || { grep -i gnuplot "$root/first.err"; echo "FAIL: study/$png.png not drawn"; exit 1; }
+done
 for section in '### Pre-registered comparisons' '### The PPO family' '### Training length' '### Oracle score at matched KL' '### The sweep'; do
   grep -q "$section" "$root/first.md" || { echo "FAIL: no '$section' in the report"; exit 1; }
 done

@@ -197,25 +197,34 @@ void plot_frontier(const json& summary, const fs::path& png, spdlog::logger& log
     // gnuplot cycles 8 colours; shapes cycle 5 (circle, square, triangles, diamond), so up to 40
     // rows get distinct (colour, shape) pairs.
     constexpr int shapes[] = {7, 5, 9, 11, 13};
-    plots += fmt::format("{}'{}' index {} using 1:2 with points pt {} ps 1.2 title '{}'", index ? ", " : "",
-                         (png.parent_path() / (png.stem().string() + ".dat")).string(), index, shapes[index % 5],
-                         r.at("label").get<std::string>());
+    plots += fmt::format("{}{} index {} using 1:2 with points pt {} ps 1.2 title {}", index ? ", " : "",
+                         gnuplot_quoted((png.parent_path() / (png.stem().string() + ".dat")).string()), index,
+                         shapes[index % 5], gnuplot_quoted(r.at("label").get<std::string>()));
     ++index;
   }
   const auto dat = png.parent_path() / (png.stem().string() + ".dat");
   atomic_write_text(dat, data);
-  const std::string script =
-      "set terminal pngcairo size 900,560 noenhanced; set output '" + png.string() +
-      "'; set title 'Mean oracle score against KL(policy || SFT) on the test prompts (a point per "
-      "seed)'; set xlabel 'KL(policy || SFT), nats'; set ylabel 'mean oracle score'; set key "
-      "outside right; set grid; plot " +
-      plots + "\n";
+  draw_with_gnuplot(
+      "set title " +
+          gnuplot_quoted("Mean oracle score against KL(policy || SFT) on the test prompts (a point per seed)") +
+          "; set xlabel 'KL(policy || SFT), nats'; set ylabel 'mean oracle score'; set key outside right; "
+          "set grid; plot " +
+          plots,
+      png, 900, 560, log);
+}
+
+std::string gnuplot_quoted(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+void draw_with_gnuplot(const std::string& commands, const fs::path& png, int width, int height, spdlog::logger& log) {
   const auto gp = png.parent_path() / (png.stem().string() + ".gp");
-  atomic_write_text(gp, script);
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    log.warn("gnuplot not found: {} not drawn (Debian: gnuplot-nox)", png.string());
-    return;
-  }
+  atomic_write_text(gp, fmt::format("set terminal pngcairo size {},{} noenhanced; set output {}; {}\n", width, height,
+                                    gnuplot_quoted(png.string()), commands));
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    return log.warn("gnuplot not found: {} not drawn (Debian: gnuplot-nox)", png.string());
   if (std::system(("gnuplot " + gp.string()).c_str()) != 0) log.warn("gnuplot failed; see {}", gp.string());
 }
 

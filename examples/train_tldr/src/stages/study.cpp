@@ -530,20 +530,16 @@ void plot_curves(const json& curves, const std::string& x, const std::string& y,
       for (const auto& point : seeds[s])
         data += fmt::format("{} {}\n", point.at(x).get<double>(), point.at(y).get<double>());
       data += "\n\n";
-      plots += fmt::format("{}'{}' index {} using 1:2 with linespoints lc {} pt {} ps 0.6 title '{}'",
-                           index ? ", " : "", (png.parent_path() / (png.stem().string() + ".dat")).string(), index,
-                           std::distance(curves.begin(), curves.find(id)) + 1, 7, s == 0 ? labels.at(id) : "");
+      plots += fmt::format("{}{} index {} using 1:2 with linespoints lc {} pt {} ps 0.6 title {}", index ? ", " : "",
+                           gnuplot_quoted((png.parent_path() / (png.stem().string() + ".dat")).string()), index,
+                           std::distance(curves.begin(), curves.find(id)) + 1, 7,
+                           gnuplot_quoted(s == 0 ? labels.at(id) : ""));
       ++index;
     }
   atomic_write_text(png.parent_path() / (png.stem().string() + ".dat"), data);
-  const std::string script = "set terminal pngcairo size 1000,620 noenhanced; set output '" + png.string() +
-                             "'; set title '" + title + "'; set xlabel '" + x + "'; set ylabel '" + y +
-                             "'; set key outside right; set grid; plot " + plots + "\n";
-  const auto gp = png.parent_path() / (png.stem().string() + ".gp");
-  atomic_write_text(gp, script);
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
-    return log.warn("gnuplot not found: {} not drawn", png.string());
-  if (std::system(("gnuplot " + gp.string()).c_str()) != 0) log.warn("gnuplot failed; see {}", gp.string());
+  draw_with_gnuplot("set title " + gnuplot_quoted(title) + "; set xlabel " + gnuplot_quoted(x) + "; set ylabel " +
+                        gnuplot_quoted(y) + "; set key outside right; set grid; plot " + plots,
+                    png, 1000, 620, log);
 }
 
 /// Validation reward against steps, from every curve seed's history (no test number involved).
