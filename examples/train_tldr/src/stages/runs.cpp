@@ -27,12 +27,15 @@ job worker_job(const std::string& name, const json& task, const fs::path& self_c
 
 int parallel_jobs(const config& c) { return c.jobs > 0 ? c.jobs : c.threads; }
 
-/// The runs as worker processes, --jobs at once; data parallel, one after another in this process,
-/// each spread over the ranks (a worker per rank would need a group per run).
+/// The runs as worker processes, --jobs at once. One at a time, and data parallel, they run one
+/// after another in this process (data parallel: each spread over the ranks; a worker per rank
+/// would need a group per run): a worker would only add its start, about a second of loading
+/// LibTorch, to runs that take about as long in the miniature pipeline.
 void run_all(run_context& ctx, const std::vector<job>& jobs, spdlog::logger& log) {
-  if (ranks().world() == 1) return run_jobs(jobs, parallel_jobs(ctx.settings()), ctx.path("logs"), log);
+  const int parallel = parallel_jobs(ctx.settings());
+  if (ranks().world() == 1 && parallel > 1) return run_jobs(jobs, parallel, ctx.path("logs"), log);
   for (const auto& j : jobs) {
-    log.info("{}: on {} ranks", j.name, ranks().world());
+    log.info("{}: {}", j.name, ranks().world() == 1 ? "in this process" : fmt::format("on {} ranks", ranks().world()));
     const std::string sealed = ctx.sealed();  // run_task seals the oracle for selection tasks
     run_task(ctx, json::parse(j.args.back()));
     ctx.seal_oracle(sealed);
