@@ -11,6 +11,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -91,10 +92,55 @@ brain::libtorch::log_prob_options make_log_prob_options(const char* where, const
 
 using samples = brain::samples<Tensor>;
 
-samples make_samples(const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior,
-                     const Tensor& reward) {
-  return {.log_policy = log_policy, .log_proposal = log_proposal, .log_prior = log_prior, .reward = reward};
+// The keyword arguments of rollouts from an inference engine (rollouts.hpp), shared by brain_loss,
+// the estimators and rollout_report.
+struct rollout_arguments {
+  std::optional<Tensor> log_sampler, mask;
+  std::string sampler_correction = "mask";
+  double sampler_lower = 0.0, sampler_upper = 3.0;
+  std::string uninformative = "keep";
+};
+
+/// opt with rollout_arguments' choices.
+void apply_rollout_arguments(const char* where, const rollout_arguments& r, brain::options& opt) {
+  if (r.sampler_correction == "none")
+    opt.sampler.correction = brain::sampler_correction::none;
+  else if (r.sampler_correction == "truncate")
+    opt.sampler.correction = brain::sampler_correction::truncate;
+  else if (r.sampler_correction == "mask")
+    opt.sampler.correction = brain::sampler_correction::mask;
+  else
+    bad_choice(where, "sampler_correction", r.sampler_correction, "\"none\", \"truncate\", \"mask\"");
+  opt.sampler.lower = r.sampler_lower;
+  opt.sampler.upper = r.sampler_upper;
+  if (r.uninformative == "keep")
+    opt.uninformative = brain::uninformative_groups::keep;
+  else if (r.uninformative == "drop")
+    opt.uninformative = brain::uninformative_groups::drop;
+  else
+    bad_choice(where, "uninformative", r.uninformative, "\"keep\", \"drop\"");
 }
+
+samples make_samples(const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior,
+                     const Tensor& reward, const rollout_arguments& r = {}) {
+  return {.log_policy = log_policy,
+          .log_proposal = log_proposal,
+          .log_prior = log_prior,
+          .reward = reward,
+          .log_sampler = r.log_sampler.value_or(Tensor()),
+          .mask = r.mask.value_or(Tensor())};
+}
+
+/// The rollout keyword arguments, after the function's own: log_sampler, mask, sampler_correction,
+/// sampler_lower, sampler_upper, uninformative.
+#define BRAIN_ROLLOUT_PARAMETERS                                                                                    \
+  const std::optional<Tensor>&log_sampler, const std::optional<Tensor>&mask, const std::string &sampler_correction, \
+      double sampler_lower, double sampler_upper, const std::string &uninformative
+#define BRAIN_ROLLOUT_ARGUMENTS \
+  rollout_arguments { log_sampler, mask, sampler_correction, sampler_lower, sampler_upper, uninformative }
+#define BRAIN_ROLLOUT_KEYWORDS                                                                               \
+  py::arg("log_sampler") = py::none(), py::arg("mask") = py::none(), py::arg("sampler_correction") = "mask", \
+  py::arg("sampler_lower") = 0.0, py::arg("sampler_upper") = 3.0, py::arg("uninformative") = "keep"
 
 // The keyword arguments gradient_coefficients and surrogate_loss share.
 struct estimator_arguments {
@@ -132,6 +178,10 @@ Every input is a [prompts, n] tensor: n samples per prompt drawn from the propos
 goodness: "bradley_terry" (log g = r / beta, eq. 21), "logistic" (log g = log sigmoid(r), eq. 15)
 or "log_goodness" (the reward is log g); beta applies to "bradley_terry" only.
 target: "softmax" (alpha-bar, eqs. 6, 21) or "argmax" (DPO's hard labels, Theorem 6.1).
+Rollouts from an inference engine (docs/math.md §7.1): log_sampler [prompts, n], the engine's log mu(y|x),
+corrected by sampler_correction "mask" (default: ratio q/mu outside [sampler_lower, sampler_upper] drops
+the sample), "truncate" (clipped ratio) or "none"; mask [prompts, n] of 0/1 drops samples (a missing
+reward may be NaN there); uninformative "keep" or "drop" (groups whose kept rewards are all equal).
 Returns LossResult: loss (0-dim, differentiable w.r.t. log_policy), per_prompt [prompts],
 target_weights (alpha-bar), baseline_weights (beta-bar), grad_log_policy = (beta-bar - alpha-bar) / prompts.
 float16/bfloat16 inputs are computed in float32. Bad input raises ValueError.)doc";
@@ -142,7 +192,8 @@ estimator: "brain" (eq. 12), "no_baseline" (eq. 7), "gdc_pp", "dpg" (posterior d
 clip_low, clip_high: grpo / ppo_clip ratio clipping [TRL epsilon, epsilon_high]; kl_coef: grpo's k3 KL
 weight [TRL beta]; scale_rewards: grpo's advantage scaling, "group", "batch" or "none".
 log_partition: the exact log p(G=1|x) per prompt, [prompts, 1], for gdc_pp and dpg only.
-goodness, beta, target as brain_loss.)doc";
+goodness, beta, target, log_sampler, mask, sampler_correction, sampler_lower, sampler_upper and
+uninformative as brain_loss.)doc";
 
 /// gradient_coefficients and surrogate_loss take the same arguments: one binding for both, `call`
 /// being (samples, estimator_arguments, goodness model, log_partition) -> result.
@@ -153,17 +204,19 @@ void def_estimator_function(py::module_& m, const char* name, const std::string&
       [name, call](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
                    const std::string& estimator, double beta, const std::string& goodness, const std::string& target,
                    double clip_low, double clip_high, double kl_coef, const std::string& scale_rewards,
-                   const std::optional<Tensor>& log_partition, bool validate) {
-        const auto a = make_estimator_arguments(name, estimator, beta, goodness, target, clip_low, clip_high, kl_coef,
-                                                scale_rewards, log_partition, validate);
-        const samples s = make_samples(log_policy, log_proposal, log_prior, reward);
+                   const std::optional<Tensor>& log_partition, bool validate, BRAIN_ROLLOUT_PARAMETERS) {
+        auto a = make_estimator_arguments(name, estimator, beta, goodness, target, clip_low, clip_high, kl_coef,
+                                          scale_rewards, log_partition, validate);
+        const rollout_arguments r = BRAIN_ROLLOUT_ARGUMENTS;
+        apply_rollout_arguments(name, r, a.opt);
+        const samples s = make_samples(log_policy, log_proposal, log_prior, reward, r);
         return std::visit([&](const auto& model) { return call(s, a, model, log_partition); }, a.goodness);
       },
       doc.c_str(), py::arg("log_policy"), py::arg("log_proposal"), py::arg("log_prior"), py::arg("reward"),
       py::kw_only(), py::arg("estimator") = "brain", py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry",
       py::arg("target") = "softmax", py::arg("clip_low") = 0.2, py::arg("clip_high") = 0.2, py::arg("kl_coef") = 0.0,
       py::arg("scale_rewards") = "group", py::arg("log_partition") = py::none(), py::arg("validate") = true,
-      py::call_guard<py::gil_scoped_release>());
+      BRAIN_ROLLOUT_KEYWORDS, py::call_guard<py::gil_scoped_release>());
 }
 
 using release = py::call_guard<py::gil_scoped_release>;
@@ -198,15 +251,47 @@ void bind_losses(py::module_& m) {
   m.def(
       "brain_loss",
       [](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
-         double beta, const std::string& goodness, const std::string& target, bool validate) {
+         double beta, const std::string& goodness, const std::string& target, bool validate, BRAIN_ROLLOUT_PARAMETERS) {
         const auto g = make_goodness("brain_loss", goodness, beta);
-        const auto opt = make_options("brain_loss", target, validate);
-        const samples s = make_samples(log_policy, log_proposal, log_prior, reward);
+        auto opt = make_options("brain_loss", target, validate);
+        const rollout_arguments r = BRAIN_ROLLOUT_ARGUMENTS;
+        apply_rollout_arguments("brain_loss", r, opt);
+        const samples s = make_samples(log_policy, log_proposal, log_prior, reward, r);
         return std::visit([&](const auto& model) { return brain::brain_loss(s, model, opt); }, g);
       },
       brain_loss_doc, py::arg("log_policy"), py::arg("log_proposal"), py::arg("log_prior"), py::arg("reward"),
       py::kw_only(), py::arg("beta") = 1.0, py::arg("goodness") = "bradley_terry", py::arg("target") = "softmax",
-      py::arg("validate") = true, release());
+      py::arg("validate") = true, BRAIN_ROLLOUT_KEYWORDS, release());
+
+  m.def(
+      "rollout_report",
+      [](const Tensor& log_policy, const Tensor& log_proposal, const Tensor& log_prior, const Tensor& reward,
+         const std::string& estimator, bool validate, BRAIN_ROLLOUT_PARAMETERS) {
+        brain::options opt{.validate = validate};
+        const rollout_arguments r = BRAIN_ROLLOUT_ARGUMENTS;
+        apply_rollout_arguments("rollout_report", r, opt);
+        const auto d = brain::rollout_report(make_samples(log_policy, log_proposal, log_prior, reward, r),
+                                             make_estimator("rollout_report", estimator), opt);
+        return std::map<std::string, double>{{"groups", double(d.groups)},
+                                             {"used_groups", double(d.used_groups)},
+                                             {"skipped_groups", double(d.skipped_groups)},
+                                             {"uninformative_groups", double(d.uninformative_groups)},
+                                             {"masked_samples", double(d.masked_samples)},
+                                             {"mean_abs_log_ratio", d.mean_abs_log_ratio},
+                                             {"max_abs_log_ratio", d.max_abs_log_ratio},
+                                             {"kl_k3", d.kl_k3},
+                                             {"min_ratio", d.min_ratio},
+                                             {"mean_ratio", d.mean_ratio},
+                                             {"max_ratio", d.max_ratio},
+                                             {"share_truncated", d.share_truncated},
+                                             {"share_masked", d.share_masked}};
+      },
+      "What a batch's rollouts look like to an estimator (rollouts.hpp): groups used, skipped for too few kept "
+      "samples, uninformative (all kept rewards equal); masked samples; and with log_sampler the mismatch between "
+      "the engine's and the trainer's log-probs (mean and max |log q - log mu|, k3 KL(mu || q), ratio min/mean/max, "
+      "share truncated or masked). Returns a dict.",
+      py::arg("log_policy"), py::arg("log_proposal"), py::arg("log_prior"), py::arg("reward"), py::kw_only(),
+      py::arg("estimator") = "brain", py::arg("validate") = true, BRAIN_ROLLOUT_KEYWORDS, release());
 
   m.def(
       "dpo_loss",

@@ -73,6 +73,7 @@ concept libtorch_type = requires(const T& t) {
 ///   all_valid(a, allow_negative_infinity),
 ///   div_per_row(a, v) (a_ij / v_i0: softmax without a second exp),
 ///   is_positive(a) (1 where a_ij > 0, else 0: the clipped estimators' masks),
+///   zero_unless(keep, x) (x where keep > 0, else 0, NaN included: samples::mask's dropped positions),
 ///   dims(a) (number of dimensions, for a clear error on non-2-D input),
 ///   first_invalid(a, allow_negative_infinity) (optional<pair<index, index>>: where validation failed),
 ///   fused_group_loss(out, samples, goodness, options) -> fused_result: the whole BRAIn loss of

@@ -28,6 +28,7 @@
 #include <brain/backend.hpp>
 #include <brain/goodness.hpp>
 #include <brain/rewards.hpp>
+#include <brain/rollouts.hpp>
 #include <brain/samples.hpp>
 #include <brain/weights.hpp>
 
@@ -102,7 +103,8 @@ namespace detail {
 template <class T>
 struct estimate_result {
   tensor_t<T> coefficients;
-  tensor_t<T> per_prompt;  // empty unless asked for
+  tensor_t<T> per_prompt;    // empty unless asked for
+  double used_groups = 0.0;  // the groups not skipped (rollouts.hpp): the mean over prompts divides by it
 };
 
 /// One value per row as a double (its host read): for batch statistics.
@@ -170,32 +172,82 @@ void check_estimator_input(std::string_view where, const S& s, estimator kind, c
 }
 
 // --- the policy-gradient family (rloo, grpo, ppo_clip): advantages, then rho A ---------------
+// With a selection (rollouts.hpp) the statistics run over each group's kept samples (count k per
+// row instead of n), the coefficients carry the sampler correction c and skipped groups give 0.
 
-/// rloo: L_i = log g_i + log p_i - log q_theta,i; A_i = L_i - mean_{j!=i} L_j = n / (n - 1) (L_i - mean L);
-/// w = rho A / n, value -sum rho A / n.
+/// The per-sample coefficient or loss x summed as the estimator does: x / n, or with a selection
+/// x c / k in used groups and 0 in skipped ones.
+template <class T>
+tensor_t<T> per_group_share(const tensor_t<T>& x, double nd, const selection<T>* sel) {
+  if (sel == nullptr) return ops<T>::affine(x, 1.0 / nd, 0.0);
+  return mul_per_row<T>(div_per_row<T>(ops<T>::mul(x, sel->factor), sel->count), sel->used);
+}
+
+/// rloo: L_i = log g_i + log p_i - log q_theta,i; A_i = L_i - mean_{j!=i} L_j = n / (n - 1) (L_i - mean L)
+/// (k kept siblings instead of n with a selection); w = rho A / n, value -sum rho A / n.
 template <class T>
 estimate_result<T> rloo_estimate(const tensor_t<T>& log_g, const tensor_t<T>& rho, const tensor_t<T>& lp,
-                                 const tensor_t<T>& l0, double nd, bool want_value) {
+                                 const tensor_t<T>& l0, double nd, const selection<T>* sel, bool want_value) {
   const tensor_t<T> L = ops<T>::sub(ops<T>::add(log_g, l0), lp);
-  const tensor_t<T> centred = ops<T>::sub_per_row(L, ops<T>::affine(ops<T>::row_sum(L), 1.0 / nd, 0.0));
-  const tensor_t<T> advantage = ops<T>::affine(centred, nd / (nd - 1.0), 0.0);
+  tensor_t<T> advantage;
+  if (sel == nullptr) {
+    const tensor_t<T> centred = ops<T>::sub_per_row(L, ops<T>::affine(ops<T>::row_sum(L), 1.0 / nd, 0.0));
+    advantage = ops<T>::affine(centred, nd / (nd - 1.0), 0.0);
+  } else {
+    const tensor_t<T> mean = div_per_row<T>(ops<T>::row_sum(ops<T>::mul(L, sel->keep)), sel->count);
+    const tensor_t<T> k_over_k_minus_1 = div_per_row<T>(sel->count, ops<T>::affine(sel->count, 1.0, -1.0));
+    advantage = mul_per_row<T>(ops<T>::sub_per_row(L, mean), k_over_k_minus_1);
+  }
   estimate_result<T> out;
-  out.coefficients = ops<T>::affine(ops<T>::mul(rho, advantage), 1.0 / nd, 0.0);
+  out.coefficients = per_group_share<T>(ops<T>::mul(rho, advantage), nd, sel);
   if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_sum(out.coefficients), -1.0, 0.0);
   return out;
 }
 
-/// grpo's advantages: log g centred within each group, scaled as TRL's scale_rewards says.
+/// Mean and unbiased variance of x over the batch (over `member` = 1 when given, count of them).
+struct batch_moments {
+  double mean, variance;
+};
 template <class T>
-tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling, index prompts, double nd) {
-  if (scaling == advantage_scaling::group) return standardise_rows<T>(log_g, 1e-4);
-  const tensor_t<T> centred = ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
+batch_moments moments(const tensor_t<T>& x, const tensor_t<T>* member, double count) {
+  const double mean = scalar_of<T>(total<T>(member ? ops<T>::mul(x, *member) : x)) / count;
+  const tensor_t<T> d = ops<T>::affine(x, 1.0, -mean);
+  const tensor_t<T> squares = ops<T>::mul(d, d);
+  return {mean, scalar_of<T>(total<T>(member ? ops<T>::mul(squares, *member) : squares)) / (count - 1.0)};
+}
+
+/// The samples of used groups that are kept, [P, n] (0/1), and their number.
+template <class T>
+struct batch_members {
+  tensor_t<T> member;
+  double count;
+};
+template <class T>
+batch_members<T> members(const selection<T>& sel) {
+  tensor_t<T> m = mul_per_row<T>(sel.keep, sel.used);
+  const double count = scalar_of<T>(total<T>(m));
+  return {std::move(m), count};
+}
+
+/// grpo's advantages: log g centred within each group (over kept samples), scaled as TRL's
+/// scale_rewards says.
+template <class T>
+tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling, index prompts, double nd,
+                            const selection<T>* sel) {
+  if (scaling == advantage_scaling::group)
+    return sel ? standardise_kept_rows<T>(log_g, sel->keep, sel->count, 1e-4) : standardise_rows<T>(log_g, 1e-4);
+  const tensor_t<T> centred =
+      sel ? ops<T>::sub_per_row(log_g, div_per_row<T>(ops<T>::row_sum(ops<T>::mul(log_g, sel->keep)), sel->count))
+          : ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
   if (scaling == advantage_scaling::batch) {
-    const double count = nd * static_cast<double>(prompts);
-    const double mean = scalar_of<T>(total<T>(log_g)) / count;
-    const tensor_t<T> d = ops<T>::affine(log_g, 1.0, -mean);
-    const double sd = std::sqrt(scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0));
-    return ops<T>::affine(centred, 1.0 / (sd + 1e-4), 0.0);
+    batch_moments m{};
+    if (sel == nullptr) {
+      m = moments<T>(log_g, nullptr, nd * static_cast<double>(prompts));
+    } else {
+      const batch_members<T> b = members<T>(*sel);
+      m = moments<T>(log_g, &b.member, b.count);
+    }
+    return ops<T>::affine(centred, 1.0 / (std::sqrt(m.variance) + 1e-4), 0.0);
   }
   return centred;
 }
@@ -203,13 +255,16 @@ tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling,
 /// ppo_clip's advantages: A = whiten(log g + log p - log q) over the batch (TRL's masked_whiten).
 template <class T>
 tensor_t<T> ppo_advantages(const tensor_t<T>& log_g, const tensor_t<T>& lq, const tensor_t<T>& l0, index prompts,
-                           double nd) {
+                           double nd, const selection<T>* sel) {
   const tensor_t<T> reward = ops<T>::sub(ops<T>::add(log_g, l0), lq);
-  const double count = nd * static_cast<double>(prompts);
-  const double mean = scalar_of<T>(total<T>(reward)) / count;
-  const tensor_t<T> d = ops<T>::affine(reward, 1.0, -mean);
-  const double variance = scalar_of<T>(total<T>(ops<T>::mul(d, d))) / (count - 1.0);
-  return ops<T>::affine(d, 1.0 / std::sqrt(variance + 1e-8), 0.0);
+  batch_moments m{};
+  if (sel == nullptr) {
+    m = moments<T>(reward, nullptr, nd * static_cast<double>(prompts));
+  } else {
+    const batch_members<T> b = members<T>(*sel);
+    m = moments<T>(reward, &b.member, b.count);
+  }
+  return ops<T>::affine(ops<T>::affine(reward, 1.0, -m.mean), 1.0 / std::sqrt(m.variance + 1e-8), 0.0);
 }
 
 /// grpo and ppo_clip: PPO's clipped term of rho A, plus grpo's k3 KL term to the prior when
@@ -217,7 +272,7 @@ tensor_t<T> ppo_advantages(const tensor_t<T>& log_g, const tensor_t<T>& lq, cons
 template <class T>
 estimate_result<T> clipped_estimate(estimator kind, const tensor_t<T>& rho, const tensor_t<T>& advantage,
                                     const tensor_t<T>& lp, const tensor_t<T>& l0, const policy_gradient_options& pg,
-                                    double nd, bool want_value) {
+                                    double nd, const selection<T>* sel, bool want_value) {
   const clipped_terms<T> terms = clipped_surrogate<T>(rho, advantage, pg);
   tensor_t<T> w = terms.coefficient;
   tensor_t<T> loss = terms.loss;
@@ -230,8 +285,8 @@ estimate_result<T> clipped_estimate(estimator kind, const tensor_t<T>& rho, cons
       loss = ops<T>::add(loss, ops<T>::affine(ops<T>::sub(p_over_q, log_p_over_q), pg.kl_coef, -pg.kl_coef));
   }
   estimate_result<T> out;
-  out.coefficients = ops<T>::affine(w, 1.0 / nd, 0.0);
-  if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_sum(loss), 1.0 / nd, 0.0);
+  out.coefficients = per_group_share<T>(w, nd, sel);
+  if (want_value) out.per_prompt = ops<T>::row_sum(per_group_share<T>(loss, nd, sel));
   return out;
 }
 
@@ -240,7 +295,8 @@ estimate_result<T> clipped_estimate(estimator kind, const tensor_t<T>& rho, cons
 template <class T, class S, class G>
 estimate_result<T> policy_gradient_estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
                                             const tensor_t<T>& lp, const tensor_t<T>& lq, const tensor_t<T>& l0,
-                                            const policy_gradient_options& pg, const options& opt, bool want_value) {
+                                            const policy_gradient_options& pg, const options& opt,
+                                            const selection<T>* sel, bool want_value) {
   const index prompts = ops<T>::rows(s.log_policy);
   const double nd = static_cast<double>(ops<T>::cols(s.log_policy));
   const tensor_t<T> log_g = goodness.template to_log_goodness<T>(detach<T>(s.reward));
@@ -249,11 +305,12 @@ estimate_result<T> policy_gradient_estimate(std::string_view where, const S& s, 
   const tensor_t<T> rho = ops<T>::exp(log_ratio);
   estimate_result<T> out;
   if (kind == estimator::rloo) {
-    out = rloo_estimate<T>(log_g, rho, lp, l0, nd, want_value);
+    out = rloo_estimate<T>(log_g, rho, lp, l0, nd, sel, want_value);
   } else {
-    const tensor_t<T> advantage = kind == estimator::grpo ? grpo_advantages<T>(log_g, pg.scale_rewards, prompts, nd)
-                                                          : ppo_advantages<T>(log_g, lq, l0, prompts, nd);
-    out = clipped_estimate<T>(kind, rho, advantage, lp, l0, pg, nd, want_value);
+    const tensor_t<T> advantage = kind == estimator::grpo
+                                      ? grpo_advantages<T>(log_g, pg.scale_rewards, prompts, nd, sel)
+                                      : ppo_advantages<T>(log_g, lq, l0, prompts, nd, sel);
+    out = clipped_estimate<T>(kind, rho, advantage, lp, l0, pg, nd, sel, want_value);
   }
   if (opt.validate) check_coefficients<T>(where, kind, out.coefficients, s, nullptr);
   if (want_value && opt.validate) check_values<T>(where, "surrogate value of row", out.per_prompt);
@@ -261,31 +318,50 @@ estimate_result<T> policy_gradient_estimate(std::string_view where, const S& s, 
 }
 
 // --- the distillation family (brain, no_baseline, gdc_pp, dpg): weights of the posterior -----
+// With a selection, log c is added to log alpha and log beta (-inf for a dropped sample: weight
+// 0), n becomes each group's kept count k, and skipped groups give 0.
+
+/// x in used groups, 0 in skipped ones (x itself without a selection).
+template <class T>
+tensor_t<T> in_used_groups(tensor_t<T> x, const selection<T>* sel) {
+  return sel ? mul_per_row<T>(x, sel->used) : x;
+}
+
+/// log alpha (eq. 6) plus the selection's log c.
+template <class T, class S, class G>
+tensor_t<T> selected_log_alpha(std::string_view where, const S& s, const G& goodness, const options& opt,
+                               const selection<T>* sel) {
+  tensor_t<T> log_alpha = log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness,
+                                                    opt.validate);  // eq. 6
+  return sel ? ops<T>::add(log_alpha, ops<T>::log(sel->factor)) : log_alpha;
+}
 
 /// brain: alpha-bar - beta-bar (eq. 12) and the KL (eq. 14): brain_loss's composed path, detached.
 template <class T, class S, class G>
 estimate_result<T> brain_estimate(std::string_view where, const S& s, const G& goodness, const tensor_t<T>& lp,
-                                  const tensor_t<T>& lq, const tensor_t<T>& l0, const options& opt, bool want_value) {
+                                  const tensor_t<T>& lq, const tensor_t<T>& l0, const options& opt,
+                                  const selection<T>* sel, bool want_value) {
   struct {
     const tensor_t<T>&log_policy, &log_proposal, &log_prior, &reward;
   } const detached{lp, lq, l0, s.reward};
-  auto parts = composed_group_loss<T>(where, detached, goodness, opt, -1.0, /*values_checked=*/true);
+  const tensor_t<T> log_factor = sel ? ops<T>::log(sel->factor) : tensor_t<T>{};
+  auto parts = composed_group_loss<T>(where, detached, goodness, opt, -1.0, /*values_checked=*/true,
+                                      sel ? &log_factor : nullptr);
   estimate_result<T> out;
-  out.coefficients = std::move(parts.grad_log_policy);
-  if (want_value) out.per_prompt = std::move(parts.per_prompt);
+  out.coefficients = in_used_groups<T>(std::move(parts.grad_log_policy), sel);
+  if (want_value) out.per_prompt = in_used_groups<T>(std::move(parts.per_prompt), sel);
   return out;
 }
 
 /// no_baseline: the target weights alpha-bar (eqs. 6, 21, or argmax; eq. 7); value eq. 5.
 template <class T, class S, class G>
 estimate_result<T> no_baseline_estimate(std::string_view where, const S& s, const G& goodness, const tensor_t<T>& lp,
-                                        const options& opt, bool want_value) {
-  const tensor_t<T> log_alpha =
-      log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);  // eq. 6
-  const row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);
+                                        const options& opt, const selection<T>* sel, bool want_value) {
+  const row_softmax_result<T> target =
+      normalize_target<T>(selected_log_alpha<T>(where, s, goodness, opt, sel), opt.target);
   estimate_result<T> out;
-  out.coefficients = target.p;
-  if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(target.p, lp), -1.0, 0.0);
+  out.coefficients = in_used_groups<T>(target.p, sel);
+  if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(out.coefficients, lp), -1.0, 0.0);
   return out;
 }
 
@@ -293,36 +369,40 @@ estimate_result<T> no_baseline_estimate(std::string_view where, const S& s, cons
 /// or else the same samples' estimate log(sum alpha / n) (then DPG's coefficients equal alpha-bar).
 template <class T>
 tensor_t<T> log_normaliser(std::string_view where, const tensor_t<T>& log_alpha, const tensor_t<T>* log_partition,
-                           index prompts, double nd, bool validate) {
+                           index prompts, double nd, const selection<T>* sel, bool validate) {
   if (log_partition != nullptr && validate) {
     if (ops<T>::rows(*log_partition) != prompts || ops<T>::cols(*log_partition) != 1)
       fail(where, "shape mismatch: log_partition is ", ops<T>::rows(*log_partition), "x", ops<T>::cols(*log_partition),
            " but must be ", prompts, "x1 (one value per prompt)");
     check_values<T>(where, "log_partition", *log_partition);
   }
-  return log_partition != nullptr ? *log_partition : ops<T>::affine(row_logsumexp<T>(log_alpha), 1.0, -std::log(nd));
+  if (log_partition != nullptr) return *log_partition;
+  const tensor_t<T> log_sum = row_logsumexp<T>(log_alpha);
+  return sel ? ops<T>::sub(log_sum, ops<T>::log(sel->count)) : ops<T>::affine(log_sum, 1.0, -std::log(nd));
 }
 
 /// gdc_pp and dpg: alpha_i / (n Z) (DPG, eq. 4), less GDC++'s baseline beta_i / n (eq. 9).
 template <class T, class S, class G>
 estimate_result<T> normalised_estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
                                        const tensor_t<T>* log_partition, const tensor_t<T>& lp, const tensor_t<T>& lq,
-                                       const options& opt, bool want_value) {
+                                       const options& opt, const selection<T>* sel, bool want_value) {
   const index prompts = ops<T>::rows(s.log_policy);
   const double nd = static_cast<double>(ops<T>::cols(s.log_policy));
-  const tensor_t<T> log_alpha =
-      log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);  // eq. 6
-  const tensor_t<T> log_z = log_normaliser<T>(where, log_alpha, log_partition, prompts, nd, opt.validate);
+  const tensor_t<T> log_alpha = selected_log_alpha<T>(where, s, goodness, opt, sel);
+  const tensor_t<T> log_z = log_normaliser<T>(where, log_alpha, log_partition, prompts, nd, sel, opt.validate);
   const tensor_t<T> log_alpha_over_z = ops<T>::sub_per_row(log_alpha, log_z);
-  const tensor_t<T> alpha_over_nz = ops<T>::affine(ops<T>::exp(log_alpha_over_z), 1.0 / nd, 0.0);
+  const auto over_n = [&](const tensor_t<T>& x) {
+    return sel ? div_per_row<T>(x, sel->count) : ops<T>::affine(x, 1.0 / nd, 0.0);
+  };
+  const tensor_t<T> alpha_over_nz = in_used_groups<T>(over_n(ops<T>::exp(log_alpha_over_z)), sel);
   estimate_result<T> out;
   if (kind == estimator::dpg) {
     out.coefficients = alpha_over_nz;
     if (want_value) out.per_prompt = ops<T>::affine(ops<T>::row_weighted_sum(alpha_over_nz, lp), -1.0, 0.0);
   } else {
     // The baseline term of eq. 9: sum beta_i / n has gradient beta_i / n and expectation 1.
-    const tensor_t<T> beta_over_n =
-        ops<T>::affine(ops<T>::exp(log_baseline_importance<T>(where, lp, lq, opt.validate)), 1.0 / nd, 0.0);
+    const tensor_t<T> beta = ops<T>::exp(log_baseline_importance<T>(where, lp, lq, opt.validate));
+    const tensor_t<T> beta_over_n = in_used_groups<T>(over_n(sel ? ops<T>::mul(beta, sel->factor) : beta), sel);
     out.coefficients = ops<T>::sub(alpha_over_nz, beta_over_n);
     if (want_value)
       out.per_prompt = ops<T>::sub(ops<T>::row_sum(beta_over_n), ops<T>::row_weighted_sum(alpha_over_nz, lp));
@@ -332,15 +412,27 @@ estimate_result<T> normalised_estimate(std::string_view where, const S& s, estim
   return out;
 }
 
-/// The coefficients (and surrogate values) of every estimator, from samples already converted to
-/// tensors: checks the input, then hands it to the estimator's family. Everything is detached: w
-/// is a constant of the backward pass.
+/// What estimator `kind` needs of a group (rollouts.hpp): two kept samples for a leave-one-out
+/// or group baseline; one with a nonzero weight for the self-normalised weights.
+inline group_needs needs_of(estimator kind) {
+  switch (kind) {
+    case estimator::rloo:
+    case estimator::grpo:
+      return {.min_kept = 2, .positive_factor = false};
+    case estimator::ppo_clip:  // whitening over the batch needs two samples in it
+      return {.min_kept = 1, .positive_factor = false, .min_batch = 2};
+    default:
+      return {.min_kept = 1, .positive_factor = true};
+  }
+}
+
+/// The coefficients (and surrogate values) of estimator `kind` from samples `s` (their selection
+/// `sel`'s filled samples when there is one): the input checks, then the estimator's family.
+/// Everything is detached: w is a constant of the backward pass.
 template <class T, class S, class G>
-estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
-                            const tensor_t<T>* log_partition, const policy_gradient_options& pg, const options& opt,
-                            bool want_value) {
-  goodness.validate();
-  pg.validate();
+estimate_result<T> estimate_selected(std::string_view where, const S& s, estimator kind, const G& goodness,
+                                     const tensor_t<T>* log_partition, const policy_gradient_options& pg,
+                                     const options& opt, const selection<T>* sel, bool want_value) {
   if (opt.validate) check_estimator_input<T>(where, s, kind, pg);
   const auto& lp = detach<T>(s.log_policy);
   const auto& lq = detach<T>(s.log_proposal);
@@ -349,17 +441,62 @@ estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, 
     case estimator::rloo:
     case estimator::grpo:
     case estimator::ppo_clip:
-      return policy_gradient_estimate<T>(where, s, kind, goodness, lp, lq, l0, pg, opt, want_value);
+      return policy_gradient_estimate<T>(where, s, kind, goodness, lp, lq, l0, pg, opt, sel, want_value);
     case estimator::brain:
-      return brain_estimate<T>(where, s, goodness, lp, lq, l0, opt, want_value);
+      return brain_estimate<T>(where, s, goodness, lp, lq, l0, opt, sel, want_value);
     case estimator::no_baseline:
-      return no_baseline_estimate<T>(where, s, goodness, lp, opt, want_value);
+      return no_baseline_estimate<T>(where, s, goodness, lp, opt, sel, want_value);
     default:
-      return normalised_estimate<T>(where, s, kind, goodness, log_partition, lp, lq, opt, want_value);
+      return normalised_estimate<T>(where, s, kind, goodness, log_partition, lp, lq, opt, sel, want_value);
   }
 }
 
+/// estimate_selected on the samples as given, or on their selection when they carry a mask or a
+/// sampler's log-probs or uninformative groups are dropped (rollouts.hpp).
+template <class T, class S, class G>
+estimate_result<T> estimate(std::string_view where, const S& s, estimator kind, const G& goodness,
+                            const tensor_t<T>* log_partition, const policy_gradient_options& pg, const options& opt,
+                            bool want_value) {
+  goodness.validate();
+  pg.validate();
+  if (opt.validate) check_sample_shapes<T>(where, s);
+  const selection<T> sel = select_samples<T>(where, s, needs_of(kind), opt);
+  if (!sel.active) {
+    estimate_result<T> out =
+        estimate_selected<T>(where, s, kind, goodness, log_partition, pg, opt, nullptr, want_value);
+    out.used_groups = static_cast<double>(ops<T>::rows(s.log_policy));
+    return out;
+  }
+  estimate_result<T> out =
+      estimate_selected<T>(where, sel.filled, kind, goodness, log_partition, pg, opt, &sel, want_value);
+  out.used_groups = sel.used_groups;
+  return out;
+}
+
 }  // namespace detail
+
+/// What a batch's rollouts look like to estimator `kind` (rollouts.hpp): the groups it uses, skips
+/// for too few kept samples, or finds uninformative (all kept rewards equal), the masked samples,
+/// and the sampler mismatch over the kept samples when log_sampler is given (TRL's and NeMo-RL's
+/// logged quantities). Reads a few values on the host.
+template <Backend T>
+rollout_diagnostics rollout_report(const samples<T>& input, estimator kind, const options& opt = {}) {
+  constexpr std::string_view where = "rollout_report";
+  const auto& s = detail::as_tensors(input);
+  if (opt.validate) detail::check_sample_shapes<T>(where, s);
+  rollout_diagnostics d;
+  d.groups = backend_traits<T>::rows(s.log_policy);
+  // Selected as the estimators select (with uninformative groups counted even when kept).
+  options counting = opt;
+  counting.uninformative = uninformative_groups::drop;
+  const detail::selection<T> sel = detail::select_samples<T>(where, s, detail::needs_of(kind), counting);
+  d.skipped_groups = static_cast<index>(std::lround(sel.too_few));
+  d.uninformative_groups = static_cast<index>(std::lround(sel.uninformative));
+  d.used_groups = opt.uninformative == uninformative_groups::drop ? static_cast<index>(std::lround(sel.used_groups))
+                                                                  : d.groups - d.skipped_groups;
+  detail::measure_mismatch<T>(d, s, opt);
+  return d;
+}
 
 /// Per-sample coefficients w_i of estimator `kind`, [prompts, n]: the ascent direction is
 /// sum_i w_i grad log q_theta(y_i|x). GDC++ and DPG normalise alpha by p(G=1|x), estimated from

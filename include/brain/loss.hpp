@@ -19,6 +19,7 @@
 #include <brain/goodness.hpp>
 #include <brain/reductions.hpp>
 #include <brain/rewards.hpp>
+#include <brain/rollouts.hpp>
 #include <brain/samples.hpp>
 #include <brain/surrogate.hpp>
 #include <brain/weights.hpp>
@@ -63,6 +64,27 @@ concept FusedGroupLossBackend = requires(loss_result<T>& out, const samples<tens
 
 }  // namespace detail
 
+namespace detail {
+
+/// brain_loss on selected samples: log c added to log alpha and log beta, the mean over the used
+/// groups only (loss and gradient 0 when every group is skipped).
+template <class T, class G>
+void selected_group_loss(loss_result<T>& out, const selection<T>& sel, const G& goodness, const options& opt) {
+  using ops = backend_traits<T>;
+  const double used = std::max(sel.used_groups, 1.0);
+  const tensor_t<T> log_factor = ops::log(sel.factor);
+  auto parts = composed_group_loss<T>("brain_loss", sel.filled, goodness, opt, 1.0 / used, false, &log_factor);
+  const tensor_t<T> per_prompt = mul_per_row<T>(parts.per_prompt, sel.used);
+  // mean over all rows times rows / used: the mean over the used ones (skipped rows are 0).
+  out.loss = ops::mean(ops::affine(per_prompt, static_cast<double>(ops::rows(per_prompt)) / used, 0.0));
+  out.per_prompt = ops::to_vector(per_prompt);
+  out.target_weights = mul_per_row<T>(parts.target_weights, sel.used);
+  out.baseline_weights = mul_per_row<T>(parts.baseline_weights, sel.used);
+  out.grad_log_policy = mul_per_row<T>(parts.grad_log_policy, sel.used);
+}
+
+}  // namespace detail
+
 /// brain_loss writing into `out`, whose tensors are reused when their shapes already match (no
 /// allocation of the [prompts, n] results in a training loop, on backends with a fused group loss).
 template <Backend T, GoodnessModel<T> G = bradley_terry>
@@ -71,6 +93,10 @@ void brain_loss_into(loss_result<T>& out, const samples<T>& input, const G& good
   const auto& s = detail::as_tensors(input);
   goodness.validate();
   if (opt.validate) detail::check_sample_shapes<T>("brain_loss", s);
+  // A mask, a sampler's log-probs or dropped uninformative groups: the composed path on the
+  // selected samples (rollouts.hpp); the fused kernels take dense groups drawn from q.
+  if (const auto sel = detail::select_samples<T>("brain_loss", s, {}, opt); sel.active)
+    return detail::selected_group_loss<T>(out, sel, goodness, opt);
   // BRAIN_NO_FUSED_GROUP_LOSS: always compose backend operations (for comparisons, and to show
   // that benchmarks/performance_guard.cpp catches a slow path).
 #if !defined(BRAIN_NO_FUSED_GROUP_LOSS)

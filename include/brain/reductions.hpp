@@ -35,10 +35,14 @@ samples<tensor_t<T>> regroup(const samples<T>& input, index k, const options& op
     if (k < 1 || ops::cols(s.log_policy) % k != 0)
       detail::fail(where, "group size k = ", k, " must divide the ", ops::cols(s.log_policy), " samples per prompt");
   }
+  // The optional members follow when given (rollouts.hpp); empty ones stay empty.
+  const auto optional = [&](const tensor_t<T>& x) { return detail::given<T>(x) ? ops::regroup(x, k) : tensor_t<T>{}; };
   return {.log_policy = ops::regroup(s.log_policy, k),
           .log_proposal = ops::regroup(s.log_proposal, k),
           .log_prior = ops::regroup(s.log_prior, k),
-          .reward = ops::regroup(s.reward, k)};
+          .reward = ops::regroup(s.reward, k),
+          .log_sampler = optional(s.log_sampler),
+          .mask = optional(s.mask)};
 }
 
 /// n samples per prompt as n / 2 pairs (samples 2i and 2i+1), the grouping of DPO-sft (Table 3).

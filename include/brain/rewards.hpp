@@ -51,6 +51,13 @@ struct reward_mix {
 
 namespace detail {
 
+/// sqrt(variance) + epsilon per row, sqrt as exp(log(v) / 2): log(0) = -inf and exp(-inf) = 0, so
+/// a row of equal values gives epsilon.
+template <class T>
+tensor_t<T> standard_deviation_plus(const tensor_t<T>& variance, double epsilon) {
+  return ops<T>::affine(ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0)), 1.0, epsilon);
+}
+
 /// (a - row mean) / (row std + epsilon) for each row of a, the std unbiased (n - 1), as torch.std
 /// and TRL's scale_rewards. GRPO's group advantages (estimators.hpp) are this with epsilon 1e-4.
 template <class T>
@@ -58,9 +65,18 @@ tensor_t<T> standardise_rows(const tensor_t<T>& a, double epsilon) {
   const double n = static_cast<double>(ops<T>::cols(a));
   const tensor_t<T> centred = ops<T>::sub_per_row(a, ops<T>::affine(ops<T>::row_sum(a), 1.0 / n, 0.0));
   const tensor_t<T> variance = ops<T>::affine(ops<T>::row_sum(ops<T>::mul(centred, centred)), 1.0 / (n - 1.0), 0.0);
-  // sqrt as exp(log(v) / 2): log(0) = -inf and exp(-inf) = 0, so a row of equal rewards gives 0.
-  const tensor_t<T> spread = ops<T>::affine(ops<T>::exp(ops<T>::affine(ops<T>::log(variance), 0.5, 0.0)), 1.0, epsilon);
-  return div_per_row<T>(centred, spread);
+  return div_per_row<T>(centred, standard_deviation_plus<T>(variance, epsilon));
+}
+
+/// The same over the samples with keep = 1 of each row (count of them per row, each >= 2): the
+/// mean and the unbiased variance of the kept values; dropped positions get finite values.
+template <class T>
+tensor_t<T> standardise_kept_rows(const tensor_t<T>& a, const tensor_t<T>& keep, const tensor_t<T>& count,
+                                  double epsilon) {
+  const tensor_t<T> centred = ops<T>::sub_per_row(a, div_per_row<T>(ops<T>::row_sum(ops<T>::mul(a, keep)), count));
+  const tensor_t<T> variance = div_per_row<T>(ops<T>::row_sum(ops<T>::mul(keep, ops<T>::mul(centred, centred))),
+                                              ops<T>::affine(count, 1.0, -1.0));
+  return div_per_row<T>(centred, standard_deviation_plus<T>(variance, epsilon));
 }
 
 /// One reward on the scale `scale`. The batch scale standardises the batch as one row.

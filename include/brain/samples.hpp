@@ -20,9 +20,25 @@ struct samples {
   T log_proposal;  ///< log q(y|x): the frozen model the samples were drawn from (eq. 4)
   T log_prior;     ///< log p(y|x): the SFT model; -inf is legal (that sample gets zero target weight)
   T reward;        ///< r(x, y) from the reward model, turned into log-goodness by a goodness model
+  // The optional members are of the backend's result type (an input type such as Eigen::Map need
+  // not have an empty value).
+  /// Optional (empty: the samples were drawn from log_proposal's model): log mu(y|x), the log-prob
+  /// the inference engine that drew the samples reported (vLLM, SGLang). The estimators correct
+  /// for mu != q as options::sampler says; rollout_report() measures the mismatch (rollouts.hpp).
+  tensor_t<T> log_sampler = {};
+  /// Optional (empty: every sample kept): 1 keeps a sample, 0 drops it (its reward is missing, a
+  /// filter removed it). Dropped positions are never read, NaN included, on backends with
+  /// zero_unless (Eigen, xtensor, LibTorch); groups left with too few samples are skipped.
+  tensor_t<T> mask = {};
 };
 
 namespace detail {
+
+/// True when the optional member x (log_sampler, mask) was given: not empty.
+template <class T, class X>
+bool given(const X& x) {
+  return ops<T>::rows(x) > 0 && ops<T>::cols(x) > 0;
+}
 
 /// The samples as tensors: `s` itself when T is the tensor type, else a converted copy.
 template <class T>
@@ -33,7 +49,9 @@ decltype(auto) as_tensors(const samples<T>& s) {
     return samples<tensor_t<T>>{.log_policy = as_tensor<T>(s.log_policy),
                                 .log_proposal = as_tensor<T>(s.log_proposal),
                                 .log_prior = as_tensor<T>(s.log_prior),
-                                .reward = as_tensor<T>(s.reward)};
+                                .reward = as_tensor<T>(s.reward),
+                                .log_sampler = s.log_sampler,
+                                .mask = s.mask};
 }
 
 /// Shapes of a samples<T>: all four [prompts, n] with prompts >= 1 and n >= 1.

@@ -24,6 +24,7 @@
 #include <brain/goodness.hpp>
 #include <brain/samples.hpp>
 
+#include <algorithm>
 #include <string_view>
 #include <utility>
 
@@ -45,12 +46,18 @@ surrogate_result<T> surrogate_loss(const S& s, estimator kind, const G& goodness
                                    const policy_gradient_options& pg, const options& opt) {
   estimate_result<T> e = estimate<T>("surrogate_loss", s, kind, goodness, log_partition, pg, opt, true);
   const double prompts = static_cast<double>(ops<T>::rows(s.log_policy));
+  // The mean over the groups used (all of them unless a selection skipped some: rollouts.hpp).
+  const double used = std::max(e.used_groups, 1.0);
   // value + sum_i (-w_i)(lp_i - detach(lp_i)): the same value, gradient -w (autograd backends).
-  const tensor_t<T> zero_with_gradient = ops<T>::row_sum(
-      ops<T>::mul(ops<T>::affine(e.coefficients, -1.0, 0.0), ops<T>::sub(s.log_policy, detach<T>(s.log_policy))));
+  // A dropped sample's w is 0 (its log_policy may be NaN: zero_unless keeps it out).
+  tensor_t<T> kept_log_policy;
+  if (given<T>(s.mask)) kept_log_policy = zero_unless<T>(detach<T>(s.mask), s.log_policy);
+  const tensor_t<T>& lp = given<T>(s.mask) ? kept_log_policy : s.log_policy;
+  const tensor_t<T> zero_with_gradient =
+      ops<T>::row_sum(ops<T>::mul(ops<T>::affine(e.coefficients, -1.0, 0.0), ops<T>::sub(lp, detach<T>(lp))));
   const tensor_t<T> per_prompt = ops<T>::add(e.per_prompt, zero_with_gradient);
-  tensor_t<T> grad = ops<T>::affine(e.coefficients, -1.0 / prompts, 0.0);
-  return {.loss = ops<T>::mean(per_prompt),
+  tensor_t<T> grad = ops<T>::affine(e.coefficients, -1.0 / used, 0.0);
+  return {.loss = ops<T>::mean(ops<T>::affine(per_prompt, prompts / used, 0.0)),
           .per_prompt = ops<T>::to_vector(per_prompt),
           .coefficients = std::move(e.coefficients),
           .grad_log_policy = std::move(grad)};

@@ -87,14 +87,19 @@ struct composed_parts {
 /// the caller did (values_checked) and the weights' overflow.
 template <class T, class S, class G>
 composed_parts<T> composed_group_loss(std::string_view where, const S& s, const G& goodness, const options& opt,
-                                      double gradient_scale, bool values_checked = false) {
+                                      double gradient_scale, bool values_checked = false,
+                                      const tensor_t<T>* log_factor = nullptr) {
   if (opt.validate && !values_checked) check_sample_values<T>(where, s, 0);
-  const tensor_t<T> log_alpha =
+  tensor_t<T> log_alpha =
       log_importance_weights<T>(where, s.log_prior, s.log_proposal, s.reward, goodness, opt.validate);
+  tensor_t<T> log_beta = log_baseline_importance<T>(where, s.log_policy, s.log_proposal, opt.validate);
+  if (log_factor != nullptr) {  // the sampler correction and dropped samples (rollouts.hpp), after the checks
+    log_alpha = ops<T>::add(log_alpha, *log_factor);
+    log_beta = ops<T>::add(log_beta, *log_factor);
+  }
   // alpha-bar (eqs. 6, 21) and beta-bar (eq. 11), each in both domains.
   row_softmax_result<T> target = normalize_target<T>(log_alpha, opt.target);
-  const row_softmax_result<T> baseline =
-      row_softmax<T>(log_baseline_importance<T>(where, s.log_policy, s.log_proposal, opt.validate));
+  const row_softmax_result<T> baseline = row_softmax<T>(log_beta);
   tensor_t<T> baseline_weights = detach<T>(baseline.p);
   // eq. 12 with alpha-bar the target actually used (one-hot under target_rule::argmax), and eq. 14.
   tensor_t<T> grad = formula::loss_gradient(value_of<T>(target.p), value_of<T>(baseline_weights), gradient_scale).t;

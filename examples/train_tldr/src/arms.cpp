@@ -282,7 +282,8 @@ brain::samples<torch::Tensor> group_samples(const minibatch& batch, const torch:
   return {.log_policy = log_policy.to(torch::kFloat32).view(shape),
           .log_proposal = pick(buffer.log_proposal).view(shape),
           .log_prior = pick(buffer.log_prior).view(shape),
-          .reward = pick(buffer.reward).view(shape)};
+          .reward = pick(buffer.reward).view(shape),
+          .log_sampler = buffer.log_sampler.defined() ? pick(buffer.log_sampler).view(shape) : torch::Tensor()};
 }
 
 step_report minibatch_loss(const arm& a, const minibatch& batch, const torch::Tensor& log_policy,

@@ -67,6 +67,9 @@ struct refresh_buffer {
   std::vector<std::size_t> prompt_of;             ///< [units * width]: index of each cell's prompt in the train split
   std::vector<tokens> responses;                  ///< [units * width]
   torch::Tensor log_proposal, log_prior, reward;  ///< [units, width] float
+  /// [units, width] float: the decoder's own log q of each sample (undefined for labelled pairs);
+  /// log_proposal is the trainer's recomputation.
+  torch::Tensor log_sampler;
 };
 
 /// The preference pairs of each unit (row) of a refresh, chosen first.

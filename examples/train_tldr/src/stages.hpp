@@ -68,6 +68,10 @@ struct validation_point {
   double kl = 0;                    ///< KL(policy ‖ SFT) estimated from samples at temperature 1
   double loss = 0, target_ess = 0;  ///< means over the refresh's steps (0 before training)
   std::int64_t skipped_steps = 0;   ///< minibatches without any pair (RSO)
+  /// The refresh's sampler mismatch (rollout_report): mean |log q - log mu| of the decoder's log-probs
+  /// against the recomputed ones, and the share the default correction masked; -1: not sampled. Logged,
+  /// not saved in history.json.
+  double sampler_abs_log_ratio = -1, sampler_masked = 0;
 };
 
 /// Algorithm 1 for one run: runs/<run.name()>/{best.pt, history.json, checkpoints/refresh-R.pt},

@@ -175,6 +175,11 @@ struct backend_traits<X> {
   static tensor is_positive(const A& a) {
     return make((a.array() > value_type(0)).template cast<value_type>());
   }
+  /// Optional: x where keep > 0, else 0 (NaN too).
+  template <class K, class V>
+  static tensor zero_unless(const K& keep, const V& x) {
+    return make((keep.array() > value_type(0)).select(x.array(), value_type(0)));
+  }
 
   // Optional: the whole loss in three passes over each group in cache (kernels::cpu_group_loss),
   // in SIMD packs along a group's row (row-major) or across a tile of groups (column-major).

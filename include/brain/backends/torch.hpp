@@ -163,8 +163,8 @@ struct backend_traits<at::Tensor> {
   static at::Tensor in(const at::Tensor& a) { return a.scalar_type() == compute_type(a) ? a : a.to(compute_type(a)); }
 
   static index dims(const at::Tensor& a) { return a.dim(); }
-  static index rows(const at::Tensor& a) { return a.dim() > 0 ? a.size(0) : 0; }
-  static index cols(const at::Tensor& a) { return a.dim() > 1 ? a.size(1) : 0; }
+  static index rows(const at::Tensor& a) { return a.defined() && a.dim() > 0 ? a.size(0) : 0; }
+  static index cols(const at::Tensor& a) { return a.defined() && a.dim() > 1 ? a.size(1) : 0; }
   static at::Tensor full(const at::Tensor& like, index rows, index cols, double value) {
     return at::full({rows, cols}, value, like.options().dtype(compute_type(like)));
   }
@@ -203,6 +203,11 @@ struct backend_traits<at::Tensor> {
   static at::Tensor log_sigmoid(const at::Tensor& a) { return at::log_sigmoid(in(a)); }
   static at::Tensor div_per_row(const at::Tensor& a, const at::Tensor& v) { return in(a) / in(v); }
   static at::Tensor is_positive(const at::Tensor& a) { return (in(a).detach() > 0).to(compute_type(a)); }
+  /// x where keep > 0, else 0 (NaN too); gradients reach x at kept positions only.
+  static at::Tensor zero_unless(const at::Tensor& keep, const at::Tensor& x) {
+    const at::Tensor v = in(x);
+    return at::where(in(keep).detach() > 0, v, at::zeros_like(v));
+  }
   /// Optional: the fused loss as one autograd node: on CPU tensors kernels::cpu_group_loss
   /// (detail::fused_group_loss_function); on other devices the implementation registered for
   /// them (brain::cuda's kernel for CUDA tensors, below), for the goodness models of

@@ -82,6 +82,7 @@ struct backend_traits<xt::xtensor<S, 2>> {
   // Optional operations.
   static tensor div_per_row(const tensor& a, const tensor& v) { return a / v; }
   static tensor is_positive(const tensor& a) { return xt::where(a > S(0), S(1), S(0)); }
+  static tensor zero_unless(const tensor& keep, const tensor& x) { return xt::where(keep > S(0), x, S(0)); }
   static bool all_valid(const tensor& a, bool allow_negative_infinity) {
     if (!allow_negative_infinity) return xt::all(xt::isfinite(a));
     return !xt::any(xt::isnan(a) || xt::equal(a, std::numeric_limits<S>::infinity()));

@@ -186,22 +186,28 @@ refresh_buffer draw(run_state& st, const std::vector<preference_record>& labelle
   Gpt& q = from_prior ? st.prior : st.proposal;
   std::vector<tokens> row_prompts;
   for (std::size_t i = 0; i < prompts.size() * std::size_t(n); ++i) row_prompts.push_back(prompts[i / std::size_t(n)]);
-  torch::Tensor reward = torch::zeros({0}, torch::kFloat), log_proposal = reward, log_prior = reward;
+  torch::Tensor reward = torch::zeros({0}, torch::kFloat), log_proposal = reward, log_prior = reward,
+                log_sampler = reward;
   std::vector<tokens> responses;
   if (!prompts.empty()) {
     auto drawn =
         sample(q, prompts, st.ctx.decoding(n, 1.0), derive_seed(st.run.seed, purpose::align_sampling, refresh), keys);
     responses = std::move(drawn.responses);
-    // Algorithm 1 records r(x, y), log p(y|x) and log q(y|x) with each group.
+    // Algorithm 1 records r(x, y), log p(y|x) and log q(y|x) with each group. log q is the
+    // trainer's teacher-forced recomputation, as log q_theta is; the decoder's own log-probs (its
+    // KV cache, one token at a time) play an inference engine's part: the sampler's log mu, which
+    // brain's sampler correction and rollout_report read (docs/math.md §7.1).
     reward = st.rm->score(row_prompts, responses, tokenizer::pad_id);
-    log_proposal = drawn.log_proposal;
-    log_prior = from_prior ? drawn.log_model : sequence_log_prob(st.prior, row_prompts, responses, tokenizer::pad_id);
+    log_sampler = drawn.log_proposal;
+    log_proposal = sequence_log_prob(q, row_prompts, responses, tokenizer::pad_id);
+    log_prior = from_prior ? log_proposal : sequence_log_prob(st.prior, row_prompts, responses, tokenizer::pad_id);
   }
   for (std::int64_t i = 0; i < m * n; ++i) b.prompt_of.push_back(order[std::size_t(i / n)]);
   b.responses = gather_shares(responses);
   b.reward = gather_floats(reward).view({m, n});
   b.log_proposal = gather_floats(log_proposal).view({m, n});
   b.log_prior = gather_floats(log_prior).view({m, n});
+  b.log_sampler = gather_floats(log_sampler).view({m, n});
   return b;
 }
 
@@ -344,11 +350,21 @@ validation_point train_refresh(run_state& st, torch::optim::AdamW& opt, const st
   const auto& a = st.ctx.settings().align;
   const auto& run = st.run;
   const refresh_buffer buffer = draw(st, labelled, at.refresh);
+  validation_point v;
+  if (buffer.log_sampler.defined()) {  // the sampler's mismatch with the trainer, as a trainer logs it
+    const auto report = brain::rollout_report(brain::samples<torch::Tensor>{.log_policy = buffer.log_proposal,
+                                                                            .log_proposal = buffer.log_proposal,
+                                                                            .log_prior = buffer.log_prior,
+                                                                            .reward = buffer.reward,
+                                                                            .log_sampler = buffer.log_sampler},
+                                              brain::estimator::brain);
+    v.sampler_abs_log_ratio = report.mean_abs_log_ratio;
+    v.sampler_masked = report.share_masked;
+  }
   const auto pairs =
       pair_units(st.which, buffer.reward, run.settings.beta, derive_seed(run.seed, purpose::align_pairing, at.refresh));
   const auto m = a.prompts, G = a.groups_per_step;
   const auto K = a.epochs * m / G;
-  validation_point v;
   std::int64_t trained = 0;
   for (std::int64_t k = 0; k < K; ++k) {
     const auto epoch = k * G / m, within = (k * G) % m;
@@ -412,6 +428,9 @@ void align(const run_context& ctx, const run_spec& run) {
     auto status =
         fmt::format("loss {:.4f}  RM {:.3f}  KL {:.2f}", v.loss, at.history.back().rm_mean, at.history.back().kl);
     if (v.target_ess > 0) status += fmt::format("  ESS {:.1f}", v.target_ess);  // distillation arms
+    if (v.sampler_abs_log_ratio >= 0)  // sampled arms: the decoder's log q against the recomputed one
+      status +=
+          fmt::format("  sampler |Δlog q| {:.1e} ({:.0f}% masked)", v.sampler_abs_log_ratio, 100 * v.sampler_masked);
     bar.advance(1, status);
     ctx.log().info("{}: refresh {}: {}", run.name(), at.refresh + 1, status);
   }
