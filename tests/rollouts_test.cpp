@@ -153,6 +153,13 @@ TYPED_TEST(RolloutsTest, GroupsWithTooFewSamplesAreSkippedAndCounted) {
   EXPECT_LT(relative_diff(grad.topRows(1), io<T>::to_host(row0.grad_log_policy) / 2.0), 1e-12);
   EXPECT_EQ(grad.bottomRows(2).cwiseAbs().maxCoeff(), 0.0);
   EXPECT_FALSE(std::isnan(io<T>::to_double(masked.loss)));
+  // ppo_clip whitens over the batch: one kept sample in the whole batch skips every group (its
+  // variance would divide by 0).
+  host one = host::Zero(3, 3);
+  one(0, 1) = 1.0;
+  const brain::samples<T> single = with_members<T>(h, &one, nullptr);
+  EXPECT_EQ(coefficients<T>(single, estimator::ppo_clip).cwiseAbs().maxCoeff(), 0.0);
+  EXPECT_EQ(brain::rollout_report(single, estimator::ppo_clip).skipped_groups, 3);
 }
 
 TYPED_TEST(RolloutsTest, UninformativeGroupsAreKeptOrDropped) {

@@ -194,7 +194,7 @@ estimate_result<T> rloo_estimate(const tensor_t<T>& log_g, const tensor_t<T>& rh
     const tensor_t<T> centred = ops<T>::sub_per_row(L, ops<T>::affine(ops<T>::row_sum(L), 1.0 / nd, 0.0));
     advantage = ops<T>::affine(centred, nd / (nd - 1.0), 0.0);
   } else {
-    const tensor_t<T> mean = div_per_row<T>(ops<T>::row_sum(ops<T>::mul(L, sel->keep)), sel->count);
+    const tensor_t<T> mean = kept_row_mean<T>(L, sel->keep, sel->count);
     const tensor_t<T> k_over_k_minus_1 = div_per_row<T>(sel->count, ops<T>::affine(sel->count, 1.0, -1.0));
     advantage = mul_per_row<T>(ops<T>::sub_per_row(L, mean), k_over_k_minus_1);
   }
@@ -216,17 +216,16 @@ batch_moments moments(const tensor_t<T>& x, const tensor_t<T>* member, double co
   return {mean, scalar_of<T>(total<T>(member ? ops<T>::mul(squares, *member) : squares)) / (count - 1.0)};
 }
 
-/// The samples of used groups that are kept, [P, n] (0/1), and their number.
+/// The moments of x over the batch: all samples, or with a selection the kept samples of used groups.
 template <class T>
-struct batch_members {
-  tensor_t<T> member;
-  double count;
-};
-template <class T>
-batch_members<T> members(const selection<T>& sel) {
-  tensor_t<T> m = mul_per_row<T>(sel.keep, sel.used);
-  const double count = scalar_of<T>(total<T>(m));
-  return {std::move(m), count};
+batch_moments batch_moments_of(const tensor_t<T>& x, index prompts, double nd, const selection<T>* sel) {
+  if (sel == nullptr) return moments<T>(x, nullptr, nd * static_cast<double>(prompts));
+  const tensor_t<T> member = mul_per_row<T>(sel->keep, sel->used);
+  const double count = scalar_of<T>(total<T>(member));
+  // Every group skipped (fewer than two kept samples in the batch): the results are multiplied by
+  // used = 0, so any finite moments do; the skipped rows' keep (all 1) gives them.
+  if (count < 2.0) return moments<T>(x, &sel->keep, scalar_of<T>(total<T>(sel->keep)));
+  return moments<T>(x, &member, count);
 }
 
 /// grpo's advantages: log g centred within each group (over kept samples), scaled as TRL's
@@ -236,17 +235,10 @@ tensor_t<T> grpo_advantages(const tensor_t<T>& log_g, advantage_scaling scaling,
                             const selection<T>* sel) {
   if (scaling == advantage_scaling::group)
     return sel ? standardise_kept_rows<T>(log_g, sel->keep, sel->count, 1e-4) : standardise_rows<T>(log_g, 1e-4);
-  const tensor_t<T> centred =
-      sel ? ops<T>::sub_per_row(log_g, div_per_row<T>(ops<T>::row_sum(ops<T>::mul(log_g, sel->keep)), sel->count))
-          : ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
+  const tensor_t<T> centred = sel ? ops<T>::sub_per_row(log_g, kept_row_mean<T>(log_g, sel->keep, sel->count))
+                                  : ops<T>::sub_per_row(log_g, ops<T>::affine(ops<T>::row_sum(log_g), 1.0 / nd, 0.0));
   if (scaling == advantage_scaling::batch) {
-    batch_moments m{};
-    if (sel == nullptr) {
-      m = moments<T>(log_g, nullptr, nd * static_cast<double>(prompts));
-    } else {
-      const batch_members<T> b = members<T>(*sel);
-      m = moments<T>(log_g, &b.member, b.count);
-    }
+    const batch_moments m = batch_moments_of<T>(log_g, prompts, nd, sel);
     return ops<T>::affine(centred, 1.0 / (std::sqrt(m.variance) + 1e-4), 0.0);
   }
   return centred;
@@ -257,13 +249,7 @@ template <class T>
 tensor_t<T> ppo_advantages(const tensor_t<T>& log_g, const tensor_t<T>& lq, const tensor_t<T>& l0, index prompts,
                            double nd, const selection<T>* sel) {
   const tensor_t<T> reward = ops<T>::sub(ops<T>::add(log_g, l0), lq);
-  batch_moments m{};
-  if (sel == nullptr) {
-    m = moments<T>(reward, nullptr, nd * static_cast<double>(prompts));
-  } else {
-    const batch_members<T> b = members<T>(*sel);
-    m = moments<T>(reward, &b.member, b.count);
-  }
+  const batch_moments m = batch_moments_of<T>(reward, prompts, nd, sel);
   return ops<T>::affine(ops<T>::affine(reward, 1.0, -m.mean), 1.0 / std::sqrt(m.variance + 1e-8), 0.0);
 }
 
@@ -489,7 +475,8 @@ rollout_diagnostics rollout_report(const samples<T>& input, estimator kind, cons
   // Selected as the estimators select (with uninformative groups counted even when kept).
   options counting = opt;
   counting.uninformative = uninformative_groups::drop;
-  const detail::selection<T> sel = detail::select_samples<T>(where, s, detail::needs_of(kind), counting);
+  const detail::selection<T> sel =
+      detail::select_samples<T>(where, s, detail::needs_of(kind), counting, /*count_groups=*/true);
   d.skipped_groups = static_cast<index>(std::lround(sel.too_few));
   d.uninformative_groups = static_cast<index>(std::lround(sel.uninformative));
   d.used_groups = opt.uninformative == uninformative_groups::drop ? static_cast<index>(std::lround(sel.used_groups))

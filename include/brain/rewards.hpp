@@ -68,12 +68,18 @@ tensor_t<T> standardise_rows(const tensor_t<T>& a, double epsilon) {
   return div_per_row<T>(centred, standard_deviation_plus<T>(variance, epsilon));
 }
 
+/// The mean of each row's kept values (keep = 1; count of them per row), [rows, 1].
+template <class T>
+tensor_t<T> kept_row_mean(const tensor_t<T>& a, const tensor_t<T>& keep, const tensor_t<T>& count) {
+  return div_per_row<T>(ops<T>::row_sum(ops<T>::mul(a, keep)), count);
+}
+
 /// The same over the samples with keep = 1 of each row (count of them per row, each >= 2): the
 /// mean and the unbiased variance of the kept values; dropped positions get finite values.
 template <class T>
 tensor_t<T> standardise_kept_rows(const tensor_t<T>& a, const tensor_t<T>& keep, const tensor_t<T>& count,
                                   double epsilon) {
-  const tensor_t<T> centred = ops<T>::sub_per_row(a, div_per_row<T>(ops<T>::row_sum(ops<T>::mul(a, keep)), count));
+  const tensor_t<T> centred = ops<T>::sub_per_row(a, kept_row_mean<T>(a, keep, count));
   const tensor_t<T> variance = div_per_row<T>(ops<T>::row_sum(ops<T>::mul(keep, ops<T>::mul(centred, centred))),
                                               ops<T>::affine(count, 1.0, -1.0));
   return div_per_row<T>(centred, standard_deviation_plus<T>(variance, epsilon));

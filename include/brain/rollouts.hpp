@@ -152,7 +152,8 @@ tensor_t<T> uninformative_rows(const tensor_t<T>& reward, const tensor_t<T>& kee
 /// copies, nothing computed) when neither a mask nor log_sampler is given and uninformative
 /// groups are kept.
 template <class T, class S>
-selection<T> select_samples(std::string_view where, const S& s, group_needs needs, const options& opt) {
+selection<T> select_samples(std::string_view where, const S& s, group_needs needs, const options& opt,
+                            bool count_groups = false) {
   selection<T> out;
   const bool masked = given<T>(s.mask), sampled = given<T>(s.log_sampler);
   out.active = masked || sampled || opt.uninformative == uninformative_groups::drop;
@@ -178,10 +179,13 @@ selection<T> select_samples(std::string_view where, const S& s, group_needs need
               : keep0;
   const tensor_t<T> counted = needs.positive_factor ? is_positive<T>(factor0) : keep0;
   tensor_t<T> used = at_least<T>(ops<T>::row_sum(counted), static_cast<double>(needs.min_kept));
-  out.too_few = static_cast<double>(rows) - ops<T>::value_at(total<T>(used), 0, 0);
-  const tensor_t<T> flat = uninformative_rows<T>(detach<T>(out.filled.reward), keep0);
-  out.uninformative = ops<T>::value_at(total<T>(flat), 0, 0);
-  if (opt.uninformative == uninformative_groups::drop) used = ops<T>::mul(used, ops<T>::affine(flat, -1.0, 1.0));
+  // The counts are host reads (a device sync on the GPU): made for rollout_report only.
+  if (count_groups) out.too_few = static_cast<double>(rows) - ops<T>::value_at(total<T>(used), 0, 0);
+  if (count_groups || opt.uninformative == uninformative_groups::drop) {
+    const tensor_t<T> flat = uninformative_rows<T>(detach<T>(out.filled.reward), keep0);
+    if (count_groups) out.uninformative = ops<T>::value_at(total<T>(flat), 0, 0);
+    if (opt.uninformative == uninformative_groups::drop) used = ops<T>::mul(used, ops<T>::affine(flat, -1.0, 1.0));
+  }
   if (needs.min_batch > 1 &&
       ops<T>::value_at(total<T>(mul_per_row<T>(keep0, used)), 0, 0) < static_cast<double>(needs.min_batch)) {
     used = ops<T>::full(used, rows, 1, 0.0);
@@ -206,9 +210,9 @@ void measure_mismatch(rollout_diagnostics& d, const S& s, const options& opt) {
   d.masked_samples = static_cast<index>(std::lround(static_cast<double>(rows * cols) - kept));
   if (!given<T>(s.log_sampler) || kept == 0.0) return;
   const auto fill = [&](const tensor_t<T>& x) { return given<T>(s.mask) ? zero_unless<T>(keep, x) : x; };
-  const tensor_t<T> diff = ops<T>::sub(fill(detach<T>(s.log_proposal)), fill(detach<T>(s.log_sampler)));
-  const sampler_factor<T> c =
-      sampler_correction_factor<T>(fill(detach<T>(s.log_proposal)), fill(detach<T>(s.log_sampler)), opt.sampler);
+  const tensor_t<T> log_proposal = fill(detach<T>(s.log_proposal)), log_sampler = fill(detach<T>(s.log_sampler));
+  const tensor_t<T> diff = ops<T>::sub(log_proposal, log_sampler);
+  const sampler_factor<T> c = sampler_correction_factor<T>(log_proposal, log_sampler, opt.sampler);
   const tensor_t<T> log_keep = ops<T>::log(keep);
   const auto mean = [&](const tensor_t<T>& x) { return ops<T>::value_at(total<T>(ops<T>::mul(x, keep)), 0, 0) / kept; };
   const auto largest = [&](const tensor_t<T>& x) {  // over kept samples
